@@ -1,0 +1,5 @@
+//! The `karmem-bridge` command line tool.
+
+fn main() {
+    println!("karmem-bridge: no subcommands yet");
+}

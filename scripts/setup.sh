@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what the project's tests need on a fresh machine. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# wasm targets are needed only to rebuild fixtures; tests use the committed .wasm files.
+if [ "${KARMEM_INSTALL_TARGETS:-0}" = 1 ]; then
+    rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown
+fi
