@@ -1,5 +1,46 @@
 //! The `karmem-bridge` command line tool.
+//!
+//! Owns: argument parsing and the exit-code contract — `0` on success, `1` when a
+//! command fails (printed as `error: ...` plus its `Caused by:` chain), `2` for
+//! usage errors (clap's default).
+//!
+//! Each subcommand lives in `commands/<name>.rs` as a clap `Opts` struct and a
+//! `run(opts) -> anyhow::Result<()>`. To add one: write that file, declare it in
+//! `commands/mod.rs`, and add one variant to [`Command`] plus its match arm below.
 
-fn main() {
-    println!("karmem-bridge: no subcommands yet");
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Bridges WebAssembly components and Karmem.
+#[derive(Debug, Parser)]
+#[command(name = "karmem-bridge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and resolve a KarmemIDL file, reporting every error.
+    Check(commands::check::Opts),
+    /// Print a KarmemIDL file in canonical form.
+    Fmt(commands::fmt::Opts),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(opts) => commands::check::run(opts),
+        Command::Fmt(opts) => commands::fmt::run(opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", commands::render_error(&error));
+            ExitCode::FAILURE
+        }
+    }
 }

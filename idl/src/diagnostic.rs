@@ -1,0 +1,104 @@
+//! Rendering errors as source snippets with a caret, rustc style:
+//!
+//! ```text
+//! error: unknown type `pont`
+//!  --> shapes.km:3:9
+//!   |
+//! 3 |     at: pont;
+//!   |         ^^^^
+//! ```
+//!
+//! Owns: line/column computation and the snippet layout. The errors themselves
+//! are `error`'s.
+
+use std::fmt::{self, Write as _};
+
+use crate::ast::Span;
+use crate::error::Error;
+
+/// Errors rendered against their source. `Display` prints the first headline
+/// without the `error: ` prefix (the CLI adds it) and every later one with it,
+/// so `error: {diagnostics}` reads uniformly.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    errors: Vec<Error>,
+    rendered: String,
+}
+
+impl Diagnostics {
+    pub fn new(errors: Vec<Error>, path: &str, source: &str) -> Diagnostics {
+        let mut rendered = String::new();
+        for (i, error) in errors.iter().enumerate() {
+            if i > 0 {
+                rendered.push_str("\n\nerror: ");
+            }
+            render_one(&mut rendered, error, path, source);
+        }
+        Diagnostics { errors, rendered }
+    }
+
+    pub fn errors(&self) -> &[Error] {
+        &self.errors
+    }
+
+    /// The full text as the CLI prints it, `error: ` prefix included.
+    pub fn to_report(&self) -> String {
+        format!("error: {}", self.rendered)
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rendered)
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(source: &str, offset: u32) -> (usize, usize) {
+    let offset = clamp_to_char_boundary(source, offset as usize);
+    let before = source.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+fn clamp_to_char_boundary(source: &str, offset: usize) -> usize {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+fn render_one(out: &mut String, error: &Error, path: &str, source: &str) {
+    let _ = write!(out, "{}", error.kind);
+    snippet(out, "-->", error.span, path, source, None);
+    if let Some((span, note)) = &error.note {
+        snippet(out, ":::", *span, path, source, Some(note));
+    }
+}
+
+fn snippet(out: &mut String, arrow: &str, span: Span, path: &str, source: &str, label: Option<&str>) {
+    let start = clamp_to_char_boundary(source, span.start as usize);
+    let (line, col) = line_col(source, start as u32);
+    let line_start = source.get(..start).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+    let line_end = source.get(start..).and_then(|s| s.find('\n')).map_or(source.len(), |i| start + i);
+    let text = source.get(line_start..line_end).unwrap_or("").trim_end_matches('\r');
+    // The caret covers the span, but no further than the end of its first line.
+    let end = clamp_to_char_boundary(source, (span.end as usize).max(start)).min(line_end);
+    let width = source.get(start..end).map_or(0, |s| s.chars().count()).max(1);
+    let gutter = line.to_string().len();
+    let pad = " ".repeat(gutter);
+    let _ = write!(out, "\n{pad}{arrow} {path}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | ");
+    // Tabs before the caret keep their width so the caret lines up.
+    for c in text.chars().take(col - 1) {
+        out.push(if c == '\t' { '\t' } else { ' ' });
+    }
+    out.push_str(&"^".repeat(width));
+    if let Some(label) = label {
+        let _ = write!(out, " {label}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Structured errors of the lexer, parser and resolver, each with a byte span.
+//!
+//! Owns: the error kinds and their messages. Rendering them as source snippets
+//! is `diagnostic`'s job.
+
+use std::fmt;
+
+use crate::ast::Span;
+
+/// One problem in a `.km` file: what went wrong and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// Where the caret goes.
+    pub span: Span,
+    /// A secondary location, e.g. the first definition of a duplicate name.
+    pub note: Option<(Span, String)>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, span: Span) -> Error {
+        Error { kind, span, note: None }
+    }
+
+    pub fn with_note(mut self, span: Span, note: impl Into<String>) -> Error {
+        self.note = Some((span, note.into()));
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What went wrong. The `Display` text is the diagnostic's headline.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    // --- lexer ---
+    UnexpectedChar(char),
+    UnterminatedString,
+    UnterminatedChar,
+    BadEscape(String),
+    BadNumber(String),
+    // --- parser ---
+    /// `expected` describes what the grammar allows here; `found` the token met.
+    Expected { expected: String, found: String },
+    // --- resolver ---
+    UnknownType(String),
+    /// `what` is "item", "field", "case", "flag" or "member".
+    Duplicate { what: &'static str, name: String },
+    DuplicateTag { tag: u64, first: String },
+    DuplicateValue { value: u64, first: String },
+    ReservedTag { case: String },
+    TagOutOfRange { tag: u64, width: &'static str, max: u64 },
+    ImplicitValueOverflow { case: String, width: &'static str },
+    RecursiveInline { path: Vec<String> },
+    UnknownMemory(String),
+    /// `#attr` on a type that does not accept it; `reason` says what would.
+    BadAttr { attr: &'static str, reason: String },
+    ConflictingAttrs { first: &'static str, second: &'static str },
+    BadDefault { reason: String },
+    NotAResource(String),
+    NotAType { name: String, what: &'static str },
+    ZeroLengthArray,
+    EmptyItem { what: &'static str, name: String },
+    ZeroPages(String),
+    DuplicatePackage,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::UnexpectedChar(c) => write!(f, "unexpected character `{}`", c.escape_debug()),
+            ErrorKind::UnterminatedString => write!(f, "unterminated string literal"),
+            ErrorKind::UnterminatedChar => write!(f, "unterminated character literal"),
+            ErrorKind::BadEscape(s) => write!(f, "invalid escape `{s}`"),
+            ErrorKind::BadNumber(s) => write!(f, "invalid number `{s}`"),
+            ErrorKind::Expected { expected, found } => write!(f, "expected {expected}, found {found}"),
+            ErrorKind::UnknownType(name) => write!(f, "unknown type `{name}`"),
+            ErrorKind::Duplicate { what, name } => write!(f, "duplicate {what} `{name}`"),
+            ErrorKind::DuplicateTag { tag, first } => {
+                write!(f, "tag {tag} is already used by case `{first}`")
+            }
+            ErrorKind::DuplicateValue { value, first } => {
+                write!(f, "value {value} is already used by case `{first}`")
+            }
+            ErrorKind::ReservedTag { case } => {
+                write!(f, "case `{case}` uses tag 0, which is reserved for \"no value\"")
+            }
+            ErrorKind::TagOutOfRange { tag, width, max } => {
+                write!(f, "{tag} does not fit in `{width}` (at most {max})")
+            }
+            ErrorKind::ImplicitValueOverflow { case, width } => {
+                write!(f, "the implicit value of `{case}` does not fit in `{width}`")
+            }
+            ErrorKind::RecursiveInline { path } => {
+                write!(f, "inline type `{}` contains itself", path.first().map_or("", String::as_str))?;
+                write!(f, " (through `{}`)", path.join("` -> `"))
+            }
+            ErrorKind::UnknownMemory(name) => {
+                write!(f, "no memory `{name}` is declared in this interface")
+            }
+            ErrorKind::BadAttr { attr, reason } => write!(f, "`#{attr}` {reason}"),
+            ErrorKind::ConflictingAttrs { first, second } => {
+                write!(f, "`#{second}` conflicts with `#{first}`")
+            }
+            ErrorKind::BadDefault { reason } => write!(f, "invalid default: {reason}"),
+            ErrorKind::NotAResource(name) => write!(f, "`{name}` is not a resource"),
+            ErrorKind::NotAType { name, what } => {
+                write!(f, "`{name}` is {what}, not a type")
+            }
+            ErrorKind::ZeroLengthArray => write!(f, "a fixed array needs at least one element"),
+            ErrorKind::EmptyItem { what, name } => write!(f, "{what} `{name}` has no cases"),
+            ErrorKind::ZeroPages(name) => write!(f, "memory `{name}` has zero pages"),
+            ErrorKind::DuplicatePackage => write!(f, "a file has at most one `package` header"),
+        }
+    }
+}
