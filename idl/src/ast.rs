@@ -493,3 +493,144 @@ pub struct Attr {
     pub kind: AttrKind,
     pub span: Span,
 }
+
+impl UnionDef {
+    /// The tag of every case in order: explicit tags as written, implicit ones
+    /// one more than the previous case's (the first implicit tag is 1).
+    /// Saturates at `u64::MAX`; the resolver rejects tags that do not fit.
+    pub fn effective_tags(&self) -> Vec<u64> {
+        let mut next = 1u64;
+        self.cases
+            .iter()
+            .map(|c| {
+                let tag = c.tag.unwrap_or(next);
+                next = tag.saturating_add(1);
+                tag
+            })
+            .collect()
+    }
+}
+
+impl EnumDef {
+    /// The value of every case in order: explicit values as written, implicit
+    /// ones one more than the previous case's (the first implicit value is 0).
+    /// Saturates at `u64::MAX`; the resolver rejects values that do not fit.
+    pub fn effective_values(&self) -> Vec<u64> {
+        let mut next = Some(0u64);
+        self.cases
+            .iter()
+            .map(|c| {
+                let value = c.value.or(next).unwrap_or(u64::MAX);
+                next = value.checked_add(1);
+                value
+            })
+            .collect()
+    }
+}
+
+impl File {
+    /// A copy with every span set to [`Span::DUMMY`], for comparing trees
+    /// parsed from different text (or built by code).
+    pub fn without_spans(&self) -> File {
+        let mut file = self.clone();
+        file.clear_spans();
+        file
+    }
+
+    fn clear_spans(&mut self) {
+        if let Some(p) = &mut self.package {
+            p.span = Span::DUMMY;
+        }
+        for item in &mut self.items {
+            match item {
+                Item::Struct(s) => {
+                    s.span = Span::DUMMY;
+                    s.name.span = Span::DUMMY;
+                    for f in &mut s.fields {
+                        f.span = Span::DUMMY;
+                        f.name.span = Span::DUMMY;
+                        f.ty.clear_spans();
+                        if let Some(Literal::Name(id)) = &mut f.default {
+                            id.span = Span::DUMMY;
+                        }
+                    }
+                }
+                Item::Union(u) => {
+                    u.span = Span::DUMMY;
+                    u.name.span = Span::DUMMY;
+                    for c in &mut u.cases {
+                        c.span = Span::DUMMY;
+                        c.name.span = Span::DUMMY;
+                        if let Some(ty) = &mut c.ty {
+                            ty.clear_spans();
+                        }
+                    }
+                }
+                Item::Enum(e) => {
+                    e.span = Span::DUMMY;
+                    e.name.span = Span::DUMMY;
+                    for c in &mut e.cases {
+                        c.span = Span::DUMMY;
+                        c.name.span = Span::DUMMY;
+                    }
+                }
+                Item::Flags(f) => {
+                    f.span = Span::DUMMY;
+                    f.name.span = Span::DUMMY;
+                    for c in &mut f.flags {
+                        c.span = Span::DUMMY;
+                        c.name.span = Span::DUMMY;
+                    }
+                }
+                Item::Resource(r) => {
+                    r.span = Span::DUMMY;
+                    r.name.span = Span::DUMMY;
+                }
+                Item::Interface(i) => {
+                    i.span = Span::DUMMY;
+                    i.name.span = Span::DUMMY;
+                    for m in &mut i.members {
+                        match m {
+                            Member::Memory(m) => {
+                                m.span = Span::DUMMY;
+                                m.name.span = Span::DUMMY;
+                            }
+                            Member::Function(f) => {
+                                f.span = Span::DUMMY;
+                                f.name.span = Span::DUMMY;
+                                for p in f.params.iter_mut().chain(f.results.iter_mut()) {
+                                    p.span = Span::DUMMY;
+                                    p.ty.clear_spans();
+                                    for id in p.name.iter_mut().chain(p.memory.iter_mut()) {
+                                        id.span = Span::DUMMY;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl TypeRef {
+    fn clear_spans(&mut self) {
+        self.span = Span::DUMMY;
+        for attr in &mut self.attrs {
+            attr.span = Span::DUMMY;
+        }
+        match &mut self.kind {
+            TypeKind::Prim(_) => {}
+            TypeKind::Named(id) | TypeKind::Handle(_, id) => id.span = Span::DUMMY,
+            TypeKind::Array(elem) | TypeKind::FixedArray(elem, _) | TypeKind::Option(elem) => {
+                elem.clear_spans()
+            }
+            TypeKind::Result { ok, err } => {
+                for t in ok.iter_mut().chain(err.iter_mut()) {
+                    t.clear_spans();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The resolver: checks a parsed [`File`] and turns it into a [`Schema`].
+//!
+//! Owns every rule a well-formed schema obeys beyond the grammar: names refer
+//! to declared items, no name is declared twice in one scope, tags and values
+//! are unique and fit their width, inline types do not contain themselves,
+//! functions place data only in declared memories, attributes sit on types that
+//! accept them, and defaults fit their field. It reports every problem it finds,
+//! in source order, rather than stopping at the first.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ast::*;
+use crate::error::{Error, ErrorKind};
+use crate::printer::{int_width, tag_width, type_ref};
+use crate::schema::Schema;
+
+/// Most pages a memory region can span: a whole 32-bit linear memory.
+pub const MAX_MEMORY_PAGES: u32 = 65536;
+
+/// Checks `file`; on success every invariant listed in the module docs holds.
+pub fn resolve(file: File) -> Result<Schema, Vec<Error>> {
+    let errors = check(&file);
+    if errors.is_empty() { Ok(Schema::new_unchecked(file)) } else { Err(errors) }
+}
+
+/// Every problem in `file`, sorted by position.
+pub fn check(file: &File) -> Vec<Error> {
+    let mut resolver = Resolver { items: HashMap::new(), errors: Vec::new() };
+    resolver.index(file);
+    for item in &file.items {
+        resolver.item(item);
+    }
+    resolver.recursion(file);
+    let mut errors = resolver.errors;
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    errors
+}
+
+struct Resolver<'a> {
+    items: HashMap<&'a str, &'a Item>,
+    errors: Vec<Error>,
+}
+
+/// Reports names declared twice among `names`, pointing at the second.
+fn duplicates<'a>(what: &'static str, names: impl Iterator<Item = &'a Ident>, errors: &mut Vec<Error>) {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for name in names {
+        if let Some(&first) = seen.get(name.name.as_str()) {
+            errors.push(
+                Error::new(ErrorKind::Duplicate { what, name: name.name.clone() }, name.span)
+                    .with_note(first, "first declared here"),
+            );
+        } else {
+            seen.insert(&name.name, name.span);
+        }
+    }
+}
+
+fn kind_of(item: &Item) -> &'static str {
+    match item {
+        Item::Struct(_) => "a struct",
+        Item::Union(_) => "a union",
+        Item::Enum(_) => "an enum",
+        Item::Flags(_) => "a flags type",
+        Item::Resource(_) => "a resource",
+        Item::Interface(_) => "an interface",
+    }
+}
+
+impl<'a> Resolver<'a> {
+    fn error(&mut self, kind: ErrorKind, span: Span) {
+        self.errors.push(Error::new(kind, span));
+    }
+
+    fn index(&mut self, file: &'a File) {
+        duplicates("item", file.items.iter().map(Item::name), &mut self.errors);
+        for item in &file.items {
+            self.items.entry(item.name().name.as_str()).or_insert(item);
+        }
+    }
+
+    fn item(&mut self, item: &'a Item) {
+        match item {
+            Item::Struct(s) => {
+                duplicates("field", s.fields.iter().map(|f| &f.name), &mut self.errors);
+                for field in &s.fields {
+                    self.ty(&field.ty);
+                    if let Some(default) = &field.default {
+                        if s.evolution == Evolution::Inline {
+                            self.error(
+                                ErrorKind::BadDefault {
+                                    reason: format!(
+                                        "inline struct `{}` never evolves, so its fields take no defaults",
+                                        s.name.name
+                                    ),
+                                },
+                                field.span,
+                            );
+                        } else {
+                            self.default(default, &field.ty, field.span);
+                        }
+                    }
+                }
+            }
+            Item::Union(u) => self.union(u),
+            Item::Enum(e) => self.enumeration(e),
+            Item::Flags(f) => {
+                duplicates("flag", f.flags.iter().map(|c| &c.name), &mut self.errors);
+                if f.flags.is_empty() {
+                    self.error(ErrorKind::EmptyItem { what: "flags", name: f.name.name.clone() }, f.name.span);
+                }
+            }
+            Item::Resource(_) => {}
+            Item::Interface(i) => self.interface(i),
+        }
+    }
+
+    fn union(&mut self, u: &'a UnionDef) {
+        duplicates("case", u.cases.iter().map(|c| &c.name), &mut self.errors);
+        if u.cases.is_empty() {
+            self.error(ErrorKind::EmptyItem { what: "union", name: u.name.name.clone() }, u.name.span);
+        }
+        let mut seen: HashMap<u64, &str> = HashMap::new();
+        let mut next = Some(1u64);
+        for case in &u.cases {
+            if let Some(ty) = &case.ty {
+                self.ty(ty);
+            }
+            let Some(tag) = case.tag.or(next) else {
+                self.error(
+                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: tag_width(u.tag) },
+                    case.span,
+                );
+                continue;
+            };
+            next = tag.checked_add(1);
+            if tag == 0 {
+                self.error(ErrorKind::ReservedTag { case: case.name.name.clone() }, case.span);
+            } else if tag > u.tag.max() {
+                let kind = if case.tag.is_some() {
+                    ErrorKind::TagOutOfRange { tag, width: tag_width(u.tag), max: u.tag.max() }
+                } else {
+                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: tag_width(u.tag) }
+                };
+                self.error(kind, case.span);
+            } else if let Some(first) = seen.get(&tag) {
+                self.error(ErrorKind::DuplicateTag { tag, first: first.to_string() }, case.span);
+            } else {
+                seen.insert(tag, &case.name.name);
+            }
+        }
+    }
+
+    fn enumeration(&mut self, e: &'a EnumDef) {
+        duplicates("case", e.cases.iter().map(|c| &c.name), &mut self.errors);
+        if e.cases.is_empty() {
+            self.error(ErrorKind::EmptyItem { what: "enum", name: e.name.name.clone() }, e.name.span);
+        }
+        let mut seen: HashMap<u64, &str> = HashMap::new();
+        let mut next = Some(0u64);
+        for case in &e.cases {
+            let Some(value) = case.value.or(next) else {
+                self.error(
+                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: int_width(e.repr) },
+                    case.span,
+                );
+                continue;
+            };
+            next = value.checked_add(1);
+            if value > e.repr.max() {
+                let kind = if case.value.is_some() {
+                    ErrorKind::TagOutOfRange { tag: value, width: int_width(e.repr), max: e.repr.max() }
+                } else {
+                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: int_width(e.repr) }
+                };
+                self.error(kind, case.span);
+            } else if let Some(first) = seen.get(&value) {
+                self.error(ErrorKind::DuplicateValue { value, first: first.to_string() }, case.span);
+            } else {
+                seen.insert(value, &case.name.name);
+            }
+        }
+    }
+
+    fn interface(&mut self, i: &'a InterfaceDef) {
+        let names = i.members.iter().map(|m| match m {
+            Member::Memory(m) => &m.name,
+            Member::Function(f) => &f.name,
+        });
+        duplicates("member", names, &mut self.errors);
+        let memories: Vec<&str> = i.memories().map(|m| m.name.name.as_str()).collect();
+        for member in &i.members {
+            match member {
+                Member::Memory(m) => {
+                    if m.pages == 0 {
+                        self.error(ErrorKind::ZeroPages(m.name.name.clone()), m.span);
+                    } else if m.pages > MAX_MEMORY_PAGES {
+                        self.error(
+                            ErrorKind::TagOutOfRange {
+                                tag: u64::from(m.pages),
+                                width: "a 32-bit memory's pages",
+                                max: u64::from(MAX_MEMORY_PAGES),
+                            },
+                            m.span,
+                        );
+                    }
+                }
+                Member::Function(f) => {
+                    duplicates("parameter", f.params.iter().filter_map(|p| p.name.as_ref()), &mut self.errors);
+                    duplicates("result", f.results.iter().filter_map(|p| p.name.as_ref()), &mut self.errors);
+                    for p in f.params.iter().chain(&f.results) {
+                        self.ty(&p.ty);
+                        if let Some(memory) = &p.memory
+                            && !memories.contains(&memory.name.as_str())
+                        {
+                            self.error(ErrorKind::UnknownMemory(memory.name.clone()), memory.span);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<&'a Item> {
+        self.items.get(name).copied()
+    }
+
+    /// Checks names and attributes of `ty` and everything inside it.
+    fn ty(&mut self, ty: &TypeRef) {
+        match &ty.kind {
+            TypeKind::Prim(_) => {}
+            TypeKind::Named(id) => match self.lookup(&id.name) {
+                None => self.error(ErrorKind::UnknownType(id.name.clone()), id.span),
+                Some(item @ Item::Interface(_)) => self.error(
+                    ErrorKind::NotAType { name: id.name.clone(), what: kind_of(item) },
+                    id.span,
+                ),
+                Some(_) => {}
+            },
+            TypeKind::Handle(_, id) => match self.lookup(&id.name) {
+                None => self.error(ErrorKind::UnknownType(id.name.clone()), id.span),
+                Some(Item::Resource(_)) => {}
+                Some(_) => self.error(ErrorKind::NotAResource(id.name.clone()), id.span),
+            },
+            TypeKind::Array(elem) => self.ty(elem),
+            TypeKind::FixedArray(elem, len) => {
+                if *len == 0 {
+                    self.error(ErrorKind::ZeroLengthArray, ty.span);
+                }
+                self.ty(elem);
+            }
+            TypeKind::Option(inner) => self.ty(inner),
+            TypeKind::Result { ok, err } => {
+                for t in ok.iter().chain(err) {
+                    self.ty(t);
+                }
+            }
+        }
+        self.attrs(ty);
+    }
+
+    fn attrs(&mut self, ty: &TypeRef) {
+        let mut layout: Option<AttrKind> = None;
+        let mut string = false;
+        for attr in &ty.attrs {
+            let name = attr.kind.keyword();
+            let reason = match attr.kind {
+                AttrKind::String => {
+                    if string {
+                        Some("is given twice".to_string())
+                    } else {
+                        string = true;
+                        self.string_reason(ty)
+                    }
+                }
+                AttrKind::Soa | AttrKind::Aos | AttrKind::Bovoa | AttrKind::Bovos => {
+                    if let Some(first) = layout {
+                        self.error(
+                            ErrorKind::ConflictingAttrs { first: first.keyword(), second: name },
+                            attr.span,
+                        );
+                        continue;
+                    }
+                    layout = Some(attr.kind);
+                    self.layout_reason(ty, attr.kind)
+                }
+            };
+            if let Some(reason) = reason {
+                self.error(ErrorKind::BadAttr { attr: name, reason }, attr.span);
+            }
+        }
+    }
+
+    /// Why `#string` does not fit `ty`, or `None` when it does.
+    fn string_reason(&self, ty: &TypeRef) -> Option<String> {
+        if let TypeKind::Array(elem) = &ty.kind
+            && elem.attrs.is_empty()
+            && matches!(elem.kind, TypeKind::Prim(Prim::U8 | Prim::U16))
+        {
+            return None;
+        }
+        Some(format!(
+            "applies only to `[]u8` (UTF-8) or `[]u16` (UTF-16), not `{}`",
+            bare(ty)
+        ))
+    }
+
+    /// Why a layout attribute does not fit `ty`, or `None` when it does.
+    fn layout_reason(&self, ty: &TypeRef, attr: AttrKind) -> Option<String> {
+        let element = match &ty.kind {
+            TypeKind::Array(elem) => match &elem.kind {
+                TypeKind::Named(id) => self.lookup(&id.name),
+                _ => None,
+            },
+            _ => None,
+        };
+        let unions_only = matches!(attr, AttrKind::Bovoa | AttrKind::Bovos);
+        match element {
+            Some(Item::Union(_)) => None,
+            Some(Item::Struct(_)) if !unions_only => None,
+            // An unknown element name is reported once, as an unknown type.
+            None if matches!(&ty.kind, TypeKind::Array(e) if matches!(&e.kind, TypeKind::Named(id) if self.lookup(&id.name).is_none())) => {
+                None
+            }
+            _ if unions_only => Some(format!("applies only to `[]` arrays of unions, not `{}`", bare(ty))),
+            _ => Some(format!("applies only to `[]` arrays of structs or unions, not `{}`", bare(ty))),
+        }
+    }
+
+    fn default(&mut self, default: &Literal, ty: &TypeRef, span: Span) {
+        if let Some(reason) = self.default_reason(default, ty) {
+            self.error(ErrorKind::BadDefault { reason }, span);
+        }
+    }
+
+    /// Why `default` cannot be a value of `ty`, or `None` when it can.
+    fn default_reason(&self, default: &Literal, ty: &TypeRef) -> Option<String> {
+        let shown = crate::printer::literal(default);
+        let ty_text = bare(ty);
+        let mismatch = || Some(format!("`{shown}` is not a value of type `{ty_text}`"));
+        match (&ty.kind, default) {
+            (TypeKind::Prim(p), Literal::Int(n)) => {
+                let (min, max): (i128, i128) = match p {
+                    Prim::U8 => (0, u8::MAX.into()),
+                    Prim::U16 => (0, u16::MAX.into()),
+                    Prim::U32 => (0, u32::MAX.into()),
+                    Prim::U64 => (0, u64::MAX.into()),
+                    Prim::I8 => (i8::MIN.into(), i8::MAX.into()),
+                    Prim::I16 => (i16::MIN.into(), i16::MAX.into()),
+                    Prim::I32 => (i32::MIN.into(), i32::MAX.into()),
+                    Prim::I64 => (i64::MIN.into(), i64::MAX.into()),
+                    // Integers up to 2^24 / 2^53 are exact in f32 / f64.
+                    Prim::F32 => (-(1 << 24), 1 << 24),
+                    Prim::F64 => (-(1 << 53), 1 << 53),
+                    Prim::Bool | Prim::Char => return mismatch(),
+                };
+                if (min..=max).contains(n) {
+                    None
+                } else {
+                    Some(format!("`{n}` does not fit in `{}` ({min}..={max})", p.keyword()))
+                }
+            }
+            (TypeKind::Prim(Prim::F32), Literal::Float(f)) => {
+                (f.abs() > f64::from(f32::MAX)).then(|| format!("`{shown}` does not fit in `f32`"))
+            }
+            (TypeKind::Prim(Prim::F64), Literal::Float(_)) => None,
+            (TypeKind::Prim(Prim::Bool), Literal::Bool(_)) => None,
+            (TypeKind::Prim(Prim::Char), Literal::Char(_)) => None,
+            (TypeKind::Array(_), Literal::Str(_)) if ty.has_attr(AttrKind::String) => None,
+            (TypeKind::Named(id), Literal::Name(case)) => match self.lookup(&id.name) {
+                Some(Item::Enum(e)) => (!e.cases.iter().any(|c| c.name.name == case.name))
+                    .then(|| format!("enum `{}` has no case `{}`", id.name, case.name)),
+                Some(Item::Flags(f)) => (!f.flags.iter().any(|c| c.name.name == case.name))
+                    .then(|| format!("flags `{}` has no flag `{}`", id.name, case.name)),
+                // An unknown type is reported on its own.
+                None => None,
+                Some(_) => Some(format!("`{}` takes no default", id.name)),
+            },
+            (TypeKind::Named(id), _) if self.lookup(&id.name).is_none() => None,
+            (TypeKind::Prim(_), _) => mismatch(),
+            (TypeKind::Named(id), _) if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_))) => {
+                mismatch()
+            }
+            (TypeKind::Array(_), Literal::Str(_)) => {
+                Some(format!("a string default needs a `#string` array, not `{ty_text}`"))
+            }
+            _ => Some(format!("type `{ty_text}` takes no default")),
+        }
+    }
+
+    /// Reports inline types that contain themselves by value, once per cycle.
+    ///
+    /// Inline structs and inline unions are laid out in place; `[]T`, dynamic
+    /// structs and dynamic unions are reached through an offset and break a
+    /// cycle. Options and results hold their payload in place.
+    fn recursion(&mut self, file: &'a File) {
+        let mut reported: Vec<Vec<&str>> = Vec::new();
+        let mut done: HashSet<&str> = HashSet::new();
+        for item in &file.items {
+            let mut path: Vec<(&'a str, Span)> = Vec::new();
+            self.find_cycle(item, &mut path, &mut done, &mut reported);
+        }
+    }
+
+    fn find_cycle(
+        &mut self,
+        item: &'a Item,
+        path: &mut Vec<(&'a str, Span)>,
+        done: &mut HashSet<&'a str>,
+        reported: &mut Vec<Vec<&'a str>>,
+    ) {
+        let name = item.name().name.as_str();
+        if done.contains(name) {
+            return;
+        }
+        if let Some(start) = path.iter().position(|(n, _)| *n == name) {
+            let cycle = path.get(start..).unwrap_or_default();
+            let mut key: Vec<&str> = cycle.iter().map(|(n, _)| *n).collect();
+            key.sort_unstable();
+            if !reported.contains(&key) {
+                reported.push(key);
+                let mut names: Vec<String> = cycle.iter().map(|(n, _)| n.to_string()).collect();
+                names.push(name.to_string());
+                let span = cycle.first().map_or(Span::DUMMY, |(_, s)| *s);
+                self.error(ErrorKind::RecursiveInline { path: names }, span);
+            }
+            return;
+        }
+        // Depth is bounded by the number of items: each path entry is distinct.
+        for (target, span) in self.inline_edges(item) {
+            if let Some(next) = self.lookup(target) {
+                path.push((name, span));
+                self.find_cycle(next, path, done, reported);
+                path.pop();
+            }
+        }
+        done.insert(name);
+    }
+
+    /// The inline items `item` holds by value, each with the type that holds it.
+    fn inline_edges(&self, item: &'a Item) -> Vec<(&'a str, Span)> {
+        let mut edges = Vec::new();
+        match item {
+            Item::Struct(s) if s.evolution == Evolution::Inline => {
+                for f in &s.fields {
+                    self.by_value(&f.ty, f.ty.span, &mut edges);
+                }
+            }
+            Item::Union(u) if u.evolution == Evolution::Inline => {
+                for c in &u.cases {
+                    if let Some(ty) = &c.ty {
+                        self.by_value(ty, ty.span, &mut edges);
+                    }
+                }
+            }
+            _ => {}
+        }
+        edges
+    }
+
+    fn by_value(&self, ty: &'a TypeRef, span: Span, edges: &mut Vec<(&'a str, Span)>) {
+        match &ty.kind {
+            TypeKind::Named(id) => {
+                let inline = match self.lookup(&id.name) {
+                    Some(Item::Struct(s)) => s.evolution == Evolution::Inline,
+                    Some(Item::Union(u)) => u.evolution == Evolution::Inline,
+                    _ => false,
+                };
+                if inline {
+                    edges.push((id.name.as_str(), span));
+                }
+            }
+            TypeKind::FixedArray(elem, _) | TypeKind::Option(elem) => self.by_value(elem, span, edges),
+            TypeKind::Result { ok, err } => {
+                for t in ok.iter().chain(err) {
+                    self.by_value(t, span, edges);
+                }
+            }
+            TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Handle(..) => {}
+        }
+    }
+}
+
+/// `ty` printed without its attributes, for messages about them.
+fn bare(ty: &TypeRef) -> String {
+    let mut plain = ty.clone();
+    plain.attrs.clear();
+    type_ref(&plain)
+}
