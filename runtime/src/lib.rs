@@ -1,7 +1,71 @@
-//! A wasmtime host for lowered Karmem modules.
+//! A wasmtime host for lowered Karmem modules (core modules, component model
+//! off).
 //!
-//! Will own: the `KarmemInit` handshake, linking guests by interface pattern
-//! (direct, fanout, singleton, pool), zero-copy shared memories with
-//! permissions, containment (timeouts, memory limits, fuel) and the module cache.
+//! Owns:
+//! - the engine and its settings ([`Runtime`], [`RuntimeConfig`]);
+//! - zero-copy interface memories: one memfd per memory mapped into each
+//!   participant's linear memory with its access ([`shared`]);
+//! - containment: per-call timeouts (epoch interruption), memory limits,
+//!   optional fuel, poisoning of failed guests ([`Guest`], [`GuestLimits`]);
+//! - the on-disk cache of compiled modules ([`ModuleCache`]);
+//! - the seam for the handshake and linking patterns ([`link`]).
 //!
-//! Does not own: producing lowered modules (`karmem-core-lowering`, `karmem-adapters`).
+//! Does not own: producing lowered modules (`karmem-core-lowering`,
+//! `karmem-adapters`), the message format (`karmem-format`), the CLI
+//! (`karmem-bridge`). Not implemented yet (refused, see [`link`]): the
+//! `KarmemInit` handshake and routing by pattern.
+//!
+//! ```
+//! use karmem_runtime::{Access, GuestOptions, MemoryLayout, RegionPlacement, Runtime,
+//!     RuntimeConfig, SharedRegion};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let module = runtime.load(&wat::parse_str(r#"
+//!     (module (memory (export "memory") 2)
+//!       (func (export "first") (result i32) (i32.load8_u (i32.const 0x10000))))"#)?)?;
+//! let region = SharedRegion::new("messages", 1)?;
+//! let options = GuestOptions {
+//!     layout: MemoryLayout::new(vec![RegionPlacement::new(&region, 0x10000, Access::Read)])?,
+//!     ..GuestOptions::default()
+//! };
+//! let mut producer = runtime.instantiate(&module, &GuestOptions {
+//!     layout: MemoryLayout::new(vec![RegionPlacement::new(&region, 0x10000, Access::ReadWrite)])?,
+//!     ..GuestOptions::default()
+//! })?;
+//! let mut consumer = runtime.instantiate(&module, &options)?;
+//! producer.write_memory(0x10000, &[42])?;
+//! assert_eq!(consumer.call("first", &[])?[0].unwrap_i32(), 42);
+//! // The host may not write where the consumer may only read.
+//! assert!(consumer.write_memory(0x10000, &[1]).is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+#[allow(unsafe_code)]
+mod cache;
+mod guest;
+pub mod link;
+pub mod module;
+mod runtime;
+pub mod shared;
+
+pub use cache::{CacheOutcome, ModuleCache};
+pub use guest::{
+    Failure, Guest, GuestLimits, GuestOptions, GuestState, read_caller_memory, write_caller_memory,
+};
+pub use runtime::{LoadedModule, Runtime, RuntimeConfig};
+pub use shared::{Access, MemoryLayout, RegionPlacement, SharedRegion, WASM_PAGE_SIZE};
+
+/// Converts wasmtime 48's own error type (which is not `std::error::Error`,
+/// so `anyhow::Context` does not apply) into `anyhow`, keeping the
+/// underlying error (a `Trap`, say) reachable through `downcast_ref`.
+pub(crate) trait WasmtimeResultExt<T> {
+    fn into_anyhow(self) -> anyhow::Result<T>;
+}
+
+impl<T> WasmtimeResultExt<T> for Result<T, wasmtime::Error> {
+    fn into_anyhow(self) -> anyhow::Result<T> {
+        self.map_err(anyhow::Error::from)
+    }
+}

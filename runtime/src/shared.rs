@@ -1,0 +1,14 @@
+//! Interface memories (paper §4.3.3, docs/ABI.md §6): memfd-backed regions
+//! mapped into every participant's single linear memory with its declared
+//! access.
+//!
+//! `region` describes regions and placements; `memory` is the wasmtime
+//! `MemoryCreator` that maps them. Which guest gets which placement is decided
+//! by whoever builds the layout (today the host API, later the handshake).
+
+#[allow(unsafe_code)]
+mod memory;
+mod region;
+
+pub use memory::{MemoryCore, WindowedMemoryCreator};
+pub use region::{Access, MemoryLayout, RegionPlacement, SharedRegion, WASM_PAGE_SIZE};

@@ -1,0 +1,287 @@
+//! Interface memories on the host side: one memfd per interface memory
+//! ([`SharedRegion`]) and the description of where a participant sees it
+//! ([`RegionPlacement`], [`MemoryLayout`]).
+//!
+//! Owns validation of placements (64 KiB alignment, overlap, sizes). Mapping
+//! the pages into a linear memory is `super::memory`'s job.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// Size of a WebAssembly page and the alignment of every region
+/// (docs/ABI.md §6, "a page-aligned region of `PAGES × 64 KiB`").
+pub const WASM_PAGE_SIZE: u64 = 64 * 1024;
+
+/// How one participant may touch an interface memory (docs/ABI.md §5,
+/// `memory_descriptor.access`: 0 none, 1 read, 2 write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The window is reserved but inaccessible: any wasm load or store traps.
+    None,
+    /// Loads succeed, stores from wasm trap.
+    Read,
+    /// Loads and stores succeed.
+    ReadWrite,
+}
+
+impl Access {
+    /// Decodes the ABI's `access` byte.
+    pub fn from_abi(code: u8) -> Result<Self> {
+        match code {
+            0 => Ok(Access::None),
+            1 => Ok(Access::Read),
+            2 => Ok(Access::ReadWrite),
+            other => bail!("unknown memory access code `{other}` (expected 0, 1 or 2)"),
+        }
+    }
+
+    /// Whether wasm (and the host) may write through this window.
+    pub fn writable(self) -> bool {
+        matches!(self, Access::ReadWrite)
+    }
+
+    /// Whether wasm (and the host) may read through this window.
+    pub fn readable(self) -> bool {
+        !matches!(self, Access::None)
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::None => "none",
+            Access::Read => "read",
+            Access::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// One interface memory: an anonymous, sized memfd whose pages every
+/// participant maps. Cloning the `Arc` shares the same physical pages.
+#[derive(Debug)]
+pub struct SharedRegion {
+    name: String,
+    pages: u32,
+    fd: OwnedFd,
+}
+
+impl SharedRegion {
+    /// Creates a zero-filled region of `pages` × 64 KiB named `name` (the
+    /// name shows up in `/proc/<pid>/maps`, nothing else depends on it).
+    pub fn new(name: &str, pages: u32) -> Result<Arc<Self>> {
+        ensure!(pages > 0, "shared memory `{name}` must have at least one page");
+        let len = u64::from(pages) * WASM_PAGE_SIZE;
+        let fd = rustix::fs::memfd_create(
+            format!("karmem:{name}"),
+            rustix::fs::MemfdFlags::CLOEXEC,
+        )
+        .with_context(|| format!("failed to create a memfd for shared memory `{name}`"))?;
+        rustix::fs::ftruncate(&fd, len)
+            .with_context(|| format!("failed to size shared memory `{name}` to {len} bytes"))?;
+        Ok(Arc::new(SharedRegion {
+            name: name.to_owned(),
+            pages,
+            fd,
+        }))
+    }
+
+    /// The interface memory's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size in 64 KiB pages.
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// Size in bytes.
+    pub fn byte_len(&self) -> u64 {
+        u64::from(self.pages) * WASM_PAGE_SIZE
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Where one participant sees an interface memory: the host-side form of the
+/// ABI's `memory_descriptor` (name, byte offset in the linear memory, size in
+/// pages, access), bound to the region that backs it.
+#[derive(Debug, Clone)]
+pub struct RegionPlacement {
+    /// The memfd shared by every participant of the interface memory.
+    pub region: Arc<SharedRegion>,
+    /// Byte offset of the window in this participant's linear memory.
+    pub offset: u64,
+    /// Size of the window in 64 KiB pages; must equal the region's size.
+    pub pages: u32,
+    /// This participant's access.
+    pub access: Access,
+}
+
+impl RegionPlacement {
+    /// Places all of `region` at `offset` with `access`.
+    pub fn new(region: &Arc<SharedRegion>, offset: u64, access: Access) -> Self {
+        RegionPlacement {
+            region: Arc::clone(region),
+            offset,
+            pages: region.pages(),
+            access,
+        }
+    }
+
+    /// Byte length of the window.
+    pub fn byte_len(&self) -> u64 {
+        u64::from(self.pages) * WASM_PAGE_SIZE
+    }
+
+    /// One past the last byte of the window (saturating; validation rejects
+    /// windows that would overflow).
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.byte_len())
+    }
+
+    /// Whether `[start, start + len)` touches this window.
+    pub fn overlaps(&self, start: u64, len: u64) -> bool {
+        len > 0 && start < self.end() && self.offset < start.saturating_add(len)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name = self.region.name();
+        ensure!(
+            self.offset % WASM_PAGE_SIZE == 0,
+            "shared memory `{name}` is placed at offset {:#x}, which is not 64 KiB aligned",
+            self.offset
+        );
+        ensure!(
+            self.pages == self.region.pages(),
+            "shared memory `{name}` is placed with {} pages but the region has {}",
+            self.pages,
+            self.region.pages()
+        );
+        ensure!(
+            self.offset.checked_add(self.byte_len()).is_some(),
+            "shared memory `{name}` placed at offset {:#x} overflows the address space",
+            self.offset
+        );
+        Ok(())
+    }
+}
+
+/// Every interface-memory window of one participant's linear memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLayout {
+    placements: Vec<RegionPlacement>,
+}
+
+impl MemoryLayout {
+    /// A layout without windows: a plain private linear memory.
+    pub fn empty() -> Self {
+        MemoryLayout::default()
+    }
+
+    /// Builds a layout, checking alignment, sizes and that no two windows
+    /// overlap.
+    pub fn new(placements: Vec<RegionPlacement>) -> Result<Self> {
+        let mut layout = MemoryLayout::empty();
+        for placement in placements {
+            layout.push(placement)?;
+        }
+        Ok(layout)
+    }
+
+    /// Adds one window after the same checks as [`MemoryLayout::new`].
+    pub fn push(&mut self, placement: RegionPlacement) -> Result<()> {
+        placement.validate()?;
+        if let Some(other) = self
+            .placements
+            .iter()
+            .find(|p| p.overlaps(placement.offset, placement.byte_len()))
+        {
+            bail!(
+                "shared memory `{}` at {:#x}..{:#x} overlaps shared memory `{}` at {:#x}..{:#x}",
+                placement.region.name(),
+                placement.offset,
+                placement.end(),
+                other.region.name(),
+                other.offset,
+                other.end()
+            );
+        }
+        self.placements.push(placement);
+        Ok(())
+    }
+
+    /// The windows, in insertion order.
+    pub fn placements(&self) -> &[RegionPlacement] {
+        &self.placements
+    }
+
+    /// Whether the layout has no windows.
+    pub fn is_empty(&self) -> bool {
+        self.placements.is_empty()
+    }
+
+    /// One past the highest byte any window covers (0 when empty).
+    pub fn end(&self) -> u64 {
+        self.placements.iter().map(RegionPlacement::end).max().unwrap_or(0)
+    }
+
+    /// Whether some window is not writable (so host writes must be checked
+    /// and bulk-memory instructions matter).
+    pub fn has_protected_window(&self) -> bool {
+        self.placements.iter().any(|p| !p.access.writable())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_rejects_misaligned_and_overlapping_windows() -> Result<()> {
+        let a = SharedRegion::new("a", 2)?;
+        let b = SharedRegion::new("b", 1)?;
+        let misaligned = MemoryLayout::new(vec![RegionPlacement::new(&a, 100, Access::Read)]);
+        let message = format!("{:#}", misaligned.err().context("expected an error")?);
+        assert!(message.contains("not 64 KiB aligned"), "{message}");
+
+        let overlapping = MemoryLayout::new(vec![
+            RegionPlacement::new(&a, 0x10000, Access::Read),
+            RegionPlacement::new(&b, 0x20000, Access::ReadWrite),
+        ]);
+        let message = format!("{:#}", overlapping.err().context("expected an error")?);
+        assert!(message.contains("`b`") && message.contains("overlaps"), "{message}");
+
+        let fine = MemoryLayout::new(vec![
+            RegionPlacement::new(&a, 0x10000, Access::Read),
+            RegionPlacement::new(&b, 0x30000, Access::ReadWrite),
+        ])?;
+        assert_eq!(fine.end(), 0x40000);
+        assert!(fine.has_protected_window());
+        Ok(())
+    }
+
+    #[test]
+    fn placement_pages_must_match_region() -> Result<()> {
+        let a = SharedRegion::new("a", 2)?;
+        let mut placement = RegionPlacement::new(&a, 0, Access::Read);
+        placement.pages = 3;
+        let err = MemoryLayout::new(vec![placement]).err().context("expected an error")?;
+        assert!(format!("{err:#}").contains("3 pages but the region has 2"));
+        Ok(())
+    }
+
+    #[test]
+    fn access_codes_follow_the_abi() -> Result<()> {
+        assert_eq!(Access::from_abi(0)?, Access::None);
+        assert_eq!(Access::from_abi(1)?, Access::Read);
+        assert_eq!(Access::from_abi(2)?, Access::ReadWrite);
+        assert!(Access::from_abi(3).is_err());
+        Ok(())
+    }
+}

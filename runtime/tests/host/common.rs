@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+
+use anyhow::Result;
+use karmem_runtime::{LoadedModule, Runtime, RuntimeConfig};
+
+/// Offset of the shared window in `MESSAGE_MODULE`'s memory (page 1).
+pub const WINDOW_OFFSET: u64 = 0x10000;
+
+/// A guest that can produce, check and poke a message anywhere in its memory.
+/// Memory: 18 pages, exported; the tests place windows from page 1.
+pub const MESSAGE_MODULE: &str = r#"
+(module
+  (memory (export "memory") 18)
+  ;; Writes `seed + i` as an i64 at every 8-byte step of [ptr, ptr + len).
+  (func (export "produce") (param $ptr i32) (param $len i32) (param $seed i64)
+    (local $i i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+        (i64.store (i32.add (local.get $ptr) (local.get $i))
+                   (i64.add (local.get $seed) (i64.extend_i32_u (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 8)))
+        (br $next))))
+  ;; Wrapping sum of the i64s in [ptr, ptr + len).
+  (func (export "checksum") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32) (local $sum i64)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+        (local.set $sum (i64.add (local.get $sum)
+                                 (i64.load (i32.add (local.get $ptr) (local.get $i)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 8)))
+        (br $next)))
+    (local.get $sum))
+  (func (export "peek") (param $ptr i32) (result i64) (i64.load (local.get $ptr)))
+  (func (export "poke") (param $ptr i32) (param $value i64)
+    (i64.store (local.get $ptr) (local.get $value)))
+  (func (export "grow") (param $pages i32) (result i32) (memory.grow (local.get $pages))))
+"#;
+
+/// What `produce(ptr, len, seed)` followed by `checksum(ptr, len)` returns.
+pub fn expected_checksum(len: u32, seed: i64) -> i64 {
+    (0..len)
+        .step_by(8)
+        .fold(0i64, |sum, i| sum.wrapping_add(seed.wrapping_add(i64::from(i))))
+}
+
+pub fn runtime() -> Result<Runtime> {
+    Runtime::new(RuntimeConfig::default())
+}
+
+pub fn load(runtime: &Runtime, wat: &str) -> Result<LoadedModule> {
+    runtime.load(&wat::parse_str(wat)?)
+}

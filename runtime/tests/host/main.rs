@@ -1,0 +1,9 @@
+//! Integration tests of `karmem-runtime` against hand-written WAT core
+//! modules (no Karmem ABI yet): shared memories, containment, the module
+//! cache and zero-copy fanout.
+
+mod cache;
+mod common;
+mod containment;
+mod fanout;
+mod shared;
