@@ -1,0 +1,195 @@
+//! The instance graph: what a component instantiates, once evaluated.
+//!
+//! Owns: the data model the inliner (`inline`) produces and the merge
+//! (`merge`) consumes. Every core module instantiation becomes a
+//! [`ModuleInstance`] whose imports are each resolved to a [`CoreDef`]
+//! (another instance's export, a lowered component import, a canon builtin,
+//! or a lifted export of a sibling component through an adapter). Arena
+//! handles are `FooId`; final wasm indices live in `merge` as `FooIndex`.
+
+use crate::parse::StaticModuleId;
+use crate::types::FuncSig;
+
+/// Arena handle of a core module instantiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleInstanceId(pub usize);
+
+/// Arena handle of a `canon lower`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LoweredId(pub usize);
+
+/// Arena handle of a `canon lift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LiftedId(pub usize);
+
+/// Arena handle of a canonical builtin (`resource.new` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BuiltinId(pub usize);
+
+/// Arena handle of a resource type defined inside the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DefinedResourceId(pub usize);
+
+/// A core item (function, table, memory or global) as the component sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreDef {
+    /// The export `name` of an instantiated core module.
+    Export(ModuleInstanceId, String),
+    /// A core function made by `canon lower`.
+    Lowered(LoweredId),
+    /// A core function made by `canon resource.*`.
+    Builtin(BuiltinId),
+}
+
+/// A path from a component import to an item: the import name, then the
+/// export names walked through nested instances.
+pub type ImportPath = Vec<String>;
+
+/// Which resource type a handle refers to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceRef {
+    Defined(DefinedResourceId),
+    Imported(ImportPath),
+}
+
+/// A resource type defined by a component instance (each instantiation of
+/// a component that defines a resource makes a new one).
+#[derive(Debug, Clone)]
+pub struct DefinedResource {
+    pub location: String,
+    pub dtor: Option<CoreDef>,
+    /// The name it is exported under at the root, once known
+    /// (`interface`, `resource`).
+    pub export_name: Option<(String, String)>,
+}
+
+/// String encoding of a lift or lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringEncoding {
+    Utf8,
+    Utf16,
+    CompactUtf16,
+}
+
+/// Canonical options of a lift or lower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonOptions {
+    pub memory: Option<CoreDef>,
+    pub realloc: Option<CoreDef>,
+    pub post_return: Option<CoreDef>,
+    pub encoding: StringEncoding,
+}
+
+/// A component function as the inliner tracks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FuncDef {
+    /// A function reached through the component's imports.
+    Import(ImportPath),
+    /// A core function lifted by `canon lift`.
+    Lifted(LiftedId),
+}
+
+/// A `canon lift`.
+#[derive(Debug, Clone)]
+pub struct Lifted {
+    pub core: CoreDef,
+    pub options: CanonOptions,
+    pub sig: FuncSig,
+    pub location: String,
+}
+
+/// What a `canon lower` lowers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LowerTarget {
+    /// An imported function: becomes a core import of the output.
+    Import(ImportPath),
+    /// A lifted function of a sibling component: becomes a fused adapter.
+    Lifted(LiftedId),
+}
+
+/// A `canon lower`.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    pub target: LowerTarget,
+    pub options: CanonOptions,
+    pub sig: Option<FuncSig>,
+    pub location: String,
+}
+
+/// Kinds of canonical builtins we implement inside the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BuiltinKind {
+    ResourceNew,
+    ResourceRep,
+    ResourceDrop,
+}
+
+impl BuiltinKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinKind::ResourceNew => "resource.new",
+            BuiltinKind::ResourceRep => "resource.rep",
+            BuiltinKind::ResourceDrop => "resource.drop",
+        }
+    }
+}
+
+/// A `canon resource.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builtin {
+    pub kind: BuiltinKind,
+    pub resource: ResourceRef,
+}
+
+/// One core module instantiation with every import resolved.
+#[derive(Debug, Clone)]
+pub struct ModuleInstance {
+    pub module: StaticModuleId,
+    pub location: String,
+    /// One provider per import of the module, in import order.
+    pub imports: Vec<CoreDef>,
+}
+
+/// A function the lowered module exports.
+#[derive(Debug, Clone)]
+pub struct ExportedFunc {
+    /// The flat export name, e.g. `example:types/api#echo`.
+    pub name: String,
+    pub lifted: LiftedId,
+}
+
+/// The evaluated component.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Core module instantiations in instantiation order.
+    pub instances: Vec<ModuleInstance>,
+    pub lifted: Vec<Lifted>,
+    pub lowered: Vec<Lowered>,
+    pub builtins: Vec<Builtin>,
+    pub resources: Vec<DefinedResource>,
+    pub exports: Vec<ExportedFunc>,
+    /// Component-level import names of the root, in order.
+    pub imports: Vec<String>,
+    /// How many aliases were evaluated (for `inspect`).
+    pub alias_count: usize,
+    /// How many component instantiations were evaluated.
+    pub component_instances: usize,
+}
+
+impl Graph {
+    pub fn lifted(&self, id: LiftedId) -> &Lifted {
+        &self.lifted[id.0]
+    }
+    pub fn lowered(&self, id: LoweredId) -> &Lowered {
+        &self.lowered[id.0]
+    }
+    pub fn builtin(&self, id: BuiltinId) -> &Builtin {
+        &self.builtins[id.0]
+    }
+    pub fn instance(&self, id: ModuleInstanceId) -> &ModuleInstance {
+        &self.instances[id.0]
+    }
+    pub fn resource(&self, id: DefinedResourceId) -> &DefinedResource {
+        &self.resources[id.0]
+    }
+}

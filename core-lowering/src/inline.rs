@@ -1,0 +1,756 @@
+//! Phase 2: evaluate a parsed component into an instance graph.
+//!
+//! Owns: walking every initializer of the root component in order,
+//! instantiating nested components with their arguments (a nested component
+//! instantiated twice is evaluated twice, so its modules are duplicated),
+//! following aliases of every kind, and recording lifts, lowers, builtins
+//! and core module instantiations in a [`Graph`]. Refuses, by name and
+//! location, every feature it cannot lower (async, streams, futures,
+//! error-context, threads, values, imported modules or components).
+//! Leaves code generation to `merge` and `link`.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use wasmparser::{
+    CanonicalFunction, CanonicalOption, ComponentAlias, ComponentDefinedType, ComponentExternalKind,
+    ComponentInstance, ComponentOuterAliasKind, ComponentType, ComponentTypeRef, ComponentValType,
+    ExternalKind, Instance, InstanceTypeDeclaration, PrimitiveValType, TypeBounds,
+};
+
+use crate::graph::*;
+use crate::module_info::ModuleInfo;
+use crate::parse::{Initializer, ParsedComponent, StaticComponentId, StaticModuleId};
+use crate::types::{FuncSig, Prim, ValTy};
+
+/// Guard against components that instantiate nested components
+/// exponentially often.
+const MAX_MODULE_INSTANCES: usize = 10_000;
+
+/// A core module as a value.
+#[derive(Debug, Clone)]
+enum ModuleDef {
+    Static(StaticModuleId),
+}
+
+/// A core instance as a value.
+#[derive(Debug, Clone)]
+enum CoreInstanceDef {
+    Module(ModuleInstanceId),
+    Exports(Rc<BTreeMap<String, CoreDef>>),
+}
+
+/// A component type as a value (only what lowering looks at).
+#[derive(Debug, Clone)]
+enum TypeDef {
+    Resource(ResourceRef),
+    Val(ValTy),
+    Func(Rc<FuncSig>),
+    /// An instance type: the names of its exported resource types.
+    Instance(Rc<Vec<String>>),
+    Other,
+}
+
+/// A component instance as a value.
+#[derive(Debug, Clone)]
+enum InstanceDef {
+    Import { path: ImportPath, resources: Rc<Vec<String>> },
+    Items(Rc<Vec<(String, ItemDef)>>),
+}
+
+/// A component (closure over the enclosing component's spaces for
+/// outer aliases).
+#[derive(Debug, Clone)]
+struct ComponentClosure {
+    id: StaticComponentId,
+    outer: Option<Rc<OuterSpaces>>,
+}
+
+/// The spaces an outer alias may reach, captured when a nested component
+/// is defined.
+#[derive(Debug)]
+struct OuterSpaces {
+    modules: Vec<ModuleDef>,
+    components: Vec<ComponentClosure>,
+    types: Vec<TypeDef>,
+    parent: Option<Rc<OuterSpaces>>,
+}
+
+/// Any component-level item.
+#[derive(Debug, Clone)]
+enum ItemDef {
+    Func(FuncDef),
+    Instance(InstanceDef),
+    Type(TypeDef),
+    Component(ComponentClosure),
+    Module(ModuleDef),
+}
+
+/// The index spaces of one component instantiation.
+#[derive(Debug, Default)]
+struct Frame {
+    location: String,
+    core_funcs: Vec<CoreDef>,
+    core_tables: Vec<CoreDef>,
+    core_memories: Vec<CoreDef>,
+    core_globals: Vec<CoreDef>,
+    core_instances: Vec<CoreInstanceDef>,
+    core_modules: Vec<ModuleDef>,
+    funcs: Vec<FuncDef>,
+    instances: Vec<InstanceDef>,
+    types: Vec<TypeDef>,
+    components: Vec<ComponentClosure>,
+    exports: Vec<(String, ItemDef)>,
+}
+
+fn get<'v, T>(space: &'v [T], index: u32, what: &str, location: &str) -> Result<&'v T> {
+    space
+        .get(index as usize)
+        .ok_or_else(|| anyhow!("{what} index {index} is out of bounds in `{location}`"))
+}
+
+/// The inliner's state: the graph under construction plus caches.
+#[derive(Debug)]
+pub struct Inliner<'p, 'a> {
+    parsed: &'p ParsedComponent<'a>,
+    pub graph: Graph,
+    pub module_infos: BTreeMap<StaticModuleId, Rc<ModuleInfo>>,
+    depth: usize,
+}
+
+impl<'p, 'a> Inliner<'p, 'a> {
+    pub fn new(parsed: &'p ParsedComponent<'a>) -> Self {
+        Inliner { parsed, graph: Graph::default(), module_infos: BTreeMap::new(), depth: 0 }
+    }
+
+    pub fn module_info(&mut self, id: StaticModuleId) -> Result<Rc<ModuleInfo>> {
+        if let Some(info) = self.module_infos.get(&id) {
+            return Ok(info.clone());
+        }
+        let module = self.parsed.module(id);
+        let info = Rc::new(ModuleInfo::read(module.bytes, &module.location)?);
+        self.module_infos.insert(id, info.clone());
+        Ok(info)
+    }
+
+    /// Evaluate the root component and record its exports.
+    pub fn run(mut self) -> Result<(Graph, BTreeMap<StaticModuleId, Rc<ModuleInfo>>)> {
+        let root = ComponentClosure { id: StaticComponentId(0), outer: None };
+        let exports = self.instantiate(&root, None, "root".to_string())?;
+        for (name, item) in exports.iter() {
+            self.record_root_export(name, item)?;
+        }
+        Ok((self.graph, self.module_infos))
+    }
+
+    fn record_root_export(&mut self, name: &str, item: &ItemDef) -> Result<()> {
+        match item {
+            ItemDef::Func(FuncDef::Lifted(id)) => {
+                self.graph.exports.push(ExportedFunc { name: name.to_string(), lifted: *id });
+            }
+            ItemDef::Func(FuncDef::Import(path)) => bail!(
+                "the export `{name}` re-exports the imported function `{}`, which cannot be lowered yet",
+                path.join("#")
+            ),
+            ItemDef::Instance(InstanceDef::Items(items)) => {
+                for (field, item) in items.iter() {
+                    match item {
+                        ItemDef::Func(_) => self.record_root_export(&format!("{name}#{field}"), item)?,
+                        ItemDef::Type(TypeDef::Resource(ResourceRef::Defined(id))) => {
+                            let res = &mut self.graph.resources[id.0];
+                            if res.export_name.is_none() {
+                                res.export_name = Some((name.to_string(), field.to_string()));
+                            }
+                        }
+                        ItemDef::Instance(_) => bail!(
+                            "the export `{name}` holds the nested instance `{field}`, which cannot be lowered yet"
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            ItemDef::Instance(InstanceDef::Import { path, .. }) => bail!(
+                "the export `{name}` re-exports the imported instance `{}`, which cannot be lowered yet",
+                path.join("#")
+            ),
+            ItemDef::Type(TypeDef::Resource(ResourceRef::Defined(id))) => {
+                let res = &mut self.graph.resources[id.0];
+                if res.export_name.is_none() {
+                    res.export_name = Some(("$root".to_string(), name.to_string()));
+                }
+            }
+            ItemDef::Type(_) => {}
+            ItemDef::Component(_) => bail!("the export `{name}` is a component, which cannot be lowered"),
+            ItemDef::Module(_) => bail!("the export `{name}` is a core module, which cannot be lowered"),
+        }
+        Ok(())
+    }
+
+    /// Evaluate one component instantiation; `args` is `None` for the root
+    /// (whose imports stay imports).
+    fn instantiate(
+        &mut self,
+        closure: &ComponentClosure,
+        args: Option<&BTreeMap<String, ItemDef>>,
+        location: String,
+    ) -> Result<Rc<Vec<(String, ItemDef)>>> {
+        self.depth += 1;
+        if self.depth > 100 {
+            bail!("components are nested more than 100 deep at `{location}`");
+        }
+        self.graph.component_instances += 1;
+        let component = self.parsed.component(closure.id);
+        let mut frame = Frame { location: location.clone(), ..Frame::default() };
+        for init in &component.initializers {
+            self.initializer(&mut frame, closure, args, init)
+                .with_context(|| format!("in `{}`", component.location))?;
+        }
+        self.depth -= 1;
+        Ok(Rc::new(frame.exports))
+    }
+
+    fn initializer(
+        &mut self,
+        frame: &mut Frame,
+        closure: &ComponentClosure,
+        args: Option<&BTreeMap<String, ItemDef>>,
+        init: &Initializer<'a>,
+    ) -> Result<()> {
+        let loc = frame.location.clone();
+        match init {
+            Initializer::CoreModule(id) => frame.core_modules.push(ModuleDef::Static(*id)),
+            Initializer::Component(id) => {
+                let outer = Rc::new(OuterSpaces {
+                    modules: frame.core_modules.clone(),
+                    components: frame.components.clone(),
+                    types: frame.types.clone(),
+                    parent: closure.outer.clone(),
+                });
+                frame.components.push(ComponentClosure { id: *id, outer: Some(outer) });
+            }
+            Initializer::CoreType => {}
+            Initializer::CoreInstance(instance) => {
+                let def = self.core_instance(frame, instance)?;
+                frame.core_instances.push(def);
+            }
+            Initializer::Instance(instance) => {
+                let def = self.component_instance(frame, instance)?;
+                frame.instances.push(def);
+            }
+            Initializer::Alias(alias) => {
+                self.graph.alias_count += 1;
+                self.alias(frame, closure, alias)?;
+            }
+            Initializer::Type(ty) => {
+                let def = self.component_type(frame, ty)?;
+                frame.types.push(def);
+            }
+            Initializer::Canon { func, offset } => self.canon(frame, func, *offset)?,
+            Initializer::Import(import) => {
+                let name = import.name.name;
+                let item = match args {
+                    Some(args) => args
+                        .get(name)
+                        .cloned()
+                        .with_context(|| format!("instantiation of `{loc}` misses the argument `{name}`"))?,
+                    None => {
+                        self.graph.imports.push(name.to_string());
+                        self.import_item(frame, name, &import.ty)?
+                    }
+                };
+                push_item(frame, item);
+            }
+            Initializer::Export(export) => {
+                let item = self.item(frame, export.kind, export.index)?;
+                push_item(frame, item.clone());
+                frame.exports.push((export.name.name.to_string(), item));
+            }
+            Initializer::Start { offset } => bail!(
+                "a component start function (component-model values) at offset {offset} in `{loc}` cannot be lowered"
+            ),
+        }
+        Ok(())
+    }
+
+    /// An item of the root component's imports.
+    fn import_item(&mut self, frame: &Frame, name: &str, ty: &ComponentTypeRef) -> Result<ItemDef> {
+        let path = vec![name.to_string()];
+        Ok(match ty {
+            ComponentTypeRef::Func(_) => ItemDef::Func(FuncDef::Import(path)),
+            ComponentTypeRef::Instance(t) => {
+                let resources = match get(&frame.types, *t, "type", &frame.location)? {
+                    TypeDef::Instance(r) => r.clone(),
+                    _ => Rc::new(Vec::new()),
+                };
+                ItemDef::Instance(InstanceDef::Import { path, resources })
+            }
+            ComponentTypeRef::Type(TypeBounds::SubResource) => {
+                ItemDef::Type(TypeDef::Resource(ResourceRef::Imported(path)))
+            }
+            ComponentTypeRef::Type(TypeBounds::Eq(t)) => {
+                ItemDef::Type(get(&frame.types, *t, "type", &frame.location)?.clone())
+            }
+            ComponentTypeRef::Module(_) => {
+                bail!("the import `{name}` is a core module: importing modules cannot be lowered")
+            }
+            ComponentTypeRef::Component(_) => {
+                bail!("the import `{name}` is a component: importing components cannot be lowered")
+            }
+            ComponentTypeRef::Value(_) => {
+                bail!("the import `{name}` is a value: component-model values cannot be lowered")
+            }
+        })
+    }
+
+    fn item(&self, frame: &Frame, kind: ComponentExternalKind, index: u32) -> Result<ItemDef> {
+        let loc = &frame.location;
+        Ok(match kind {
+            ComponentExternalKind::Func => ItemDef::Func(get(&frame.funcs, index, "function", loc)?.clone()),
+            ComponentExternalKind::Instance => {
+                ItemDef::Instance(get(&frame.instances, index, "instance", loc)?.clone())
+            }
+            ComponentExternalKind::Type => ItemDef::Type(get(&frame.types, index, "type", loc)?.clone()),
+            ComponentExternalKind::Component => {
+                ItemDef::Component(get(&frame.components, index, "component", loc)?.clone())
+            }
+            ComponentExternalKind::Module => {
+                ItemDef::Module(get(&frame.core_modules, index, "module", loc)?.clone())
+            }
+            ComponentExternalKind::Value => {
+                bail!("`{loc}` uses a component-model value, which cannot be lowered")
+            }
+        })
+    }
+
+    fn core_instance(&mut self, frame: &Frame, instance: &Instance<'a>) -> Result<CoreInstanceDef> {
+        let loc = frame.location.clone();
+        match instance {
+            Instance::Instantiate { module_index, args } => {
+                let ModuleDef::Static(module) = get(&frame.core_modules, *module_index, "module", &loc)?.clone();
+                let info = self.module_info(module)?;
+                let mut by_name: BTreeMap<&str, &CoreInstanceDef> = BTreeMap::new();
+                for arg in args.iter() {
+                    by_name.insert(arg.name, get(&frame.core_instances, arg.index, "core instance", &loc)?);
+                }
+                let mut imports = Vec::with_capacity(info.imports.len());
+                for import in &info.imports {
+                    let arg = by_name.get(import.module.as_str()).with_context(|| {
+                        format!(
+                            "instantiating `{}` misses the argument `{}`",
+                            self.parsed.module(module).location,
+                            import.module
+                        )
+                    })?;
+                    imports.push(core_export(arg, &import.field)?);
+                }
+                if self.graph.instances.len() >= MAX_MODULE_INSTANCES {
+                    bail!("the component instantiates more than {MAX_MODULE_INSTANCES} core modules");
+                }
+                let id = ModuleInstanceId(self.graph.instances.len());
+                let location = format!(
+                    "{loc}: instance {} of `{}`",
+                    frame.core_instances.len(),
+                    self.parsed.module(module).location
+                );
+                self.graph.instances.push(ModuleInstance { module, location, imports });
+                Ok(CoreInstanceDef::Module(id))
+            }
+            Instance::FromExports(exports) => {
+                let mut map = BTreeMap::new();
+                for export in exports.iter() {
+                    let def = match export.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => {
+                            get(&frame.core_funcs, export.index, "core function", &loc)?
+                        }
+                        ExternalKind::Table => get(&frame.core_tables, export.index, "core table", &loc)?,
+                        ExternalKind::Memory => get(&frame.core_memories, export.index, "core memory", &loc)?,
+                        ExternalKind::Global => get(&frame.core_globals, export.index, "core global", &loc)?,
+                        ExternalKind::Tag => {
+                            bail!("`{loc}` passes an exception tag: exception handling is not supported yet")
+                        }
+                    };
+                    map.insert(export.name.to_string(), def.clone());
+                }
+                Ok(CoreInstanceDef::Exports(Rc::new(map)))
+            }
+        }
+    }
+
+    fn component_instance(&mut self, frame: &Frame, instance: &ComponentInstance<'a>) -> Result<InstanceDef> {
+        let loc = frame.location.clone();
+        match instance {
+            ComponentInstance::Instantiate { component_index, args } => {
+                let closure = get(&frame.components, *component_index, "component", &loc)?.clone();
+                let mut map = BTreeMap::new();
+                for arg in args.iter() {
+                    map.insert(arg.name.to_string(), self.item(frame, arg.kind, arg.index)?);
+                }
+                let child = format!("{loc}/instance {}", frame.instances.len());
+                let exports = self.instantiate(&closure, Some(&map), child)?;
+                Ok(InstanceDef::Items(exports))
+            }
+            ComponentInstance::FromExports(exports) => {
+                let mut items = Vec::new();
+                for export in exports.iter() {
+                    items.push((export.name.name.to_string(), self.item(frame, export.kind, export.index)?));
+                }
+                Ok(InstanceDef::Items(Rc::new(items)))
+            }
+        }
+    }
+
+    fn alias(&mut self, frame: &mut Frame, closure: &ComponentClosure, alias: &ComponentAlias<'a>) -> Result<()> {
+        let loc = frame.location.clone();
+        match alias {
+            ComponentAlias::InstanceExport { kind, instance_index, name } => {
+                let instance = get(&frame.instances, *instance_index, "instance", &loc)?.clone();
+                let item = match instance {
+                    InstanceDef::Import { path, resources } => {
+                        let mut path = path.clone();
+                        path.push(name.to_string());
+                        match kind {
+                            ComponentExternalKind::Func => ItemDef::Func(FuncDef::Import(path)),
+                            ComponentExternalKind::Instance => {
+                                ItemDef::Instance(InstanceDef::Import { path, resources: Rc::new(Vec::new()) })
+                            }
+                            ComponentExternalKind::Type => {
+                                if resources.iter().any(|r| r == name) {
+                                    ItemDef::Type(TypeDef::Resource(ResourceRef::Imported(path)))
+                                } else {
+                                    ItemDef::Type(TypeDef::Val(ValTy::Opaque))
+                                }
+                            }
+                            other => bail!(
+                                "`{loc}` aliases a {other:?} out of the imported instance `{}`, which cannot be lowered",
+                                path.join("#")
+                            ),
+                        }
+                    }
+                    InstanceDef::Items(items) => items
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, item)| item.clone())
+                        .with_context(|| format!("instance {instance_index} has no export `{name}` in `{loc}`"))?,
+                };
+                push_item(frame, item);
+            }
+            ComponentAlias::CoreInstanceExport { kind, instance_index, name } => {
+                let instance = get(&frame.core_instances, *instance_index, "core instance", &loc)?;
+                let def = core_export(instance, name)?;
+                match kind {
+                    ExternalKind::Func | ExternalKind::FuncExact => frame.core_funcs.push(def),
+                    ExternalKind::Table => frame.core_tables.push(def),
+                    ExternalKind::Memory => frame.core_memories.push(def),
+                    ExternalKind::Global => frame.core_globals.push(def),
+                    ExternalKind::Tag => {
+                        bail!("`{loc}` aliases an exception tag: exception handling is not supported yet")
+                    }
+                }
+            }
+            ComponentAlias::Outer { kind, count, index } => {
+                let mut spaces = closure.outer.clone();
+                if *count == 0 {
+                    // An outer alias of count 0 refers to the current component.
+                    match kind {
+                        ComponentOuterAliasKind::CoreModule => {
+                            let m = get(&frame.core_modules, *index, "module", &loc)?.clone();
+                            frame.core_modules.push(m);
+                        }
+                        ComponentOuterAliasKind::CoreType => {}
+                        ComponentOuterAliasKind::Type => {
+                            let t = get(&frame.types, *index, "type", &loc)?.clone();
+                            frame.types.push(t);
+                        }
+                        ComponentOuterAliasKind::Component => {
+                            let c = get(&frame.components, *index, "component", &loc)?.clone();
+                            frame.components.push(c);
+                        }
+                    }
+                    return Ok(());
+                }
+                for _ in 1..*count {
+                    spaces = spaces.and_then(|s| s.parent.clone());
+                }
+                let spaces = spaces.with_context(|| format!("outer alias of count {count} escapes `{loc}`"))?;
+                match kind {
+                    ComponentOuterAliasKind::CoreModule => {
+                        frame.core_modules.push(get(&spaces.modules, *index, "outer module", &loc)?.clone())
+                    }
+                    ComponentOuterAliasKind::CoreType => {}
+                    ComponentOuterAliasKind::Type => {
+                        frame.types.push(get(&spaces.types, *index, "outer type", &loc)?.clone())
+                    }
+                    ComponentOuterAliasKind::Component => {
+                        frame.components.push(get(&spaces.components, *index, "outer component", &loc)?.clone())
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn component_type(&mut self, frame: &Frame, ty: &ComponentType<'a>) -> Result<TypeDef> {
+        let loc = &frame.location;
+        Ok(match ty {
+            ComponentType::Resource { rep, dtor } => {
+                if *rep != wasmparser::ValType::I32 {
+                    bail!("a resource in `{loc}` has the representation {rep:?}; only i32 is supported");
+                }
+                let dtor = match dtor {
+                    Some(f) => Some(get(&frame.core_funcs, *f, "core function", loc)?.clone()),
+                    None => None,
+                };
+                let id = DefinedResourceId(self.graph.resources.len());
+                self.graph.resources.push(DefinedResource {
+                    location: format!("{loc}: type {}", frame.types.len()),
+                    dtor,
+                    export_name: None,
+                });
+                TypeDef::Resource(ResourceRef::Defined(id))
+            }
+            ComponentType::Defined(defined) => TypeDef::Val(self.defined_type(frame, defined)?),
+            ComponentType::Func(func) => {
+                let mut params = Vec::new();
+                for (name, ty) in func.params.iter() {
+                    params.push((name.to_string(), self.val_type(frame, ty)?));
+                }
+                let result = match &func.result {
+                    Some(ty) => Some(self.val_type(frame, ty)?),
+                    None => None,
+                };
+                TypeDef::Func(Rc::new(FuncSig { params, result, is_async: func.async_ }))
+            }
+            ComponentType::Instance(decls) => {
+                let mut resources = Vec::new();
+                for decl in decls.iter() {
+                    if let InstanceTypeDeclaration::Export {
+                        name,
+                        ty: ComponentTypeRef::Type(TypeBounds::SubResource),
+                    } = decl
+                    {
+                        resources.push(name.name.to_string());
+                    }
+                }
+                TypeDef::Instance(Rc::new(resources))
+            }
+            ComponentType::Component(_) => TypeDef::Other,
+        })
+    }
+
+    fn val_type(&self, frame: &Frame, ty: &ComponentValType) -> Result<ValTy> {
+        match ty {
+            ComponentValType::Primitive(p) => Ok(ValTy::Prim(prim(*p, &frame.location)?)),
+            ComponentValType::Type(t) => match get(&frame.types, *t, "type", &frame.location)? {
+                TypeDef::Val(v) => Ok(v.clone()),
+                _ => bail!("type {t} in `{}` is not a value type", frame.location),
+            },
+        }
+    }
+
+    fn defined_type(&self, frame: &Frame, ty: &ComponentDefinedType<'a>) -> Result<ValTy> {
+        let loc = &frame.location;
+        let resource = |t: &u32| -> Result<ResourceRef> {
+            match get(&frame.types, *t, "type", loc)? {
+                TypeDef::Resource(r) => Ok(r.clone()),
+                _ => bail!("handle type in `{loc}` does not refer to a resource"),
+            }
+        };
+        Ok(match ty {
+            ComponentDefinedType::Primitive(p) => ValTy::Prim(prim(*p, loc)?),
+            ComponentDefinedType::Record(fields) => ValTy::Record(
+                fields.iter().map(|(_, t)| self.val_type(frame, t)).collect::<Result<_>>()?,
+            ),
+            ComponentDefinedType::Variant(cases) => ValTy::Variant(
+                cases
+                    .iter()
+                    .map(|c| c.ty.as_ref().map(|t| self.val_type(frame, t)).transpose())
+                    .collect::<Result<_>>()?,
+            ),
+            ComponentDefinedType::List(t) => ValTy::List(Box::new(self.val_type(frame, t)?)),
+            ComponentDefinedType::Map(..) => bail!("a `map` type in `{loc}` cannot be lowered yet"),
+            ComponentDefinedType::FixedLengthList(t, n) => {
+                ValTy::FixedList(Box::new(self.val_type(frame, t)?), *n)
+            }
+            ComponentDefinedType::Tuple(ts) => {
+                ValTy::Tuple(ts.iter().map(|t| self.val_type(frame, t)).collect::<Result<_>>()?)
+            }
+            ComponentDefinedType::Flags(names) => ValTy::Flags(names.len()),
+            ComponentDefinedType::Enum(names) => ValTy::Enum(names.len()),
+            ComponentDefinedType::Option(t) => ValTy::Option(Box::new(self.val_type(frame, t)?)),
+            ComponentDefinedType::Result { ok, err } => ValTy::Result(
+                ok.as_ref().map(|t| self.val_type(frame, t)).transpose()?.map(Box::new),
+                err.as_ref().map(|t| self.val_type(frame, t)).transpose()?.map(Box::new),
+            ),
+            ComponentDefinedType::Own(t) => ValTy::Own(resource(t)?),
+            ComponentDefinedType::Borrow(t) => ValTy::Borrow(resource(t)?),
+            ComponentDefinedType::Future(_) => {
+                bail!("a `future` type in `{loc}`: futures (component-model async) are not supported")
+            }
+            ComponentDefinedType::Stream(_) => {
+                bail!("a `stream` type in `{loc}`: streams (component-model async) are not supported")
+            }
+        })
+    }
+
+    fn options(&self, frame: &Frame, options: &[CanonicalOption], what: &str) -> Result<CanonOptions> {
+        let loc = &frame.location;
+        let mut out = CanonOptions {
+            memory: None,
+            realloc: None,
+            post_return: None,
+            encoding: StringEncoding::Utf8,
+        };
+        for option in options {
+            match option {
+                CanonicalOption::UTF8 => out.encoding = StringEncoding::Utf8,
+                CanonicalOption::UTF16 => out.encoding = StringEncoding::Utf16,
+                CanonicalOption::CompactUTF16 => out.encoding = StringEncoding::CompactUtf16,
+                CanonicalOption::Memory(m) => {
+                    out.memory = Some(get(&frame.core_memories, *m, "core memory", loc)?.clone())
+                }
+                CanonicalOption::Realloc(f) => {
+                    out.realloc = Some(get(&frame.core_funcs, *f, "core function", loc)?.clone())
+                }
+                CanonicalOption::PostReturn(f) => {
+                    out.post_return = Some(get(&frame.core_funcs, *f, "core function", loc)?.clone())
+                }
+                CanonicalOption::Async | CanonicalOption::Callback(_) => {
+                    bail!("{what} uses the `async` option: component-model async is not supported")
+                }
+                CanonicalOption::CoreType(_) | CanonicalOption::Gc => {
+                    bail!("{what} uses the GC canonical ABI, which is not supported")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn canon(&mut self, frame: &mut Frame, func: &CanonicalFunction, offset: usize) -> Result<()> {
+        let loc = frame.location.clone();
+        let what = |name: &str| format!("`canon {name}` at offset {offset} in `{loc}`");
+        match func {
+            CanonicalFunction::Lift { core_func_index, type_index, options } => {
+                let what = what("lift");
+                let core = get(&frame.core_funcs, *core_func_index, "core function", &loc)?.clone();
+                let sig = match get(&frame.types, *type_index, "type", &loc)? {
+                    TypeDef::Func(sig) => (**sig).clone(),
+                    _ => bail!("{what} lifts with a type that is not a function type"),
+                };
+                if sig.is_async {
+                    bail!("{what} lifts an `async` function type: component-model async is not supported");
+                }
+                let options = self.options(frame, options, &what)?;
+                let id = LiftedId(self.graph.lifted.len());
+                self.graph.lifted.push(Lifted { core, options, sig, location: what });
+                frame.funcs.push(FuncDef::Lifted(id));
+            }
+            CanonicalFunction::Lower { func_index, options } => {
+                let what = what("lower");
+                let func = get(&frame.funcs, *func_index, "function", &loc)?.clone();
+                let options = self.options(frame, options, &what)?;
+                let (target, sig) = match func {
+                    FuncDef::Import(path) => (LowerTarget::Import(path), None),
+                    FuncDef::Lifted(id) => (LowerTarget::Lifted(id), Some(self.graph.lifted(id).sig.clone())),
+                };
+                let id = LoweredId(self.graph.lowered.len());
+                self.graph.lowered.push(Lowered { target, options, sig, location: what });
+                frame.core_funcs.push(CoreDef::Lowered(id));
+            }
+            CanonicalFunction::ResourceNew { resource }
+            | CanonicalFunction::ResourceRep { resource }
+            | CanonicalFunction::ResourceDrop { resource } => {
+                let kind = match func {
+                    CanonicalFunction::ResourceNew { .. } => BuiltinKind::ResourceNew,
+                    CanonicalFunction::ResourceRep { .. } => BuiltinKind::ResourceRep,
+                    _ => BuiltinKind::ResourceDrop,
+                };
+                let resource = match get(&frame.types, *resource, "type", &loc)? {
+                    TypeDef::Resource(r) => r.clone(),
+                    _ => bail!("{} names a type that is not a resource", what(kind.name())),
+                };
+                let builtin = Builtin { kind, resource };
+                let id = match self.graph.builtins.iter().position(|b| *b == builtin) {
+                    Some(i) => BuiltinId(i),
+                    None => {
+                        self.graph.builtins.push(builtin);
+                        BuiltinId(self.graph.builtins.len() - 1)
+                    }
+                };
+                frame.core_funcs.push(CoreDef::Builtin(id));
+            }
+            other => {
+                let (name, feature) = unsupported_canon(other);
+                bail!("{} is not supported: {feature} cannot be lowered yet", what(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Name and feature of a canonical builtin we do not implement.
+fn unsupported_canon(func: &CanonicalFunction) -> (&'static str, &'static str) {
+    use CanonicalFunction as C;
+    match func {
+        C::ThreadSpawnRef { .. } | C::ThreadSpawnIndirect { .. } => ("thread.spawn", "threads"),
+        C::ThreadAvailableParallelism => ("thread.available-parallelism", "threads"),
+        C::StreamNew { .. }
+        | C::StreamRead { .. }
+        | C::StreamWrite { .. }
+        | C::StreamCancelRead { .. }
+        | C::StreamCancelWrite { .. }
+        | C::StreamDropReadable { .. }
+        | C::StreamDropWritable { .. } => ("stream.*", "streams (component-model async)"),
+        C::FutureNew { .. }
+        | C::FutureRead { .. }
+        | C::FutureWrite { .. }
+        | C::FutureCancelRead { .. }
+        | C::FutureCancelWrite { .. }
+        | C::FutureDropReadable { .. }
+        | C::FutureDropWritable { .. } => ("future.*", "futures (component-model async)"),
+        C::ErrorContextNew { .. } | C::ErrorContextDebugMessage { .. } | C::ErrorContextDrop => {
+            ("error-context.*", "error-context")
+        }
+        _ => ("async builtin", "component-model async"),
+    }
+}
+
+fn prim(p: PrimitiveValType, location: &str) -> Result<Prim> {
+    Ok(match p {
+        PrimitiveValType::Bool => Prim::Bool,
+        PrimitiveValType::S8 => Prim::S8,
+        PrimitiveValType::U8 => Prim::U8,
+        PrimitiveValType::S16 => Prim::S16,
+        PrimitiveValType::U16 => Prim::U16,
+        PrimitiveValType::S32 => Prim::S32,
+        PrimitiveValType::U32 => Prim::U32,
+        PrimitiveValType::S64 => Prim::S64,
+        PrimitiveValType::U64 => Prim::U64,
+        PrimitiveValType::F32 => Prim::F32,
+        PrimitiveValType::F64 => Prim::F64,
+        PrimitiveValType::Char => Prim::Char,
+        PrimitiveValType::String => Prim::String,
+        PrimitiveValType::ErrorContext => {
+            bail!("an `error-context` type in `{location}`: error-context is not supported")
+        }
+    })
+}
+
+fn core_export(instance: &CoreInstanceDef, name: &str) -> Result<CoreDef> {
+    match instance {
+        CoreInstanceDef::Module(id) => Ok(CoreDef::Export(*id, name.to_string())),
+        CoreInstanceDef::Exports(map) => {
+            map.get(name).cloned().with_context(|| format!("core instance has no export `{name}`"))
+        }
+    }
+}
+
+fn push_item(frame: &mut Frame, item: ItemDef) {
+    match item {
+        ItemDef::Func(f) => frame.funcs.push(f),
+        ItemDef::Instance(i) => frame.instances.push(i),
+        ItemDef::Type(t) => frame.types.push(t),
+        ItemDef::Component(c) => frame.components.push(c),
+        ItemDef::Module(m) => frame.core_modules.push(m),
+    }
+}

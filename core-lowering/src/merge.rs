@@ -1,0 +1,845 @@
+//! Phase 3: resolve every core import and concatenate all instantiated
+//! modules into one core module binary.
+//!
+//! Owns: the layout of the merged index spaces (`FuncIndex`, `MemoryIndex`,
+//! ... are final positions), the resolution of each core import to its
+//! provider (an internal import becomes a direct reference), folding
+//! constant globals into const expressions (dynamically linked modules
+//! place data with imported `__memory_base` globals), one synthetic start
+//! function that runs every instance's start in instantiation order, the
+//! canonical-ABI boundary exports, and the refusal of separate memories
+//! without `--multi-memory`. Functions the module must implement itself
+//! (builtins, adapters) are emitted as placeholder imports under
+//! [`INTERNAL_MODULE`]; `link` replaces them with generated code.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
+use wasm_encoder::{
+    CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection, EntityType, ExportKind,
+    ExportSection, Function, FunctionSection, GlobalSection, ImportSection, Instruction, MemorySection,
+    Module, StartSection, TableSection, TypeSection,
+};
+use wasmparser::{ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, ValType};
+
+use crate::Options;
+use crate::graph::*;
+use crate::module_info::ModuleInfo;
+use crate::parse::{ParsedComponent, StaticModuleId};
+use crate::types::{Flat, ValTy};
+
+/// Module name of placeholder imports that `link` replaces with code.
+pub const INTERNAL_MODULE: &str = "karmem:internal";
+
+/// Final index of a function in the merged module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FuncIndex(pub u32);
+/// Final index of a memory in the merged module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemoryIndex(pub u32);
+
+/// A function resolved before final indices are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FuncTarget {
+    /// The k-th import of the merged module.
+    Import(usize),
+    /// The d-th defined function of a module instance.
+    Defined(ModuleInstanceId, u32),
+}
+
+/// What a merged-module import stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ImportKind {
+    /// A component import, lowered: stays an import, named by interface.
+    Host { module: String, field: String },
+    /// A canonical builtin, implemented by `link`.
+    Builtin(BuiltinId),
+    /// A lowered lifted function of a sibling component: a fused adapter.
+    Fused(LoweredId),
+    /// An export that converts borrowed handles to reps before the call.
+    BorrowWrapper(usize),
+    /// `[resource-drop]` exported for the host.
+    DropExport(DefinedResourceId),
+}
+
+/// One import of the merged module.
+#[derive(Debug, Clone)]
+pub struct MergedImport {
+    pub kind: ImportKind,
+    pub ty: FuncType,
+}
+
+/// What `link` needs to implement the placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct LinkPlan {
+    pub imports: Vec<MergedImport>,
+    /// Final index of the memory builtins use (none if the module has none).
+    pub builtin_memory: Option<MemoryIndex>,
+    /// Final function index of each defined resource's destructor.
+    pub dtors: BTreeMap<DefinedResourceId, FuncIndex>,
+    /// For each fused adapter: callee and post-return.
+    pub fused: BTreeMap<LoweredId, (FuncIndex, Option<FuncIndex>)>,
+    /// For each borrow wrapper: callee, and the flat params to convert
+    /// (position, resource).
+    pub wrappers: Vec<(FuncIndex, Vec<(usize, DefinedResourceId)>)>,
+    /// Final names of the exports, for diagnostics.
+    pub export_names: Vec<String>,
+}
+
+struct Layout<'g> {
+    graph: &'g Graph,
+    infos: Vec<Rc<ModuleInfo>>,
+    imports: Vec<MergedImport>,
+    import_keys: BTreeMap<ImportKind, usize>,
+    func_base: Vec<u32>,
+    table_base: Vec<u32>,
+    memory_base: Vec<u32>,
+    global_base: Vec<u32>,
+}
+
+impl<'g> Layout<'g> {
+    fn info(&self, id: ModuleInstanceId) -> &ModuleInfo {
+        &self.infos[id.0]
+    }
+
+    fn import(&mut self, kind: ImportKind, ty: FuncType) -> usize {
+        if let Some(k) = self.import_keys.get(&kind) {
+            return *k;
+        }
+        let k = self.imports.len();
+        self.imports.push(MergedImport { kind: kind.clone(), ty });
+        self.import_keys.insert(kind, k);
+        k
+    }
+
+    /// The position among all imports of import number `ordinal` of `kind`.
+    fn nth_import(&self, id: ModuleInstanceId, kind: fn(&TypeRef) -> bool, ordinal: u32) -> Result<usize> {
+        self.info(id)
+            .imports
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| kind(&i.ty))
+            .nth(ordinal as usize)
+            .map(|(p, _)| p)
+            .ok_or_else(|| anyhow!("import {ordinal} is missing in `{}`", self.graph.instance(id).location))
+    }
+
+    fn export(&self, id: ModuleInstanceId, name: &str, want: ExternalKind) -> Result<u32> {
+        let location = &self.graph.instance(id).location;
+        match self.info(id).exports.get(name) {
+            Some((kind, index)) if same_kind(*kind, want) => Ok(*index),
+            Some((kind, _)) => bail!("export `{name}` of `{location}` is a {kind:?}, not a {want:?}"),
+            None => bail!("`{location}` has no export `{name}`"),
+        }
+    }
+
+    /// Resolve a core function; `ty` is the type the consumer expects and
+    /// names a host import's signature.
+    fn func(&mut self, def: &CoreDef, ty: Option<&FuncType>, options: &Options) -> Result<FuncTarget> {
+        match def {
+            CoreDef::Export(id, name) => {
+                let index = self.export(*id, name, ExternalKind::Func)?;
+                let imported = self.info(*id).imported_funcs;
+                if index < imported {
+                    let pos = self.nth_import(*id, is_func, index)?;
+                    let inner = self.graph.instance(*id).imports[pos].clone();
+                    let ty = self.info(*id).func_type(index).cloned();
+                    self.func(&inner, ty.as_ref(), options)
+                } else {
+                    Ok(FuncTarget::Defined(*id, index - imported))
+                }
+            }
+            CoreDef::Lowered(lid) => {
+                let lowered = self.graph.lowered(*lid).clone();
+                let ty = ty.cloned().with_context(|| format!("{} is used as something other than a function", lowered.location))?;
+                match &lowered.target {
+                    LowerTarget::Import(path) => {
+                        if lowered.options.encoding != StringEncoding::Utf8 {
+                            bail!("{} uses a UTF-16 string encoding; only UTF-8 is supported at the canonical boundary yet", lowered.location);
+                        }
+                        let (module, field) = host_name(path);
+                        Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
+                    }
+                    LowerTarget::Lifted(callee) => {
+                        self.check_fusable(&lowered, *callee, options)?;
+                        Ok(FuncTarget::Import(self.import(ImportKind::Fused(*lid), ty)))
+                    }
+                }
+            }
+            CoreDef::Builtin(bid) => {
+                let builtin = self.graph.builtin(*bid).clone();
+                let (params, results) = match builtin.kind {
+                    BuiltinKind::ResourceNew | BuiltinKind::ResourceRep => (vec![ValType::I32], vec![ValType::I32]),
+                    BuiltinKind::ResourceDrop => (vec![ValType::I32], vec![]),
+                };
+                let ty = FuncType::new(params, results);
+                match (&builtin.resource, builtin.kind) {
+                    (ResourceRef::Imported(path), BuiltinKind::ResourceDrop) => {
+                        let (module, last) = host_name(path);
+                        let field = format!("[resource-drop]{last}");
+                        Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
+                    }
+                    (ResourceRef::Imported(path), kind) => bail!(
+                        "`canon {}` of the imported resource `{}` is not allowed",
+                        kind.name(),
+                        path.join("#")
+                    ),
+                    (ResourceRef::Defined(_), _) => Ok(FuncTarget::Import(self.import(ImportKind::Builtin(*bid), ty))),
+                }
+            }
+        }
+    }
+
+    /// Resolve a core table, memory or global to (instance, defined index).
+    fn item(&self, def: &CoreDef, kind: ExternalKind) -> Result<(ModuleInstanceId, u32)> {
+        match def {
+            CoreDef::Export(id, name) => {
+                let index = self.export(*id, name, kind)?;
+                let (imported, is_kind): (u32, fn(&TypeRef) -> bool) = match kind {
+                    ExternalKind::Table => (self.info(*id).imported_tables, is_table),
+                    ExternalKind::Memory => (self.info(*id).imported_memories, is_memory),
+                    _ => (self.info(*id).imported_globals, is_global),
+                };
+                if index < imported {
+                    let pos = self.nth_import(*id, is_kind, index)?;
+                    let inner = self.graph.instance(*id).imports[pos].clone();
+                    self.item(&inner, kind)
+                } else {
+                    Ok((*id, index - imported))
+                }
+            }
+            CoreDef::Lowered(l) => bail!("{} is used as a {kind:?}", self.graph.lowered(*l).location),
+            CoreDef::Builtin(_) => bail!("a canonical builtin is used as a {kind:?}"),
+        }
+    }
+
+    fn memory(&self, def: &CoreDef) -> Result<MemoryIndex> {
+        let (id, d) = self.item(def, ExternalKind::Memory)?;
+        Ok(MemoryIndex(self.memory_base[id.0] + d))
+    }
+
+    fn finish(&self, target: FuncTarget) -> FuncIndex {
+        match target {
+            FuncTarget::Import(k) => FuncIndex(k as u32),
+            FuncTarget::Defined(id, d) => FuncIndex(self.imports.len() as u32 + self.func_base[id.0] + d),
+        }
+    }
+
+    /// A lowered lifted function can become a direct call only when no
+    /// value crosses through memory or carries a handle.
+    fn check_fusable(&self, lowered: &Lowered, callee: LiftedId, options: &Options) -> Result<()> {
+        let lifted = self.graph.lifted(callee);
+        let sig = &lifted.sig;
+        if sig.params.iter().any(|(_, t)| t.has_handles()) || sig.result.as_ref().is_some_and(ValTy::has_handles) {
+            bail!(
+                "{} calls {} with resource handles; handles across composed components cannot be lowered yet",
+                lowered.location,
+                lifted.location
+            );
+        }
+        if !sig.uses_memory() {
+            return Ok(());
+        }
+        let same = match (&lowered.options.memory, &lifted.options.memory) {
+            (Some(a), Some(b)) => self.memory(a)? == self.memory(b)?,
+            _ => false,
+        };
+        if same {
+            bail!(
+                "{} calls {} through one shared memory; copying adapters within one memory are not implemented yet",
+                lowered.location,
+                lifted.location
+            );
+        }
+        if !options.multi_memory {
+            bail!(
+                "{} calls {}, and the two components own separate memories, so values must be copied between them. \
+                 Either pass `--multi-memory` to keep both memories in one module, \
+                 or lower each component on its own and compose them through the runtime",
+                lowered.location,
+                lifted.location
+            );
+        }
+        bail!(
+            "{} calls {} across two memories; copying adapters between memories are not implemented yet \
+             (lower each component on its own and compose them through the runtime)",
+            lowered.location,
+            lifted.location
+        )
+    }
+
+    /// A global's constant value, when it is an immutable global whose
+    /// initializer is a plain constant (followed through imports).
+    fn global_constant(&self, id: ModuleInstanceId, index: u32, module_bytes: &[&[u8]]) -> Option<Instruction<'static>> {
+        let info = self.info(id);
+        if index < info.imported_globals {
+            let pos = self.nth_import(id, is_global, index).ok()?;
+            let inner = self.graph.instance(id).imports.get(pos)?.clone();
+            let (owner, d) = self.item(&inner, ExternalKind::Global).ok()?;
+            return self.global_constant(owner, self.info(owner).imported_globals + d, module_bytes);
+        }
+        let bytes = module_bytes.get(self.graph.instance(id).module.0)?;
+        let defined = index - info.imported_globals;
+        for payload in Parser::new(0).parse_all(bytes) {
+            if let Ok(Payload::GlobalSection(reader)) = payload {
+                let global = reader.into_iter().nth(defined as usize)?.ok()?;
+                if global.ty.mutable {
+                    return None;
+                }
+                let mut ops = global.init_expr.get_operators_reader();
+                let op = ops.read().ok()?;
+                if !matches!(ops.read().ok()?, Operator::End) {
+                    return None;
+                }
+                return match op {
+                    Operator::I32Const { value } => Some(Instruction::I32Const(value)),
+                    Operator::I64Const { value } => Some(Instruction::I64Const(value)),
+                    Operator::GlobalGet { global_index } => self.global_constant(id, global_index, module_bytes),
+                    _ => None,
+                };
+            }
+        }
+        None
+    }
+}
+
+fn same_kind(a: ExternalKind, b: ExternalKind) -> bool {
+    let norm = |k| match k {
+        ExternalKind::FuncExact => ExternalKind::Func,
+        k => k,
+    };
+    norm(a) == norm(b)
+}
+fn is_func(t: &TypeRef) -> bool {
+    matches!(t, TypeRef::Func(_) | TypeRef::FuncExact(_))
+}
+fn is_table(t: &TypeRef) -> bool {
+    matches!(t, TypeRef::Table(_))
+}
+fn is_memory(t: &TypeRef) -> bool {
+    matches!(t, TypeRef::Memory(_))
+}
+fn is_global(t: &TypeRef) -> bool {
+    matches!(t, TypeRef::Global(_))
+}
+
+/// Interface and field names of an imported function: `(interface, name)`,
+/// or `("$root", name)` for a function imported at the top level.
+pub fn host_name(path: &[String]) -> (String, String) {
+    match path {
+        [] => ("$root".to_string(), String::new()),
+        [name] => ("$root".to_string(), name.clone()),
+        [init @ .., last] => (init.join("#"), last.clone()),
+    }
+}
+
+/// Per-instance index maps for the reencoder (module index -> final index).
+struct InstanceMaps {
+    funcs: Vec<u32>,
+    tables: Vec<u32>,
+    memories: Vec<u32>,
+    globals: Vec<u32>,
+    /// For imported globals that fold to a constant.
+    global_consts: BTreeMap<u32, Instruction<'static>>,
+    type_base: u32,
+    elem_base: u32,
+    data_base: u32,
+}
+
+impl Reencode for InstanceMaps {
+    type Error = std::convert::Infallible;
+
+    // Every index below was checked by the validator, so the maps are
+    // complete; `u32::MAX` would only surface as a validation error of the
+    // output, never as a panic.
+    fn function_index(&mut self, func: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.funcs.get(func as usize).copied().unwrap_or(u32::MAX))
+    }
+    fn table_index(&mut self, table: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.tables.get(table as usize).copied().unwrap_or(u32::MAX))
+    }
+    fn memory_index(&mut self, memory: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.memories.get(memory as usize).copied().unwrap_or(u32::MAX))
+    }
+    fn global_index(&mut self, global: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.globals.get(global as usize).copied().unwrap_or(u32::MAX))
+    }
+    fn type_index(&mut self, ty: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.type_base + ty)
+    }
+    fn element_index(&mut self, element: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.elem_base + element)
+    }
+    fn data_index(&mut self, data: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.data_base + data)
+    }
+    fn const_expr(&mut self, expr: wasmparser::ConstExpr) -> Result<ConstExpr, ReencodeError<Self::Error>> {
+        let mut ops = expr.get_operators_reader();
+        let mut bytes = Vec::new();
+        while !ops.is_end_then_eof() {
+            let op = ops.read()?;
+            let insn = match op {
+                Operator::GlobalGet { global_index } if self.global_consts.contains_key(&global_index) => {
+                    self.global_consts.get(&global_index).cloned().unwrap_or(Instruction::Unreachable)
+                }
+                op => self.instruction(op)?,
+            };
+            wasm_encoder::Encode::encode(&insn, &mut bytes);
+        }
+        Ok(ConstExpr::raw(bytes))
+    }
+}
+
+/// The merged module before `link`.
+#[derive(Debug)]
+pub struct Merged {
+    pub bytes: Vec<u8>,
+    pub plan: LinkPlan,
+}
+
+fn flat_to_val(f: Flat) -> ValType {
+    match f {
+        Flat::I32 => ValType::I32,
+        Flat::I64 => ValType::I64,
+        Flat::F32 => ValType::F32,
+        Flat::F64 => ValType::F64,
+    }
+}
+
+/// Flat positions of `borrow<T>` params of resources this component defines
+/// (the callee expects the rep, the host passes the handle).
+fn borrow_positions(ty: &ValTy, pos: &mut usize, out: &mut Vec<(usize, DefinedResourceId)>, what: &str) -> Result<()> {
+    match ty {
+        ValTy::Borrow(ResourceRef::Defined(r)) => {
+            out.push((*pos, *r));
+            *pos += 1;
+        }
+        ValTy::Borrow(ResourceRef::Imported(path)) => bail!(
+            "{what} borrows the imported resource `{}`; borrowed imported handles in exports cannot be lowered yet",
+            path.join("#")
+        ),
+        ValTy::Record(fields) | ValTy::Tuple(fields) => {
+            for f in fields {
+                borrow_positions(f, pos, out, what)?;
+            }
+        }
+        other => {
+            let mut flat = Vec::new();
+            other.flatten(&mut flat);
+            if other.has_handles() && !matches!(other, ValTy::Own(_)) {
+                bail!("{what} passes resource handles inside a list or variant; this cannot be lowered yet");
+            }
+            *pos += flat.len();
+        }
+    }
+    Ok(())
+}
+
+/// Merge every module instance of `graph` into one core module.
+pub fn merge(
+    parsed: &ParsedComponent<'_>,
+    graph: &Graph,
+    module_infos: &BTreeMap<StaticModuleId, Rc<ModuleInfo>>,
+    options: &Options,
+) -> Result<Merged> {
+    let infos = graph
+        .instances
+        .iter()
+        .map(|i| module_infos.get(&i.module).cloned().context("module summary missing"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut layout = Layout {
+        graph,
+        infos,
+        imports: Vec::new(),
+        import_keys: BTreeMap::new(),
+        func_base: Vec::new(),
+        table_base: Vec::new(),
+        memory_base: Vec::new(),
+        global_base: Vec::new(),
+    };
+    let (mut funcs, mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32, 0u32);
+    for info in &layout.infos {
+        layout.func_base.push(funcs);
+        layout.table_base.push(tables);
+        layout.memory_base.push(memories);
+        layout.global_base.push(globals);
+        funcs += info.defined_funcs;
+        tables += info.defined_tables;
+        memories += info.defined_memories;
+        globals += info.defined_globals;
+    }
+
+    // Separate memories are refused unless asked for.
+    let owners: Vec<&str> = graph
+        .instances
+        .iter()
+        .zip(&layout.infos)
+        .filter(|(_, info)| info.defined_memories > 0)
+        .map(|(i, _)| i.location.as_str())
+        .collect();
+    if owners.len() > 1 && !options.multi_memory {
+        bail!(
+            "{} core instances own separate memories ({}). Either pass `--multi-memory` to keep them \
+             in one multi-memory module, or lower each component on its own and compose them through the runtime",
+            owners.len(),
+            owners.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    // Pass 1: resolve every function import; this also discovers the
+    // merged module's own imports.
+    let mut func_targets: Vec<Vec<Option<FuncTarget>>> = Vec::new();
+    for (i, instance) in graph.instances.iter().enumerate() {
+        let id = ModuleInstanceId(i);
+        let mut targets = Vec::new();
+        for (import, def) in layout.info(id).imports.clone().iter().zip(&instance.imports) {
+            let target = match import.ty {
+                TypeRef::Func(t) | TypeRef::FuncExact(t) => {
+                    let ty = layout.info(id).types.get(t as usize).cloned().flatten();
+                    Some(layout.func(def, ty.as_ref(), options).with_context(|| {
+                        format!("failed to resolve import `{}` `{}` of `{}`", import.module, import.field, instance.location)
+                    })?)
+                }
+                _ => None,
+            };
+            targets.push(target);
+        }
+        func_targets.push(targets);
+    }
+
+    // Exports at the canonical boundary.
+    let mut exports: Vec<(String, ExportKind, FuncTargetOrIndex)> = Vec::new();
+    let mut plan = LinkPlan::default();
+    let mut canonical_memories: Vec<MemoryIndex> = Vec::new();
+    let mut reallocs: Vec<FuncTarget> = Vec::new();
+    let mut wrapper_callees: Vec<(FuncTarget, Vec<(usize, DefinedResourceId)>)> = Vec::new();
+    for export in &graph.exports {
+        let lifted = graph.lifted(export.lifted);
+        let what = format!("the export `{}`", export.name);
+        if lifted.options.encoding != StringEncoding::Utf8 {
+            bail!("{what} uses a UTF-16 string encoding; only UTF-8 is supported at the canonical boundary yet");
+        }
+        let callee = layout.func(&lifted.core, None, options).with_context(|| format!("failed to resolve {what}"))?;
+        let mut borrows = Vec::new();
+        let mut pos = 0;
+        for (_, ty) in &lifted.sig.params {
+            borrow_positions(ty, &mut pos, &mut borrows, &what)?;
+        }
+        let target = if borrows.is_empty() {
+            callee
+        } else {
+            if lifted.sig.flat_params().is_none() {
+                bail!("{what} passes borrowed handles through memory (too many parameters); this cannot be lowered yet");
+            }
+            let mut params = Vec::new();
+            for (_, ty) in &lifted.sig.params {
+                ty.flatten(&mut params);
+            }
+            let ty = callee_type(&layout, callee)?
+                .unwrap_or_else(|| FuncType::new(params.into_iter().map(flat_to_val), []));
+            let k = wrapper_callees.len();
+            wrapper_callees.push((callee, borrows));
+            FuncTarget::Import(layout.import(ImportKind::BorrowWrapper(k), ty))
+        };
+        if let Some(post) = &lifted.options.post_return {
+            let post = layout.func(post, None, options)?;
+            exports.push((format!("cabi_post_{}", export.name), ExportKind::Func, FuncTargetOrIndex::Func(post)));
+        }
+        if let Some(memory) = &lifted.options.memory {
+            canonical_memories.push(layout.memory(memory)?);
+        }
+        if let Some(realloc) = &lifted.options.realloc {
+            reallocs.push(layout.func(realloc, None, options)?);
+        }
+        exports.push((export.name.clone(), ExportKind::Func, FuncTargetOrIndex::Func(target)));
+    }
+    for lowered in &graph.lowered {
+        if let LowerTarget::Import(_) = lowered.target {
+            if let Some(memory) = &lowered.options.memory {
+                canonical_memories.push(layout.memory(memory)?);
+            }
+            if let Some(realloc) = &lowered.options.realloc {
+                reallocs.push(layout.func(realloc, None, options)?);
+            }
+        }
+    }
+    // Resource destructors and host-facing drops.
+    let mut dtor_targets = BTreeMap::new();
+    for (i, res) in graph.resources.iter().enumerate() {
+        let id = DefinedResourceId(i);
+        if let Some(dtor) = &res.dtor {
+            dtor_targets.insert(id, layout.func(dtor, None, options)?);
+        }
+        if let Some((iface, name)) = &res.export_name {
+            let used = graph.builtins.iter().any(|b| b.resource == ResourceRef::Defined(id));
+            if used {
+                let ty = FuncType::new([ValType::I32], []);
+                let k = layout.import(ImportKind::DropExport(id), ty);
+                let export = if iface == "$root" {
+                    format!("[resource-drop]{name}")
+                } else {
+                    format!("{iface}#[resource-drop]{name}")
+                };
+                exports.push((export, ExportKind::Func, FuncTargetOrIndex::Func(FuncTarget::Import(k))));
+            }
+        }
+    }
+    canonical_memories.dedup();
+    let mut seen = Vec::new();
+    for (n, memory) in canonical_memories.iter().enumerate() {
+        if seen.contains(memory) {
+            continue;
+        }
+        let name = if seen.is_empty() { "memory".to_string() } else { format!("memory{n}") };
+        seen.push(*memory);
+        exports.push((name, ExportKind::Memory, FuncTargetOrIndex::Index(memory.0)));
+    }
+    let mut seen_realloc = Vec::new();
+    for realloc in reallocs {
+        if seen_realloc.contains(&realloc) {
+            continue;
+        }
+        let name = if seen_realloc.is_empty() { "cabi_realloc".to_string() } else { format!("cabi_realloc{}", seen_realloc.len()) };
+        seen_realloc.push(realloc);
+        exports.push((name, ExportKind::Func, FuncTargetOrIndex::Func(realloc)));
+    }
+    // Builtins need a memory for their handle tables: the canonical one,
+    // else the first memory.
+    plan.builtin_memory = seen.first().copied().or((memories > 0).then_some(MemoryIndex(0)));
+
+    // Fused adapters.
+    let mut fused = BTreeMap::new();
+    for import in layout.imports.clone() {
+        if let ImportKind::Fused(lid) = import.kind {
+            let LowerTarget::Lifted(callee) = graph.lowered(lid).target else { continue };
+            let lifted = graph.lifted(callee);
+            let target = layout.func(&lifted.core, None, options)?;
+            let post = match &lifted.options.post_return {
+                Some(p) => Some(layout.func(p, None, options)?),
+                None => None,
+            };
+            fused.insert(lid, (target, post));
+        }
+    }
+
+    // From here on the import list is final.
+    let n_imports = layout.imports.len() as u32;
+    plan.fused = fused.into_iter().map(|(k, (t, p))| (k, (layout.finish(t), p.map(|p| layout.finish(p))))).collect();
+    plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
+    plan.wrappers = wrapper_callees.into_iter().map(|(t, b)| (layout.finish(t), b)).collect();
+
+    // Pass 2: encode.
+    let module_bytes: Vec<&[u8]> = parsed.modules.iter().map(|m| m.bytes).collect();
+    let mut types = TypeSection::new();
+    let mut import_section = ImportSection::new();
+    let mut functions = FunctionSection::new();
+    let mut table_section = TableSection::new();
+    let mut memory_section = MemorySection::new();
+    let mut global_section = GlobalSection::new();
+    let mut export_section = ExportSection::new();
+    let mut elements = ElementSection::new();
+    let mut code = CodeSection::new();
+    let mut datas = DataSection::new();
+    let mut type_count = 0u32;
+    let mut elem_count = 0u32;
+    let mut data_count = 0u32;
+
+    for import in &layout.imports {
+        let params = import.ty.params().iter().map(|t| wasm_val(*t)).collect::<Result<Vec<_>>>()?;
+        let results = import.ty.results().iter().map(|t| wasm_val(*t)).collect::<Result<Vec<_>>>()?;
+        types.ty().function(params, results);
+        let (module, field) = import_name(&import.kind);
+        import_section.import(&module, &field, EntityType::Function(type_count));
+        type_count += 1;
+    }
+    let start_type = type_count;
+    types.ty().function([], []);
+    type_count += 1;
+
+    let mut starts = Vec::new();
+    for (i, instance) in graph.instances.iter().enumerate() {
+        let id = ModuleInstanceId(i);
+        let info = layout.info(id).clone();
+        let mut maps = InstanceMaps {
+            funcs: Vec::new(),
+            tables: Vec::new(),
+            memories: Vec::new(),
+            globals: Vec::new(),
+            global_consts: BTreeMap::new(),
+            type_base: type_count,
+            elem_base: elem_count,
+            data_base: data_count,
+        };
+        let targets = func_targets.get(i).context("import resolution missing")?;
+        for ((import, target), def) in info.imports.iter().zip(targets).zip(&instance.imports) {
+            match import.ty {
+                TypeRef::Func(_) | TypeRef::FuncExact(_) => {
+                    let target = target.context("function import left unresolved")?;
+                    maps.funcs.push(layout.finish(target).0);
+                }
+                TypeRef::Table(_) => {
+                    let (owner, d) = layout.item(def, ExternalKind::Table)?;
+                    maps.tables.push(layout.table_base[owner.0] + d);
+                }
+                TypeRef::Memory(_) => {
+                    let (owner, d) = layout.item(def, ExternalKind::Memory)?;
+                    maps.memories.push(layout.memory_base[owner.0] + d);
+                }
+                TypeRef::Global(_) => {
+                    let (owner, d) = layout.item(def, ExternalKind::Global)?;
+                    let index = maps.globals.len() as u32;
+                    if let Some(c) = layout.global_constant(owner, layout.info(owner).imported_globals + d, &module_bytes) {
+                        maps.global_consts.insert(index, c);
+                    }
+                    maps.globals.push(layout.global_base[owner.0] + d);
+                }
+                TypeRef::Tag(_) => bail!("exception tags are not supported"),
+            }
+        }
+        let base = n_imports + layout.func_base[i];
+        maps.funcs.extend((0..info.defined_funcs).map(|d| base + d));
+        maps.tables.extend((0..info.defined_tables).map(|d| layout.table_base[i] + d));
+        maps.memories.extend((0..info.defined_memories).map(|d| layout.memory_base[i] + d));
+        maps.globals.extend((0..info.defined_globals).map(|d| layout.global_base[i] + d));
+
+        let bytes = parsed.module(instance.module).bytes;
+        let location = &instance.location;
+        let re = |e: ReencodeError<std::convert::Infallible>| anyhow!("failed to copy `{location}`: {e}");
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::TypeSection(reader) => {
+                    for group in reader {
+                        let group = group?;
+                        type_count += group.types().len() as u32;
+                        utils::parse_recursive_type_group(&mut maps, types.ty(), group).map_err(re)?;
+                    }
+                }
+                Payload::FunctionSection(reader) => {
+                    for ty in reader {
+                        functions.function(maps.type_base + ty?);
+                    }
+                }
+                Payload::TableSection(reader) => {
+                    for table in reader {
+                        utils::parse_table(&mut maps, &mut table_section, table?).map_err(re)?;
+                    }
+                }
+                Payload::MemorySection(reader) => {
+                    for memory in reader {
+                        memory_section.memory(maps.memory_type(memory?).map_err(re)?);
+                    }
+                }
+                Payload::GlobalSection(reader) => {
+                    for global in reader {
+                        utils::parse_global(&mut maps, &mut global_section, global?).map_err(re)?;
+                    }
+                }
+                Payload::ElementSection(reader) => {
+                    for element in reader {
+                        utils::parse_element(&mut maps, &mut elements, element?).map_err(re)?;
+                        elem_count += 1;
+                    }
+                }
+                Payload::DataSection(reader) => {
+                    for data in reader {
+                        utils::parse_data(&mut maps, &mut datas, data?).map_err(re)?;
+                        data_count += 1;
+                    }
+                }
+                Payload::CodeSectionEntry(body) => {
+                    utils::parse_function_body(&mut maps, &mut code, body).map_err(re)?;
+                }
+                Payload::StartSection { func, .. } => {
+                    starts.push(maps.funcs.get(func as usize).copied().context("start function out of range")?);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // One start function runs every instance's start, in instantiation order.
+    let start_index = if starts.is_empty() {
+        None
+    } else {
+        functions.function(start_type);
+        let mut body = Function::new([]);
+        for s in &starts {
+            body.instruction(&Instruction::Call(*s));
+        }
+        body.instruction(&Instruction::End);
+        code.function(&body);
+        Some(n_imports + funcs)
+    };
+
+    let mut names = Vec::new();
+    for (name, kind, target) in &exports {
+        if names.contains(name) {
+            bail!("two exports of the lowered module would both be named `{name}`");
+        }
+        names.push(name.clone());
+        let index = match target {
+            FuncTargetOrIndex::Func(t) => layout.finish(*t).0,
+            FuncTargetOrIndex::Index(i) => *i,
+        };
+        export_section.export(name, *kind, index);
+    }
+    plan.export_names = names;
+    plan.imports = layout.imports.clone();
+
+    let mut module = Module::new();
+    module.section(&types);
+    module.section(&import_section);
+    module.section(&functions);
+    module.section(&table_section);
+    module.section(&memory_section);
+    module.section(&global_section);
+    module.section(&export_section);
+    if let Some(start) = start_index {
+        module.section(&StartSection { function_index: start });
+    }
+    module.section(&elements);
+    module.section(&DataCountSection { count: data_count });
+    module.section(&code);
+    module.section(&datas);
+    Ok(Merged { bytes: module.finish(), plan })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FuncTargetOrIndex {
+    Func(FuncTarget),
+    Index(u32),
+}
+
+/// The core type of a resolved function.
+fn callee_type(layout: &Layout<'_>, target: FuncTarget) -> Result<Option<FuncType>> {
+    Ok(match target {
+        FuncTarget::Import(k) => layout.imports.get(k).map(|i| i.ty.clone()),
+        FuncTarget::Defined(id, d) => {
+            let info = layout.info(id);
+            info.func_type(info.imported_funcs + d).cloned()
+        }
+    })
+}
+
+fn import_name(kind: &ImportKind) -> (String, String) {
+    match kind {
+        ImportKind::Host { module, field } => (module.clone(), field.clone()),
+        ImportKind::Builtin(b) => (INTERNAL_MODULE.to_string(), format!("builtin/{}", b.0)),
+        ImportKind::Fused(l) => (INTERNAL_MODULE.to_string(), format!("fused/{}", l.0)),
+        ImportKind::BorrowWrapper(k) => (INTERNAL_MODULE.to_string(), format!("wrapper/{k}")),
+        ImportKind::DropExport(r) => (INTERNAL_MODULE.to_string(), format!("drop/{}", r.0)),
+    }
+}
+
+fn wasm_val(t: ValType) -> Result<wasm_encoder::ValType> {
+    Ok(match t {
+        ValType::I32 => wasm_encoder::ValType::I32,
+        ValType::I64 => wasm_encoder::ValType::I64,
+        ValType::F32 => wasm_encoder::ValType::F32,
+        ValType::F64 => wasm_encoder::ValType::F64,
+        ValType::V128 => wasm_encoder::ValType::V128,
+        ValType::Ref(_) => bail!("reference types in a boundary signature are not supported"),
+    })
+}

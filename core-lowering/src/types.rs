@@ -1,0 +1,190 @@
+//! Component-level value and function types, as far as lowering needs them.
+//!
+//! Owns: [`ValTy`] (a component value type with resources resolved to
+//! their identity), [`FuncSig`], and canonical-ABI flattening of them
+//! (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flattening>).
+//! Leaves the WIT view of types to `wit-import`.
+
+use serde::Serialize;
+
+use crate::graph::ResourceRef;
+
+/// Spec: at most this many flat parameters are passed as core params.
+/// <https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flattening>
+pub const MAX_FLAT_PARAMS: usize = 16;
+/// Spec: at most this many flat results are returned as core results.
+pub const MAX_FLAT_RESULTS: usize = 1;
+
+/// A primitive component value type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prim {
+    Bool,
+    S8,
+    U8,
+    S16,
+    U16,
+    S32,
+    U32,
+    S64,
+    U64,
+    F32,
+    F64,
+    Char,
+    String,
+}
+
+/// A component value type, resources resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValTy {
+    Prim(Prim),
+    Record(Vec<ValTy>),
+    Variant(Vec<Option<ValTy>>),
+    List(Box<ValTy>),
+    FixedList(Box<ValTy>, u32),
+    Tuple(Vec<ValTy>),
+    Flags(usize),
+    Enum(usize),
+    Option(Box<ValTy>),
+    Result(Option<Box<ValTy>>, Option<Box<ValTy>>),
+    Own(ResourceRef),
+    Borrow(ResourceRef),
+    /// A type aliased out of an imported instance whose structure the
+    /// instance type does not spell out to us.
+    Opaque,
+}
+
+/// A component function type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncSig {
+    pub params: Vec<(String, ValTy)>,
+    pub result: Option<ValTy>,
+    pub is_async: bool,
+}
+
+/// A core value type in a flattened signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flat {
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl ValTy {
+    /// Does a value of this type live (partly) in linear memory when
+    /// passed, i.e. does lifting or lowering it need `memory`?
+    pub fn uses_memory(&self) -> bool {
+        match self {
+            ValTy::Prim(Prim::String) | ValTy::List(_) | ValTy::Opaque => true,
+            ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Own(_) | ValTy::Borrow(_) => {
+                false
+            }
+            ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(ValTy::uses_memory),
+            ValTy::Variant(cases) => cases.iter().flatten().any(ValTy::uses_memory),
+            ValTy::FixedList(elem, _) | ValTy::Option(elem) => elem.uses_memory(),
+            ValTy::Result(ok, err) => {
+                ok.as_deref().is_some_and(ValTy::uses_memory)
+                    || err.as_deref().is_some_and(ValTy::uses_memory)
+            }
+        }
+    }
+
+    /// Does this type mention a handle anywhere?
+    pub fn has_handles(&self) -> bool {
+        match self {
+            ValTy::Own(_) | ValTy::Borrow(_) => true,
+            ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => false,
+            ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(ValTy::has_handles),
+            ValTy::Variant(cases) => cases.iter().flatten().any(ValTy::has_handles),
+            ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => elem.has_handles(),
+            ValTy::Result(ok, err) => {
+                ok.as_deref().is_some_and(ValTy::has_handles)
+                    || err.as_deref().is_some_and(ValTy::has_handles)
+            }
+        }
+    }
+
+    /// Append this type's flattening to `out`.
+    pub fn flatten(&self, out: &mut Vec<Flat>) {
+        match self {
+            ValTy::Prim(p) => match p {
+                Prim::S64 | Prim::U64 => out.push(Flat::I64),
+                Prim::F32 => out.push(Flat::F32),
+                Prim::F64 => out.push(Flat::F64),
+                Prim::String => out.extend([Flat::I32, Flat::I32]),
+                _ => out.push(Flat::I32),
+            },
+            ValTy::List(_) | ValTy::Opaque => out.extend([Flat::I32, Flat::I32]),
+            ValTy::FixedList(elem, n) => {
+                for _ in 0..*n {
+                    elem.flatten(out);
+                }
+            }
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                for f in fields {
+                    f.flatten(out);
+                }
+            }
+            ValTy::Flags(n) => {
+                for _ in 0..n.div_ceil(32).max(if *n == 0 { 0 } else { 1 }) {
+                    out.push(Flat::I32);
+                }
+            }
+            ValTy::Enum(_) | ValTy::Own(_) | ValTy::Borrow(_) => out.push(Flat::I32),
+            ValTy::Option(elem) => flatten_variant([Some(&**elem)].into_iter(), out),
+            ValTy::Result(ok, err) => flatten_variant([ok.as_deref(), err.as_deref()].into_iter(), out),
+            ValTy::Variant(cases) => flatten_variant(cases.iter().map(Option::as_ref), out),
+        }
+    }
+}
+
+fn flatten_variant<'t>(cases: impl Iterator<Item = Option<&'t ValTy>>, out: &mut Vec<Flat>) {
+    out.push(Flat::I32);
+    let mut joined: Vec<Flat> = Vec::new();
+    for case in cases.flatten() {
+        let mut flat = Vec::new();
+        case.flatten(&mut flat);
+        for (i, f) in flat.into_iter().enumerate() {
+            match joined.get_mut(i) {
+                Some(slot) => *slot = join(*slot, f),
+                None => joined.push(f),
+            }
+        }
+    }
+    out.extend(joined);
+}
+
+fn join(a: Flat, b: Flat) -> Flat {
+    if a == b {
+        return a;
+    }
+    match (a, b) {
+        (Flat::I32, Flat::F32) | (Flat::F32, Flat::I32) => Flat::I32,
+        _ => Flat::I64,
+    }
+}
+
+impl FuncSig {
+    /// The flat parameter list, or `None` when the parameters are passed
+    /// through memory (more than [`MAX_FLAT_PARAMS`]).
+    pub fn flat_params(&self) -> Option<Vec<Flat>> {
+        let mut out = Vec::new();
+        for (_, ty) in &self.params {
+            ty.flatten(&mut out);
+        }
+        (out.len() <= MAX_FLAT_PARAMS).then_some(out)
+    }
+
+    /// Does calling this function need a linear memory on either side?
+    pub fn uses_memory(&self) -> bool {
+        let mut results = Vec::new();
+        if let Some(r) = &self.result {
+            r.flatten(&mut results);
+        }
+        self.params.iter().any(|(_, t)| t.uses_memory())
+            || self.result.as_ref().is_some_and(ValTy::uses_memory)
+            || self.flat_params().is_none()
+            || results.len() > MAX_FLAT_RESULTS
+    }
+}

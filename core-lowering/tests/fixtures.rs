@@ -1,0 +1,84 @@
+//! Snapshot tests over `fixtures/lowering/<case>/`: each `component.wat` is
+//! lowered and compared with `lowered.wat` (success) or `error.txt`
+//! (refusal). `BLESS=1` rewrites the expected files. A file `flags` in a
+//! case folder may hold `--multi-memory`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use karmem_core_lowering::{Options, lower, to_wat};
+
+fn cases() -> Result<Vec<PathBuf>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/lowering");
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(&root).with_context(|| format!("reading `{}`", root.display()))? {
+        let path = entry?.path();
+        if path.join("component.wat").exists() || path.join("component.wasm").exists() {
+            cases.push(path);
+        }
+    }
+    cases.sort();
+    Ok(cases)
+}
+
+fn input(case: &Path) -> Result<Vec<u8>> {
+    let wasm = case.join("component.wasm");
+    if wasm.exists() {
+        return Ok(std::fs::read(wasm)?);
+    }
+    Ok(wat::parse_file(case.join("component.wat"))?)
+}
+
+fn check(expected_path: &Path, actual: &str, bless: bool) -> Result<()> {
+    if bless {
+        std::fs::write(expected_path, actual)?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(expected_path)
+        .with_context(|| format!("missing `{}` (run with BLESS=1)", expected_path.display()))?;
+    if expected != actual {
+        bail!("`{}` differs from the actual output:\n{actual}", expected_path.display());
+    }
+    Ok(())
+}
+
+#[test]
+fn lowering_fixtures() -> Result<()> {
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut failures = Vec::new();
+    for case in cases()? {
+        let flags = std::fs::read_to_string(case.join("flags")).unwrap_or_default();
+        let options = Options { multi_memory: flags.contains("--multi-memory"), ..Options::default() };
+        let result = (|| -> Result<()> {
+            let bytes = input(&case)?;
+            match lower(&bytes, &options) {
+                Ok(lowered) => {
+                    // Deterministic: a second run gives the same bytes.
+                    let again = lower(&bytes, &options)?;
+                    if again != lowered {
+                        bail!("lowering twice gave different bytes");
+                    }
+                    let _ = std::fs::remove_file(case.join("error.txt"));
+                    // Large inputs keep no text snapshot (noted by `no-snapshot`).
+                    if !case.join("no-snapshot").exists() {
+                        check(&case.join("lowered.wat"), &to_wat(&lowered)?, bless)?;
+                    }
+                }
+                Err(e) => {
+                    if !case.join("error.txt").exists() && !bless {
+                        bail!("lowering failed: {e:?}");
+                    }
+                    check(&case.join("error.txt"), &format!("{e:#}\n"), bless)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{}: {e:#}", case.display()));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
