@@ -1,0 +1,72 @@
+//! Every fixture through the reference runner (wasmtime's component
+//! runtime): each variant of each guest runs `fixtures/<guest>.invocations`,
+//! and its transcript must match `fixtures/<guest>.expected` (`BLESS=1`
+//! rewrites it from the first variant). The variants of a guest must also
+//! agree with each other under `harness::compare`.
+
+use anyhow::{Context, Result, bail, ensure};
+use karmem_tests::fixtures::{component_fixtures, expected_path, guest_variants, invocations};
+use karmem_tests::harness::{check_snapshot, compare, render_transcript, run_all};
+use karmem_tests::reference::ReferenceRunner;
+
+/// The guests with a test below; a built guest missing here fails
+/// `every_built_guest_is_tested`.
+const GUESTS: [&str; 1] = ["basics"];
+
+fn check_guest(guest: &str) -> Result<()> {
+    let variants = guest_variants(guest)?;
+    ensure!(
+        !variants.is_empty(),
+        "no components built for the guest `{guest}` in fixtures/components"
+    );
+    let invocations = invocations(guest)?;
+    let mut first = None;
+    for fixture in &variants {
+        let name = format!("{guest}.{}", fixture.variant);
+        let mut runner = ReferenceRunner::from_file(&fixture.path)?;
+        let runs =
+            run_all(&mut runner, &invocations).with_context(|| format!("running `{name}`"))?;
+        check_snapshot(&expected_path(guest), &render_transcript(&runs))
+            .with_context(|| format!("`{name}`"))?;
+        let outcomes: Vec<_> = runs
+            .into_iter()
+            .map(|(invocation, outcome)| (invocation.clone(), outcome))
+            .collect();
+        match &first {
+            None => first = Some((fixture.variant.clone(), outcomes)),
+            Some((first_variant, reference)) => {
+                for ((invocation, expected), (_, actual)) in reference.iter().zip(&outcomes) {
+                    compare(expected, actual).with_context(|| {
+                        format!(
+                            "line {}: `{name}` disagrees with `{guest}.{first_variant}`",
+                            invocation.line
+                        )
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_built_guest_is_tested() -> Result<()> {
+    let mut untested: Vec<String> = component_fixtures()?
+        .into_iter()
+        .map(|f| f.guest)
+        .filter(|g| !GUESTS.contains(&g.as_str()))
+        .collect();
+    untested.dedup();
+    if !untested.is_empty() {
+        bail!(
+            "guests without a test in tests/tests/reference.rs: {}",
+            untested.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn basics() -> Result<()> {
+    check_guest("basics")
+}
