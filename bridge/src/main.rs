@@ -28,6 +28,10 @@ enum Command {
     Check(commands::check::Opts),
     /// Print a KarmemIDL file in canonical form.
     Fmt(commands::fmt::Opts),
+    /// Flatten a component into one core module.
+    Lower(commands::lower::Opts),
+    /// Show a component's instance graph or a lowered module's interfaces.
+    Inspect(commands::inspect::Opts),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(opts) => commands::check::run(opts),
         Command::Fmt(opts) => commands::fmt::run(opts),
+        Command::Lower(opts) => commands::lower::run(opts),
+        Command::Inspect(opts) => commands::inspect::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

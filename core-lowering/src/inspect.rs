@@ -318,3 +318,8 @@ pub fn render(summary: &Summary) -> String {
     }
     s
 }
+
+/// Render a summary as pretty JSON.
+pub fn to_json(summary: &Summary) -> Result<String> {
+    serde_json::to_string_pretty(summary).context("failed to render JSON")
+}

@@ -11,6 +11,8 @@ use anyhow::{Context as _, Result};
 
 pub mod check;
 pub mod fmt;
+pub mod inspect;
+pub mod lower;
 
 /// Whether `path` is the conventional `-` for stdin or stdout.
 pub fn is_stdio(path: &Path) -> bool {

@@ -1,0 +1,32 @@
+//! `karmem-bridge inspect FILE.wasm [--json]`: a component's instance graph
+//! or a lowered module's interfaces.
+//!
+//! Owns: the command only; the description is `karmem_core_lowering::inspect`'s.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use karmem_core_lowering::inspect;
+
+use super::{display_name, read_input};
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// A component or core module (`-` reads stdin).
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    let name = display_name(&opts.file);
+    let bytes = read_input(&opts.file)?;
+    let summary = inspect::inspect(&bytes).with_context(|| format!("failed to inspect `{name}`"))?;
+    if opts.json {
+        println!("{}", inspect::to_json(&summary)?);
+    } else {
+        print!("{}", inspect::render(&summary));
+    }
+    Ok(())
+}

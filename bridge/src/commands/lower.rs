@@ -1,0 +1,75 @@
+//! `karmem-bridge lower IN.wasm -o OUT.wasm`: flatten a component into one
+//! core module.
+//!
+//! Owns: the command only. Lowering is `karmem-core-lowering`'s; the IDL
+//! text embedded as `karmem:idl` comes from `karmem-wit-import` and
+//! `karmem-idl`'s printer.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use karmem_core_lowering::{Abi, Options};
+
+use super::{display_name, read_input, write_output};
+
+/// The ABI at the lowered module's edge.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AbiArg {
+    /// Canonical-ABI flat signatures (exports named as the component's functions).
+    Canonical,
+    /// The Karmem ABI (not implemented yet).
+    Karmem,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// The component to lower (`-` reads stdin).
+    pub input: PathBuf,
+    /// Where to write the core module (`-` writes stdout). Written atomically.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The ABI at the module's edge.
+    #[arg(long, value_enum, default_value = "canonical")]
+    pub abi: AbiArg,
+    /// Write WebAssembly text instead of binary.
+    #[arg(long)]
+    pub wat: bool,
+    /// Keep memories owned by separate instances as separate memories of a
+    /// multi-memory module instead of refusing.
+    #[arg(long)]
+    pub multi_memory: bool,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    let name = display_name(&opts.input);
+    let bytes = read_input(&opts.input)?;
+    let options = Options {
+        abi: match opts.abi {
+            AbiArg::Canonical => Abi::Canonical,
+            AbiArg::Karmem => Abi::Karmem,
+        },
+        multi_memory: opts.multi_memory,
+        idl: idl_text(&bytes),
+    };
+    let lowered = karmem_core_lowering::lower(&bytes, &options)
+        .with_context(|| format!("failed to lower `{name}`"))?;
+    let out = if opts.wat { karmem_core_lowering::to_wat(&lowered)?.into_bytes() } else { lowered };
+    write_output(&opts.output, &out)
+}
+
+/// The component's world as KarmemIDL text. When the WIT cannot be mapped
+/// yet the section stays empty and a warning says why: never made-up text.
+fn idl_text(bytes: &[u8]) -> Option<String> {
+    let result = (|| -> Result<String> {
+        let loaded = karmem_wit_import::load::load_wasm(bytes, None)?;
+        let imported = karmem_wit_import::convert::import_world(&loaded.resolve, loaded.world)?;
+        Ok(karmem_idl::print(&imported.file))
+    })();
+    match result {
+        Ok(text) => Some(text),
+        Err(e) => {
+            eprintln!("warning: `karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}");
+            None
+        }
+    }
+}
