@@ -67,8 +67,16 @@ impl ModuleCache {
 
     /// The entry key of `bytes` for `engine`, as lower-case hex.
     pub fn key(engine: &Engine, bytes: &[u8]) -> String {
+        ModuleCache::variant_key(engine, bytes, "")
+    }
+
+    /// The entry key of `bytes` transformed by the runtime (`variant` names
+    /// the transformation, e.g. the bulk-memory rewrite) before compiling.
+    pub fn variant_key(engine: &Engine, bytes: &[u8], variant: &str) -> String {
         let mut hasher = ShaHasher(Sha256::new());
         hasher.0.update(FORMAT_TAG);
+        hasher.0.update(variant.as_bytes());
+        hasher.0.update(b"\0");
         hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
         // Covers target, compiler flags, tunables, features and the wasmtime
         // version (`module_version`).
@@ -90,13 +98,29 @@ impl ModuleCache {
 
     /// Loads `bytes` (a binary module) through the cache.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<(Module, CacheOutcome)> {
-        let key = ModuleCache::key(engine, bytes);
+        self.load_variant(engine, bytes, "", || {
+            Module::new(engine, bytes)
+                .into_anyhow()
+                .context("failed to compile the module")
+        })
+    }
+
+    /// Loads the entry of `bytes` under `variant`, calling `compile` (which
+    /// transforms and compiles) only when there is no usable entry.
+    pub fn load_variant(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        variant: &str,
+        compile: impl FnOnce() -> Result<Module>,
+    ) -> Result<(Module, CacheOutcome)> {
+        let key = ModuleCache::variant_key(engine, bytes, variant);
         let outcome = match self.try_load(engine, &key) {
             Ok(Some(module)) => return Ok((module, CacheOutcome::Hit)),
             Ok(None) => CacheOutcome::Miss,
             Err(reason) => CacheOutcome::Recovered(format!("{reason:#}")),
         };
-        let module = Module::new(engine, bytes).into_anyhow().context("failed to compile the module")?;
+        let module = compile()?;
         self.store(&key, &module)
             .with_context(|| format!("failed to write module cache entry `{key}`"))?;
         Ok((module, outcome))

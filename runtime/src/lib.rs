@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+pub mod bulk;
 #[allow(unsafe_code)]
 mod cache;
 mod guest;

@@ -7,9 +7,9 @@
 //! (above a small constant length) and `memory.init` run as host libcalls. A
 //! fault in host code is not a wasm trap: aimed at a read-only or
 //! inaccessible window it kills the process. So a module with such a window
-//! must not contain those instructions (see [`crate::bulk`] for the rewrite
-//! that replaces `memory.fill`/`memory.copy` with wasm loops that trap
-//! cleanly) and must not place data segments on any window.
+//! must not contain those instructions (unless [`crate::bulk`] replaced
+//! `memory.fill`/`memory.copy` with wasm loops that trap cleanly) and must
+//! not place data segments on any window.
 //!
 //! Does not own: validation of the module itself (wasmtime does that when it
 //! compiles).
@@ -165,7 +165,7 @@ impl ModuleFacts {
             bail!(
                 "function {} uses `{}`, which wasmtime runs in host code; aimed at a read-only \
                  shared memory it would crash the host instead of trapping (load the module \
-                 with bulk-memory rewriting enabled)",
+                 with `RuntimeConfig::rewrite_bulk_memory`)",
                 site.function_index,
                 site.instruction
             );

@@ -23,10 +23,14 @@ use crate::WasmtimeResultExt;
 use anyhow::{Context, Result, ensure};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module};
 
+use crate::bulk;
 use crate::cache::{CacheOutcome, ModuleCache};
 use crate::guest::{Guest, GuestOptions, GuestState};
 use crate::module::ModuleFacts;
 use crate::shared::WindowedMemoryCreator;
+
+/// Cache variant of modules compiled after the bulk-memory rewrite.
+const BULK_VARIANT: &str = "bulk-memory-rewrite-v1";
 
 /// How a [`Runtime`] is built.
 #[derive(Debug, Clone)]
@@ -41,6 +45,10 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Let wasmtime compile functions on several threads.
     pub parallel_compilation: bool,
+    /// Rewrite `memory.copy`/`memory.fill` into wasm loops when loading
+    /// ([`crate::bulk`]), so such modules may take read-only or inaccessible
+    /// shared windows. Slower copies; off by default.
+    pub rewrite_bulk_memory: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +58,7 @@ impl Default for RuntimeConfig {
             fuel: false,
             cache_dir: None,
             parallel_compilation: true,
+            rewrite_bulk_memory: false,
         }
     }
 }
@@ -147,30 +156,49 @@ impl Runtime {
     /// Loads a binary module through the cache (compiles when there is no
     /// cache).
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule> {
-        let facts = Arc::new(ModuleFacts::scan(bytes)?);
+        let mut facts = ModuleFacts::scan(bytes)?;
+        let rewrite = self.config.rewrite_bulk_memory && bulk::applies(bytes)?;
+        let compile = || self.compile_bytes(bytes, rewrite);
         let (module, outcome) = match &self.cache {
-            Some(cache) => cache.load(&self.engine, bytes)?,
-            None => (
-                Module::new(&self.engine, bytes).into_anyhow().context("failed to compile the module")?,
-                CacheOutcome::Uncached,
-            ),
+            Some(cache) => {
+                let variant = if rewrite { BULK_VARIANT } else { "" };
+                cache.load_variant(&self.engine, bytes, variant, compile)?
+            }
+            None => (compile()?, CacheOutcome::Uncached),
         };
+        if rewrite {
+            // The rewrite replaced every `memory.copy`/`memory.fill`.
+            facts.bulk_sites.retain(|site| site.instruction == "memory.init");
+        }
         Ok(LoadedModule {
             module,
-            facts,
+            facts: Arc::new(facts),
             outcome,
         })
     }
 
-    /// Compiles a binary module, bypassing the cache.
+    /// Compiles a binary module, bypassing the cache (still rewriting bulk
+    /// memory when configured).
     pub fn compile(&self, bytes: &[u8]) -> Result<LoadedModule> {
-        let facts = Arc::new(ModuleFacts::scan(bytes)?);
-        let module = Module::new(&self.engine, bytes).into_anyhow().context("failed to compile the module")?;
+        let mut facts = ModuleFacts::scan(bytes)?;
+        let rewrite = self.config.rewrite_bulk_memory && bulk::applies(bytes)?;
+        let module = self.compile_bytes(bytes, rewrite)?;
+        if rewrite {
+            facts.bulk_sites.retain(|site| site.instruction == "memory.init");
+        }
         Ok(LoadedModule {
             module,
-            facts,
+            facts: Arc::new(facts),
             outcome: CacheOutcome::Uncached,
         })
+    }
+
+    fn compile_bytes(&self, bytes: &[u8], rewrite: bool) -> Result<Module> {
+        let rewritten = if rewrite { bulk::rewrite(bytes)? } else { None };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
+        Module::new(&self.engine, bytes)
+            .into_anyhow()
+            .context("failed to compile the module")
     }
 
     /// Instantiates `module` with no imports.

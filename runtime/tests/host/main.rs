@@ -2,6 +2,7 @@
 //! modules (no Karmem ABI yet): shared memories, containment, the module
 //! cache and zero-copy fanout.
 
+mod bulk;
 mod cache;
 mod common;
 mod containment;

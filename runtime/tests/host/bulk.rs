@@ -1,0 +1,143 @@
+//! The bulk-memory rewrite: same results as the native instructions, and a
+//! clean trap (not a dead host) when aimed at a read-only window.
+
+use anyhow::{Context, Result};
+use karmem_runtime::{
+    Access, Failure, GuestOptions, MemoryLayout, RegionPlacement, Runtime, RuntimeConfig,
+    SharedRegion,
+};
+use wasmtime::Val;
+
+use crate::common::WINDOW_OFFSET;
+
+const BULK: &str = r#"(module
+  (memory (export "memory") 4)
+  (func (export "copy") (param i32 i32 i32) (memory.copy (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "seed") (param $n i32)
+    (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (local.get $i) (i32.add (i32.mul (local.get $i) (i32.const 7)) (i32.const 3)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))))"#;
+
+fn rewriting_runtime() -> Result<Runtime> {
+    Runtime::new(RuntimeConfig {
+        rewrite_bulk_memory: true,
+        ..RuntimeConfig::default()
+    })
+}
+
+/// Runs `ops` on a fresh guest and returns the first 512 bytes, or the
+/// failure kind of the first failing op.
+fn run(runtime: &Runtime, bytes: &[u8], ops: &[(&str, [i32; 3])]) -> Result<std::result::Result<Vec<u8>, Failure>> {
+    let module = runtime.load(bytes)?;
+    let mut guest = runtime.instantiate(&module, &GuestOptions::default())?;
+    guest.call("seed", &[Val::I32(512)])?;
+    for (name, [a, b, c]) in ops {
+        if let Err(err) = guest.call(name, &[Val::I32(*a), Val::I32(*b), Val::I32(*c)]) {
+            return Ok(Err(Failure::of(&err)));
+        }
+    }
+    let mut memory = vec![0u8; 512];
+    guest.read_memory(0, &mut memory)?;
+    Ok(Ok(memory))
+}
+
+#[test]
+fn rewritten_copy_and_fill_match_the_native_instructions() -> Result<()> {
+    let bytes = wat::parse_str(BULK)?;
+    let native = Runtime::new(RuntimeConfig::default())?;
+    let rewriting = rewriting_runtime()?;
+    assert!(!native.load(&bytes)?.facts().bulk_sites.is_empty());
+    assert!(rewriting.load(&bytes)?.facts().bulk_sites.is_empty(), "the rewrite must apply");
+    let size = 4 * 0x10000;
+    let mut cases: Vec<Vec<(&str, [i32; 3])>> = Vec::new();
+    for len in [0, 1, 7, 8, 9, 15, 16, 17, 33, 200] {
+        for (dst, src) in [(0, 100), (100, 0), (10, 13), (13, 10), (40, 40), (3, 250), (250, 3)] {
+            cases.push(vec![("copy", [dst, src, len])]);
+        }
+        cases.push(vec![("fill", [5, 0x1ab, len]), ("copy", [1, 0, len])]);
+    }
+    // Out of bounds, including lengths that overflow 32 bits.
+    cases.push(vec![("copy", [size - 4, 0, 8])]);
+    cases.push(vec![("copy", [0, size - 4, 8])]);
+    cases.push(vec![("copy", [size, 0, 0])]);
+    cases.push(vec![("copy", [size + 1, 0, 0])]);
+    cases.push(vec![("copy", [16, 0, -1])]);
+    cases.push(vec![("fill", [size - 2, 1, 3])]);
+    cases.push(vec![("fill", [1, 1, -2])]);
+    for ops in &cases {
+        let expected = run(&native, &bytes, ops)?;
+        let actual = run(&rewriting, &bytes, ops)?;
+        assert_eq!(actual, expected, "ops {ops:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn rewritten_fill_into_a_read_only_window_traps_and_the_host_lives() -> Result<()> {
+    let runtime = rewriting_runtime()?;
+    let module = runtime.load(&wat::parse_str(BULK)?)?;
+    let region = SharedRegion::new("ro", 1)?;
+    let layout = |access| MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, access)]);
+    let mut writer = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::ReadWrite)?, ..GuestOptions::default() })?;
+    let mut reader = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+
+    let window = WINDOW_OFFSET as i32;
+    writer.call("fill", &[Val::I32(window), Val::I32(0x42), Val::I32(4096)])?;
+    // The reader may copy out of the window...
+    reader.call("copy", &[Val::I32(0), Val::I32(window), Val::I32(4096)])?;
+    let mut copied = [0u8; 16];
+    reader.read_memory(4080, &mut copied)?;
+    assert_eq!(copied, [0x42; 16]);
+    // ...but a fill or copy into it is a trap, not a crash.
+    let err = reader
+        .call("fill", &[Val::I32(window), Val::I32(0), Val::I32(4096)])
+        .err()
+        .context("a fill into a read-only window must trap")?;
+    assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
+    let mut other = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+    let err = other
+        .call("copy", &[Val::I32(window + 8), Val::I32(0), Val::I32(1024)])
+        .err()
+        .context("a copy into a read-only window must trap")?;
+    assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
+
+    // The window kept the writer's bytes and the host keeps serving guests.
+    let mut fresh = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+    let mut seen = [0u8; 4];
+    fresh.read_memory(WINDOW_OFFSET, &mut seen)?;
+    assert_eq!(seen, [0x42; 4]);
+    Ok(())
+}
+
+#[test]
+fn rewritten_modules_are_cached_under_their_own_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bytes = wat::parse_str(BULK)?;
+    let config = |rewrite_bulk_memory| RuntimeConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        rewrite_bulk_memory,
+        ..RuntimeConfig::default()
+    };
+    let plain = Runtime::new(config(false))?;
+    let rewriting = Runtime::new(config(true))?;
+    assert_eq!(plain.load(&bytes)?.cache_outcome(), &karmem_runtime::CacheOutcome::Miss);
+    let module = rewriting.load(&bytes)?;
+    assert_eq!(module.cache_outcome(), &karmem_runtime::CacheOutcome::Miss);
+    assert!(module.facts().bulk_sites.is_empty());
+    let again = rewriting.load(&bytes)?;
+    assert_eq!(again.cache_outcome(), &karmem_runtime::CacheOutcome::Hit);
+    // A hit of the rewritten entry still admits read-only windows.
+    let region = SharedRegion::new("ro", 1)?;
+    rewriting.instantiate(
+        &again,
+        &GuestOptions {
+            layout: MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, Access::Read)])?,
+            ..GuestOptions::default()
+        },
+    )?;
+    Ok(())
+}
