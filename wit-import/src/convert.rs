@@ -64,8 +64,13 @@ pub struct Imported {
     pub file: File,
     /// Every interface of `file`, in file order, with its side and WIT name.
     pub interfaces: Vec<InterfaceOrigin>,
-    /// The IDL name given to each WIT type that became an IDL item.
+    /// The IDL name given to each WIT type that became an IDL item, by its id
+    /// in [`Imported::resolve`].
     pub type_names: HashMap<TypeId, String>,
+    /// The resolve the mapping read: the input's, with interfaces that are both
+    /// imported and exported duplicated (`Resolve::generate_nominal_type_ids`),
+    /// because their types are distinct types in the component model.
+    pub resolve: Resolve,
 }
 
 /// The prefix of the doc line that records an interface's side and WIT name.
@@ -87,9 +92,13 @@ pub fn origin_of(interface: &InterfaceDef) -> Option<(Side, String)> {
 /// Maps `world` of `resolve` to a KarmemIDL file.
 pub fn import_world(resolve: &Resolve, world: WorldId) -> Result<Imported> {
     let world_name = resolve.worlds[world].name.clone();
-    Converter::new(resolve, world)
+    let mut nominal = resolve.clone();
+    nominal.generate_nominal_type_ids(world);
+    let mut imported = Converter::new(&nominal, world)
         .run()
-        .with_context(|| format!("failed to map WIT world `{world_name}` to KarmemIDL"))
+        .with_context(|| format!("failed to map WIT world `{world_name}` to KarmemIDL"))?;
+    imported.resolve = nominal;
+    Ok(imported)
 }
 
 /// One unit of output: an interface with its types, world-level types, or the
@@ -143,6 +152,7 @@ impl<'a> Converter<'a> {
             file: File { package: Some(package), items: self.items },
             interfaces: self.origins,
             type_names: self.names,
+            resolve: Resolve::default(),
         })
     }
 
@@ -154,7 +164,6 @@ impl<'a> Converter<'a> {
     fn plan(&mut self) -> Result<Vec<Group>> {
         let world = &self.resolve.worlds[self.world];
         let mut groups = Vec::new();
-        let mut seen_interfaces: HashMap<InterfaceId, Side> = HashMap::new();
         // (candidates, what gets the name)
         let mut entities: Vec<(Vec<String>, Named)> = Vec::new();
         let mut typed_interfaces: HashSet<InterfaceId> = HashSet::new();
@@ -167,13 +176,7 @@ impl<'a> Converter<'a> {
                         if let (WorldKey::Name(name), None) = (key, &self.resolve.interfaces[*id].name) {
                             self.inline_interface_names.insert(*id, name.clone());
                         }
-                        let twice = seen_interfaces.insert(*id, side).is_some();
-                        let mut candidates = self.interface_candidates(key, *id);
-                        if twice {
-                            for c in &mut candidates {
-                                c.push_str("_export");
-                            }
-                        }
+                        let candidates = self.interface_candidates(key, *id);
                         entities.push((candidates, Named::Group(groups.len())));
                         groups.push(Group::Interface { side, key: key.clone(), id: *id, name: String::new() });
                         if typed_interfaces.insert(*id) {
@@ -236,6 +239,8 @@ impl<'a> Converter<'a> {
         let iface = &self.resolve.interfaces[id];
         let mut parts = Vec::new();
         match &iface.name {
+            // The exported copy of an interface the world also imports.
+            Some(name) if iface.clone_of.is_some() => parts.push(format!("{}_export", snake(name))),
             Some(name) => parts.push(snake(name)),
             None => {
                 if let Some(name) = self.inline_interface_names.get(&id) {
@@ -619,10 +624,7 @@ impl<'a> Converter<'a> {
             FunctionKind::AsyncFreestanding | FunctionKind::AsyncMethod(_) | FunctionKind::AsyncStatic(_) => {
                 bail!("async function `{}` cannot be mapped to KarmemIDL yet", f.name)
             }
-        }
-        .into_iter()
-        .map(escape)
-        .collect())
+        })
     }
 
     fn function(&mut self, interface: &str, name: &str, f: &Function) -> Result<FunctionDef> {

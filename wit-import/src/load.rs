@@ -27,9 +27,14 @@ pub struct LoadedWorld {
 pub fn load_path(path: &Path, world: Option<&str>) -> Result<LoadedWorld> {
     if path.is_dir() {
         let mut resolve = Resolve::default();
-        let (pkg, _) = resolve
-            .push_dir(path)
-            .with_context(|| format!("failed to parse the WIT package in `{}`", path.display()))?;
+        let pkg = match resolve.push_dir(path) {
+            Ok((pkg, _)) => pkg,
+            Err(e) => bail!(
+                "failed to parse the WIT package in `{}`:\n{}",
+                path.display(),
+                resolve.render_error(&e)
+            ),
+        };
         return select(resolve, pkg, world);
     }
     let bytes = std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
@@ -53,7 +58,10 @@ pub fn load_path(path: &Path, world: Option<&str>) -> Result<LoadedWorld> {
 /// Parses WIT source text (one package, possibly with nested packages).
 pub fn load_wit_text(name: &str, text: &str, world: Option<&str>) -> Result<LoadedWorld> {
     let mut resolve = Resolve::default();
-    let pkg = resolve.push_str(name, text).with_context(|| format!("failed to parse `{name}` as WIT"))?;
+    let pkg = match resolve.push_str(name, text) {
+        Ok(pkg) => pkg,
+        Err(e) => bail!("failed to parse `{name}` as WIT:\n{}", resolve.render_error(&e)),
+    };
     select(resolve, pkg, world)
 }
 

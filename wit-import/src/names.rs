@@ -14,29 +14,22 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-/// Words the KarmemIDL lexer reserves; a WIT name equal to one gets a trailing `_`.
-const RESERVED: &[&str] = &[
-    "package", "struct", "union", "enum", "flags", "resource", "interface", "memory", "fn",
-    "inline", "dynamic", "direct", "fanout", "singleton", "single", "pool", "import", "export",
-    "read", "write", "none", "own", "borrow", "option", "result", "u8", "u16", "u32", "u64", "i8",
-    "i16", "i32", "i64", "f32", "f64", "bool", "char", "true", "false", "soa", "aos", "bovoa",
-    "bovos", "string",
-];
-
 /// `kebab-case` to `snake_case`. WIT identifiers never contain `_`, so this is
 /// injective on them.
 pub fn snake(kebab: &str) -> String {
     kebab.replace('-', "_")
 }
 
-/// `snake` plus keyword escaping: the form a single WIT name takes in KarmemIDL.
+/// The form a WIT field, case, flag or parameter name takes in KarmemIDL.
+/// KarmemIDL keywords are contextual, so these need no escaping.
 pub fn ident(kebab: &str) -> String {
-    escape(snake(kebab))
+    snake(kebab)
 }
 
-/// Appends `_` to a reserved word so the IDL lexer reads it as a name.
+/// An item name that is a reserved type word (`u8`, `option`, ...) gets a
+/// trailing `_`, so that it cannot be read as the built-in type.
 pub fn escape(name: String) -> String {
-    if RESERVED.contains(&name.as_str()) { name + "_" } else { name }
+    if karmem_idl::parser::is_reserved_type_word(&name) { name + "_" } else { name }
 }
 
 /// A package version as a name part: `0.2.6` -> `v0_2_6`.
@@ -140,7 +133,8 @@ mod tests {
 
     #[test]
     fn keywords_are_escaped() {
-        assert_eq!(ident("read"), "read_");
+        assert_eq!(escape("u8".to_string()), "u8_");
+        assert_eq!(escape("option".to_string()), "option_");
         assert_eq!(ident("read-via-stream"), "read_via_stream");
         assert_eq!(version_part("0.2.0-rc.1"), "v0_2_0_rc_1");
     }
