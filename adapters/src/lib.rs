@@ -5,3 +5,4 @@
 //! handle tables, shared-memory regions and the WASI preview2-on-preview1 shims.
 //!
 //! Does not own: merging modules (`karmem-core-lowering`).
+pub mod wasi;

@@ -1,0 +1,542 @@
+//! Links the preview2 shim into one core module that imports WASI 0.2.
+//!
+//! Owns: turning a single core module whose remaining imports include WASI
+//! 0.2 functions (named by interface, as `lower --abi canonical` leaves them,
+//! or as a `wasm32-wasip2` main module has them) into one core module that
+//! imports only `wasi_snapshot_preview1` for them. The shim's functions are
+//! appended, only those reachable from the imports actually used; the shim's
+//! `memory` and `cabi_realloc` imports become the module's own exports of
+//! those names.
+//!
+//! Does not own: which imports go to the shim (`super::resolve_import`
+//! decides, from the mode), merging component modules (`karmem-core-lowering`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use anyhow::{Context, Result, bail, ensure};
+use wasm_encoder::reencode::{self, Reencode};
+use wasmparser::{
+    ExternalKind, FuncType, FunctionBody, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures,
+};
+
+use super::{MAIN_MODULE, WasiImport, WasiMode, WasiResolution, preview2_shim, resolve_import};
+
+/// What [`link_preview2_shim`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkReport {
+    /// The imports satisfied by the shim, as `module#field`.
+    pub shimmed: Vec<String>,
+    /// The preview1 functions the output imports for the shim.
+    pub preview1_imports: Vec<String>,
+    /// WASI 0.2 imports kept as imports (`--wasi passthrough`).
+    pub passed_through: Vec<String>,
+}
+
+/// Links the shim into `module` under `mode`; returns the new module and a
+/// report. A module without WASI 0.2 imports comes back unchanged.
+pub fn link_preview2_shim(module: &[u8], mode: WasiMode) -> Result<(Vec<u8>, LinkReport)> {
+    validate(module).context("the module to link the wasi shim into is not valid")?;
+    let main = ModuleInfo::parse(module).context("failed to read the module to link the wasi shim into")?;
+    let shim = ModuleInfo::parse(preview2_shim()?).context("failed to read the wasi shim")?;
+    let mut report = LinkReport::default();
+
+    // Which of the main module's function imports go to which shim export.
+    let mut shimmed: BTreeMap<u32, u32> = BTreeMap::new(); // main import index -> shim function index
+    for (index, import) in main.func_imports() {
+        let resolution = resolve_import(mode, &import.module, &import.field)
+            .with_context(|| format!("failed to link import `{}#{}`", import.module, import.field))?;
+        match resolution {
+            WasiResolution::Keep => {
+                if matches!(super::classify_import(&import.module, &import.field)?, WasiImport::Uncovered { .. }) {
+                    report.passed_through.push(format!("{}#{}", import.module, import.field));
+                }
+            }
+            WasiResolution::Shim { export } => {
+                let shim_func = shim.exported_func(&export)?;
+                let wanted = main.func_type(index)?;
+                let provided = shim.func_type(shim_func)?;
+                ensure!(
+                    wanted == provided,
+                    "import `{}#{}` has type {wanted:?}, the wasi shim's `{export}` has {provided:?}",
+                    import.module,
+                    import.field
+                );
+                shimmed.insert(index, shim_func);
+                report.shimmed.push(format!("{}#{}", import.module, import.field));
+            }
+        }
+    }
+    if shimmed.is_empty() {
+        return Ok((module.to_vec(), report));
+    }
+
+    // The shim functions reachable from the used exports.
+    let reachable = shim.reachable_from(shimmed.values().copied())?;
+
+    // Function index space of the output:
+    // [main's kept imports][shim's new imports][main's functions][shim's functions]
+    let mut import_slots: Vec<(String, String, u32)> = Vec::new(); // module, field, output type index
+    let mut slot_of: HashMap<(String, String), u32> = HashMap::new();
+    let main_type_count = main.type_count;
+    let mut main_funcs: Vec<Option<u32>> = vec![None; main.func_count() as usize];
+    for (index, import) in main.func_imports() {
+        if shimmed.contains_key(&index) {
+            continue;
+        }
+        let slot = import_slots.len() as u32;
+        slot_of.insert((import.module.clone(), import.field.clone()), slot);
+        import_slots.push((import.module.clone(), import.field.clone(), import.type_index));
+        set(&mut main_funcs, index, slot)?;
+    }
+    let main_realloc = main.exported_func("cabi_realloc").context(
+        "the wasi shim returns lists through the module's `cabi_realloc`, which the module does not export",
+    )?;
+    let main_memory = main.exported_memory("memory").context("the wasi shim needs the module's exported `memory`")?;
+    let mut shim_funcs: Vec<Option<u32>> = vec![None; shim.func_count() as usize];
+    for (index, import) in shim.func_imports() {
+        if !reachable.contains(&index) {
+            continue;
+        }
+        if import.module == MAIN_MODULE {
+            ensure!(import.field == "cabi_realloc", "the wasi shim imports unknown `{MAIN_MODULE}#{}`", import.field);
+            continue; // mapped once main's functions have their indices
+        }
+        let key = (import.module.clone(), import.field.clone());
+        let slot = match slot_of.get(&key) {
+            Some(slot) => {
+                let existing = import_slots.get(*slot as usize).map(|entry| entry.2).context("import slot")?;
+                ensure!(
+                    main.type_at(existing)? == shim.func_type(index)?,
+                    "the module imports `{}#{}` with a different type than the wasi shim",
+                    import.module,
+                    import.field
+                );
+                *slot
+            }
+            None => {
+                let slot = import_slots.len() as u32;
+                slot_of.insert(key, slot);
+                import_slots.push((import.module.clone(), import.field.clone(), import.type_index + main_type_count));
+                report.preview1_imports.push(import.field.clone());
+                slot
+            }
+        };
+        set(&mut shim_funcs, index, slot)?;
+    }
+    let imported = import_slots.len() as u32;
+    let main_defined: Vec<u32> = (main.func_import_count..main.func_count()).collect();
+    for (offset, index) in main_defined.iter().enumerate() {
+        set(&mut main_funcs, *index, imported + offset as u32)?;
+    }
+    let shim_defined: Vec<u32> =
+        (shim.func_import_count..shim.func_count()).filter(|index| reachable.contains(index)).collect();
+    let shim_base = imported + main_defined.len() as u32;
+    for (offset, index) in shim_defined.iter().enumerate() {
+        set(&mut shim_funcs, *index, shim_base + offset as u32)?;
+    }
+    let realloc_out = lookup(&main_funcs, main_realloc)?;
+    for (index, import) in shim.func_imports() {
+        if reachable.contains(&index) && import.module == MAIN_MODULE {
+            set(&mut shim_funcs, index, realloc_out)?;
+        }
+    }
+    for (index, shim_func) in &shimmed {
+        let out = lookup(&shim_funcs, *shim_func)?;
+        set(&mut main_funcs, *index, out)?;
+    }
+
+    let mut main_map = IndexMap {
+        funcs: main_funcs,
+        type_offset: 0,
+        global_offset: 0,
+        memories: None,
+    };
+    let mut shim_map = IndexMap {
+        funcs: shim_funcs,
+        type_offset: main_type_count,
+        global_offset: main.global_count,
+        memories: Some(main_memory),
+    };
+
+    let output = encode(module, &shim, &import_slots, &shim_defined, &mut main_map, &mut shim_map)?;
+    validate(&output).context("the module linked with the wasi shim does not validate (a bug in the linker)")?;
+    Ok((output, report))
+}
+
+fn set(map: &mut [Option<u32>], index: u32, value: u32) -> Result<()> {
+    let slot = map.get_mut(index as usize).with_context(|| format!("function index {index} out of range"))?;
+    *slot = Some(value);
+    Ok(())
+}
+
+fn lookup(map: &[Option<u32>], index: u32) -> Result<u32> {
+    map.get(index as usize)
+        .copied()
+        .flatten()
+        .with_context(|| format!("function {index} has no place in the linked module"))
+}
+
+fn validate(bytes: &[u8]) -> Result<()> {
+    Validator::new_with_features(WasmFeatures::default()).validate_all(bytes)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct FuncImport {
+    module: String,
+    field: String,
+    type_index: u32,
+}
+
+/// What the linker needs to know of one module.
+#[derive(Debug, Default)]
+struct ModuleInfo {
+    type_count: u32,
+    func_types: Vec<FuncType>,
+    imports: Vec<(u32, FuncImport)>,
+    func_import_count: u32,
+    global_count: u32,
+    defined_func_types: Vec<u32>,
+    exports: Vec<(String, ExternalKind, u32)>,
+    memory_count: u32,
+    calls: Vec<BTreeSet<u32>>,
+}
+
+impl ModuleInfo {
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        let mut info = Self::default();
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::TypeSection(section) => {
+                    for group in section {
+                        for sub in group?.into_types() {
+                            info.type_count += 1;
+                            match sub.composite_type.inner {
+                                wasmparser::CompositeInnerType::Func(func) => info.func_types.push(func),
+                                _ => bail!("only function types are supported"),
+                            }
+                        }
+                    }
+                }
+                Payload::ImportSection(section) => {
+                    for import in section.into_imports() {
+                        let import = import?;
+                        match import.ty {
+                            TypeRef::Func(type_index) => {
+                                let index = info.func_import_count;
+                                info.func_import_count += 1;
+                                info.imports.push((
+                                    index,
+                                    FuncImport {
+                                        module: import.module.to_string(),
+                                        field: import.name.to_string(),
+                                        type_index,
+                                    },
+                                ));
+                            }
+                            TypeRef::Global(_) => info.global_count += 1,
+                            TypeRef::Memory(_) => info.memory_count += 1,
+                            TypeRef::Table(_) => {}
+                            other => bail!("import `{}#{}` of kind {other:?} is not supported", import.module, import.name),
+                        }
+                    }
+                }
+                Payload::FunctionSection(section) => {
+                    for ty in section {
+                        info.defined_func_types.push(ty?);
+                    }
+                }
+                Payload::GlobalSection(section) => info.global_count += section.count(),
+                Payload::MemorySection(section) => info.memory_count += section.count(),
+                Payload::ExportSection(section) => {
+                    for export in section {
+                        let export = export?;
+                        info.exports.push((export.name.to_string(), export.kind, export.index));
+                    }
+                }
+                Payload::CodeSectionEntry(body) => info.calls.push(direct_calls(&body)?),
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    fn func_imports(&self) -> impl Iterator<Item = (u32, &FuncImport)> {
+        self.imports.iter().map(|(index, import)| (*index, import))
+    }
+
+    fn func_count(&self) -> u32 {
+        self.func_import_count + self.defined_func_types.len() as u32
+    }
+
+    fn type_at(&self, type_index: u32) -> Result<&FuncType> {
+        self.func_types.get(type_index as usize).with_context(|| format!("type {type_index} out of range"))
+    }
+
+    fn func_type(&self, func: u32) -> Result<&FuncType> {
+        let type_index = if func < self.func_import_count {
+            self.imports.get(func as usize).map(|(_, import)| import.type_index)
+        } else {
+            self.defined_func_types.get((func - self.func_import_count) as usize).copied()
+        }
+        .with_context(|| format!("function {func} out of range"))?;
+        self.type_at(type_index)
+    }
+
+    fn exported(&self, name: &str, kind: ExternalKind) -> Option<u32> {
+        self.exports.iter().find(|(export, k, _)| export == name && *k == kind).map(|(_, _, index)| *index)
+    }
+
+    fn exported_func(&self, name: &str) -> Result<u32> {
+        self.exported(name, ExternalKind::Func).with_context(|| format!("no exported function `{name}`"))
+    }
+
+    fn exported_memory(&self, name: &str) -> Result<u32> {
+        self.exported(name, ExternalKind::Memory).with_context(|| format!("no exported memory `{name}`"))
+    }
+
+    /// Functions reachable from `roots` through direct calls.
+    fn reachable_from(&self, roots: impl Iterator<Item = u32>) -> Result<BTreeSet<u32>> {
+        let mut seen = BTreeSet::new();
+        let mut work: Vec<u32> = roots.collect();
+        while let Some(func) = work.pop() {
+            if !seen.insert(func) || func < self.func_import_count {
+                continue;
+            }
+            let calls = self
+                .calls
+                .get((func - self.func_import_count) as usize)
+                .with_context(|| format!("function {func} has no body"))?;
+            work.extend(calls.iter().copied());
+        }
+        Ok(seen)
+    }
+}
+
+fn direct_calls(body: &FunctionBody<'_>) -> Result<BTreeSet<u32>> {
+    let mut calls = BTreeSet::new();
+    let mut reader = body.get_operators_reader()?;
+    while !reader.eof() {
+        match reader.read()? {
+            Operator::Call { function_index } | Operator::ReturnCall { function_index } | Operator::RefFunc {
+                function_index,
+            } => {
+                calls.insert(function_index);
+            }
+            _ => {}
+        }
+    }
+    Ok(calls)
+}
+
+/// Index remapping of one input module into the output.
+#[derive(Debug)]
+struct IndexMap {
+    funcs: Vec<Option<u32>>,
+    type_offset: u32,
+    global_offset: u32,
+    /// `Some(m)`: every memory index becomes `m` (the shim's imported memory).
+    memories: Option<u32>,
+}
+
+impl Reencode for IndexMap {
+    type Error = String;
+
+    fn function_index(&mut self, func: u32) -> Result<u32, reencode::Error<String>> {
+        self.funcs
+            .get(func as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| reencode::Error::UserError(format!("function {func} was not placed")))
+    }
+
+    fn type_index(&mut self, ty: u32) -> Result<u32, reencode::Error<String>> {
+        Ok(ty + self.type_offset)
+    }
+
+    fn global_index(&mut self, global: u32) -> Result<u32, reencode::Error<String>> {
+        Ok(global + self.global_offset)
+    }
+
+    fn memory_index(&mut self, memory: u32) -> Result<u32, reencode::Error<String>> {
+        Ok(self.memories.unwrap_or(memory))
+    }
+}
+
+fn reencode_error(error: reencode::Error<String>) -> anyhow::Error {
+    anyhow::anyhow!("{error:?}")
+}
+
+/// Writes the output: main's sections with remapped indices, the shim's
+/// types, globals and reachable functions appended.
+#[allow(clippy::too_many_arguments)]
+fn encode(
+    main_bytes: &[u8],
+    shim: &ModuleInfo,
+    import_slots: &[(String, String, u32)],
+    shim_defined: &[u32],
+    main_map: &mut IndexMap,
+    shim_map: &mut IndexMap,
+) -> Result<Vec<u8>> {
+    use wasm_encoder as enc;
+    let shim_bytes = preview2_shim()?;
+
+    let mut types = enc::TypeSection::new();
+    let mut functions = enc::FunctionSection::new();
+    let mut tables: Option<enc::TableSection> = None;
+    let mut memories: Option<enc::MemorySection> = None;
+    let mut globals = enc::GlobalSection::new();
+    let mut exports: Option<enc::ExportSection> = None;
+    let mut start: Option<enc::StartSection> = None;
+    let mut elements: Option<enc::ElementSection> = None;
+    let mut data_count: Option<enc::DataCountSection> = None;
+    let mut code = enc::CodeSection::new();
+    let mut data: Option<enc::DataSection> = None;
+    let mut customs: Vec<(String, Vec<u8>)> = Vec::new();
+
+    // main
+    for payload in Parser::new(0).parse_all(main_bytes) {
+        match payload? {
+            Payload::TypeSection(section) => {
+                main_map.parse_type_section(&mut types, section).map_err(reencode_error)?;
+            }
+            Payload::FunctionSection(section) => {
+                for ty in section {
+                    functions.function(main_map.type_index(ty?).map_err(reencode_error)?);
+                }
+            }
+            Payload::TableSection(section) => {
+                let mut out = enc::TableSection::new();
+                main_map.parse_table_section(&mut out, section).map_err(reencode_error)?;
+                tables = Some(out);
+            }
+            Payload::MemorySection(section) => {
+                let mut out = enc::MemorySection::new();
+                main_map.parse_memory_section(&mut out, section).map_err(reencode_error)?;
+                memories = Some(out);
+            }
+            Payload::GlobalSection(section) => {
+                main_map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
+            }
+            Payload::ExportSection(section) => {
+                let mut out = enc::ExportSection::new();
+                main_map.parse_export_section(&mut out, section).map_err(reencode_error)?;
+                exports = Some(out);
+            }
+            Payload::StartSection { func, .. } => {
+                start = Some(enc::StartSection { function_index: main_map.function_index(func).map_err(reencode_error)? });
+            }
+            Payload::ElementSection(section) => {
+                let mut out = enc::ElementSection::new();
+                main_map.parse_element_section(&mut out, section).map_err(reencode_error)?;
+                elements = Some(out);
+            }
+            Payload::DataCountSection { count, .. } => data_count = Some(enc::DataCountSection { count }),
+            Payload::CodeSectionEntry(body) => {
+                main_map.parse_function_body(&mut code, body).map_err(reencode_error)?;
+            }
+            Payload::DataSection(section) => {
+                let mut out = enc::DataSection::new();
+                main_map.parse_data_section(&mut out, section).map_err(reencode_error)?;
+                data = Some(out);
+            }
+            Payload::CustomSection(section) => {
+                // Names index functions, which moved; the rest is kept.
+                if section.name() != "name" {
+                    customs.push((section.name().to_string(), section.data().to_vec()));
+                }
+            }
+            Payload::TagSection(_) => bail!("modules with exception tags are not supported by the wasi linker"),
+            _ => {}
+        }
+    }
+
+    // function imports, in output order
+    let mut func_imports = enc::ImportSection::new();
+    for (module, field, type_index) in import_slots {
+        func_imports.import(module, field, enc::EntityType::Function(*type_index));
+    }
+
+    // shim
+    let mut shim_body_index = shim.func_import_count;
+    for payload in Parser::new(0).parse_all(shim_bytes) {
+        match payload? {
+            Payload::TypeSection(section) => {
+                for group in section {
+                    shim_map.parse_recursive_type_group(types.ty(), group?).map_err(reencode_error)?;
+                }
+            }
+            Payload::GlobalSection(section) => {
+                shim_map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
+            }
+            Payload::CodeSectionEntry(body) => {
+                let index = shim_body_index;
+                shim_body_index += 1;
+                if shim_defined.contains(&index) {
+                    let ty = shim.func_type_index(index)?;
+                    functions.function(ty + shim_map.type_offset);
+                    shim_map.parse_function_body(&mut code, body).map_err(reencode_error)?;
+                }
+            }
+            Payload::DataSection(_) | Payload::TableSection(_) | Payload::MemorySection(_) | Payload::StartSection { .. } => {
+                bail!("the wasi shim must own no data, table, memory or start function")
+            }
+            _ => {}
+        }
+    }
+
+    let mut module = enc::Module::new();
+    module.section(&types);
+    // Function imports first keep the index space as planned; other imports
+    // (memories, globals, tables) have their own index spaces.
+    let mut all_imports = func_imports;
+    for payload in Parser::new(0).parse_all(main_bytes) {
+        if let Payload::ImportSection(section) = payload? {
+            for import in section.into_imports() {
+                let import = import?;
+                if !matches!(import.ty, TypeRef::Func(_)) {
+                    let ty = main_map.entity_type(import.ty).map_err(reencode_error)?;
+                    all_imports.import(import.module, import.name, ty);
+                }
+            }
+        }
+    }
+    module.section(&all_imports);
+    module.section(&functions);
+    if let Some(tables) = &tables {
+        module.section(tables);
+    }
+    if let Some(memories) = &memories {
+        module.section(memories);
+    }
+    module.section(&globals);
+    if let Some(exports) = &exports {
+        module.section(exports);
+    }
+    if let Some(start) = &start {
+        module.section(start);
+    }
+    if let Some(elements) = &elements {
+        module.section(elements);
+    }
+    if let Some(count) = &data_count {
+        module.section(count);
+    }
+    module.section(&code);
+    if let Some(data) = &data {
+        module.section(data);
+    }
+    for (name, bytes) in &customs {
+        module.section(&enc::CustomSection { name: name.into(), data: bytes.into() });
+    }
+    Ok(module.finish())
+}
+
+impl ModuleInfo {
+    fn func_type_index(&self, func: u32) -> Result<u32> {
+        self.defined_func_types
+            .get(func.checked_sub(self.func_import_count).context("not a defined function")? as usize)
+            .copied()
+            .with_context(|| format!("function {func} out of range"))
+    }
+}

@@ -1,0 +1,194 @@
+//! The preview2 shim, linked into a module that imports WASI 0.2 like a
+//! `wasm32-wasip2` main module, runs the same on three preview1 hosts:
+//! same stdout, stderr, files and exit code on wasmtime (component model off),
+//! wasmi and node. The expected stdout is a snapshot beside the guest
+//! (`tests/wasi/p2_guest.stdout`; `BLESS=1` rewrites it).
+
+#[path = "wasi/hosts.rs"]
+mod hosts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use hosts::{Invocation, Outcome};
+use karmem_adapters::wasi::{
+    WasiMode, add_command_start_to_bytes, link_preview2_shim, preview2_shim, recognize_preview1_adapter,
+};
+use wasmparser::{Parser, Payload, TypeRef};
+
+fn case_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wasi")
+}
+
+/// The guest, linked with the shim and given a `_start`.
+fn lowered_guest() -> Result<Vec<u8>> {
+    let guest = wat::parse_file(case_dir().join("p2_guest.wat"))?;
+    let (linked, report) = link_preview2_shim(&guest, WasiMode::Shim)?;
+    ensure!(report.shimmed.len() == 39, "expected all 39 WASI 0.2 imports shimmed, got {:?}", report.shimmed);
+    add_command_start_to_bytes(&linked)
+}
+
+fn invocation() -> Invocation {
+    Invocation {
+        args: ["guest.wasm", "one", "two"].map(String::from).to_vec(),
+        env: vec![("GREETING".to_string(), "bonjour".to_string())],
+    }
+}
+
+fn imports_of(wasm: &[u8]) -> Result<Vec<(String, String, bool)>> {
+    let mut imports = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        if let Payload::ImportSection(section) = payload? {
+            for import in section.into_imports() {
+                let import = import?;
+                imports.push((import.module.to_string(), import.name.to_string(), matches!(import.ty, TypeRef::Func(_))));
+            }
+        }
+    }
+    Ok(imports)
+}
+
+fn check_snapshot(name: &str, actual: &str) -> Result<()> {
+    let path = case_dir().join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual)?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(&path).with_context(|| format!("missing snapshot {}", path.display()))?;
+    assert_eq!(actual, expected, "stdout differs from {}", path.display());
+    Ok(())
+}
+
+#[test]
+fn linked_guest_imports_only_preview1() -> Result<()> {
+    let wasm = lowered_guest()?;
+    let imports = imports_of(&wasm)?;
+    for (module, name, _) in &imports {
+        assert_eq!(module, "wasi_snapshot_preview1", "unexpected import `{module}#{name}`");
+    }
+    // Only what the guest reaches: no symlinks, links or renames.
+    let names: Vec<&str> = imports.iter().map(|(_, name, _)| name.as_str()).collect();
+    assert!(names.contains(&"path_open") && names.contains(&"fd_readdir") && names.contains(&"proc_exit"));
+    assert!(!names.contains(&"path_symlink") && !names.contains(&"path_rename"), "{names:?}");
+    Ok(())
+}
+
+#[test]
+fn same_results_on_three_preview1_hosts() -> Result<()> {
+    let wasm = lowered_guest()?;
+    let invocation = invocation();
+    let expected_files: BTreeMap<String, Vec<u8>> =
+        [("keep.txt".to_string(), b"kept\nappended\n".to_vec())].into_iter().collect();
+
+    let wasmtime = hosts::run_wasmtime(&wasm, &invocation)?;
+    assert_eq!(wasmtime.stderr, "to stderr\n");
+    check_snapshot("p2_guest.stdout", &wasmtime.stdout)?;
+    assert_eq!(wasmtime.exit_code, Some(1), "the guest ends with `exit(err)`");
+    assert_eq!(wasmtime.files, expected_files);
+
+    let wasmi = hosts::run_wasmi(&wasm, &invocation)?;
+    assert_eq!(wasmi, wasmtime, "wasmi differs from wasmtime");
+
+    match hosts::run_node(&wasm, &invocation)? {
+        Some(node) => assert_eq!(node, wasmtime, "node differs from wasmtime"),
+        None => eprintln!("node is not installed: the node host was skipped"),
+    }
+    Ok(())
+}
+
+/// A command whose `run` returns `ok` or `err` without calling `exit`.
+fn returning_command(result: i32) -> Result<Vec<u8>> {
+    let guest = wat::parse_str(format!(
+        r#"(module
+            (import "wasi:cli/stdout@0.2.3" "get-stdout" (func $stdout (result i32)))
+            (import "wasi:io/streams@0.2.3" "[method]output-stream.blocking-write-and-flush"
+              (func $write (param i32 i32 i32 i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 16) "bye\n")
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "wasi:cli/run@0.2.3#run") (result i32)
+              (call $write (call $stdout) (i32.const 16) (i32.const 4) (i32.const 32))
+              (i32.const {result})))"#
+    ))?;
+    let (linked, _) = link_preview2_shim(&guest, WasiMode::Shim)?;
+    add_command_start_to_bytes(&linked)
+}
+
+#[test]
+fn run_result_becomes_the_exit_code() -> Result<()> {
+    for (result, code) in [(0, 0), (1, 1)] {
+        let wasm = returning_command(result)?;
+        let expected = Outcome { stdout: "bye\n".into(), stderr: String::new(), exit_code: Some(code), files: BTreeMap::new() };
+        assert_eq!(hosts::run_wasmtime(&wasm, &invocation())?, expected, "wasmtime, run -> {result}");
+        assert_eq!(hosts::run_wasmi(&wasm, &invocation())?, expected, "wasmi, run -> {result}");
+        if let Some(node) = hosts::run_node(&wasm, &invocation())? {
+            assert_eq!(node, expected, "node, run -> {result}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn uncovered_interfaces_follow_the_mode() -> Result<()> {
+    let guest = wat::parse_str(
+        r#"(module
+            (import "wasi:cli/stdout@0.2.0" "get-stdout" (func (result i32)))
+            (import "wasi:sockets/tcp@0.2.0" "[method]tcp-socket.start-listen" (func (param i32 i32)))
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable))"#,
+    )?;
+    let denied = link_preview2_shim(&guest, WasiMode::Deny).err().context("deny must refuse sockets")?;
+    assert!(format!("{denied:#}").contains("`wasi:sockets/tcp`"), "{denied:#}");
+    assert!(link_preview2_shim(&guest, WasiMode::Shim).is_err());
+    let (kept, report) = link_preview2_shim(&guest, WasiMode::Passthrough)?;
+    assert_eq!(report.passed_through, vec!["wasi:sockets/tcp@0.2.0#[method]tcp-socket.start-listen".to_string()]);
+    let imports = imports_of(&kept)?;
+    assert!(imports.iter().any(|(module, _, _)| module == "wasi:sockets/tcp@0.2.0"));
+    assert!(!imports.iter().any(|(module, _, _)| module == "wasi:cli/stdout@0.2.0"));
+    Ok(())
+}
+
+#[test]
+fn shim_owns_no_memory_data_table_or_start() -> Result<()> {
+    for payload in Parser::new(0).parse_all(preview2_shim()?) {
+        match payload? {
+            Payload::DataSection(_) | Payload::MemorySection(_) | Payload::TableSection(_) => {
+                panic!("the shim must not own data, memory or tables")
+            }
+            Payload::StartSection { .. } => panic!("the shim must not have a start function"),
+            _ => {}
+        }
+    }
+    let imports = imports_of(preview2_shim()?)?;
+    assert!(imports.contains(&("__main_module__".to_string(), "memory".to_string(), false)));
+    assert!(imports.contains(&("__main_module__".to_string(), "cabi_realloc".to_string(), true)));
+    Ok(())
+}
+
+#[test]
+fn preview1_adapter_is_recognised_by_structure() -> Result<()> {
+    // Shaped like wit-component's adapter: imports the main memory and a
+    // realloc, exports preview1 functions (and, for commands, `run`).
+    let adapter = wat::parse_str(
+        r#"(module
+            (import "env" "memory" (memory 0))
+            (import "__main_module__" "cabi_realloc" (func (param i32 i32 i32 i32) (result i32)))
+            (import "__main_module__" "_start" (func))
+            (func (export "fd_write") (param i32 i32 i32 i32) (result i32) i32.const 0)
+            (func (export "proc_exit") (param i32))
+            (func (export "wasi:cli/run@0.2.6#run") (result i32) i32.const 0)
+            (func (export "cabi_import_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0))"#,
+    )?;
+    let found = recognize_preview1_adapter(&adapter)?.context("the adapter was not recognised")?;
+    assert_eq!(found.preview1_exports, vec!["fd_write".to_string(), "proc_exit".to_string()]);
+    assert_eq!(found.run_export.as_deref(), Some("wasi:cli/run@0.2.6#run"));
+    assert_eq!(found.other_exports, vec!["cabi_import_realloc".to_string()]);
+
+    // The shim imports memory and realloc too, but exports no preview1 names.
+    assert_eq!(recognize_preview1_adapter(preview2_shim()?)?, None);
+    // A main module defines its memory.
+    assert_eq!(recognize_preview1_adapter(&wat::parse_file(case_dir().join("p2_guest.wat"))?)?, None);
+    Ok(())
+}
+
