@@ -1,10 +1,56 @@
 //! The Karmem binary format.
 //!
-//! Owns: the byte layout of every KarmemIDL construct, zero-copy bounds-checked
-//! views, the top-down builder, the validator with limits, and (with the
-//! `schema` feature) the schema-driven layout engine and dynamic `Value` codec.
-//! The core is `no_std`; `alloc` and `std` add the builder and codec.
+//! Owns: the byte layout of every KarmemIDL construct (`docs/FORMAT.md`),
+//! zero-copy bounds-checked views, the top-down builder, the validator with
+//! limits, and (with the `schema` feature) the schema-driven layout engine,
+//! the dynamic [`Value`] codec and WAVE text for values.
+//! The core (`raw`, `view`, `error`) is `no_std` without allocation; `alloc`
+//! adds the builder; `schema` (which needs `std`) adds everything driven by a
+//! `karmem_idl::Schema`.
 //!
-//! Does not own: the IDL itself (`karmem-idl`) or any wasm.
+//! Does not own: the IDL itself (`karmem-idl`), the compatibility checker, or
+//! any wasm.
+//!
+//! ```
+//! # #[cfg(feature = "schema")] {
+//! use karmem_format::{Layout, Limits, Value};
+//! let file = karmem_idl::ast::File::default();
+//! # let _ = file;
+//! # }
+//! ```
 #![no_std]
 #![allow(unsafe_code)] // zero-copy views; every block carries a SAFETY comment
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod raw;
+pub mod view;
+
+#[cfg(feature = "alloc")]
+pub mod builder;
+
+#[cfg(feature = "schema")]
+pub mod layout;
+#[cfg(feature = "schema")]
+pub mod validate;
+#[cfg(feature = "schema")]
+pub mod value;
+#[cfg(feature = "schema")]
+pub mod wave;
+
+pub use error::{Error, ErrorKind};
+pub use view::{Column, DynamicStruct, Message, Slot, Soa};
+
+#[cfg(feature = "alloc")]
+pub use builder::{AlignedBuf, Builder};
+
+#[cfg(feature = "schema")]
+pub use layout::{Layout, LayoutError, TypeId};
+#[cfg(feature = "schema")]
+pub use validate::{Limits, validate};
+#[cfg(feature = "schema")]
+pub use value::Value;
