@@ -76,12 +76,20 @@ fn median(id: &str) -> Option<f64> {
     values.get(values.len() / 2).copied()
 }
 
+/// `consume(ptr, len) -> i64`, looked up once per consumer.
+type Consume = wasmtime::TypedFunc<(i32, i32), i64>;
+
 struct Fanout {
-    consumers: Vec<(Guest, wasmtime::TypedFunc<(i32, i32), i64>)>,
+    consumers: Vec<(Guest, Consume)>,
 }
 
 impl Fanout {
-    fn new(runtime: &Runtime, module: &karmem_runtime::LoadedModule, count: usize, shared: Option<&std::sync::Arc<SharedRegion>>) -> Result<Self> {
+    fn new(
+        runtime: &Runtime,
+        module: &karmem_runtime::LoadedModule,
+        count: usize,
+        shared: Option<&std::sync::Arc<SharedRegion>>,
+    ) -> Result<Self> {
         let consumers = (0..count)
             .map(|_| {
                 let layout = match shared {
@@ -92,7 +100,13 @@ impl Fanout {
                     )])?,
                     None => MemoryLayout::empty(),
                 };
-                let mut guest = runtime.instantiate(module, &GuestOptions { layout, ..GuestOptions::default() })?;
+                let mut guest = runtime.instantiate(
+                    module,
+                    &GuestOptions {
+                        layout,
+                        ..GuestOptions::default()
+                    },
+                )?;
                 let consume = guest.typed_func::<(i32, i32), i64>("consume")?;
                 Ok((guest, consume))
             })
@@ -134,25 +148,46 @@ fn bench_fanout(c: &mut Criterion) -> Result<()> {
     let mut producer = runtime.instantiate(
         &module,
         &GuestOptions {
-            layout: MemoryLayout::new(vec![RegionPlacement::new(&region, u64::from(WINDOW_OFFSET), Access::ReadWrite)])?,
+            layout: MemoryLayout::new(vec![RegionPlacement::new(
+                &region,
+                u64::from(WINDOW_OFFSET),
+                Access::ReadWrite,
+            )])?,
             ..GuestOptions::default()
         },
     )?;
-    producer.call("produce", &[wasmtime::Val::I32(WINDOW_OFFSET as i32), wasmtime::Val::I32(MESSAGE_LEN as i32)])?;
+    producer.call(
+        "produce",
+        &[
+            wasmtime::Val::I32(WINDOW_OFFSET as i32),
+            wasmtime::Val::I32(MESSAGE_LEN as i32),
+        ],
+    )?;
     let mut message = vec![0u8; MESSAGE_LEN as usize];
     producer.read_memory(u64::from(WINDOW_OFFSET), &mut message)?;
     let expected = i64::from(MESSAGE_LEN - 8);
 
     let mut group = c.benchmark_group("fanout_1mib");
-    group.sample_size(30).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
     for count in CONSUMER_COUNTS {
         let mut shared = Fanout::new(&runtime, &module, count, Some(&region))?;
         let mut copied = Fanout::new(&runtime, &module, count, None)?;
         // Both paths deliver the same message.
-        anyhow::ensure!(shared.deliver_shared()? == expected * count as i64, "shared delivery is wrong");
-        anyhow::ensure!(copied.deliver_copies(&message)? == expected * count as i64, "copied delivery is wrong");
+        anyhow::ensure!(
+            shared.deliver_shared()? == expected * count as i64,
+            "shared delivery is wrong"
+        );
+        anyhow::ensure!(
+            copied.deliver_copies(&message)? == expected * count as i64,
+            "copied delivery is wrong"
+        );
         for (guest, _) in &shared.consumers {
-            anyhow::ensure!(guest.host_bytes_written() == 0, "the shared path copied bytes");
+            anyhow::ensure!(
+                guest.host_bytes_written() == 0,
+                "the shared path copied bytes"
+            );
         }
 
         let id = format!("fanout_1mib/shared/{count}");
@@ -181,7 +216,14 @@ fn bench_fanout(c: &mut Criterion) -> Result<()> {
 fn synthetic_module(functions: usize) -> Result<Vec<u8>> {
     let mut wat = String::from("(module (memory (export \"memory\") 1)\n");
     for i in 0..functions {
-        let callee = if i == 0 { String::new() } else { format!("(local.set $acc (i32.add (local.get $acc) (call $f{} (local.get $acc) (i32.const {i}))))", i - 1) };
+        let callee = if i == 0 {
+            String::new()
+        } else {
+            format!(
+                "(local.set $acc (i32.add (local.get $acc) (call $f{} (local.get $acc) (i32.const {i}))))",
+                i - 1
+            )
+        };
         writeln!(
             wat,
             r#"(func $f{i} (export "f{i}") (param $a i32) (param $b i32) (result i32)
@@ -214,12 +256,15 @@ fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
         ..RuntimeConfig::default()
     })?;
     let mut inputs = vec![("synthetic-400".to_owned(), synthetic_module(400)?)];
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components/basics.core.wasm");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/components/basics.core.wasm");
     if let Ok(bytes) = std::fs::read(&fixture) {
         inputs.push(("basics.core".to_owned(), bytes));
     }
     let mut group = c.benchmark_group("load");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     let mut names = Vec::new();
     for (name, bytes) in inputs {
         if cached.load(&bytes).is_err() {
@@ -227,7 +272,10 @@ fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
             continue;
         }
         let outcome = cached.load(&bytes)?.cache_outcome().clone();
-        anyhow::ensure!(outcome == CacheOutcome::Hit, "`{name}` is not served from the cache: {outcome:?}");
+        anyhow::ensure!(
+            outcome == CacheOutcome::Hit,
+            "`{name}` is not served from the cache: {outcome:?}"
+        );
         let id = format!("load/compile/{name}");
         group.bench_with_input(BenchmarkId::new("compile", &name), &bytes, |b, bytes| {
             b.iter_custom(|iters| {
@@ -253,7 +301,10 @@ fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
 fn summary(load_inputs: &[String]) -> Result<String> {
     let mut out = String::new();
     let get = |id: &str| median(id).with_context(|| format!("no measurements for `{id}`"));
-    writeln!(out, "| consumers | shared: ns per delivery round | copy: ns per delivery round |")?;
+    writeln!(
+        out,
+        "| consumers | shared: ns per delivery round | copy: ns per delivery round |"
+    )?;
     writeln!(out, "|---:|---:|---:|")?;
     for count in CONSUMER_COUNTS {
         writeln!(
@@ -267,7 +318,10 @@ fn summary(load_inputs: &[String]) -> Result<String> {
     let copy_extra = (get("fanout_1mib/copy/8")? - get("fanout_1mib/copy/1")?) / 7.0;
     let one_copy = get("fanout_1mib/copy/1")? - get("fanout_1mib/shared/1")?;
     writeln!(out)?;
-    writeln!(out, "- extra consumer, shared: {shared_extra:.0} ns; extra consumer, copy: {copy_extra:.0} ns; one 1 MiB copy: {one_copy:.0} ns")?;
+    writeln!(
+        out,
+        "- extra consumer, shared: {shared_extra:.0} ns; extra consumer, copy: {copy_extra:.0} ns; one 1 MiB copy: {one_copy:.0} ns"
+    )?;
     writeln!(
         out,
         "- **extra shared consumer / one copy: {:.3}%** (goal < 2%); against the copy path's extra consumer: {:.3}%",
@@ -295,7 +349,11 @@ fn main() -> Result<()> {
     let load_inputs = bench_load(&mut criterion)?;
     criterion.final_summary();
     // `cargo test --benches` runs each benchmark once: no ratios then.
-    if RECORDS.lock().map(|r| r.values().all(|v| v.len() > 3)).unwrap_or(false) {
+    if RECORDS
+        .lock()
+        .map(|r| r.values().all(|v| v.len() > 3))
+        .unwrap_or(false)
+    {
         println!("\n## karmem-runtime summary (medians of per-iteration times)\n");
         println!("{}", summary(&load_inputs)?);
     }

@@ -102,7 +102,8 @@ impl Plan {
                 _ => {}
             }
         }
-        let single_32_bit = matches!(memories.as_slice(), [memory] if !memory.memory64 && !memory.shared);
+        let single_32_bit =
+            matches!(memories.as_slice(), [memory] if !memory.memory64 && !memory.shared);
         if !uses_bulk || !single_32_bit || types == 0 {
             return Ok(None);
         }
@@ -142,7 +143,9 @@ impl Reencode for BulkRewriter {
         section: wasmparser::TypeSectionReader<'_>,
     ) -> Result<(), reencode::Error<Self::Error>> {
         reencode::utils::parse_type_section(self, types, section)?;
-        types.ty().function([ValType::I32, ValType::I32, ValType::I32], []);
+        types
+            .ty()
+            .function([ValType::I32, ValType::I32, ValType::I32], []);
         Ok(())
     }
 

@@ -157,7 +157,10 @@ impl ModuleCache {
     }
 
     fn store(&self, key: &str, module: &Module) -> Result<()> {
-        let serialized = module.serialize().into_anyhow().context("failed to serialize the module")?;
+        let serialized = module
+            .serialize()
+            .into_anyhow()
+            .context("failed to serialize the module")?;
         let digest = hex(&Sha256::digest(&serialized));
         // Digest first: a reader that sees the new artifact also sees its
         // digest; one that sees the new digest with an old artifact reports
@@ -182,7 +185,8 @@ impl ModuleCache {
         drop(file);
         if let Err(e) = fs::rename(&temp, path) {
             let _ = fs::remove_file(&temp);
-            return Err(e).with_context(|| format!("failed to move `{}` into place", path.display()));
+            return Err(e)
+                .with_context(|| format!("failed to move `{}` into place", path.display()));
         }
         Ok(())
     }
@@ -206,8 +210,10 @@ impl Hasher for ShaHasher {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

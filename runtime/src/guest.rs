@@ -148,12 +148,12 @@ impl Guest {
             fuel_enabled,
         };
         guest_budget.arm(&mut store)?;
-        let (instance, consumed) = runtime
-            .creator()
-            .with_layout(options.layout.clone(), || {
-                linker.instantiate(&mut store, &module.module)
-            })?;
-        let instance = instance.into_anyhow().context("failed to instantiate the module")?;
+        let (instance, consumed) = runtime.creator().with_layout(options.layout.clone(), || {
+            linker.instantiate(&mut store, &module.module)
+        })?;
+        let instance = instance
+            .into_anyhow()
+            .context("failed to instantiate the module")?;
         let memory = instance.get_memory(&mut store, "memory");
         let core = match consumed {
             Some(core) => Some(core),
@@ -275,7 +275,10 @@ impl Guest {
             .get_func(&mut self.store, name)
             .with_context(|| format!("the guest has no exported function `{name}`"))?;
         let ty = func.ty(&self.store);
-        let mut results: Vec<Val> = ty.results().map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0))).collect();
+        let mut results: Vec<Val> = ty
+            .results()
+            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+            .collect();
         self.arm()?;
         let outcome = func.call(&mut self.store, params, &mut results);
         self.settle(name, outcome.into_anyhow())?;
@@ -419,7 +422,9 @@ fn check_range(store: &impl AsContext, memory: Memory, offset: u64, len: u64) ->
     let size = memory.data_size(store) as u64;
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
-        _ => bail!("host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"),
+        _ => bail!(
+            "host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"
+        ),
     }
 }
 
@@ -460,6 +465,9 @@ mod tests {
         assert_eq!(deadline_ticks(Duration::from_millis(5), tick), 2);
         assert_eq!(deadline_ticks(Duration::from_millis(6), tick), 3);
         assert_eq!(deadline_ticks(Duration::ZERO, tick), 1);
-        assert_eq!(deadline_ticks(Duration::MAX, Duration::from_nanos(1)), NO_DEADLINE);
+        assert_eq!(
+            deadline_ticks(Duration::MAX, Duration::from_nanos(1)),
+            NO_DEADLINE
+        );
     }
 }

@@ -178,14 +178,19 @@ impl ModuleFacts {
 /// anything computed (a `global.get`, extended constant expressions).
 fn constant_offset(expr: &wasmparser::ConstExpr<'_>) -> Result<Option<u64>> {
     let mut reader = expr.get_operators_reader();
-    let first = reader.read().context("failed to read a data segment offset")?;
+    let first = reader
+        .read()
+        .context("failed to read a data segment offset")?;
     let value = match first {
         // A negative i32 offset is a large unsigned one.
         Operator::I32Const { value } => u64::from(value as u32),
         Operator::I64Const { value } => value as u64,
         _ => return Ok(None),
     };
-    match reader.read().context("failed to read a data segment offset")? {
+    match reader
+        .read()
+        .context("failed to read a data segment offset")?
+    {
         Operator::End => Ok(Some(value)),
         _ => Ok(None),
     }
@@ -211,12 +216,21 @@ mod tests {
                 (func (memory.copy (i32.const 0) (i32.const 8) (i32.const 8))))"#,
         )?;
         assert_eq!(facts.defined_memories, 1);
-        assert_eq!(facts.data_segments, vec![SegmentTarget::Range { start: 16, end: 20 }]);
+        assert_eq!(
+            facts.data_segments,
+            vec![SegmentTarget::Range { start: 16, end: 20 }]
+        );
         assert_eq!(
             facts.bulk_sites,
             vec![
-                BulkSite { function_index: 1, instruction: "memory.fill" },
-                BulkSite { function_index: 2, instruction: "memory.copy" },
+                BulkSite {
+                    function_index: 1,
+                    instruction: "memory.fill"
+                },
+                BulkSite {
+                    function_index: 2,
+                    instruction: "memory.copy"
+                },
             ]
         );
         Ok(())
@@ -227,17 +241,34 @@ mod tests {
         let region = SharedRegion::new("m", 1)?;
         let read_only =
             MemoryLayout::new(vec![RegionPlacement::new(&region, 0x10000, Access::Read)])?;
-        let writable =
-            MemoryLayout::new(vec![RegionPlacement::new(&region, 0x10000, Access::ReadWrite)])?;
+        let writable = MemoryLayout::new(vec![RegionPlacement::new(
+            &region,
+            0x10000,
+            Access::ReadWrite,
+        )])?;
 
-        let with_fill = scan("(module (memory 4) (func (memory.fill (i32.const 0) (i32.const 0) (i32.const 1))))")?;
-        let err = with_fill.check_layout(&read_only, true).err().context("expected refusal")?;
-        assert!(format!("{err}").contains("function 0 uses `memory.fill`"), "{err}");
+        let with_fill = scan(
+            "(module (memory 4) (func (memory.fill (i32.const 0) (i32.const 0) (i32.const 1))))",
+        )?;
+        let err = with_fill
+            .check_layout(&read_only, true)
+            .err()
+            .context("expected refusal")?;
+        assert!(
+            format!("{err}").contains("function 0 uses `memory.fill`"),
+            "{err}"
+        );
         with_fill.check_layout(&writable, true)?;
 
         let data_on_window = scan(r#"(module (memory 4) (data (i32.const 0x10010) "x"))"#)?;
-        let err = data_on_window.check_layout(&writable, true).err().context("expected refusal")?;
-        assert!(format!("{err}").contains("overlaps shared memory `m`"), "{err}");
+        let err = data_on_window
+            .check_layout(&writable, true)
+            .err()
+            .context("expected refusal")?;
+        assert!(
+            format!("{err}").contains("overlaps shared memory `m`"),
+            "{err}"
+        );
         data_on_window.check_layout(&writable, false)?;
 
         let imported = scan(r#"(module (import "env" "memory" (memory 4)))"#)?;

@@ -101,7 +101,10 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        ensure!(!config.epoch_tick.is_zero(), "the epoch tick must be longer than zero");
+        ensure!(
+            !config.epoch_tick.is_zero(),
+            "the epoch tick must be longer than zero"
+        );
         let creator = Arc::new(WindowedMemoryCreator::default());
         let mut wasmtime_config = Config::new();
         wasmtime_config
@@ -112,7 +115,9 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::OnDemand)
             .parallel_compilation(config.parallel_compilation)
             .with_host_memory(Arc::clone(&creator) as Arc<dyn wasmtime::MemoryCreator>);
-        let engine = Engine::new(&wasmtime_config).into_anyhow().context("failed to create the wasmtime engine")?;
+        let engine = Engine::new(&wasmtime_config)
+            .into_anyhow()
+            .context("failed to create the wasmtime engine")?;
         let cache = config
             .cache_dir
             .as_ref()
@@ -168,7 +173,9 @@ impl Runtime {
         };
         if rewrite {
             // The rewrite replaced every `memory.copy`/`memory.fill`.
-            facts.bulk_sites.retain(|site| site.instruction == "memory.init");
+            facts
+                .bulk_sites
+                .retain(|site| site.instruction == "memory.init");
         }
         Ok(LoadedModule {
             module,
@@ -184,7 +191,9 @@ impl Runtime {
         let rewrite = self.config.rewrite_bulk_memory && bulk::applies(bytes)?;
         let module = self.compile_bytes(bytes, rewrite)?;
         if rewrite {
-            facts.bulk_sites.retain(|site| site.instruction == "memory.init");
+            facts
+                .bulk_sites
+                .retain(|site| site.instruction == "memory.init");
         }
         Ok(LoadedModule {
             module,

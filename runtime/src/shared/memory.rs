@@ -118,7 +118,10 @@ impl MemoryCore {
         if to <= from {
             return Ok(());
         }
-        ensure!(to <= self.capacity, "growing to {to} bytes exceeds the reservation");
+        ensure!(
+            to <= self.capacity,
+            "growing to {to} bytes exceeds the reservation"
+        );
         // SAFETY: `[base + from, base + to)` lies inside our own reservation
         // (`to <= capacity <= mapping_len`), which only this memory owns; the
         // range is past the current size, so no window and no live data is in
@@ -373,8 +376,14 @@ impl WindowedMemoryCreator {
         reserved: Option<usize>,
         guard: usize,
     ) -> Result<Arc<MemoryCore>> {
-        ensure!(!ty.is_64(), "64-bit memories are not supported by the karmem runtime");
-        ensure!(!ty.is_shared(), "threads' shared memories are not supported by the karmem runtime");
+        ensure!(
+            !ty.is_64(),
+            "64-bit memories are not supported by the karmem runtime"
+        );
+        ensure!(
+            !ty.is_shared(),
+            "threads' shared memories are not supported by the karmem runtime"
+        );
         ensure!(
             ty.page_size() == super::region::WASM_PAGE_SIZE,
             "custom page sizes are not supported by the karmem runtime"
@@ -391,7 +400,10 @@ impl WindowedMemoryCreator {
         });
         let core = Arc::new(MemoryCore::reserve(minimum, capacity, guard)?);
         let mapped = match &layout {
-            Some(layout) => layout.placements().iter().try_for_each(|p| core.map_window(p)),
+            Some(layout) => layout
+                .placements()
+                .iter()
+                .try_for_each(|p| core.map_window(p)),
             None => Ok(()),
         };
         if layout.is_some() {
@@ -426,7 +438,13 @@ unsafe impl MemoryCreator for WindowedMemoryCreator {
         guard_size_in_bytes: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
         let core = self
-            .create(&ty, minimum, maximum, reserved_size_in_bytes, guard_size_in_bytes)
+            .create(
+                &ty,
+                minimum,
+                maximum,
+                reserved_size_in_bytes,
+                guard_size_in_bytes,
+            )
             .map_err(|e| format!("{e:#}"))?;
         Ok(Box::new(WindowedMemory {
             core,

@@ -72,13 +72,14 @@ impl SharedRegion {
     /// Creates a zero-filled region of `pages` × 64 KiB named `name` (the
     /// name shows up in `/proc/<pid>/maps`, nothing else depends on it).
     pub fn new(name: &str, pages: u32) -> Result<Arc<Self>> {
-        ensure!(pages > 0, "shared memory `{name}` must have at least one page");
+        ensure!(
+            pages > 0,
+            "shared memory `{name}` must have at least one page"
+        );
         let len = u64::from(pages) * WASM_PAGE_SIZE;
-        let fd = rustix::fs::memfd_create(
-            format!("karmem:{name}"),
-            rustix::fs::MemfdFlags::CLOEXEC,
-        )
-        .with_context(|| format!("failed to create a memfd for shared memory `{name}`"))?;
+        let fd =
+            rustix::fs::memfd_create(format!("karmem:{name}"), rustix::fs::MemfdFlags::CLOEXEC)
+                .with_context(|| format!("failed to create a memfd for shared memory `{name}`"))?;
         rustix::fs::ftruncate(&fd, len)
             .with_context(|| format!("failed to size shared memory `{name}` to {len} bytes"))?;
         Ok(Arc::new(SharedRegion {
@@ -153,7 +154,7 @@ impl RegionPlacement {
     fn validate(&self) -> Result<()> {
         let name = self.region.name();
         ensure!(
-            self.offset % WASM_PAGE_SIZE == 0,
+            self.offset.is_multiple_of(WASM_PAGE_SIZE),
             "shared memory `{name}` is placed at offset {:#x}, which is not 64 KiB aligned",
             self.offset
         );
@@ -228,7 +229,11 @@ impl MemoryLayout {
 
     /// One past the highest byte any window covers (0 when empty).
     pub fn end(&self) -> u64 {
-        self.placements.iter().map(RegionPlacement::end).max().unwrap_or(0)
+        self.placements
+            .iter()
+            .map(RegionPlacement::end)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether some window is not writable (so host writes must be checked
@@ -255,7 +260,10 @@ mod tests {
             RegionPlacement::new(&b, 0x20000, Access::ReadWrite),
         ]);
         let message = format!("{:#}", overlapping.err().context("expected an error")?);
-        assert!(message.contains("`b`") && message.contains("overlaps"), "{message}");
+        assert!(
+            message.contains("`b`") && message.contains("overlaps"),
+            "{message}"
+        );
 
         let fine = MemoryLayout::new(vec![
             RegionPlacement::new(&a, 0x10000, Access::Read),
@@ -271,7 +279,9 @@ mod tests {
         let a = SharedRegion::new("a", 2)?;
         let mut placement = RegionPlacement::new(&a, 0, Access::Read);
         placement.pages = 3;
-        let err = MemoryLayout::new(vec![placement]).err().context("expected an error")?;
+        let err = MemoryLayout::new(vec![placement])
+            .err()
+            .context("expected an error")?;
         assert!(format!("{err:#}").contains("3 pages but the region has 2"));
         Ok(())
     }

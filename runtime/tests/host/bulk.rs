@@ -31,7 +31,11 @@ fn rewriting_runtime() -> Result<Runtime> {
 
 /// Runs `ops` on a fresh guest and returns the first 512 bytes, or the
 /// failure kind of the first failing op.
-fn run(runtime: &Runtime, bytes: &[u8], ops: &[(&str, [i32; 3])]) -> Result<std::result::Result<Vec<u8>, Failure>> {
+fn run(
+    runtime: &Runtime,
+    bytes: &[u8],
+    ops: &[(&str, [i32; 3])],
+) -> Result<std::result::Result<Vec<u8>, Failure>> {
     let module = runtime.load(bytes)?;
     let mut guest = runtime.instantiate(&module, &GuestOptions::default())?;
     guest.call("seed", &[Val::I32(512)])?;
@@ -51,11 +55,22 @@ fn rewritten_copy_and_fill_match_the_native_instructions() -> Result<()> {
     let native = Runtime::new(RuntimeConfig::default())?;
     let rewriting = rewriting_runtime()?;
     assert!(!native.load(&bytes)?.facts().bulk_sites.is_empty());
-    assert!(rewriting.load(&bytes)?.facts().bulk_sites.is_empty(), "the rewrite must apply");
+    assert!(
+        rewriting.load(&bytes)?.facts().bulk_sites.is_empty(),
+        "the rewrite must apply"
+    );
     let size = 4 * 0x10000;
     let mut cases: Vec<Vec<(&str, [i32; 3])>> = Vec::new();
     for len in [0, 1, 7, 8, 9, 15, 16, 17, 33, 200] {
-        for (dst, src) in [(0, 100), (100, 0), (10, 13), (13, 10), (40, 40), (3, 250), (250, 3)] {
+        for (dst, src) in [
+            (0, 100),
+            (100, 0),
+            (10, 13),
+            (13, 10),
+            (40, 40),
+            (3, 250),
+            (250, 3),
+        ] {
             cases.push(vec![("copy", [dst, src, len])]);
         }
         cases.push(vec![("fill", [5, 0x1ab, len]), ("copy", [1, 0, len])]);
@@ -81,9 +96,22 @@ fn rewritten_fill_into_a_read_only_window_traps_and_the_host_lives() -> Result<(
     let runtime = rewriting_runtime()?;
     let module = runtime.load(&wat::parse_str(BULK)?)?;
     let region = SharedRegion::new("ro", 1)?;
-    let layout = |access| MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, access)]);
-    let mut writer = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::ReadWrite)?, ..GuestOptions::default() })?;
-    let mut reader = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+    let layout =
+        |access| MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, access)]);
+    let mut writer = runtime.instantiate(
+        &module,
+        &GuestOptions {
+            layout: layout(Access::ReadWrite)?,
+            ..GuestOptions::default()
+        },
+    )?;
+    let mut reader = runtime.instantiate(
+        &module,
+        &GuestOptions {
+            layout: layout(Access::Read)?,
+            ..GuestOptions::default()
+        },
+    )?;
 
     let window = WINDOW_OFFSET as i32;
     writer.call("fill", &[Val::I32(window), Val::I32(0x42), Val::I32(4096)])?;
@@ -98,7 +126,13 @@ fn rewritten_fill_into_a_read_only_window_traps_and_the_host_lives() -> Result<(
         .err()
         .context("a fill into a read-only window must trap")?;
     assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
-    let mut other = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+    let mut other = runtime.instantiate(
+        &module,
+        &GuestOptions {
+            layout: layout(Access::Read)?,
+            ..GuestOptions::default()
+        },
+    )?;
     let err = other
         .call("copy", &[Val::I32(window + 8), Val::I32(0), Val::I32(1024)])
         .err()
@@ -106,7 +140,13 @@ fn rewritten_fill_into_a_read_only_window_traps_and_the_host_lives() -> Result<(
     assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
 
     // The window kept the writer's bytes and the host keeps serving guests.
-    let mut fresh = runtime.instantiate(&module, &GuestOptions { layout: layout(Access::Read)?, ..GuestOptions::default() })?;
+    let mut fresh = runtime.instantiate(
+        &module,
+        &GuestOptions {
+            layout: layout(Access::Read)?,
+            ..GuestOptions::default()
+        },
+    )?;
     let mut seen = [0u8; 4];
     fresh.read_memory(WINDOW_OFFSET, &mut seen)?;
     assert_eq!(seen, [0x42; 4]);
@@ -124,7 +164,10 @@ fn rewritten_modules_are_cached_under_their_own_key() -> Result<()> {
     };
     let plain = Runtime::new(config(false))?;
     let rewriting = Runtime::new(config(true))?;
-    assert_eq!(plain.load(&bytes)?.cache_outcome(), &karmem_runtime::CacheOutcome::Miss);
+    assert_eq!(
+        plain.load(&bytes)?.cache_outcome(),
+        &karmem_runtime::CacheOutcome::Miss
+    );
     let module = rewriting.load(&bytes)?;
     assert_eq!(module.cache_outcome(), &karmem_runtime::CacheOutcome::Miss);
     assert!(module.facts().bulk_sites.is_empty());
@@ -135,7 +178,11 @@ fn rewritten_modules_are_cached_under_their_own_key() -> Result<()> {
     rewriting.instantiate(
         &again,
         &GuestOptions {
-            layout: MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, Access::Read)])?,
+            layout: MemoryLayout::new(vec![RegionPlacement::new(
+                &region,
+                WINDOW_OFFSET,
+                Access::Read,
+            )])?,
             ..GuestOptions::default()
         },
     )?;

@@ -72,7 +72,10 @@ fn corrupt_entry_is_recompiled_without_panic() -> Result<()> {
 
     // Truncated to nothing.
     fs::write(&artifact, b"")?;
-    assert!(matches!(runtime.load(&bytes)?.cache_outcome(), CacheOutcome::Recovered(_)));
+    assert!(matches!(
+        runtime.load(&bytes)?.cache_outcome(),
+        CacheOutcome::Recovered(_)
+    ));
 
     // A missing digest is a plain miss.
     fs::remove_file(cache.digest_path(&key))?;
@@ -88,14 +91,23 @@ fn incompatible_entry_is_refused_by_wasmtime_and_recompiled() -> Result<()> {
     let plain = cached_runtime(dir.path(), false)?;
     let fueled_key = ModuleCache::key(fueled.engine(), &bytes);
     let plain_key = ModuleCache::key(plain.engine(), &bytes);
-    assert_ne!(fueled_key, plain_key, "the engine config is part of the key");
+    assert_ne!(
+        fueled_key, plain_key,
+        "the engine config is part of the key"
+    );
 
     // Put the fuel engine's artifact (with its valid digest) where the plain
     // engine looks.
     fueled.load(&bytes)?;
     let cache = plain.cache().context("the runtime has a cache")?;
-    fs::copy(cache.artifact_path(&fueled_key), cache.artifact_path(&plain_key))?;
-    fs::copy(cache.digest_path(&fueled_key), cache.digest_path(&plain_key))?;
+    fs::copy(
+        cache.artifact_path(&fueled_key),
+        cache.artifact_path(&plain_key),
+    )?;
+    fs::copy(
+        cache.digest_path(&fueled_key),
+        cache.digest_path(&plain_key),
+    )?;
 
     let module = plain.load(&bytes)?;
     match module.cache_outcome() {

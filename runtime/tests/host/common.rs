@@ -40,9 +40,9 @@ pub const MESSAGE_MODULE: &str = r#"
 
 /// What `produce(ptr, len, seed)` followed by `checksum(ptr, len)` returns.
 pub fn expected_checksum(len: u32, seed: i64) -> i64 {
-    (0..len)
-        .step_by(8)
-        .fold(0i64, |sum, i| sum.wrapping_add(seed.wrapping_add(i64::from(i))))
+    (0..len).step_by(8).fold(0i64, |sum, i| {
+        sum.wrapping_add(seed.wrapping_add(i64::from(i)))
+    })
 }
 
 pub fn runtime() -> Result<Runtime> {

@@ -34,13 +34,22 @@ fn timeout_stops_an_infinite_loop() -> Result<()> {
     let mut runaway = runtime.instantiate(&module, &options)?;
     let mut bystander = runtime.instantiate(&module, &options)?;
 
-    let err = runaway.call("spin", &[]).err().context("the loop must be interrupted")?;
+    let err = runaway
+        .call("spin", &[])
+        .err()
+        .context("the loop must be interrupted")?;
     assert_eq!(Failure::of(&err), Failure::Timeout, "{err:?}");
-    assert!(format!("{err:#}").contains("call to `spin` failed"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("call to `spin` failed"),
+        "{err:#}"
+    );
 
     // The host and other guests are unaffected; the runaway is retired.
     assert_eq!(bystander.call("answer", &[])?[0].unwrap_i32(), 42);
-    let refused = runaway.call("answer", &[]).err().context("poisoned guests refuse calls")?;
+    let refused = runaway
+        .call("answer", &[])
+        .err()
+        .context("poisoned guests refuse calls")?;
     assert_eq!(Failure::of(&refused), Failure::Host);
     assert!(format!("{refused:#}").contains("unusable"), "{refused:#}");
     Ok(())
@@ -49,7 +58,10 @@ fn timeout_stops_an_infinite_loop() -> Result<()> {
 #[test]
 fn timeout_covers_the_start_function() -> Result<()> {
     let runtime = runtime()?;
-    let module = load(&runtime, r#"(module (func $start (loop $l (br $l))) (start $start))"#)?;
+    let module = load(
+        &runtime,
+        r#"(module (func $start (loop $l (br $l))) (start $start))"#,
+    )?;
     let err = runtime
         .instantiate(
             &module,
@@ -75,10 +87,21 @@ fn memory_limit_refuses_growth_and_oversized_memories() -> Result<()> {
             ..GuestLimits::default()
         }),
     )?;
-    assert_eq!(guest.call("grow", &[Val::I32(2)])?[0].unwrap_i32(), 1, "1 -> 3 pages fits");
-    assert_eq!(guest.call("grow", &[Val::I32(1)])?[0].unwrap_i32(), -1, "4 pages do not");
+    assert_eq!(
+        guest.call("grow", &[Val::I32(2)])?[0].unwrap_i32(),
+        1,
+        "1 -> 3 pages fits"
+    );
+    assert_eq!(
+        guest.call("grow", &[Val::I32(1)])?[0].unwrap_i32(),
+        -1,
+        "4 pages do not"
+    );
     assert_eq!(guest.memory_size()?, 3 * 0x10000);
-    assert!(guest.poisoned().is_none(), "a refused grow is not a failure");
+    assert!(
+        guest.poisoned().is_none(),
+        "a refused grow is not a failure"
+    );
 
     let big = load(&runtime, r#"(module (memory 16))"#)?;
     let err = runtime
@@ -133,8 +156,14 @@ fn a_trap_stays_inside_its_guest() -> Result<()> {
     let module = load(&runtime, SPIN)?;
     let mut faulty = runtime.instantiate(&module, &GuestOptions::default())?;
     let mut healthy = runtime.instantiate(&module, &GuestOptions::default())?;
-    let err = faulty.call("boom", &[]).err().context("unreachable must trap")?;
-    assert_eq!(Failure::of(&err), Failure::Trap(wasmtime::Trap::UnreachableCodeReached));
+    let err = faulty
+        .call("boom", &[])
+        .err()
+        .context("unreachable must trap")?;
+    assert_eq!(
+        Failure::of(&err),
+        Failure::Trap(wasmtime::Trap::UnreachableCodeReached)
+    );
     assert_eq!(healthy.call("answer", &[])?[0].unwrap_i32(), 42);
     assert!(faulty.call("nope", &[]).is_err());
     Ok(())

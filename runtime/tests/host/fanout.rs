@@ -34,12 +34,19 @@ fn consumers_read_the_producers_pages_without_host_copies() -> Result<()> {
     let seed = 0x5eed_0000_i64;
     producer.call(
         "produce",
-        &[Val::I32(WINDOW_OFFSET as i32), Val::I32(MESSAGE_LEN as i32), Val::I64(seed)],
+        &[
+            Val::I32(WINDOW_OFFSET as i32),
+            Val::I32(MESSAGE_LEN as i32),
+            Val::I64(seed),
+        ],
     )?;
 
     let args = [Val::I32(WINDOW_OFFSET as i32), Val::I32(MESSAGE_LEN as i32)];
     let expected = expected_checksum(MESSAGE_LEN, seed);
-    for (index, result) in fanout_call(&mut consumers, "checksum", &args).into_iter().enumerate() {
+    for (index, result) in fanout_call(&mut consumers, "checksum", &args)
+        .into_iter()
+        .enumerate()
+    {
         let sum = result.with_context(|| format!("consumer {index}"))?[0].unwrap_i64();
         assert_eq!(sum, expected, "consumer {index} read a different message");
     }
@@ -69,7 +76,11 @@ fn a_misbehaving_consumer_does_not_stop_the_others() -> Result<()> {
             runtime.instantiate(
                 &module,
                 &GuestOptions {
-                    layout: MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, Access::Read)])?,
+                    layout: MemoryLayout::new(vec![RegionPlacement::new(
+                        &region,
+                        WINDOW_OFFSET,
+                        Access::Read,
+                    )])?,
                     ..GuestOptions::default()
                 },
             )
@@ -83,8 +94,14 @@ fn a_misbehaving_consumer_does_not_stop_the_others() -> Result<()> {
     assert_eq!(Failure::of(&err), Failure::MemoryAccess);
     let results = fanout_call(&mut consumers, "peek", &[Val::I32(WINDOW_OFFSET as i32)]);
     assert_eq!(results.len(), 3);
-    assert_eq!(results[0].as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?[0].unwrap_i64(), 0);
+    assert_eq!(
+        results[0].as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?[0].unwrap_i64(),
+        0
+    );
     assert!(results[1].is_err(), "the trapped consumer is retired");
-    assert_eq!(results[2].as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?[0].unwrap_i64(), 0);
+    assert_eq!(
+        results[2].as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?[0].unwrap_i64(),
+        0
+    );
     Ok(())
 }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use karmem_runtime::{
-    Access, Failure, GuestOptions, MemoryLayout, RegionPlacement, SharedRegion,
-};
+use karmem_runtime::{Access, Failure, GuestOptions, MemoryLayout, RegionPlacement, SharedRegion};
 use wasmtime::Val;
 
 use crate::common::{MESSAGE_MODULE, WINDOW_OFFSET, load, runtime};
@@ -39,7 +37,10 @@ fn read_only_write_traps_and_the_host_runs_another_guest() -> Result<()> {
         .context("a store into a read-only window must trap")?;
     assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
     assert!(reader.poisoned().is_some());
-    assert!(reader.call("peek", &[Val::I32(0)]).is_err(), "a trapped guest is unusable");
+    assert!(
+        reader.call("peek", &[Val::I32(0)]).is_err(),
+        "a trapped guest is unusable"
+    );
     // The write did not land, the producer still works.
     assert_eq!(peek(&mut producer, WINDOW_OFFSET + 8)?, 0);
 
@@ -79,7 +80,10 @@ fn host_access_is_guarded_instead_of_crashing() -> Result<()> {
         .err()
         .context("a host write into a read-only window must be refused")?;
     let message = format!("{err:#}");
-    assert!(message.contains("shared memory `ro`") && message.contains("`read`"), "{message}");
+    assert!(
+        message.contains("shared memory `ro`") && message.contains("`read`"),
+        "{message}"
+    );
     assert_eq!(reader.host_bytes_written(), 0);
     // Reads are fine, and so are writes elsewhere.
     let mut buf = [1u8; 8];
@@ -87,7 +91,10 @@ fn host_access_is_guarded_instead_of_crashing() -> Result<()> {
     assert_eq!(buf, [0; 8]);
     reader.write_memory(0, &[1, 2, 3])?;
     assert_eq!(reader.host_bytes_written(), 3);
-    assert!(reader.write_memory(18 * 0x10000 - 1, &[0, 0]).is_err(), "out of bounds");
+    assert!(
+        reader.write_memory(18 * 0x10000 - 1, &[0, 0]).is_err(),
+        "out of bounds"
+    );
 
     let hidden = SharedRegion::new("hidden", 1)?;
     let mut blind = runtime.instantiate(&module, &options(&hidden, Access::None)?)?;
@@ -118,7 +125,10 @@ fn modules_that_would_make_the_host_write_a_protected_window_are_refused() -> Re
     let mut writer = runtime.instantiate(&fill, &options(&region, Access::ReadWrite)?)?;
     writer.call("wipe", &[])?;
 
-    let data = load(&runtime, r#"(module (memory (export "memory") 4) (data (i32.const 0x10008) "x"))"#)?;
+    let data = load(
+        &runtime,
+        r#"(module (memory (export "memory") 4) (data (i32.const 0x10008) "x"))"#,
+    )?;
     let err = runtime
         .instantiate(&data, &options(&region, Access::ReadWrite)?)
         .err()
@@ -139,12 +149,25 @@ fn window_beyond_the_initial_memory_is_an_instantiation_error() -> Result<()> {
     let runtime = runtime()?;
     let module = load(&runtime, MESSAGE_MODULE)?;
     let region = SharedRegion::new("far", 1)?;
-    let layout = MemoryLayout::new(vec![RegionPlacement::new(&region, 18 * 0x10000, Access::Read)])?;
+    let layout = MemoryLayout::new(vec![RegionPlacement::new(
+        &region,
+        18 * 0x10000,
+        Access::Read,
+    )])?;
     let err = runtime
-        .instantiate(&module, &GuestOptions { layout, ..GuestOptions::default() })
+        .instantiate(
+            &module,
+            &GuestOptions {
+                layout,
+                ..GuestOptions::default()
+            },
+        )
         .err()
         .context("a window past the memory's minimum must be refused")?;
-    assert!(format!("{err:#}").contains("outside the linear memory"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("outside the linear memory"),
+        "{err:#}"
+    );
     // The slot was cleared: the next plain instantiation is unaffected.
     let mut plain = runtime.instantiate(&module, &GuestOptions::default())?;
     assert!(plain.windows().is_empty());
@@ -164,9 +187,17 @@ fn windows_survive_growth_and_can_be_mapped_late() -> Result<()> {
     let mut late = runtime.instantiate(&module, &GuestOptions::default())?;
     late.call("poke", &[Val::I32(0x30000), Val::I64(99)])?;
     late.map_shared(&RegionPlacement::new(&region, 0x30000, Access::Read))?;
-    assert_eq!(peek(&mut late, 0x30000)?, 11, "the region replaced the private page");
+    assert_eq!(
+        peek(&mut late, 0x30000)?,
+        11,
+        "the region replaced the private page"
+    );
     assert_eq!(late.windows().len(), 1);
-    assert!(late.map_shared(&RegionPlacement::new(&region, 0x30000, Access::Read)).is_err(), "overlap");
+    assert!(
+        late.map_shared(&RegionPlacement::new(&region, 0x30000, Access::Read))
+            .is_err(),
+        "overlap"
+    );
 
     // Growth leaves the windows alone and makes the new pages usable.
     let old_pages = producer.call("grow", &[Val::I32(2)])?[0].unwrap_i32();
@@ -175,7 +206,8 @@ fn windows_survive_growth_and_can_be_mapped_late() -> Result<()> {
     producer.call("poke", &[Val::I32(WINDOW_OFFSET as i32), Val::I64(12)])?;
     assert_eq!(peek(&mut late, 0x30000)?, 12);
     assert!(
-        late.call("poke", &[Val::I32(0x30000), Val::I64(1)]).is_err(),
+        late.call("poke", &[Val::I32(0x30000), Val::I64(1)])
+            .is_err(),
         "the late window is read-only"
     );
     Ok(())
@@ -194,17 +226,32 @@ fn next_layout_slot_is_isolated_between_threads() -> Result<()> {
                 let module = &module;
                 scope.spawn(move || -> Result<()> {
                     let region = SharedRegion::new(&format!("worker-{worker}"), 1)?;
-                    let mut owner = runtime.instantiate(module, &options(&region, Access::ReadWrite)?)?;
-                    owner.call("poke", &[Val::I32(WINDOW_OFFSET as i32), Val::I64(1000 + worker)])?;
+                    let mut owner =
+                        runtime.instantiate(module, &options(&region, Access::ReadWrite)?)?;
+                    owner.call(
+                        "poke",
+                        &[Val::I32(WINDOW_OFFSET as i32), Val::I64(1000 + worker)],
+                    )?;
                     for round in 0..15 {
                         if (round + worker) % 3 == 0 {
-                            let mut plain = runtime.instantiate(module, &GuestOptions::default())?;
-                            anyhow::ensure!(plain.windows().is_empty(), "worker {worker}: plain guest got a window");
-                            anyhow::ensure!(peek(&mut plain, WINDOW_OFFSET)? == 0, "worker {worker}: plain guest sees shared data");
+                            let mut plain =
+                                runtime.instantiate(module, &GuestOptions::default())?;
+                            anyhow::ensure!(
+                                plain.windows().is_empty(),
+                                "worker {worker}: plain guest got a window"
+                            );
+                            anyhow::ensure!(
+                                peek(&mut plain, WINDOW_OFFSET)? == 0,
+                                "worker {worker}: plain guest sees shared data"
+                            );
                         } else {
-                            let mut reader = runtime.instantiate(module, &options(&region, Access::Read)?)?;
+                            let mut reader =
+                                runtime.instantiate(module, &options(&region, Access::Read)?)?;
                             let seen = peek(&mut reader, WINDOW_OFFSET)?;
-                            anyhow::ensure!(seen == 1000 + worker, "worker {worker} round {round}: saw {seen}");
+                            anyhow::ensure!(
+                                seen == 1000 + worker,
+                                "worker {worker} round {round}: saw {seen}"
+                            );
                         }
                     }
                     Ok(())
@@ -212,8 +259,38 @@ fn next_layout_slot_is_isolated_between_threads() -> Result<()> {
             })
             .collect();
         for worker in workers {
-            worker.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
         }
         Ok(())
     })
+}
+
+#[test]
+fn data_segments_beside_windows_are_copied_in() -> Result<()> {
+    let runtime = runtime()?;
+    let module = load(
+        &runtime,
+        r#"(module (memory (export "memory") 4)
+             (data (i32.const 0x100) "\2a\00\00\00\00\00\00\00")
+             (data (i32.const 0x20000) "\07")
+             (func (export "peek") (param i32) (result i64) (i64.load (local.get 0))))"#,
+    )?;
+    let region = SharedRegion::new("ro", 1)?;
+    let mut guest = runtime.instantiate(&module, &options(&region, Access::Read)?)?;
+    assert_eq!(peek(&mut guest, 0x100)?, 42);
+    assert_eq!(peek(&mut guest, 0x20000)?, 7);
+    assert_eq!(peek(&mut guest, WINDOW_OFFSET)?, 0);
+    Ok(())
+}
+
+/// Pools will move guests between threads.
+#[test]
+fn guests_and_regions_are_send() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<karmem_runtime::Guest>();
+    assert_send_sync::<SharedRegion>();
+    assert_send_sync::<karmem_runtime::Runtime>();
 }
