@@ -81,7 +81,23 @@ fn render_one(out: &mut String, error: &Error, path: &str, source: &str) {
     }
 }
 
+/// Narrows `span` to its meaningful text: without leading blanks and `=`, or
+/// trailing blanks and `;` (a value span starts right after a type or name).
+fn trim(span: Span, source: &str) -> Span {
+    let start = clamp_to_char_boundary(source, span.start as usize);
+    let end = clamp_to_char_boundary(source, span.end as usize).max(start);
+    let Some(text) = source.get(start..end) else { return span };
+    let lead = text.len() - text.trim_start_matches(|c: char| c.is_whitespace() || c == '=').len();
+    let inner = text.get(lead..).unwrap_or("");
+    let trimmed = inner.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+    if trimmed.is_empty() {
+        return span;
+    }
+    Span::new((start + lead) as u32, (start + lead + trimmed.len()) as u32)
+}
+
 fn snippet(out: &mut String, arrow: &str, span: Span, path: &str, source: &str, label: Option<&str>) {
+    let span = trim(span, source);
     let start = clamp_to_char_boundary(source, span.start as usize);
     let (line, col) = line_col(source, start as u32);
     let line_start = source.get(..start).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);

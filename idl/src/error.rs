@@ -53,10 +53,13 @@ pub enum ErrorKind {
     UnknownType(String),
     /// `what` is "item", "field", "case", "flag" or "member".
     Duplicate { what: &'static str, name: String },
-    DuplicateTag { tag: u64, first: String },
-    DuplicateValue { value: u64, first: String },
+    /// `implicit` when the tag was counted up rather than written.
+    DuplicateTag { case: String, tag: u64, first: String, implicit: bool },
+    DuplicateValue { case: String, value: u64, first: String, implicit: bool },
     ReservedTag { case: String },
-    TagOutOfRange { tag: u64, width: &'static str, max: u64 },
+    /// `what` is "tag" or "value".
+    TagOutOfRange { what: &'static str, tag: u64, width: &'static str, max: u64 },
+    TooManyPages { name: String, pages: u32, max: u32 },
     ImplicitValueOverflow { case: String, width: &'static str },
     RecursiveInline { path: Vec<String> },
     UnknownMemory(String),
@@ -70,6 +73,7 @@ pub enum ErrorKind {
     EmptyItem { what: &'static str, name: String },
     ZeroPages(String),
     DuplicatePackage,
+    PackageNotFirst,
 }
 
 impl fmt::Display for ErrorKind {
@@ -83,24 +87,36 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Expected { expected, found } => write!(f, "expected {expected}, found {found}"),
             ErrorKind::UnknownType(name) => write!(f, "unknown type `{name}`"),
             ErrorKind::Duplicate { what, name } => write!(f, "duplicate {what} `{name}`"),
-            ErrorKind::DuplicateTag { tag, first } => {
-                write!(f, "tag {tag} is already used by case `{first}`")
+            ErrorKind::DuplicateTag { case, tag, first, implicit: true } => {
+                write!(f, "case `{case}` gets the implicit tag {tag}, already used by case `{first}`")
             }
-            ErrorKind::DuplicateValue { value, first } => {
-                write!(f, "value {value} is already used by case `{first}`")
+            ErrorKind::DuplicateTag { case, tag, first, implicit: false } => {
+                write!(f, "tag {tag} of case `{case}` is already used by case `{first}`")
+            }
+            ErrorKind::DuplicateValue { case, value, first, implicit: true } => {
+                write!(f, "case `{case}` gets the implicit value {value}, already used by case `{first}`")
+            }
+            ErrorKind::DuplicateValue { case, value, first, implicit: false } => {
+                write!(f, "value {value} of case `{case}` is already used by case `{first}`")
             }
             ErrorKind::ReservedTag { case } => {
                 write!(f, "case `{case}` uses tag 0, which is reserved for \"no value\"")
             }
-            ErrorKind::TagOutOfRange { tag, width, max } => {
-                write!(f, "{tag} does not fit in `{width}` (at most {max})")
+            ErrorKind::TagOutOfRange { what, tag, width, max } => {
+                write!(f, "{what} {tag} does not fit in `{width}` (at most {max})")
+            }
+            ErrorKind::TooManyPages { name, pages, max } => {
+                write!(f, "memory `{name}` has {pages} pages; a 32-bit memory has at most {max}")
             }
             ErrorKind::ImplicitValueOverflow { case, width } => {
                 write!(f, "the implicit value of `{case}` does not fit in `{width}`")
             }
             ErrorKind::RecursiveInline { path } => {
                 write!(f, "inline type `{}` contains itself", path.first().map_or("", String::as_str))?;
-                write!(f, " (through `{}`)", path.join("` -> `"))
+                if path.len() > 2 {
+                    write!(f, " (through `{}`)", path.join("` -> `"))?;
+                }
+                Ok(())
             }
             ErrorKind::UnknownMemory(name) => {
                 write!(f, "no memory `{name}` is declared in this interface")
@@ -118,6 +134,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::EmptyItem { what, name } => write!(f, "{what} `{name}` has no cases"),
             ErrorKind::ZeroPages(name) => write!(f, "memory `{name}` has zero pages"),
             ErrorKind::DuplicatePackage => write!(f, "a file has at most one `package` header"),
+            ErrorKind::PackageNotFirst => {
+                write!(f, "the `package` header must come before every item")
+            }
         }
     }
 }

@@ -21,18 +21,19 @@ pub fn is_reserved_type_word(word: &str) -> bool {
 /// Parses a whole file.
 pub fn parse(source: &str) -> Result<File, Error> {
     let tokens = tokenize(source)?;
-    let mut parser = Parser { tokens, pos: 0 };
+    let mut parser = Parser { source, tokens, pos: 0 };
     parser.file()
 }
 
-struct Parser {
+struct Parser<'a> {
+    source: &'a str,
     tokens: Vec<Spanned>,
     pos: usize,
 }
 
 type PResult<T> = Result<T, Error>;
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> &Token {
         self.tokens.get(self.pos).map_or(&Token::Eof, |t| &t.token)
     }
@@ -90,10 +91,17 @@ impl Parser {
 
     fn expect(&mut self, token: Token, expected: &str) -> PResult<Span> {
         if *self.peek() == token {
-            Ok(self.bump().span)
-        } else {
-            Err(self.unexpected(expected))
+            return Ok(self.bump().span);
         }
+        let mut error = self.unexpected(expected);
+        // A terminator missing at the end of a line belongs after the last
+        // token, not on the next line's first one.
+        let end = self.prev_end();
+        let between = self.source.get(end as usize..self.span().start as usize).unwrap_or("");
+        if matches!(token, Token::Semi | Token::RParen | Token::Gt | Token::RBracket) && between.contains('\n') {
+            error.span = Span::new(end, end);
+        }
+        Err(error)
     }
 
     fn is_word(&self, word: &str) -> bool {
@@ -168,13 +176,10 @@ impl Parser {
             }
             if self.is_word("package") {
                 let span = self.span();
-                let kind = if file.package.is_some() || !file.items.is_empty() {
+                let kind = if file.package.is_some() {
                     ErrorKind::DuplicatePackage
                 } else {
-                    ErrorKind::Expected {
-                        expected: "an item".into(),
-                        found: "`package`".into(),
-                    }
+                    ErrorKind::PackageNotFirst
                 };
                 return Err(Error::new(kind, span));
             }
@@ -298,7 +303,7 @@ impl Parser {
                 let span = self.bump().span;
                 u64::try_from(n).map_err(|_| {
                     Error::new(
-                        ErrorKind::TagOutOfRange { tag: u64::MAX, width: "u64", max: u64::MAX },
+                        ErrorKind::BadNumber(format!("{n} (larger than `u64`)")),
                         span,
                     )
                 })

@@ -86,6 +86,7 @@ impl<'a> Resolver<'a> {
                 for field in &s.fields {
                     self.ty(&field.ty);
                     if let Some(default) = &field.default {
+                        let at = value_span(field.ty.span, field.span);
                         if s.evolution == Evolution::Inline {
                             self.error(
                                 ErrorKind::BadDefault {
@@ -94,10 +95,10 @@ impl<'a> Resolver<'a> {
                                         s.name.name
                                     ),
                                 },
-                                field.span,
+                                at,
                             );
                         } else {
-                            self.default(default, &field.ty, field.span);
+                            self.default(default, &field.ty, at);
                         }
                     }
                 }
@@ -134,17 +135,25 @@ impl<'a> Resolver<'a> {
                 continue;
             };
             next = tag.checked_add(1);
+            let after = case.ty.as_ref().map_or(case.name.span, |t| t.span);
+            let at = if case.tag.is_some() { value_span(after, case.span) } else { case.span };
             if tag == 0 {
-                self.error(ErrorKind::ReservedTag { case: case.name.name.clone() }, case.span);
+                self.error(ErrorKind::ReservedTag { case: case.name.name.clone() }, at);
             } else if tag > u.tag.max() {
                 let kind = if case.tag.is_some() {
-                    ErrorKind::TagOutOfRange { tag, width: tag_width(u.tag), max: u.tag.max() }
+                    ErrorKind::TagOutOfRange { what: "tag", tag, width: tag_width(u.tag), max: u.tag.max() }
                 } else {
                     ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: tag_width(u.tag) }
                 };
-                self.error(kind, case.span);
+                self.error(kind, at);
             } else if let Some(first) = seen.get(&tag) {
-                self.error(ErrorKind::DuplicateTag { tag, first: first.to_string() }, case.span);
+                let kind = ErrorKind::DuplicateTag {
+                    case: case.name.name.clone(),
+                    tag,
+                    first: first.to_string(),
+                    implicit: case.tag.is_none(),
+                };
+                self.error(kind, at);
             } else {
                 seen.insert(tag, &case.name.name);
             }
@@ -167,15 +176,27 @@ impl<'a> Resolver<'a> {
                 continue;
             };
             next = value.checked_add(1);
+            let at = if case.value.is_some() { value_span(case.name.span, case.span) } else { case.span };
             if value > e.repr.max() {
                 let kind = if case.value.is_some() {
-                    ErrorKind::TagOutOfRange { tag: value, width: int_width(e.repr), max: e.repr.max() }
+                    ErrorKind::TagOutOfRange {
+                        what: "value",
+                        tag: value,
+                        width: int_width(e.repr),
+                        max: e.repr.max(),
+                    }
                 } else {
                     ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: int_width(e.repr) }
                 };
-                self.error(kind, case.span);
+                self.error(kind, at);
             } else if let Some(first) = seen.get(&value) {
-                self.error(ErrorKind::DuplicateValue { value, first: first.to_string() }, case.span);
+                let kind = ErrorKind::DuplicateValue {
+                    case: case.name.name.clone(),
+                    value,
+                    first: first.to_string(),
+                    implicit: case.value.is_none(),
+                };
+                self.error(kind, at);
             } else {
                 seen.insert(value, &case.name.name);
             }
@@ -196,10 +217,10 @@ impl<'a> Resolver<'a> {
                         self.error(ErrorKind::ZeroPages(m.name.name.clone()), m.span);
                     } else if m.pages > MAX_MEMORY_PAGES {
                         self.error(
-                            ErrorKind::TagOutOfRange {
-                                tag: u64::from(m.pages),
-                                width: "a 32-bit memory's pages",
-                                max: u64::from(MAX_MEMORY_PAGES),
+                            ErrorKind::TooManyPages {
+                                name: m.name.name.clone(),
+                                pages: m.pages,
+                                max: MAX_MEMORY_PAGES,
                             },
                             m.span,
                         );
@@ -479,6 +500,12 @@ impl<'a> Resolver<'a> {
             TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Handle(..) => {}
         }
     }
+}
+
+/// The text after `before` up to the end of `whole`: where a `= value` is
+/// written. Rendering trims the `=`, blanks and `;` off the caret.
+fn value_span(before: Span, whole: Span) -> Span {
+    Span::new(before.end.min(whole.end), whole.end)
 }
 
 /// `ty` printed without its attributes, for messages about them.
