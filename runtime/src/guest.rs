@@ -51,6 +51,9 @@ pub struct GuestOptions {
 #[derive(Debug)]
 pub struct GuestState {
     limits: StoreLimits,
+    /// The windows asked for at instantiation: what host functions called
+    /// from the start function are checked against, before `memory` is set.
+    planned: MemoryLayout,
     memory: Option<Arc<MemoryCore>>,
     host_bytes_written: u64,
     host_bytes_read: u64,
@@ -136,6 +139,7 @@ impl Guest {
         }
         let state = GuestState {
             limits: limits.build(),
+            planned: options.layout.clone(),
             memory: None,
             host_bytes_written: 0,
             host_bytes_read: 0,
@@ -387,8 +391,9 @@ fn guarded_write(
     let mut ctx = store.as_context_mut();
     let len = bytes.len() as u64;
     check_range(&ctx, memory, offset, len)?;
-    if let Some(core) = &ctx.data().memory {
-        core.check_host_access(offset, len, true)?;
+    match &ctx.data().memory {
+        Some(core) => core.check_host_access(offset, len, true)?,
+        None => ctx.data().planned.check_host_access(offset, len, true)?,
     }
     let start = usize::try_from(offset)?;
     memory
@@ -407,8 +412,9 @@ fn guarded_read(
     let mut ctx = store.as_context_mut();
     let len = buf.len() as u64;
     check_range(&ctx, memory, offset, len)?;
-    if let Some(core) = &ctx.data().memory {
-        core.check_host_access(offset, len, false)?;
+    match &ctx.data().memory {
+        Some(core) => core.check_host_access(offset, len, false)?,
+        None => ctx.data().planned.check_host_access(offset, len, false)?,
     }
     let start = usize::try_from(offset)?;
     memory

@@ -43,7 +43,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
 
@@ -213,25 +213,7 @@ impl MemoryCore {
             .windows
             .lock()
             .map_err(|_| anyhow!("the window list of a linear memory was poisoned"))?;
-        for window in windows.iter().filter(|w| w.overlaps(start, len)) {
-            let allowed = if write {
-                window.access.writable()
-            } else {
-                window.access.readable()
-            };
-            if !allowed {
-                bail!(
-                    "refusing a host {} of {len} bytes at {start:#x}: it touches shared memory `{}` \
-                     ({:#x}..{:#x}), which this guest may only access as `{}`",
-                    if write { "write" } else { "read" },
-                    window.region.name(),
-                    window.offset,
-                    window.end(),
-                    window.access
-                );
-            }
-        }
-        Ok(())
+        super::region::check_host_access(&windows, start, len, write)
     }
 }
 

@@ -236,11 +236,48 @@ impl MemoryLayout {
             .unwrap_or(0)
     }
 
+    /// Refuses host access that would touch a window it may not (see
+    /// [`check_host_access`]).
+    pub fn check_host_access(&self, start: u64, len: u64, write: bool) -> Result<()> {
+        check_host_access(&self.placements, start, len, write)
+    }
+
     /// Whether some window is not writable (so host writes must be checked
     /// and bulk-memory instructions matter).
     pub fn has_protected_window(&self) -> bool {
         self.placements.iter().any(|p| !p.access.writable())
     }
+}
+
+/// Refuses host access to `[start, start + len)` that would touch one of
+/// `windows` it may not: writes into anything but a read-write window, reads
+/// from an inaccessible one. Such an access would fault outside compiled
+/// code and take the whole process down.
+pub fn check_host_access(
+    windows: &[RegionPlacement],
+    start: u64,
+    len: u64,
+    write: bool,
+) -> Result<()> {
+    for window in windows.iter().filter(|w| w.overlaps(start, len)) {
+        let allowed = if write {
+            window.access.writable()
+        } else {
+            window.access.readable()
+        };
+        if !allowed {
+            bail!(
+                "refusing a host {} of {len} bytes at {start:#x}: it touches shared memory `{}` \
+                 ({:#x}..{:#x}), which this guest may only access as `{}`",
+                if write { "write" } else { "read" },
+                window.region.name(),
+                window.offset,
+                window.end(),
+                window.access
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

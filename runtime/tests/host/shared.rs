@@ -294,3 +294,44 @@ fn guests_and_regions_are_send() {
     assert_send_sync::<SharedRegion>();
     assert_send_sync::<karmem_runtime::Runtime>();
 }
+
+/// A host import called from the start function, before the guest object
+/// exists, is held to the planned windows too.
+#[test]
+fn host_functions_cannot_write_protected_windows_even_during_start() -> Result<()> {
+    let runtime = runtime()?;
+    let mut linker = runtime.linker();
+    linker
+        .func_wrap(
+            "host",
+            "scribble",
+            |mut caller: wasmtime::Caller<'_, karmem_runtime::GuestState>,
+             offset: i32|
+             -> wasmtime::Result<()> {
+                karmem_runtime::write_caller_memory(&mut caller, offset as u64, &[1, 2, 3])
+                    .map_err(wasmtime::Error::from_anyhow)
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    let module = load(
+        &runtime,
+        r#"(module
+             (import "host" "scribble" (func $scribble (param i32)))
+             (memory (export "memory") 4)
+             (func $start (call $scribble (i32.const 0x100)) (call $scribble (i32.const 0x10000)))
+             (start $start))"#,
+    )?;
+    let region = SharedRegion::new("ro", 1)?;
+    let err = runtime
+        .instantiate_with(&linker, &module, &options(&region, Access::Read)?)
+        .err()
+        .context("the host write into the window must be refused")?;
+    assert!(
+        format!("{err:?}").contains("refusing a host write of 3 bytes at 0x10000"),
+        "{err:?}"
+    );
+    // Without windows the same start function succeeds.
+    let guest = runtime.instantiate_with(&linker, &module, &GuestOptions::default())?;
+    assert_eq!(guest.host_bytes_written(), 6);
+    Ok(())
+}
