@@ -33,6 +33,7 @@ fn invocation() -> Invocation {
     Invocation {
         args: ["guest.wasm", "one", "two"].map(String::from).to_vec(),
         env: vec![("GREETING".to_string(), "bonjour".to_string())],
+        files: Vec::new(),
     }
 }
 

@@ -258,6 +258,12 @@
     (if (local.get $errno) (then unreachable))
     (local.set $count (i32.load (call $scratch)))
     (local.set $bytes (i32.load offset=4 (call $scratch)))
+    ;; Nothing to fetch (some hosts reject the call with an empty buffer).
+    (if (i32.eqz (local.get $count))
+      (then
+        (i32.store (local.get $ret) (call $realloc (i32.const 0) (i32.const 0) (i32.const 4) (i32.const 0)))
+        (i32.store offset=4 (local.get $ret) (i32.const 0))
+        (return)))
     (local.set $buf (call $temp_buffer (i32.add (i32.shl (local.get $count) (i32.const 2)) (local.get $bytes))))
     (if (local.get $sizes_fn)
       (then (local.set $errno (call $args_get (local.get $buf)

@@ -2,7 +2,8 @@
 //! model off (`wasmtime_wasi::p1`), wasmi (`wasmi_wasi`), and node
 //! (`scripts/node-wasi-check.mjs`, V8 + `node:wasi`). Each runs `_start` with
 //! the same arguments, environment, empty stdin and one preopened directory,
-//! and reports what a user could observe.
+//! and reports what a user could observe. The reference, the original
+//! component on wasmtime's component runtime, gets the same configuration.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -31,13 +32,75 @@ pub struct Outcome {
 pub struct Invocation {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Files the preopened directory holds before the run.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Invocation {
+    /// A fresh preopened directory holding `files`.
+    fn sandbox(&self) -> Result<tempfile::TempDir> {
+        let sandbox = tempfile::tempdir()?;
+        for (name, contents) in &self.files {
+            std::fs::write(sandbox.path().join(name), contents)?;
+        }
+        Ok(sandbox)
+    }
+}
+
+/// The reference: the original component on wasmtime's component runtime
+/// (`wasmtime_wasi::p2`), run through `wasi:cli/run`.
+pub fn run_component(component: &[u8], invocation: &Invocation) -> Result<Outcome> {
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+    use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+    struct Host {
+        ctx: WasiCtx,
+        table: ResourceTable,
+    }
+    impl WasiView for Host {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+        }
+    }
+
+    let sandbox = invocation.sandbox()?;
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config).map_err(wasmtime_error)?;
+    let component = Component::new(&engine, component).map_err(wasmtime_error)?;
+    let mut linker: Linker<Host> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasmtime_error)?;
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let stderr = MemoryOutputPipe::new(1 << 20);
+    let mut builder = WasiCtxBuilder::new();
+    builder.args(&invocation.args).stdout(stdout.clone()).stderr(stderr.clone());
+    for (key, value) in &invocation.env {
+        builder.env(key, value);
+    }
+    builder.preopened_dir(sandbox.path(), GUEST_DIR, FsPerms::ReadWrite).map_err(wasmtime_error)?;
+    let mut store = wasmtime::Store::new(&engine, Host { ctx: builder.build(), table: ResourceTable::new() });
+    let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
+        .map_err(wasmtime_error)?;
+    let exit_code = match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => Some(0),
+        Ok(Err(())) => Some(1),
+        Err(error) => error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0),
+    };
+    drop(store);
+    Ok(Outcome {
+        stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+        exit_code,
+        files: collect_files(sandbox.path())?,
+    })
 }
 
 pub fn run_wasmtime(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
     use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
     use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-    let sandbox = tempfile::tempdir()?;
+    let sandbox = invocation.sandbox()?;
     let engine = wasmtime::Engine::default();
     let module = wasmtime::Module::new(&engine, wasm).map_err(wasmtime_error).context("wasmtime rejected the module")?;
     let mut linker: wasmtime::Linker<wasmtime_wasi::p1::WasiP1Ctx> = wasmtime::Linker::new(&engine);
@@ -73,7 +136,7 @@ fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
 pub fn run_wasmi(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
     use wasmi_wasi::wasi_common::pipe::{ReadPipe, WritePipe};
 
-    let sandbox = tempfile::tempdir()?;
+    let sandbox = invocation.sandbox()?;
     let engine = wasmi::Engine::default();
     let module = wasmi::Module::new(&engine, wasm).map_err(|e| anyhow::anyhow!("wasmi rejected the module: {e}"))?;
     let mut linker = wasmi::Linker::<wasmi_wasi::WasiCtx>::new(&engine);
@@ -118,7 +181,7 @@ pub fn run_node(wasm: &[u8], invocation: &Invocation) -> Result<Option<Outcome>>
     if Command::new("node").arg("--version").stdout(Stdio::null()).status().is_err() {
         return Ok(None);
     }
-    let sandbox = tempfile::tempdir()?;
+    let sandbox = invocation.sandbox()?;
     let scratch = tempfile::tempdir()?;
     let module_path = scratch.path().join("module.wasm");
     std::fs::write(&module_path, wasm)?;
