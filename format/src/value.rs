@@ -412,11 +412,14 @@ impl Encoder<'_> {
                     }
                 }
                 let m = groups.len() as u64;
+                if n == 0 {
+                    // No values, no table (FORMAT.md §3: extent 0, offset 0).
+                    self.b.put_slot(at, Slot::default());
+                    return Ok(());
+                }
                 let table = self.b.alloc_block(raw::BUNCH_HEADER_SIZE as u64 + raw::BUNCH_ENTRY_SIZE as u64 * m)?;
                 self.b.put_slot(at, Slot { offset: table, length: n, capacity: n });
-                if table != 0 {
-                    self.b.put(table, m as u32);
-                }
+                self.b.put(table, m as u32);
                 for (j, (tag, ty, members)) in groups.iter().enumerate() {
                     let entry = table + raw::BUNCH_HEADER_SIZE + raw::BUNCH_ENTRY_SIZE * j as u32;
                     self.b.put(entry, *tag as u32);

@@ -57,3 +57,5 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+pub mod random;

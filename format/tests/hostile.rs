@@ -1,0 +1,176 @@
+//! Must-show: random and mutated bytes never make `validate` panic, and a
+//! message `validate` accepts always decodes. Also the specific attacks the
+//! limits exist for: overlapping and cyclic offsets, giant lengths, deep nesting.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::random::{self as gen_random, Rng};
+use karmem_format::layout::Layout;
+use karmem_format::value::{decode, encode};
+use karmem_format::{ErrorKind, Limits, validate};
+
+fn random_layout(rng: &mut Rng) -> Option<Arc<Layout>> {
+    let file = gen_random::schema(rng);
+    let schema = karmem_idl::resolve(file).ok()?;
+    Layout::new(&schema).ok().map(Arc::new)
+}
+
+/// Validation accepted `bytes`: decoding must then succeed (or report an
+/// absent field without default), never fail on structure.
+fn check_consistent(layout: &Layout, root: karmem_format::TypeId, bytes: &[u8], limits: &Limits) {
+    if validate(bytes, layout, root, limits).is_ok() {
+        match decode(layout, root, bytes, limits) {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NoDefault => {}
+            Err(e) => panic!("validated message fails to decode: {e}"),
+        }
+    }
+}
+
+#[test]
+fn mutated_messages_never_panic() {
+    let limits = Limits { max_depth: 32, max_visit: 1 << 20, max_columns: 64 };
+    let mut rng = Rng(0x5EED);
+    let mut accepted = 0;
+    for _ in 0..400 {
+        let Some(layout) = random_layout(&mut rng) else { continue };
+        let Some(root) = layout.named("root") else { continue };
+        let value = gen_random::value(&layout, root, &mut rng, 0);
+        let Ok(bytes) = encode(&layout, root, &value) else { continue };
+        for _ in 0..40 {
+            let mut m = bytes.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.below(m.len() as u64) as usize;
+                match rng.below(6) {
+                    0 => m[at] ^= 1 << rng.below(8),
+                    1 => m[at] = rng.next() as u8,
+                    2 => {
+                        let at = at & !3;
+                        let word = match rng.below(4) {
+                            0 => 0u32,
+                            1 => u32::MAX,
+                            2 => rng.below(m.len() as u64 + 128) as u32,
+                            _ => rng.next() as u32,
+                        };
+                        if at + 4 <= m.len() {
+                            m[at..at + 4].copy_from_slice(&word.to_le_bytes());
+                        }
+                    }
+                    3 => m.truncate(at),
+                    4 => m.extend((0..rng.below(100)).map(|_| rng.next() as u8)),
+                    _ => {
+                        // Point an offset-looking word at another object.
+                        let at = at & !3;
+                        let target = (rng.below(m.len() as u64 / 8 + 1) * 8) as u32;
+                        if at + 4 <= m.len() {
+                            m[at..at + 4].copy_from_slice(&target.to_le_bytes());
+                        }
+                    }
+                }
+            }
+            if validate(&m, &layout, root, &limits).is_ok() {
+                accepted += 1;
+            }
+            check_consistent(&layout, root, &m, &limits);
+        }
+    }
+    // Mutations that only touch values or padding keep the message valid.
+    assert!(accepted > 0, "no mutated message was accepted; the test is not exercising decode");
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let limits = Limits::default();
+    let mut rng = Rng(0xB17E5);
+    for _ in 0..200 {
+        let Some(layout) = random_layout(&mut rng) else { continue };
+        let Some(root) = layout.named("root") else { continue };
+        for _ in 0..40 {
+            let len = rng.below(600) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if len >= 8 && rng.chance(80) {
+                bytes[..4].copy_from_slice(&0x0Cu32.to_le_bytes());
+                // A root offset that is at least in range and aligned.
+                let root_at = (rng.below(len as u64 / 8) * 8) as u32;
+                bytes[4..8].copy_from_slice(&root_at.to_le_bytes());
+            }
+            check_consistent(&layout, root, &bytes, &limits);
+        }
+    }
+}
+
+fn batch() -> Arc<Layout> {
+    common::layout(
+        "struct node (dynamic) { value: u32; next: []node; }
+         struct batch (dynamic) { a: []u32; b: []u32; }",
+    )
+}
+
+fn put(bytes: &mut [u8], at: usize, word: u32) {
+    bytes[at..at + 4].copy_from_slice(&word.to_le_bytes());
+}
+
+#[test]
+fn overlapping_arrays_are_rejected() {
+    let layout = batch();
+    let ty = common::ty(&layout, "batch");
+    let value = common::wave(&layout, ty, "{a: [1, 2], b: [3]}");
+    let mut bytes = encode(&layout, ty, &value).expect("encode").to_vec();
+    validate(&bytes, &layout, ty, &Limits::default()).expect("valid before the attack");
+    // Slot `b` (at body + 16) aimed at `a`'s block.
+    let a_block = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    put(&mut bytes, 8 + 16, a_block);
+    let err = validate(&bytes, &layout, ty, &Limits::default()).expect_err("aliasing");
+    assert!(matches!(err.kind, ErrorKind::Overlap { .. }), "{err}");
+}
+
+#[test]
+fn offsets_into_the_header_and_cycles_are_rejected() {
+    let layout = batch();
+    let node = common::ty(&layout, "node");
+    // A node whose child array's SoA directory is aimed at the node itself.
+    let value = common::wave(&layout, node, "{value: 1, next: [{value: 2, next: []}]}");
+    let mut bytes = encode(&layout, node, &value).expect("encode").to_vec();
+    put(&mut bytes, 8 + 8, 8);
+    assert!(validate(&bytes, &layout, node, &Limits::default()).is_err());
+    // The root aimed into the message header.
+    let mut bytes = encode(&layout, node, &value).expect("encode").to_vec();
+    put(&mut bytes, 4, 4);
+    assert!(validate(&bytes, &layout, node, &Limits::default()).is_err());
+}
+
+#[test]
+fn giant_lengths_are_rejected() {
+    let layout = batch();
+    let ty = common::ty(&layout, "batch");
+    let value = common::wave(&layout, ty, "{a: [1], b: []}");
+    let mut bytes = encode(&layout, ty, &value).expect("encode").to_vec();
+    put(&mut bytes, 8 + 8, u32::MAX); // length
+    put(&mut bytes, 8 + 12, u32::MAX); // capacity
+    let err = validate(&bytes, &layout, ty, &Limits::default()).expect_err("giant");
+    assert!(matches!(err.kind, ErrorKind::OutOfBounds { .. } | ErrorKind::VisitLimit { .. }), "{err}");
+}
+
+#[test]
+fn deep_nesting_hits_the_depth_limit() {
+    let layout = batch();
+    let node = common::ty(&layout, "node");
+    let mut text = String::from("{value: 0, next: []}");
+    for i in 0..40 {
+        text = format!("{{value: {i}, next: [{text}]}}");
+    }
+    let value = common::wave(&layout, node, &text);
+    let bytes = encode(&layout, node, &value).expect("encode");
+    validate(&bytes, &layout, node, &Limits::default()).expect("40 levels fit the default limit");
+    let tight = Limits { max_depth: 20, ..Limits::default() };
+    let err = validate(&bytes, &layout, node, &tight).expect_err("too deep");
+    assert!(matches!(err.kind, ErrorKind::DepthLimit { .. }), "{err}");
+    let small = Limits { max_visit: 1000, ..Limits::default() };
+    let err = validate(&bytes, &layout, node, &small).expect_err("too much");
+    assert!(matches!(err.kind, ErrorKind::VisitLimit { .. }), "{err}");
+}
