@@ -8,6 +8,7 @@
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -66,6 +67,7 @@ pub struct SharedRegion {
     name: String,
     pages: u32,
     fd: OwnedFd,
+    host_bytes_written: AtomicU64,
 }
 
 impl SharedRegion {
@@ -86,6 +88,7 @@ impl SharedRegion {
             name: name.to_owned(),
             pages,
             fd,
+            host_bytes_written: AtomicU64::new(0),
         }))
     }
 
@@ -102,6 +105,58 @@ impl SharedRegion {
     /// Size in bytes.
     pub fn byte_len(&self) -> u64 {
         u64::from(self.pages) * WASM_PAGE_SIZE
+    }
+
+    /// Copies `bytes` into the region at `offset`, once for every
+    /// participant: the memfd's pages are the ones every window maps. For a
+    /// host that produces a message itself.
+    pub fn write(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.check_range(offset, bytes.len(), "write")?;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let rest = bytes.get(done..).unwrap_or_default();
+            let written = rustix::io::pwrite(&self.fd, rest, offset + done as u64)
+                .with_context(|| format!("failed to write shared memory `{}`", self.name))?;
+            ensure!(
+                written > 0,
+                "shared memory `{}` accepted no bytes",
+                self.name
+            );
+            done += written;
+        }
+        self.host_bytes_written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes out of the region at `offset`.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len(), "read")?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let rest = buf.get_mut(done..).unwrap_or_default();
+            let read = rustix::io::pread(&self.fd, rest, offset + done as u64)
+                .with_context(|| format!("failed to read shared memory `{}`", self.name))?;
+            ensure!(read > 0, "shared memory `{}` ended early", self.name);
+            done += read;
+        }
+        Ok(())
+    }
+
+    /// Bytes the host has written into the region with [`SharedRegion::write`].
+    pub fn host_bytes_written(&self) -> u64 {
+        self.host_bytes_written.load(Ordering::Relaxed)
+    }
+
+    fn check_range(&self, offset: u64, len: usize, what: &str) -> Result<()> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.byte_len() => Ok(()),
+            _ => bail!(
+                "host {what} of {len} bytes at {offset:#x} is outside shared memory `{}` ({} bytes)",
+                self.name,
+                self.byte_len()
+            ),
+        }
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -320,6 +375,19 @@ mod tests {
             .err()
             .context("expected an error")?;
         assert!(format!("{err:#}").contains("3 pages but the region has 2"));
+        Ok(())
+    }
+
+    #[test]
+    fn host_reads_and_writes_stay_inside_the_region() -> Result<()> {
+        let region = SharedRegion::new("r", 1)?;
+        region.write(WASM_PAGE_SIZE - 3, b"abc")?;
+        let mut buf = [0u8; 3];
+        region.read(WASM_PAGE_SIZE - 3, &mut buf)?;
+        assert_eq!(&buf, b"abc");
+        assert_eq!(region.host_bytes_written(), 3);
+        assert!(region.write(WASM_PAGE_SIZE - 2, b"abc").is_err());
+        assert!(region.read(u64::MAX, &mut buf).is_err());
         Ok(())
     }
 

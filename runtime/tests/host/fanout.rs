@@ -105,3 +105,47 @@ fn a_misbehaving_consumer_does_not_stop_the_others() -> Result<()> {
     );
     Ok(())
 }
+
+/// The host as producer: one write into the region (1 MiB once), every
+/// consumer reads it in place.
+#[test]
+fn host_produced_message_is_written_once_for_all_consumers() -> Result<()> {
+    let runtime = runtime()?;
+    let module = load(&runtime, MESSAGE_MODULE)?;
+    let region = SharedRegion::new("message", MESSAGE_PAGES)?;
+    let seed = 77i64;
+    let message: Vec<u8> = (0..MESSAGE_LEN)
+        .step_by(8)
+        .flat_map(|i| (seed + i64::from(i)).to_le_bytes())
+        .collect();
+    region.write(0, &message)?;
+    let mut consumers = (0..3)
+        .map(|_| {
+            runtime.instantiate(
+                &module,
+                &GuestOptions {
+                    layout: MemoryLayout::new(vec![RegionPlacement::new(
+                        &region,
+                        WINDOW_OFFSET,
+                        Access::Read,
+                    )])?,
+                    ..GuestOptions::default()
+                },
+            )
+        })
+        .collect::<Result<Vec<Guest>>>()?;
+    let args = [Val::I32(WINDOW_OFFSET as i32), Val::I32(MESSAGE_LEN as i32)];
+    for result in fanout_call(&mut consumers, "checksum", &args) {
+        assert_eq!(
+            result?[0].unwrap_i64(),
+            expected_checksum(MESSAGE_LEN, seed)
+        );
+    }
+    assert_eq!(
+        region.host_bytes_written(),
+        u64::from(MESSAGE_LEN),
+        "one copy in total"
+    );
+    assert!(consumers.iter().all(|c| c.host_bytes_written() == 0));
+    Ok(())
+}
