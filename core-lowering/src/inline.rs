@@ -349,7 +349,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                 }
                 let id = ModuleInstanceId(self.graph.instances.len());
                 let location = format!(
-                    "{loc}: instance {} of `{}`",
+                    "{loc}/core instance {} ({})",
                     frame.core_instances.len(),
                     self.parsed.module(module).location
                 );
