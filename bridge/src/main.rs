@@ -32,6 +32,8 @@ enum Command {
     Lower(commands::lower::Opts),
     /// Show a component's instance graph or a lowered module's interfaces.
     Inspect(commands::inspect::Opts),
+    /// Map a WIT world (file, package directory or component) to KarmemIDL.
+    Idl(commands::idl::Opts),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Fmt(opts) => commands::fmt::run(opts),
         Command::Lower(opts) => commands::lower::run(opts),
         Command::Inspect(opts) => commands::inspect::run(opts),
+        Command::Idl(opts) => commands::idl::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 
 pub mod check;
 pub mod fmt;
+pub mod idl;
 pub mod inspect;
 pub mod lower;
 

@@ -1,0 +1,79 @@
+//! `karmem-bridge idl INPUT [--world W] [--pattern I=P]... [--memory I.M=SPEC]... [--overlay FILE] [-o OUT]`:
+//! WIT (a `.wit` file, a package directory with `deps/`, a component, or a
+//! core module with an embedded `component-type` section) to KarmemIDL.
+//!
+//! Owns: the command only; loading, mapping and the overlay are
+//! `karmem-wit-import`'s, printing and checking are `karmem-idl`'s.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow};
+use karmem_wit_import::{LoadedWorld, Overlay, import_world, load_path, load_wasm, load_wit_text};
+
+use super::{display_name, is_stdio, read_input, write_output};
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// A `.wit` file, a WIT package directory, a component (`.wasm`/`.wat`) or a
+    /// core module with a `component-type` section (`-` reads stdin).
+    pub input: PathBuf,
+    /// The world to map, by name or `ns:pkg/name@version`, where there are several.
+    #[arg(long)]
+    pub world: Option<String>,
+    /// Set an interface's pattern: `IFACE=direct|fanout|singleton|pool` (repeatable).
+    #[arg(long = "pattern", value_name = "IFACE=PATTERN")]
+    pub patterns: Vec<String>,
+    /// Add a shared memory: `IFACE.NAME=import:ACCESS,export:ACCESS,PAGES` (repeatable).
+    #[arg(long = "memory", value_name = "IFACE.NAME=SPEC")]
+    pub memories: Vec<String>,
+    /// An overlay file of `pattern ...` and `memory ...` lines, applied before the flags.
+    #[arg(long)]
+    pub overlay: Option<PathBuf>,
+    /// Where to write the KarmemIDL file (`-` is stdout). Default: stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    let mut overlay = match &opts.overlay {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read overlay `{}`", path.display()))?;
+            Overlay::parse_file(&text).with_context(|| format!("failed to parse overlay `{}`", path.display()))?
+        }
+        None => Overlay::default(),
+    };
+    let mut flags = Overlay::default();
+    for arg in &opts.patterns {
+        flags.patterns.push(Overlay::parse_pattern(arg).with_context(|| format!("bad `--pattern {arg}`"))?);
+    }
+    for arg in &opts.memories {
+        flags.memories.push(Overlay::parse_memory(arg).with_context(|| format!("bad `--memory {arg}`"))?);
+    }
+    overlay.extend(flags);
+
+    let name = display_name(&opts.input);
+    let loaded = load(&opts, &name)?;
+    let mut imported = import_world(&loaded.resolve, loaded.world)?;
+    overlay.apply(&mut imported).context("failed to apply the overlay")?;
+    let printed = karmem_idl::print(&imported.file);
+    // The mapping promises a valid file; check it rather than write a bad one.
+    karmem_idl::load(&printed, "<generated>")
+        .map_err(|d| anyhow!("{d}"))
+        .context("internal error: the generated KarmemIDL does not resolve")?;
+    let output = opts.output.unwrap_or_else(|| PathBuf::from("-"));
+    write_output(&output, printed.as_bytes())
+}
+
+fn load(opts: &Opts, name: &str) -> Result<LoadedWorld> {
+    let world = opts.world.as_deref();
+    if !is_stdio(&opts.input) {
+        return load_path(&opts.input, world);
+    }
+    let bytes = read_input(&opts.input)?;
+    if bytes.starts_with(b"\0asm") {
+        return load_wasm(&bytes, world).with_context(|| format!("failed to read the WIT types of `{name}`"));
+    }
+    let text = String::from_utf8(bytes).with_context(|| format!("`{name}` is neither WebAssembly nor UTF-8 WIT text"))?;
+    load_wit_text(name, &text, world)
+}
