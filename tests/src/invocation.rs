@@ -225,6 +225,40 @@ fn copy_literal(quote: char, chars: &mut std::str::Chars<'_>, out: &mut String) 
     bail!("unterminated {quote}literal{quote}")
 }
 
+/// The value of a WAVE string literal (`"..."` with WAVE's escapes), or
+/// `None` if `text` is not exactly one string literal. Runners use it for
+/// string arguments: `wasm-wave`'s lexer recurses per character in debug
+/// builds and overflows the stack on literals of a few hundred KiB.
+pub fn parse_string_literal(text: &str) -> Option<String> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    let mut value = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        let unescaped = match ch {
+            '"' => return None,
+            '\\' => match chars.next()? {
+                '\\' => '\\',
+                '"' => '"',
+                '\'' => '\'',
+                't' => '\t',
+                'n' => '\n',
+                'r' => '\r',
+                'u' => {
+                    let rest = chars.as_str().strip_prefix('{')?;
+                    let (hex, after) = rest.split_once('}')?;
+                    let scalar = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
+                    chars = after.chars();
+                    scalar
+                }
+                _ => return None,
+            },
+            other => other,
+        };
+        value.push(unescaped);
+    }
+    Some(value)
+}
+
 /// Expands `@repeat("text", n)` and `@bytes(n)` when they make up a whole
 /// argument; any other text is returned as is.
 fn expand_generators(text: &str) -> Result<String> {
@@ -347,6 +381,19 @@ mod tests {
             ]
         );
         Ok(())
+    }
+
+    #[test]
+    fn reads_string_literals() {
+        let read = |text: &str| parse_string_literal(text);
+        assert_eq!(
+            read(r#""a\"b\n\u{1F980}""#).as_deref(),
+            Some("a\"b\n\u{1F980}")
+        );
+        assert_eq!(read(r#""""#).as_deref(), Some(""));
+        assert_eq!(read(r#""a" "b""#), None);
+        assert_eq!(read("[1]"), None);
+        assert_eq!(read(r#""\q""#), None);
     }
 
     #[test]

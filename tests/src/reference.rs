@@ -26,7 +26,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 use crate::harness::{Completion, Effect, Outcome, Runner};
 use crate::host::{HasHostState, HostState, define_custom_imports, wasmtime_result};
-use crate::invocation::{Action, Arg, Call, Invocation};
+use crate::invocation::{Action, Arg, Call, Invocation, parse_string_literal};
 use crate::value::Value;
 
 /// Arguments every fixture gets (`args[0]` included).
@@ -91,6 +91,8 @@ pub struct ReferenceRunner {
     /// Sandbox contents after the previous invocation.
     sandbox_files: BTreeMap<String, Vec<u8>>,
     live: Option<Live>,
+    /// Names of the component's exports, for resolving unversioned names.
+    export_names: Vec<String>,
 }
 
 impl std::fmt::Debug for ReferenceRunner {
@@ -115,12 +117,18 @@ impl ReferenceRunner {
         std::fs::write(sandbox.path().join("input.txt"), SANDBOX_INPUT)
             .context("writing `input.txt`")?;
         let sandbox_files = read_dir_files(sandbox.path())?;
+        let export_names = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         Ok(Self {
             component,
             linker,
             sandbox,
             sandbox_files,
             live: None,
+            export_names,
         })
     }
 
@@ -185,8 +193,32 @@ impl ReferenceRunner {
         Ok(effects)
     }
 
+    /// The exported name `interface` refers to: itself, or if it has no
+    /// version and the component exports no such name, the one export
+    /// `interface@<version>`.
+    fn resolve_interface<'a>(&'a self, interface: &'a str) -> Result<&'a str> {
+        if interface.contains('@') || self.export_names.iter().any(|name| name == interface) {
+            return Ok(interface);
+        }
+        let prefix = format!("{interface}@");
+        let mut matches = self
+            .export_names
+            .iter()
+            .filter(|name| name.starts_with(&prefix));
+        match (matches.next(), matches.next()) {
+            (Some(name), None) => Ok(name),
+            (Some(_), Some(_)) => bail!("`{interface}` is exported in several versions; name one"),
+            (None, _) => bail!("the component exports no `{interface}`"),
+        }
+    }
+
     fn call(&mut self, live: &mut Live, call: &Call) -> Result<Completion> {
-        let func = find_func(live, call)?;
+        let interface = call
+            .interface
+            .as_deref()
+            .map(|i| self.resolve_interface(i))
+            .transpose()?;
+        let func = find_func(live, interface, call)?;
         let ty = func.ty(&live.store);
         let param_types: Vec<_> = ty.params().collect();
         if param_types.len() != call.args.len() {
@@ -200,7 +232,7 @@ impl ReferenceRunner {
         let mut params = Vec::with_capacity(call.args.len());
         for ((name, param_type), arg) in param_types.iter().zip(&call.args) {
             let value = match arg {
-                Arg::Wave(text) => wasmtime_result(Val::from_wave(param_type, text))
+                Arg::Wave(text) => parse_arg(param_type, text)
                     .with_context(|| format!("parsing the argument `{name}`"))?,
                 Arg::Handle(handle) => Val::Resource(
                     *live
@@ -239,6 +271,17 @@ impl ReferenceRunner {
     }
 }
 
+/// Parses one argument at its parameter type; plain string literals are
+/// read directly (see [`parse_string_literal`]).
+fn parse_arg(ty: &wasmtime::component::Type, text: &str) -> Result<Val> {
+    if let wasmtime::component::Type::String = ty
+        && let Some(value) = parse_string_literal(text)
+    {
+        return Ok(Val::String(value));
+    }
+    wasmtime_result(Val::from_wave(ty, text))
+}
+
 /// How a failed call ends: a WASI exit or a trap.
 fn failure(error: &wasmtime::Error) -> Completion {
     match error.downcast_ref::<I32Exit>() {
@@ -247,8 +290,12 @@ fn failure(error: &wasmtime::Error) -> Completion {
     }
 }
 
-fn find_func(live: &mut Live, call: &Call) -> Result<wasmtime::component::Func> {
-    let parent = match &call.interface {
+fn find_func(
+    live: &mut Live,
+    interface: Option<&str>,
+    call: &Call,
+) -> Result<wasmtime::component::Func> {
+    let parent = match interface {
         Some(interface) => Some(
             live.instance
                 .get_export_index(&mut live.store, None, interface)

@@ -11,7 +11,14 @@ use karmem_tests::reference::ReferenceRunner;
 
 /// The guests with a test below; a built guest missing here fails
 /// `every_built_guest_is_tested`.
-const GUESTS: [&str; 1] = ["basics"];
+const GUESTS: [&str; 6] = [
+    "basics",
+    "types",
+    "resources",
+    "edges",
+    "wasi-reactor",
+    "command",
+];
 
 fn check_guest(guest: &str) -> Result<()> {
     let variants = guest_variants(guest)?;
@@ -69,4 +76,29 @@ fn every_built_guest_is_tested() -> Result<()> {
 #[test]
 fn basics() -> Result<()> {
     check_guest("basics")
+}
+
+#[test]
+fn types() -> Result<()> {
+    check_guest("types")
+}
+
+#[test]
+fn resources() -> Result<()> {
+    check_guest("resources")
+}
+
+#[test]
+fn edges() -> Result<()> {
+    check_guest("edges")
+}
+
+#[test]
+fn wasi_reactor() -> Result<()> {
+    check_guest("wasi-reactor")
+}
+
+#[test]
+fn command() -> Result<()> {
+    check_guest("command")
 }
