@@ -7,6 +7,10 @@
 //   --env KEY=VALUE       set an environment variable (repeatable; none by default)
 //   --expect-stdout FILE  compare the guest's stdout with FILE
 //   --expect-exit CODE    compare the guest's exit code with CODE
+//   --driver FILE.mjs     a reactor: instead of `_start`, call `drive(exports, note)`
+//                         exported by FILE.mjs after `_initialize`; `note(line)`
+//                         appends a line to the transcript
+//   --transcript FILE     where `note` writes (required with --driver)
 // ARG... are the guest's arguments, argv[0] included.
 //
 // The guest's stdout and stderr are this process's; its stdin is empty.
@@ -16,7 +20,9 @@
 // (`--no-warnings` keeps node's "WASI is experimental" line off stderr.)
 
 import { readFile } from "node:fs/promises";
-import { openSync, closeSync, readFileSync, writeSync, fstatSync } from "node:fs";
+import { openSync, closeSync, readFileSync, writeSync, fstatSync, appendFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { resolve } from "node:path";
 import { WASI } from "node:wasi";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +36,8 @@ const preopens = {};
 const env = {};
 let expectStdout = null;
 let expectExit = null;
+let driverPath = null;
+let transcriptPath = null;
 let rest = process.argv.slice(2);
 while (rest.length > 0 && rest[0].startsWith("--")) {
   const [flag, value] = rest;
@@ -47,12 +55,17 @@ while (rest.length > 0 && rest[0].startsWith("--")) {
     expectStdout = readFileSync(value);
   } else if (flag === "--expect-exit") {
     expectExit = Number(value);
+  } else if (flag === "--driver") {
+    driverPath = value;
+  } else if (flag === "--transcript") {
+    transcriptPath = value;
   } else {
     usage(`unknown option \`${flag}\``);
   }
 }
 const [modulePath, ...args] = rest;
 if (!modulePath) usage("no module given");
+if (driverPath !== null && transcriptPath === null) usage("`--driver` needs `--transcript`");
 
 // With an expectation, capture stdout in a file to compare it afterwards.
 const capturing = expectStdout !== null;
@@ -68,14 +81,24 @@ const wasi = new WASI({
   stdin: stdinFd,
   stdout: stdoutFd,
   stderr: 2,
-  returnOnExit: true,
+  // A reactor's exports are called directly: `proc_exit` ends this process
+  // with the guest's code (the transcript is already on disk by then).
+  returnOnExit: driverPath === null,
 });
 
 let exitCode;
 try {
   const module = await WebAssembly.compile(await readFile(modulePath));
   const instance = await WebAssembly.instantiate(module, wasi.getImportObject());
-  exitCode = wasi.start(instance);
+  if (driverPath === null) {
+    exitCode = wasi.start(instance);
+  } else {
+    writeFileSync(transcriptPath, "");
+    const { drive } = await import(pathToFileURL(resolve(driverPath)).href);
+    wasi.initialize(instance);
+    drive(instance.exports, (line) => appendFileSync(transcriptPath, `${line}\n`));
+    exitCode = 0;
+  }
 } catch (error) {
   process.stderr.write(`trap: ${error && error.message ? error.message : error}\n`);
   process.exit(134);

@@ -120,7 +120,13 @@ fn returning_command(result: i32) -> Result<Vec<u8>> {
 fn run_result_becomes_the_exit_code() -> Result<()> {
     for (result, code) in [(0, 0), (1, 1)] {
         let wasm = returning_command(result)?;
-        let expected = Outcome { stdout: "bye\n".into(), stderr: String::new(), exit_code: Some(code), files: BTreeMap::new() };
+        let expected = Outcome {
+            stdout: "bye\n".into(),
+            stderr: String::new(),
+            exit_code: Some(code),
+            files: BTreeMap::new(),
+            transcript: Vec::new(),
+        };
         assert_eq!(hosts::run_wasmtime(&wasm, &invocation())?, expected, "wasmtime, run -> {result}");
         assert_eq!(hosts::run_wasmi(&wasm, &invocation())?, expected, "wasmi, run -> {result}");
         if let Some(node) = hosts::run_node(&wasm, &invocation())? {

@@ -5,6 +5,9 @@
 //! and reports what a user could observe. The reference, the original
 //! component on wasmtime's component runtime, gets the same configuration.
 
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,40 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     /// Every file left in the preopened directory, by relative path.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// For reactors: one line per export call, written by the driver.
+    pub transcript: Vec<String>,
+}
+
+/// How a run enters the module: `_start`, or a reactor driver that calls
+/// exports through [`CoreGuest`] and notes each result in the transcript.
+#[derive(Clone, Copy)]
+pub enum Entry<'a> {
+    Start,
+    Reactor(&'a dyn Fn(&mut dyn CoreGuest, &mut Vec<String>) -> Result<Step>),
+}
+
+/// What a call into the guest did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Returned, with its (single) result if it has one.
+    Returned(Option<i32>),
+    /// Ended the run: `Some(code)` through `proc_exit`, `None` by trapping.
+    Stopped(Option<i32>),
+}
+
+/// A lowered reactor seen through its core exports and memory.
+pub trait CoreGuest {
+    fn call(&mut self, name: &str, args: &[i32]) -> Result<Step>;
+    fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>>;
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()>;
+}
+
+/// The exit code of a reactor run: a stop's code, or 0 when every call returned.
+fn exit_code_of(step: Step) -> Option<i32> {
+    match step {
+        Step::Returned(_) => Some(0),
+        Step::Stopped(code) => code,
+    }
 }
 
 /// The configuration every host gets.
@@ -47,29 +84,39 @@ impl Invocation {
     }
 }
 
+/// The reference's store data.
+pub struct ComponentHost {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for ComponentHost {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// A reference reactor driver: typed calls on the component instance.
+pub type ComponentDriver<'a> = &'a dyn Fn(
+    &mut wasmtime::Store<ComponentHost>,
+    &wasmtime::component::Instance,
+    &mut Vec<String>,
+) -> Result<Step>;
+
 /// The reference: the original component on wasmtime's component runtime
-/// (`wasmtime_wasi::p2`), run through `wasi:cli/run`.
-pub fn run_component(component: &[u8], invocation: &Invocation) -> Result<Outcome> {
+/// (`wasmtime_wasi::p2`), run through `wasi:cli/run` (`driver: None`) or
+/// driven as a reactor.
+pub fn run_component(component: &[u8], invocation: &Invocation, driver: Option<ComponentDriver<'_>>) -> Result<Outcome> {
     use wasmtime::component::{Component, Linker, ResourceTable};
     use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-    use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
-    struct Host {
-        ctx: WasiCtx,
-        table: ResourceTable,
-    }
-    impl WasiView for Host {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
-        }
-    }
+    use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
     let sandbox = invocation.sandbox()?;
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     let engine = wasmtime::Engine::new(&config).map_err(wasmtime_error)?;
     let component = Component::new(&engine, component).map_err(wasmtime_error)?;
-    let mut linker: Linker<Host> = Linker::new(&engine);
+    let mut linker: Linker<ComponentHost> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasmtime_error)?;
     let stdout = MemoryOutputPipe::new(1 << 20);
     let stderr = MemoryOutputPipe::new(1 << 20);
@@ -79,13 +126,22 @@ pub fn run_component(component: &[u8], invocation: &Invocation) -> Result<Outcom
         builder.env(key, value);
     }
     builder.preopened_dir(sandbox.path(), GUEST_DIR, FsPerms::ReadWrite).map_err(wasmtime_error)?;
-    let mut store = wasmtime::Store::new(&engine, Host { ctx: builder.build(), table: ResourceTable::new() });
-    let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
-        .map_err(wasmtime_error)?;
-    let exit_code = match command.wasi_cli_run().call_run(&mut store) {
-        Ok(Ok(())) => Some(0),
-        Ok(Err(())) => Some(1),
-        Err(error) => error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0),
+    let mut store = wasmtime::Store::new(&engine, ComponentHost { ctx: builder.build(), table: ResourceTable::new() });
+    let mut transcript = Vec::new();
+    let exit_code = match driver {
+        None => {
+            let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)
+                .map_err(wasmtime_error)?;
+            match command.wasi_cli_run().call_run(&mut store) {
+                Ok(Ok(())) => Some(0),
+                Ok(Err(())) => Some(1),
+                Err(error) => stopped(&error),
+            }
+        }
+        Some(driver) => {
+            let instance = linker.instantiate(&mut store, &component).map_err(wasmtime_error)?;
+            exit_code_of(driver(&mut store, &instance, &mut transcript)?)
+        }
     };
     drop(store);
     Ok(Outcome {
@@ -93,10 +149,20 @@ pub fn run_component(component: &[u8], invocation: &Invocation) -> Result<Outcom
         stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
         exit_code,
         files: collect_files(sandbox.path())?,
+        transcript,
     })
 }
 
+/// How a wasmtime error ended a run: an exit code, or `None` for a trap.
+pub fn stopped(error: &wasmtime::Error) -> Option<i32> {
+    error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0)
+}
+
 pub fn run_wasmtime(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
+    run_wasmtime_entry(wasm, invocation, Entry::Start)
+}
+
+pub fn run_wasmtime_entry(wasm: &[u8], invocation: &Invocation, entry: Entry<'_>) -> Result<Outcome> {
     use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
     use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -115,10 +181,20 @@ pub fn run_wasmtime(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
     builder.preopened_dir(sandbox.path(), GUEST_DIR, FsPerms::ReadWrite).map_err(wasmtime_error)?;
     let mut store = wasmtime::Store::new(&engine, builder.build_p1());
     let instance = linker.instantiate(&mut store, &module).map_err(wasmtime_error)?;
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(wasmtime_error)?;
-    let exit_code = match start.call(&mut store, ()) {
-        Ok(()) => Some(0),
-        Err(error) => error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0),
+    let mut transcript = Vec::new();
+    let exit_code = match entry {
+        Entry::Start => {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(wasmtime_error)?;
+            match start.call(&mut store, ()) {
+                Ok(()) => Some(0),
+                Err(error) => stopped(&error),
+            }
+        }
+        Entry::Reactor(driver) => {
+            let memory = instance.get_memory(&mut store, "memory").context("no exported `memory`")?;
+            let mut guest = WasmtimeGuest { store: &mut store, instance, memory };
+            exit_code_of(driver(&mut guest, &mut transcript)?)
+        }
     };
     drop(store);
     Ok(Outcome {
@@ -126,7 +202,35 @@ pub fn run_wasmtime(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
         stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
         exit_code,
         files: collect_files(sandbox.path())?,
+        transcript,
     })
+}
+
+struct WasmtimeGuest<'s> {
+    store: &'s mut wasmtime::Store<wasmtime_wasi::p1::WasiP1Ctx>,
+    instance: wasmtime::Instance,
+    memory: wasmtime::Memory,
+}
+
+impl CoreGuest for WasmtimeGuest<'_> {
+    fn call(&mut self, name: &str, args: &[i32]) -> Result<Step> {
+        let func = self.instance.get_func(&mut *self.store, name).with_context(|| format!("no export `{name}`"))?;
+        let params: Vec<wasmtime::Val> = args.iter().map(|arg| wasmtime::Val::I32(*arg)).collect();
+        let mut results = vec![wasmtime::Val::I32(0); func.ty(&*self.store).results().len()];
+        Ok(match func.call(&mut *self.store, &params, &mut results) {
+            Ok(()) => Step::Returned(results.first().and_then(wasmtime::Val::i32)),
+            Err(error) => Step::Stopped(stopped(&error)),
+        })
+    }
+
+    fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>> {
+        let end = ptr as usize + len as usize;
+        Ok(self.memory.data(&*self.store).get(ptr as usize..end).context("read out of bounds")?.to_vec())
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        self.memory.write(&mut *self.store, ptr as usize, bytes).map_err(|e| anyhow::anyhow!("{e}"))
+    }
 }
 
 fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
@@ -134,6 +238,10 @@ fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
 }
 
 pub fn run_wasmi(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
+    run_wasmi_entry(wasm, invocation, Entry::Start)
+}
+
+pub fn run_wasmi_entry(wasm: &[u8], invocation: &Invocation, entry: Entry<'_>) -> Result<Outcome> {
     use wasmi_wasi::wasi_common::pipe::{ReadPipe, WritePipe};
 
     let sandbox = invocation.sandbox()?;
@@ -157,11 +265,21 @@ pub fn run_wasmi(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
     let mut store = wasmi::Store::new(&engine, builder.build());
     let instance =
         linker.instantiate_and_start(&mut store, &module).map_err(|e| anyhow::anyhow!("wasmi: {e}"))?;
-    let start =
-        instance.get_typed_func::<(), ()>(&store, "_start").map_err(|e| anyhow::anyhow!("wasmi: {e}"))?;
-    let exit_code = match start.call(&mut store, ()) {
-        Ok(()) => Some(0),
-        Err(error) => error.i32_exit_status(),
+    let mut transcript = Vec::new();
+    let exit_code = match entry {
+        Entry::Start => {
+            let start =
+                instance.get_typed_func::<(), ()>(&store, "_start").map_err(|e| anyhow::anyhow!("wasmi: {e}"))?;
+            match start.call(&mut store, ()) {
+                Ok(()) => Some(0),
+                Err(error) => error.i32_exit_status(),
+            }
+        }
+        Entry::Reactor(driver) => {
+            let memory = instance.get_memory(&store, "memory").context("no exported `memory`")?;
+            let mut guest = WasmiGuest { store: &mut store, instance, memory };
+            exit_code_of(driver(&mut guest, &mut transcript)?)
+        }
     };
     drop(store);
     let read = |pipe: &Arc<RwLock<Cursor<Vec<u8>>>>| -> Result<String> {
@@ -173,11 +291,45 @@ pub fn run_wasmi(wasm: &[u8], invocation: &Invocation) -> Result<Outcome> {
         stderr: read(&stderr)?,
         exit_code,
         files: collect_files(sandbox.path())?,
+        transcript,
     })
+}
+
+struct WasmiGuest<'s> {
+    store: &'s mut wasmi::Store<wasmi_wasi::WasiCtx>,
+    instance: wasmi::Instance,
+    memory: wasmi::Memory,
+}
+
+impl CoreGuest for WasmiGuest<'_> {
+    fn call(&mut self, name: &str, args: &[i32]) -> Result<Step> {
+        let func = self.instance.get_func(&*self.store, name).with_context(|| format!("no export `{name}`"))?;
+        let params: Vec<wasmi::Val> = args.iter().map(|arg| wasmi::Val::I32(*arg)).collect();
+        let mut results = vec![wasmi::Val::I32(0); func.ty(&*self.store).results().len()];
+        Ok(match func.call(&mut *self.store, &params, &mut results) {
+            Ok(()) => Step::Returned(results.first().and_then(wasmi::Val::i32)),
+            Err(error) => Step::Stopped(error.i32_exit_status()),
+        })
+    }
+
+    fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>> {
+        let end = ptr as usize + len as usize;
+        Ok(self.memory.data(&*self.store).get(ptr as usize..end).context("read out of bounds")?.to_vec())
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        self.memory.write(&mut *self.store, ptr as usize, bytes).map_err(|e| anyhow::anyhow!("{e}"))
+    }
 }
 
 /// `None` when `node` is not installed.
 pub fn run_node(wasm: &[u8], invocation: &Invocation) -> Result<Option<Outcome>> {
+    run_node_entry(wasm, invocation, None)
+}
+
+/// With `driver`, a JS module whose `drive(exports, note)` plays the reactor
+/// (see `scripts/node-wasi-check.mjs --driver`).
+pub fn run_node_entry(wasm: &[u8], invocation: &Invocation, driver: Option<&Path>) -> Result<Option<Outcome>> {
     if Command::new("node").arg("--version").stdout(Stdio::null()).status().is_err() {
         return Ok(None);
     }
@@ -190,6 +342,10 @@ pub fn run_node(wasm: &[u8], invocation: &Invocation) -> Result<Option<Outcome>>
     command.arg("--dir").arg(format!("{}::{GUEST_DIR}", sandbox.path().display()));
     for (key, value) in &invocation.env {
         command.arg("--env").arg(format!("{key}={value}"));
+    }
+    let transcript_path = scratch.path().join("transcript.txt");
+    if let Some(driver) = driver {
+        command.arg("--driver").arg(driver).arg("--transcript").arg(&transcript_path);
     }
     command.arg(&module_path).args(&invocation.args);
     let output = command.stdin(Stdio::null()).output().context("failed to run node")?;
@@ -204,6 +360,10 @@ pub fn run_node(wasm: &[u8], invocation: &Invocation) -> Result<Option<Outcome>>
         stderr,
         exit_code,
         files: collect_files(sandbox.path())?,
+        transcript: match driver {
+            Some(_) => std::fs::read_to_string(&transcript_path)?.lines().map(String::from).collect(),
+            None => Vec::new(),
+        },
     }))
 }
 
