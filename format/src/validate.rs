@@ -94,7 +94,7 @@ impl Walker<'_, '_> {
         if at == 0 {
             return Err(Error::new(ErrorKind::BadOffset { expected_zero: false }, at));
         }
-        if at % align != 0 {
+        if !at.is_multiple_of(align) {
             return Err(Error::new(ErrorKind::Misaligned { align }, at));
         }
         self.msg.slice(at, extent)?;

@@ -129,6 +129,9 @@ pub fn decode(layout: &Layout, ty: TypeId, bytes: &[u8], limits: &Limits) -> Res
     Decoder { layout, msg, depth: 0, max_depth: limits.max_depth }.out_of_line(ty, msg.root())
 }
 
+/// One case of a bunch array: its tag, payload type and values (`None` without payload).
+type BunchGroup<'v> = (u64, Option<TypeId>, Vec<Option<&'v Value>>);
+
 struct Encoder<'l> {
     layout: &'l Layout,
     b: Builder,
@@ -384,7 +387,7 @@ impl Encoder<'_> {
                     return self.fail("a bunch array needs union elements");
                 };
                 // Group by case, in increasing tag order, keeping insertion order.
-                let mut groups: Vec<(u64, Option<TypeId>, Vec<Option<&Value>>)> = Vec::new();
+                let mut groups: Vec<BunchGroup<'_>> = Vec::new();
                 let mut sorted: Vec<&crate::layout::CaseInfo> = u.cases.iter().collect();
                 sorted.sort_by_key(|c| c.tag);
                 for c in sorted {

@@ -1,6 +1,8 @@
 //! The golden vectors of `docs/FORMAT.md`: every ```golden block is encoded
 //! from its WAVE value and compared byte for byte, then decoded back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use karmem_format::value::{decode, encode};

@@ -2,6 +2,8 @@
 //! decode gives back the input (floats compared by bits, NaNs included), and
 //! WAVE text round-trips too.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::random::{self as gen_random, Rng};
