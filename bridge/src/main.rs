@@ -28,6 +28,8 @@ enum Command {
     Check(commands::check::Opts),
     /// Print a KarmemIDL file in canonical form.
     Fmt(commands::fmt::Opts),
+    /// List the changes between two versions of a schema; fail on breaking ones.
+    Compat(commands::compat::Opts),
     /// Flatten a component into one core module.
     Lower(commands::lower::Opts),
     /// Show a component's instance graph or a lowered module's interfaces.
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(opts) => commands::check::run(opts),
         Command::Fmt(opts) => commands::fmt::run(opts),
+        Command::Compat(opts) => commands::compat::run(opts),
         Command::Lower(opts) => commands::lower::run(opts),
         Command::Inspect(opts) => commands::inspect::run(opts),
         Command::Idl(opts) => commands::idl::run(opts),

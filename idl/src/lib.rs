@@ -8,6 +8,7 @@
 //! Does not own: the binary layout (`karmem-format`) or WIT (`karmem-wit-import`).
 
 pub mod ast;
+pub mod compat;
 pub mod diagnostic;
 pub mod error;
 pub mod lexer;

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 pub mod check;
+pub mod compat;
 pub mod fmt;
 pub mod idl;
 pub mod inspect;

@@ -1,0 +1,460 @@
+//! Schema compatibility: what changed between two versions of a schema, and
+//! which changes break a reader, writer or caller built against the old one.
+//!
+//! Owns: the rules (listed in docs/IDL.md, "Compatibility") and the report
+//! `karmem-bridge compat` prints. Items are matched by name, fields of dynamic
+//! structs and flags by position, union cases and enum cases by name with
+//! their tags and values compared, interface members by name.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use crate::ast::*;
+use crate::printer::{access, int_width, literal, pattern, tag_width, type_ref};
+use crate::schema::Schema;
+
+/// One difference between the old and the new schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Whether something built against the old schema stops working.
+    pub breaking: bool,
+    /// Where: "struct `example`", "interface `api` function `f`".
+    pub path: String,
+    pub message: String,
+    /// The old declaration (absent for additions).
+    pub old_span: Option<Span>,
+    /// The new declaration (absent for removals).
+    pub new_span: Option<Span>,
+}
+
+impl Change {
+    pub fn is_breaking(&self) -> bool {
+        self.breaking
+    }
+}
+
+/// Every change from `old` to `new`, in the old schema's order, additions last.
+pub fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
+    let mut cx = Compare { old, new, changes: Vec::new() };
+    cx.package();
+    for old_item in old.items() {
+        let path = item_path(old_item);
+        match new.get(&old_item.name().name) {
+            None => cx.push(true, &path, "removed".into(), Some(old_item.span()), None),
+            Some(new_item) => cx.item(&path, old_item, new_item),
+        }
+    }
+    for new_item in new.items() {
+        if old.get(&new_item.name().name).is_none() {
+            cx.push(false, &item_path(new_item), "added".into(), None, Some(new_item.span()));
+        }
+    }
+    cx.changes
+}
+
+/// The report `compat` prints: one `breaking:` or `safe:` line per change.
+pub fn report(changes: &[Change]) -> String {
+    let mut out = String::new();
+    for change in changes {
+        let label = if change.breaking { "breaking" } else { "safe" };
+        let _ = writeln!(out, "{label}: {}: {}", change.path, change.message);
+    }
+    out
+}
+
+fn item_kind(item: &Item) -> &'static str {
+    match item {
+        Item::Struct(_) => "struct",
+        Item::Union(_) => "union",
+        Item::Enum(_) => "enum",
+        Item::Flags(_) => "flags",
+        Item::Resource(_) => "resource",
+        Item::Interface(_) => "interface",
+    }
+}
+
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind}")
+}
+
+fn item_path(item: &Item) -> String {
+    format!("{} `{}`", item_kind(item), item.name().name)
+}
+
+fn evolution(e: Evolution) -> &'static str {
+    match e {
+        Evolution::Inline => "inline",
+        Evolution::Dynamic => "dynamic",
+    }
+}
+
+struct Compare<'a> {
+    old: &'a Schema,
+    new: &'a Schema,
+    changes: Vec<Change>,
+}
+
+impl Compare<'_> {
+    fn push(&mut self, breaking: bool, path: &str, message: String, old_span: Option<Span>, new_span: Option<Span>) {
+        self.changes.push(Change { breaking, path: path.to_string(), message, old_span, new_span });
+    }
+
+    fn breaking(&mut self, path: &str, message: String, old: Span, new: Span) {
+        self.push(true, path, message, Some(old), Some(new));
+    }
+
+    fn safe(&mut self, path: &str, message: String, old: Option<Span>, new: Option<Span>) {
+        self.push(false, path, message, old, new);
+    }
+
+    fn package(&mut self) {
+        let (old, new) = (&self.old.file().package, &self.new.file().package);
+        match (old, new) {
+            (Some(o), Some(n)) if o.name != n.name => {
+                self.breaking("package", format!("renamed from `{}` to `{}`", o.name, n.name), o.span, n.span)
+            }
+            (Some(o), Some(n)) if o.version != n.version => self.safe(
+                "package",
+                format!(
+                    "version changed from `{}` to `{}`",
+                    o.version.as_deref().unwrap_or("none"),
+                    n.version.as_deref().unwrap_or("none")
+                ),
+                Some(o.span),
+                Some(n.span),
+            ),
+            (Some(o), None) => self.push(true, "package", format!("header `{}` removed", o.name), Some(o.span), None),
+            (None, Some(n)) => self.push(true, "package", format!("header `{}` added", n.name), None, Some(n.span)),
+            _ => {}
+        }
+    }
+
+    fn item(&mut self, path: &str, old: &Item, new: &Item) {
+        match (old, new) {
+            (Item::Struct(o), Item::Struct(n)) => self.structure(path, o, n),
+            (Item::Union(o), Item::Union(n)) => self.union(path, o, n),
+            (Item::Enum(o), Item::Enum(n)) => self.enumeration(path, o, n),
+            (Item::Flags(o), Item::Flags(n)) => self.flags(path, o, n),
+            (Item::Resource(_), Item::Resource(_)) => {}
+            (Item::Interface(o), Item::Interface(n)) => self.interface(path, o, n),
+            _ => self.breaking(
+                path,
+                format!("is now {} `{}`", with_article(item_kind(new)), new.name().name),
+                old.span(),
+                new.span(),
+            ),
+        }
+    }
+
+    /// A type's identity for comparison: a bare resource name is `own<R>` and
+    /// an array of structs without a layout attribute is `#soa` (the default).
+    fn canonical(&self, ty: &TypeRef, schema: &Schema) -> String {
+        type_ref(&normalize(ty, schema))
+    }
+
+    fn same_type(&self, old: &TypeRef, new: &TypeRef) -> bool {
+        self.canonical(old, self.old) == self.canonical(new, self.new)
+    }
+
+    fn retyped(&self, old: &TypeRef, new: &TypeRef) -> String {
+        format!("from `{}` to `{}`", type_ref(old), type_ref(new))
+    }
+
+    fn structure(&mut self, path: &str, old: &StructDef, new: &StructDef) {
+        if old.evolution != new.evolution {
+            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            self.breaking(path, message, old.span, new.span);
+            return;
+        }
+        let inline = old.evolution == Evolution::Inline;
+        let new_positions: HashMap<&str, usize> =
+            new.fields.iter().enumerate().map(|(i, f)| (f.name.name.as_str(), i)).collect();
+        for (i, of) in old.fields.iter().enumerate() {
+            let field = format!("field `{}`", of.name.name);
+            match new.fields.get(i) {
+                Some(nf) if nf.name.name == of.name.name => {
+                    if !self.same_type(&of.ty, &nf.ty) {
+                        let message = format!("{field} retyped {}", self.retyped(&of.ty, &nf.ty));
+                        self.breaking(path, message, of.span, nf.span);
+                    }
+                    if of.default != nf.default {
+                        let shown = |d: &Option<Literal>| d.as_ref().map_or("none".to_string(), literal);
+                        let message = format!(
+                            "default of {field} changed from `{}` to `{}` (old messages read differently)",
+                            shown(&of.default),
+                            shown(&nf.default)
+                        );
+                        self.breaking(path, message, of.span, nf.span);
+                    }
+                }
+                _ => match new_positions.get(of.name.name.as_str()) {
+                    Some(&j) => {
+                        let span = new.fields.get(j).map_or(new.span, |f| f.span);
+                        self.breaking(path, format!("{field} moved from position {i} to {j}"), of.span, span);
+                    }
+                    None => self.push(true, path, format!("{field} removed"), Some(of.span), None),
+                },
+            }
+        }
+        let old_names: HashSet<&str> = old.fields.iter().map(|f| f.name.name.as_str()).collect();
+        for (j, nf) in new.fields.iter().enumerate() {
+            if old_names.contains(nf.name.name.as_str()) {
+                continue;
+            }
+            let field = format!("field `{}`", nf.name.name);
+            if inline {
+                self.push(true, path, format!("{field} added to an inline struct"), None, Some(nf.span));
+            } else if j < old.fields.len() {
+                self.push(true, path, format!("{field} inserted at position {j}, before old fields"), None, Some(nf.span));
+            } else {
+                self.safe(path, format!("{field} appended"), None, Some(nf.span));
+            }
+        }
+    }
+
+    fn union(&mut self, path: &str, old: &UnionDef, new: &UnionDef) {
+        if old.evolution != new.evolution {
+            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            self.breaking(path, message, old.span, new.span);
+        }
+        if old.tag != new.tag {
+            let message = format!("tag width changed from `{}` to `{}`", tag_width(old.tag), tag_width(new.tag));
+            self.breaking(path, message, old.span, new.span);
+        }
+        let old_tags = old.effective_tags();
+        let new_tags = new.effective_tags();
+        let new_cases: HashMap<&str, (&UnionCase, u64)> =
+            new.cases.iter().zip(&new_tags).map(|(c, &t)| (c.name.name.as_str(), (c, t))).collect();
+        let mut removed_tags = HashSet::new();
+        for (oc, &old_tag) in old.cases.iter().zip(&old_tags) {
+            let case = format!("case `{}`", oc.name.name);
+            let Some(&(nc, new_tag)) = new_cases.get(oc.name.name.as_str()) else {
+                removed_tags.insert(old_tag);
+                self.push(true, path, format!("{case} (tag {old_tag}) removed"), Some(oc.span), None);
+                continue;
+            };
+            if old_tag != new_tag {
+                self.breaking(path, format!("tag of {case} changed from {old_tag} to {new_tag}"), oc.span, nc.span);
+            }
+            match (&oc.ty, &nc.ty) {
+                (Some(o), Some(n)) if !self.same_type(o, n) => {
+                    self.breaking(path, format!("{case} retyped {}", self.retyped(o, n)), oc.span, nc.span)
+                }
+                (Some(o), None) => {
+                    self.breaking(path, format!("{case} lost its payload `{}`", type_ref(o)), oc.span, nc.span)
+                }
+                (None, Some(n)) => {
+                    self.breaking(path, format!("{case} gained a payload `{}`", type_ref(n)), oc.span, nc.span)
+                }
+                _ => {}
+            }
+        }
+        let old_names: HashSet<&str> = old.cases.iter().map(|c| c.name.name.as_str()).collect();
+        for (nc, &tag) in new.cases.iter().zip(&new_tags) {
+            if old_names.contains(nc.name.name.as_str()) {
+                continue;
+            }
+            let case = format!("case `{}`", nc.name.name);
+            if removed_tags.contains(&tag) {
+                self.push(true, path, format!("{case} reuses tag {tag} of a removed case"), None, Some(nc.span));
+            } else if new.evolution == Evolution::Inline {
+                self.push(true, path, format!("{case} added to an inline union"), None, Some(nc.span));
+            } else {
+                self.safe(path, format!("{case} added with tag {tag}"), None, Some(nc.span));
+            }
+        }
+    }
+
+    fn enumeration(&mut self, path: &str, old: &EnumDef, new: &EnumDef) {
+        if old.repr != new.repr {
+            let message = format!("width changed from `{}` to `{}`", int_width(old.repr), int_width(new.repr));
+            self.breaking(path, message, old.span, new.span);
+        }
+        let new_values = new.effective_values();
+        let new_cases: HashMap<&str, (&EnumCase, u64)> =
+            new.cases.iter().zip(&new_values).map(|(c, &v)| (c.name.name.as_str(), (c, v))).collect();
+        let mut removed_values = HashSet::new();
+        for (oc, old_value) in old.cases.iter().zip(old.effective_values()) {
+            let case = format!("case `{}`", oc.name.name);
+            match new_cases.get(oc.name.name.as_str()) {
+                None => {
+                    removed_values.insert(old_value);
+                    self.push(true, path, format!("{case} (value {old_value}) removed"), Some(oc.span), None);
+                }
+                Some(&(nc, new_value)) if new_value != old_value => self.breaking(
+                    path,
+                    format!("value of {case} changed from {old_value} to {new_value}"),
+                    oc.span,
+                    nc.span,
+                ),
+                Some(_) => {}
+            }
+        }
+        let old_names: HashSet<&str> = old.cases.iter().map(|c| c.name.name.as_str()).collect();
+        for (nc, &value) in new.cases.iter().zip(&new_values) {
+            if old_names.contains(nc.name.name.as_str()) {
+                continue;
+            }
+            let case = format!("case `{}`", nc.name.name);
+            if removed_values.contains(&value) {
+                self.push(true, path, format!("{case} reuses value {value} of a removed case"), None, Some(nc.span));
+            } else {
+                self.safe(path, format!("{case} added with value {value}"), None, Some(nc.span));
+            }
+        }
+    }
+
+    fn flags(&mut self, path: &str, old: &FlagsDef, new: &FlagsDef) {
+        for (i, of) in old.flags.iter().enumerate() {
+            match new.flags.get(i) {
+                Some(nf) if nf.name.name == of.name.name => {}
+                Some(nf) => self.breaking(
+                    path,
+                    format!("bit {i} changed from flag `{}` to `{}`", of.name.name, nf.name.name),
+                    of.span,
+                    nf.span,
+                ),
+                None => self.push(true, path, format!("flag `{}` (bit {i}) removed", of.name.name), Some(of.span), None),
+            }
+        }
+        for (i, nf) in new.flags.iter().enumerate().skip(old.flags.len()) {
+            self.safe(path, format!("flag `{}` appended as bit {i}", nf.name.name), None, Some(nf.span));
+        }
+    }
+
+    fn interface(&mut self, path: &str, old: &InterfaceDef, new: &InterfaceDef) {
+        if old.evolution != new.evolution {
+            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            self.breaking(path, message, old.span, new.span);
+        }
+        if old.pattern != new.pattern {
+            let message = format!("pattern changed from `{}` to `{}`", pattern(old.pattern), pattern(new.pattern));
+            self.breaking(path, message, old.span, new.span);
+        }
+        let member_name = |m: &Member| match m {
+            Member::Memory(m) => m.name.name.clone(),
+            Member::Function(f) => f.name.name.clone(),
+        };
+        let member_span = |m: &Member| match m {
+            Member::Memory(m) => m.span,
+            Member::Function(f) => f.span,
+        };
+        let new_members: HashMap<String, &Member> = new.members.iter().map(|m| (member_name(m), m)).collect();
+        for om in &old.members {
+            let name = member_name(om);
+            match (om, new_members.get(&name)) {
+                (Member::Memory(o), None) => {
+                    self.push(true, path, format!("memory `{name}` removed"), Some(o.span), None)
+                }
+                (Member::Function(o), None) => {
+                    self.push(true, path, format!("function `{name}` removed"), Some(o.span), None)
+                }
+                (Member::Memory(o), Some(Member::Memory(n))) => self.memory(path, o, n),
+                (Member::Function(o), Some(Member::Function(n))) => self.function(path, o, n),
+                (Member::Memory(o), Some(n)) => {
+                    self.breaking(path, format!("memory `{name}` is now a function"), o.span, member_span(n))
+                }
+                (Member::Function(o), Some(n)) => {
+                    self.breaking(path, format!("function `{name}` is now a memory"), o.span, member_span(n))
+                }
+            }
+        }
+        let old_names: HashSet<String> = old.members.iter().map(member_name).collect();
+        for nm in &new.members {
+            let name = member_name(nm);
+            if old_names.contains(&name) {
+                continue;
+            }
+            let what = match nm {
+                Member::Memory(_) => "memory",
+                Member::Function(_) => "function",
+            };
+            if new.evolution == Evolution::Inline {
+                self.push(true, path, format!("{what} `{name}` added to an inline interface"), None, Some(member_span(nm)));
+            } else {
+                self.safe(path, format!("{what} `{name}` added"), None, Some(member_span(nm)));
+            }
+        }
+    }
+
+    fn memory(&mut self, path: &str, old: &MemoryDef, new: &MemoryDef) {
+        let memory = format!("memory `{}`", old.name.name);
+        for (side, o, n) in [("import", old.import, new.import), ("export", old.export, new.export)] {
+            if n < o {
+                self.breaking(
+                    path,
+                    format!("{memory} {side} access narrowed from `{}` to `{}`", access(o), access(n)),
+                    old.span,
+                    new.span,
+                );
+            } else if n > o {
+                let message = format!("{memory} {side} access widened from `{}` to `{}`", access(o), access(n));
+                self.safe(path, message, Some(old.span), Some(new.span));
+            }
+        }
+        if new.pages < old.pages {
+            let message = format!("{memory} shrunk from {} to {} pages", old.pages, new.pages);
+            self.breaking(path, message, old.span, new.span);
+        } else if new.pages > old.pages {
+            let message = format!("{memory} grown from {} to {} pages", old.pages, new.pages);
+            self.safe(path, message, Some(old.span), Some(new.span));
+        }
+    }
+
+    fn function(&mut self, path: &str, old: &FunctionDef, new: &FunctionDef) {
+        let function = format!("function `{}`", old.name.name);
+        let signature = |f: &FunctionDef, schema: &Schema| {
+            let list = |params: &[Param]| {
+                params
+                    .iter()
+                    .map(|p| {
+                        let mut s = self.canonical(&p.ty, schema);
+                        if let Some(m) = &p.memory {
+                            let _ = write!(s, " @ {}", m.name);
+                        }
+                        s
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!("({}) -> ({})", list(&f.params), list(&f.results))
+        };
+        let (o, n) = (signature(old, self.old), signature(new, self.new));
+        if o != n {
+            self.breaking(path, format!("signature of {function} changed from `{o}` to `{n}`"), old.span, new.span);
+            return;
+        }
+        let names = |params: &[Param]| params.iter().map(|p| p.name.as_ref().map(|n| n.name.clone())).collect::<Vec<_>>();
+        if names(&old.params) != names(&new.params) || names(&old.results) != names(&new.results) {
+            self.safe(path, format!("parameters of {function} renamed"), Some(old.span), Some(new.span));
+        }
+    }
+}
+
+/// `ty` with the defaults made explicit (see [`Compare::canonical`]).
+fn normalize(ty: &TypeRef, schema: &Schema) -> TypeRef {
+    let mut out = ty.clone();
+    out.span = Span::DUMMY;
+    out.kind = match &ty.kind {
+        TypeKind::Named(id) if matches!(schema.get(&id.name), Some(Item::Resource(_))) => {
+            TypeKind::Handle(HandleKind::Own, id.clone())
+        }
+        TypeKind::Array(elem) => {
+            if matches!(&elem.kind, TypeKind::Named(id) if matches!(schema.get(&id.name), Some(Item::Struct(_))))
+                && !ty.attrs.iter().any(|a| matches!(a.kind, AttrKind::Soa | AttrKind::Aos))
+            {
+                out.attrs.push(Attr { kind: AttrKind::Soa, span: Span::DUMMY });
+            }
+            TypeKind::Array(Box::new(normalize(elem, schema)))
+        }
+        TypeKind::FixedArray(elem, n) => TypeKind::FixedArray(Box::new(normalize(elem, schema)), *n),
+        TypeKind::Option(inner) => TypeKind::Option(Box::new(normalize(inner, schema))),
+        TypeKind::Result { ok, err } => TypeKind::Result {
+            ok: ok.as_ref().map(|t| Box::new(normalize(t, schema))),
+            err: err.as_ref().map(|t| Box::new(normalize(t, schema))),
+        },
+        other => other.clone(),
+    };
+    out
+}
