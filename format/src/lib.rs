@@ -13,9 +13,17 @@
 //!
 //! ```
 //! # #[cfg(feature = "schema")] {
-//! use karmem_format::{Layout, Limits, Value};
-//! let file = karmem_idl::ast::File::default();
-//! # let _ = file;
+//! use std::sync::Arc;
+//! use karmem_format::{Layout, Limits, value, wave};
+//!
+//! let file = karmem_idl::parse("struct point (dynamic) { x: f32; tags: []u8 #string; }").unwrap();
+//! let layout = Arc::new(Layout::new(&karmem_idl::resolve(file).unwrap()).unwrap());
+//! let point = layout.named("point").unwrap();
+//! let ty = wave::ValueType::new(layout.clone(), point);
+//! let v = wave::parse(&ty, r#"{x: 1.5, tags: "ab"}"#).unwrap();
+//! let bytes = value::encode(&layout, point, &v).unwrap();
+//! let back = value::decode(&layout, point, &bytes, &Limits::default()).unwrap();
+//! assert_eq!(wave::print(&back).unwrap(), r#"{x: 1.5, tags: "ab"}"#);
 //! # }
 //! ```
 #![no_std]
