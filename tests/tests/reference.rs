@@ -5,7 +5,9 @@
 //! agree with each other under `harness::compare`.
 
 use anyhow::{Context, Result, bail, ensure};
-use karmem_tests::fixtures::{component_fixtures, expected_path, guest_variants, invocations};
+use karmem_tests::fixtures::{
+    component_fixtures, expected_path, guest_variants, invocations, wat_fixtures,
+};
 use karmem_tests::harness::{check_snapshot, compare, render_transcript, run_all};
 use karmem_tests::reference::ReferenceRunner;
 
@@ -56,6 +58,46 @@ fn check_guest(guest: &str) -> Result<()> {
     Ok(())
 }
 
+/// The WAT fixtures with a test below.
+const WAT_FIXTURES: [&str; 7] = [
+    "composed",
+    "latin1-utf16-strings",
+    "multi-instance",
+    "nested",
+    "no-realloc",
+    "resource-import",
+    "utf16-strings",
+];
+
+/// Compiles `fixtures/wat/<name>.wat` and checks its transcript.
+fn check_wat(name: &str) -> Result<()> {
+    let path = karmem_tests::fixtures::fixtures_dir()
+        .join("wat")
+        .join(format!("{name}.wat"));
+    let bytes =
+        wat::parse_file(&path).with_context(|| format!("compiling `{}`", path.display()))?;
+    let mut runner = ReferenceRunner::new(&bytes).with_context(|| format!("loading `{name}`"))?;
+    let invocations = invocations(name)?;
+    let runs = run_all(&mut runner, &invocations).with_context(|| format!("running `{name}`"))?;
+    check_snapshot(&expected_path(name), &render_transcript(&runs))
+}
+
+#[test]
+fn every_wat_fixture_is_tested() -> Result<()> {
+    let untested: Vec<String> = wat_fixtures()?
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| !WAT_FIXTURES.contains(&name.as_str()))
+        .collect();
+    if !untested.is_empty() {
+        bail!(
+            "WAT fixtures without a test in tests/tests/reference.rs: {}",
+            untested.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn every_built_guest_is_tested() -> Result<()> {
     let mut untested: Vec<String> = component_fixtures()?
@@ -101,4 +143,39 @@ fn wasi_reactor() -> Result<()> {
 #[test]
 fn command() -> Result<()> {
     check_guest("command")
+}
+
+#[test]
+fn wat_composed() -> Result<()> {
+    check_wat("composed")
+}
+
+#[test]
+fn wat_latin1_utf16_strings() -> Result<()> {
+    check_wat("latin1-utf16-strings")
+}
+
+#[test]
+fn wat_multi_instance() -> Result<()> {
+    check_wat("multi-instance")
+}
+
+#[test]
+fn wat_nested() -> Result<()> {
+    check_wat("nested")
+}
+
+#[test]
+fn wat_no_realloc() -> Result<()> {
+    check_wat("no-realloc")
+}
+
+#[test]
+fn wat_resource_import() -> Result<()> {
+    check_wat("resource-import")
+}
+
+#[test]
+fn wat_utf16_strings() -> Result<()> {
+    check_wat("utf16-strings")
 }
