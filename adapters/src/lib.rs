@@ -5,6 +5,7 @@
 //! handle tables, shared-memory regions and the WASI preview2-on-preview1 shims.
 //!
 //! Does not own: merging modules (`karmem-core-lowering`).
+pub mod abi;
 pub mod asm;
 pub mod canon;
 pub mod transcode;

@@ -1,0 +1,604 @@
+//! The Karmem ABI at the edge of a lowered module (docs/ABI.md).
+//!
+//! Owns: [`karmem_abi`], which turns a module with a canonical-ABI boundary
+//! (what `karmem-bridge lower --abi canonical` writes) into one with the
+//! Karmem ABI, all in generated wasm:
+//! - `KarmemInit`, `KarmemImport`, `KarmemExport`, `KarmemCall`, and
+//!   `KarmemAlloc`/`KarmemFree` (`alloc.rs`);
+//! - one export `<interface>.<function>(ptr, len) -> i64` per exported
+//!   function: decode the argument message into canonical values (flat, or
+//!   a params area from the guest's `cabi_realloc`), call the lifted
+//!   function, encode its results, call its post-return;
+//! - one adapter per lowered import: encode the argument message, call
+//!   `karmem:<interface>`/`<function>`, decode the result message into the
+//!   caller's return area (or flat result), free the host's buffer;
+//! - the interface descriptors (`adapters/descriptor.km`), encoded with
+//!   `karmem-format` here and copied into guest memory at init;
+//! - the custom sections `karmem:abi`, `karmem:idl` and `producers`.
+//!
+//! Handles cross as their canonical-ABI handle indices, unchanged (the
+//! lowering's handle tables already follow the canonical ABI's rules).
+//!
+//! Does not own: the value transcoders (`transcode`), flat values
+//! (`flat.rs`), naming the boundary (`world.rs`, following the lowering).
+
+mod alloc;
+pub mod flat;
+mod world;
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use karmem_format::Value;
+use karmem_format::layout::{FunctionLayout, Layout};
+use karmem_idl::ast::{Access, Item, Pattern};
+use karmem_wit_import::Side;
+use walrus::ir::{BinaryOp, UnaryOp, Value as Const};
+use walrus::{
+    ConstExpr, DataKind, ExportItem, FunctionBuilder, FunctionId, FunctionKind, GlobalId, LocalId, MemoryId,
+    Module, ModuleConfig, RawCustomSection, ValType,
+};
+
+pub use alloc::add_allocator;
+pub use world::{FunctionBinding, InterfaceBinding, ROOT_MODULE, World};
+
+use crate::asm::{self, Width};
+use crate::canon::{AbiType, StringEncoding};
+use crate::transcode::read::switch;
+use crate::transcode::{Env, TranscodeOptions, Transcoder};
+
+/// The ABI version written to the `karmem:abi` custom section.
+pub const ABI_VERSION: &str = "0.1";
+/// The custom section holding the ABI version.
+pub const ABI_SECTION: &str = "karmem:abi";
+/// The custom section holding the module's KarmemIDL.
+pub const IDL_SECTION: &str = "karmem:idl";
+/// The import module prefix of imported interfaces.
+pub const IMPORT_PREFIX: &str = "karmem:";
+/// The normative descriptor schema.
+pub const DESCRIPTOR_KM: &str = include_str!("../descriptor.km");
+
+/// Canonical ABI `MAX_FLAT_PARAMS` and `MAX_FLAT_RESULTS`
+/// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flattening>).
+const MAX_FLAT_PARAMS: usize = 16;
+const MAX_FLAT_RESULTS: usize = 1;
+
+/// How to generate the adapters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Transcoder code shape and string encoding (the lowering's boundary is
+    /// UTF-8).
+    pub transcode: TranscodeOptions,
+}
+
+/// Turns the canonical-ABI module `canonical` into a Karmem-ABI module.
+pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<Vec<u8>> {
+    let mut config = ModuleConfig::new();
+    config.generate_producers_section(true);
+    let mut module = config.parse(canonical).map_err(|e| anyhow!("{e:#}")).context("walrus could not read the module")?;
+    let layout = Layout::new(&world.schema).map_err(|e| anyhow!("{e}")).context("failed to lay out the world's IDL")?;
+    check_world(world)?;
+    let memory = match module.exports.iter().find(|e| e.name == "memory") {
+        Some(export) => match export.item {
+            ExportItem::Memory(m) => m,
+            _ => bail!("the module's export `memory` is not a memory"),
+        },
+        None => {
+            let first = module.memories.iter().next().map(|m| m.id());
+            match first {
+                Some(m) => m,
+                None => module.memories.add_local(false, false, 1, None, None),
+            }
+        }
+    };
+    if module.exports.iter().all(|e| e.name != "memory") {
+        module.exports.add("memory", memory);
+    }
+    let realloc = match module.exports.get_func("cabi_realloc") {
+        Ok(f) => f,
+        Err(_) => trapping_realloc(&mut module),
+    };
+    let (alloc, free) = add_allocator(&mut module, memory);
+    let env = Env { memory, realloc, alloc, free };
+    let global = |module: &mut Module, name: &str| {
+        let id = module.globals.add_local(ValType::I32, true, false, ConstExpr::Value(Const::I32(0)));
+        module.globals.get_mut(id).name = Some(format!("karmem {name}"));
+        id
+    };
+    let export_scratch = global(&mut module, "export_scratch");
+    let import_scratch = global(&mut module, "import_scratch");
+
+    let mut t = Transcoder::new(&mut module, &layout, env, options.transcode);
+    let mut scratch_size = 8u32;
+    let mut adapters: Vec<(String, FunctionId)> = Vec::new();
+    let mut dead_exports: Vec<String> = vec!["cabi_realloc".to_string()];
+    for iface in world.interfaces.iter().filter(|i| i.side == Side::Export) {
+        for function in &iface.functions {
+            let what = format!("`{}.{}` (core export `{}`)", iface.name, function.name, function.core_name);
+            let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
+            let core = t
+                .module
+                .exports
+                .get_func(&function.core_name)
+                .map_err(|_| anyhow!("the module has no export `{}` for {what}", function.core_name))?;
+            let post_name = format!("cabi_post_{}", function.core_name);
+            let post = t.module.exports.get_func(&post_name).ok();
+            let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size)
+                .with_context(|| format!("failed to adapt {what}"))?;
+            adapters.push((format!("{}.{}", iface.name, function.name), adapter));
+            dead_exports.push(function.core_name.clone());
+            dead_exports.push(post_name);
+        }
+    }
+    for iface in world.interfaces.iter().filter(|i| i.side == Side::Import) {
+        for function in &iface.functions {
+            let what = format!("`{}.{}` (core import `{}`/`{}`)", iface.name, function.name, iface.core_module, function.core_name);
+            let Some(import) = t.module.imports.find(&iface.core_module, &function.core_name) else {
+                continue; // the component does not call it
+            };
+            let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
+            import_adapter(&mut t, import, &iface.name, &function.name, fl, import_scratch, &mut scratch_size)
+                .with_context(|| format!("failed to adapt {what}"))?;
+        }
+    }
+    let statics_init = t.finish();
+
+    // Imports the adapters do not cover (resource drops of imported
+    // resources) move to the interface's Karmem module unchanged.
+    for iface in world.interfaces.iter().filter(|i| i.side == Side::Import) {
+        let ids: Vec<_> = module.imports.iter().filter(|i| i.module == iface.core_module).map(|i| i.id()).collect();
+        for id in ids {
+            module.imports.get_mut(id).module = format!("{IMPORT_PREFIX}{}", iface.name);
+        }
+    }
+    let leftover: Vec<String> = module
+        .imports
+        .iter()
+        .filter(|i| matches!(i.kind, walrus::ImportKind::Function(_)))
+        .filter(|i| !i.module.starts_with(IMPORT_PREFIX) && i.module != "wasi_snapshot_preview1" && !i.module.starts_with("wasi:"))
+        .map(|i| format!("`{}`/`{}`", i.module, i.name))
+        .collect();
+    ensure!(leftover.is_empty(), "imports that no interface of the world explains: {}", leftover.join(", "));
+
+    // The canonical boundary is internal now.
+    let dead: Vec<_> =
+        module.exports.iter().filter(|e| dead_exports.contains(&e.name)).map(|e| e.id()).collect();
+    for id in dead {
+        module.exports.delete(id);
+    }
+    let (descriptors, export_count, import_count) = descriptors(world, &layout)?;
+    let entries = entry_points(
+        &mut module,
+        memory,
+        EntryInputs {
+            alloc,
+            statics_init,
+            export_scratch,
+            import_scratch,
+            scratch_size,
+            descriptors,
+            export_count,
+            import_count,
+            adapters: adapters.iter().map(|(_, f)| *f).collect(),
+        },
+    );
+    for (name, func) in adapters.iter().chain(&entries) {
+        ensure!(module.exports.iter().all(|e| e.name != *name), "two exports would be named `{name}`");
+        module.exports.add(name, *func);
+    }
+    module.exports.add("KarmemAlloc", alloc);
+    module.exports.add("KarmemFree", free);
+
+    module.customs.remove_raw(ABI_SECTION);
+    module.customs.remove_raw(IDL_SECTION);
+    module.customs.add(RawCustomSection { name: ABI_SECTION.to_string(), data: ABI_VERSION.as_bytes().to_vec() });
+    module.customs.add(RawCustomSection { name: IDL_SECTION.to_string(), data: world.idl.as_bytes().to_vec() });
+    module.producers.add_processed_by("karmem-bridge", env!("CARGO_PKG_VERSION"));
+    let bytes = module.emit_wasm();
+    wasmparser::Validator::new()
+        .validate_all(&bytes)
+        .context("internal error: the Karmem-ABI module does not validate")?;
+    Ok(bytes)
+}
+
+/// Refuses what the adapters cannot do yet, naming it.
+fn check_world(world: &World) -> Result<()> {
+    for item in world.schema.items() {
+        if let Item::Interface(def) = item
+            && let Some(memory) = def.memories().next()
+        {
+            bail!(
+                "interface `{}` declares the memory `{}`: interface memories (`@` placement) are not implemented by the adapters yet",
+                def.name.name,
+                memory.name.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A `cabi_realloc` for modules without one (no lists or strings cross
+/// their boundary, so it is never called).
+fn trapping_realloc(module: &mut Module) -> FunctionId {
+    let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32; 4], &[ValType::I32]);
+    f.name("karmem no cabi_realloc".to_string());
+    f.func_body().unreachable();
+    let args = (0..4).map(|_| module.locals.add(ValType::I32)).collect();
+    f.finish(args, &mut module.funcs)
+}
+
+fn flat_vals(ty: &AbiType) -> Vec<ValType> {
+    ty.flatten().into_iter().map(flat::val_type).collect()
+}
+
+/// `<interface>.<function>(ptr, len) -> i64` for one lifted export.
+fn export_adapter(
+    t: &mut Transcoder<'_>,
+    core: FunctionId,
+    post: Option<FunctionId>,
+    fl: FunctionLayout,
+    scratch: GlobalId,
+    scratch_size: &mut u32,
+) -> Result<FunctionId> {
+    let m = t.env.memory;
+    let params = t.shape(fl.params);
+    let results = t.shape(fl.results);
+    let reader = t.message_reader(fl.params)?;
+    let writer = t.message_writer(fl.results)?;
+    let param_flat = params.flatten();
+    let result_flat = results.flatten();
+    let spill_params = param_flat.len() > MAX_FLAT_PARAMS;
+    let spill_results = result_flat.len() > MAX_FLAT_RESULTS;
+    let want_params: Vec<ValType> = if spill_params { vec![ValType::I32] } else { flat_vals(&params) };
+    let want_results: Vec<ValType> = if spill_results { vec![ValType::I32] } else { flat_vals(&results) };
+    let core_ty = t.module.types.get(t.module.funcs.get(core).ty());
+    ensure!(
+        core_ty.params() == want_params.as_slice() && core_ty.results() == want_results.as_slice(),
+        "the core function has type {:?} -> {:?}, but the IDL signature flattens to {want_params:?} -> {want_results:?}",
+        core_ty.params(),
+        core_ty.results()
+    );
+    if !spill_params {
+        *scratch_size = (*scratch_size).max(params.size());
+    }
+    if !spill_results {
+        *scratch_size = (*scratch_size).max(results.size());
+    }
+    let mut f = FunctionBuilder::new(&mut t.module.types, &[ValType::I32; 2], &[ValType::I64]);
+    let [ptr, len, area] = [(); 3].map(|_| t.module.locals.add(ValType::I32));
+    let packed = t.module.locals.add(ValType::I64);
+    let seq = f.func_body_id();
+    if spill_params {
+        f.instr_seq(seq)
+            .i32_const(0)
+            .i32_const(0)
+            .i32_const(params.align() as i32)
+            .i32_const(params.size() as i32)
+            .call(t.env.realloc)
+            .local_set(area);
+    } else {
+        f.instr_seq(seq).global_get(scratch).local_set(area);
+    }
+    f.instr_seq(seq).local_get(ptr).local_get(len).local_get(area).call(reader);
+    if spill_params {
+        f.instr_seq(seq).local_get(area);
+    } else {
+        let locals = flat::flat_locals(&mut t.module.locals, &params);
+        flat::load_flat(&mut f, seq, &mut t.module.locals, m, &params, area, 0, &locals);
+        for local in &locals {
+            f.instr_seq(seq).local_get(*local);
+        }
+    }
+    f.instr_seq(seq).call(core);
+    let core_results: Vec<LocalId> = want_results.iter().map(|ty| t.module.locals.add(*ty)).collect();
+    for local in core_results.iter().rev() {
+        f.instr_seq(seq).local_set(*local);
+    }
+    match core_results.as_slice() {
+        [] => {
+            f.instr_seq(seq).i64_const(0).local_set(packed);
+        }
+        [only] if !spill_results => {
+            f.instr_seq(seq).global_get(scratch).local_set(area);
+            flat::store_flat(&mut f, seq, &mut t.module.locals, m, &results, area, 0, &[*only]);
+            f.instr_seq(seq).local_get(area).call(writer).local_set(packed);
+        }
+        [results_ptr] => {
+            f.instr_seq(seq).local_get(*results_ptr).call(writer).local_set(packed);
+        }
+        _ => bail!("internal error: more than one core result"),
+    }
+    if let Some(post) = post {
+        let mut b = f.instr_seq(seq);
+        for local in &core_results {
+            b.local_get(*local);
+        }
+        b.call(post);
+    }
+    f.instr_seq(seq).local_get(packed);
+    Ok(f.finish(vec![ptr, len], &mut t.module.funcs))
+}
+
+/// Replaces the lowered import `import` with an adapter that calls
+/// `karmem:<interface>`/`<function>` with messages.
+fn import_adapter(
+    t: &mut Transcoder<'_>,
+    import: walrus::ImportId,
+    interface: &str,
+    function: &str,
+    fl: FunctionLayout,
+    scratch: GlobalId,
+    scratch_size: &mut u32,
+) -> Result<()> {
+    let m = t.env.memory;
+    let func = match t.module.imports.get(import).kind {
+        walrus::ImportKind::Function(f) => f,
+        _ => bail!("the import is not a function"),
+    };
+    let params = t.shape(fl.params);
+    let results = t.shape(fl.results);
+    let writer = t.message_writer(fl.params)?;
+    let reader = t.message_reader(fl.results)?;
+    let param_flat = params.flatten();
+    let result_flat = results.flatten();
+    let spill_params = param_flat.len() > MAX_FLAT_PARAMS;
+    let spill_results = result_flat.len() > MAX_FLAT_RESULTS;
+    let mut want_params: Vec<ValType> = if spill_params { vec![ValType::I32] } else { flat_vals(&params) };
+    if spill_results {
+        want_params.push(ValType::I32);
+    }
+    let want_results: Vec<ValType> = if spill_results { Vec::new() } else { flat_vals(&results) };
+    let ty = t.module.types.get(t.module.funcs.get(func).ty());
+    ensure!(
+        ty.params() == want_params.as_slice() && ty.results() == want_results.as_slice(),
+        "the core import has type {:?} -> {:?}, but the IDL signature flattens to {want_params:?} -> {want_results:?}",
+        ty.params(),
+        ty.results()
+    );
+    if !spill_params {
+        *scratch_size = (*scratch_size).max(params.size());
+    }
+    if !spill_results {
+        *scratch_size = (*scratch_size).max(results.size());
+    }
+    let host_ty = t.module.types.add(&[ValType::I32; 2], &[ValType::I64]);
+    let (host, _) = t.module.add_import_func(&format!("{IMPORT_PREFIX}{interface}"), function, host_ty);
+    let args: Vec<LocalId> = want_params.iter().map(|ty| t.module.locals.add(*ty)).collect();
+    let [area, rptr, rlen] = [(); 3].map(|_| t.module.locals.add(ValType::I32));
+    let packed = t.module.locals.add(ValType::I64);
+    let mut f = FunctionBuilder::new(&mut t.module.types, &want_params, &want_results);
+    f.name(format!("karmem import {interface}.{function}"));
+    let seq = f.func_body_id();
+    // arguments -> message
+    if spill_params {
+        f.instr_seq(seq).local_get(args[0]).local_set(area);
+    } else {
+        f.instr_seq(seq).global_get(scratch).local_set(area);
+        let flat_args = &args[..param_flat.len()];
+        flat::store_flat(&mut f, seq, &mut t.module.locals, m, &params, area, 0, flat_args);
+    }
+    {
+        let mut b = f.instr_seq(seq);
+        b.local_get(area).call(writer).local_tee(packed).unop(UnaryOp::I32WrapI64);
+        b.local_get(packed).i64_const(32).binop(BinaryOp::I64ShrU).unop(UnaryOp::I32WrapI64);
+        b.call(host).local_tee(packed).unop(UnaryOp::I32WrapI64).local_set(rptr);
+        b.local_get(packed).i64_const(32).binop(BinaryOp::I64ShrU).unop(UnaryOp::I32WrapI64).local_set(rlen);
+    }
+    // result message -> the caller's return area, or the scratch area
+    if spill_results {
+        let retptr = args.last().copied().context("missing return pointer")?;
+        f.instr_seq(seq).local_get(retptr).local_set(area);
+    } else {
+        f.instr_seq(seq).global_get(scratch).local_set(area);
+    }
+    f.instr_seq(seq).local_get(rptr).local_get(rlen).local_get(area).call(reader);
+    f.instr_seq(seq).local_get(rlen);
+    let owned = asm::if_(&mut f, seq);
+    f.instr_seq(owned).local_get(rptr).local_get(rlen).i32_const(64).call(t.env.free);
+    if !spill_results && !result_flat.is_empty() {
+        let locals = flat::flat_locals(&mut t.module.locals, &results);
+        flat::load_flat(&mut f, seq, &mut t.module.locals, m, &results, area, 0, &locals);
+        for local in &locals {
+            f.instr_seq(seq).local_get(*local);
+        }
+    }
+    let local = f.local_func(args);
+    t.module.funcs.get_mut(func).kind = FunctionKind::Local(local);
+    t.module.imports.delete(import);
+    Ok(())
+}
+
+/// The descriptors as one blob: a table of `(offset, length)` per export
+/// then import interface, then each message at a 64-byte boundary.
+fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
+    let (desc_layout, root) = descriptor_layout()?;
+    let package = world
+        .schema
+        .file()
+        .package
+        .as_ref()
+        .map(|p| match &p.version {
+            Some(v) => format!("{}@{v}", p.name),
+            None => p.name.clone(),
+        })
+        .unwrap_or_default();
+    let mut messages = Vec::new();
+    let mut next_id = 0u32;
+    for side in [Side::Export, Side::Import] {
+        for iface in world.interfaces.iter().filter(|i| i.side == side) {
+            let Some(Item::Interface(def)) = world.schema.get(&iface.name) else {
+                bail!("interface `{}` is missing from the schema", iface.name);
+            };
+            let mut functions = Vec::new();
+            for (position, function) in iface.functions.iter().enumerate() {
+                let id = if side == Side::Export {
+                    next_id += 1;
+                    next_id - 1
+                } else {
+                    position as u32
+                };
+                let hash = layout.function_hash(&iface.name, &function.name).unwrap_or_default();
+                functions.push(record(vec![
+                    ("name", Value::String(function.name.clone())),
+                    ("id", Value::U32(id)),
+                    ("type_hash", Value::U64(hash)),
+                ]));
+            }
+            let memories = def
+                .memories()
+                .map(|mem| {
+                    let access = if side == Side::Export { mem.export } else { mem.import };
+                    record(vec![
+                        ("name", Value::String(mem.name.name.clone())),
+                        ("access", Value::U8(access_code(access))),
+                        ("offset", Value::U32(0)),
+                        ("pages", Value::U32(mem.pages)),
+                    ])
+                })
+                .collect();
+            let value = record(vec![
+                ("package", Value::String(package.clone())),
+                ("name", Value::String(iface.name.clone())),
+                ("pattern", Value::U8(pattern_code(def.pattern))),
+                ("functions", Value::List(functions)),
+                ("memories", Value::List(memories)),
+            ]);
+            let bytes = karmem_format::value::encode(desc_layout, root, &value)
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("failed to encode the descriptor of `{}`", iface.name))?;
+            messages.push(bytes.as_slice().to_vec());
+        }
+    }
+    let export_count = world.interfaces.iter().filter(|i| i.side == Side::Export).count() as u32;
+    let import_count = messages.len() as u32 - export_count;
+    let mut blob = vec![0u8; (8 * messages.len()).next_multiple_of(64)];
+    for (i, message) in messages.iter().enumerate() {
+        let at = blob.len() as u32;
+        blob[8 * i..8 * i + 4].copy_from_slice(&at.to_le_bytes());
+        blob[8 * i + 4..8 * i + 8].copy_from_slice(&(message.len() as u32).to_le_bytes());
+        blob.extend_from_slice(message);
+        blob.resize(blob.len().next_multiple_of(64), 0);
+    }
+    Ok((blob, export_count, import_count))
+}
+
+fn record(fields: Vec<(&str, Value)>) -> Value {
+    Value::Record(fields.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+}
+
+fn access_code(access: Access) -> u8 {
+    match access {
+        Access::None => 0,
+        Access::Read => 1,
+        Access::Write => 2,
+    }
+}
+
+fn pattern_code(pattern: Pattern) -> u8 {
+    match pattern {
+        Pattern::Direct => 0,
+        Pattern::Fanout => 1,
+        Pattern::Singleton => 2,
+        Pattern::Pool => 3,
+    }
+}
+
+/// The layout of `descriptor.km` and its `descriptor` type.
+pub fn descriptor_layout() -> Result<(&'static Layout, karmem_format::TypeId)> {
+    static LAYOUT: OnceLock<std::result::Result<Layout, String>> = OnceLock::new();
+    let layout = LAYOUT.get_or_init(|| {
+        let schema = karmem_idl::load(DESCRIPTOR_KM, "descriptor.km").map_err(|d| d.to_string())?;
+        Layout::new(&schema).map_err(|e| e.to_string())
+    });
+    let layout = layout.as_ref().map_err(|e| anyhow!("the descriptor schema is broken: {e}"))?;
+    let root = layout.named("descriptor").context("the descriptor schema has no `descriptor`")?;
+    Ok((layout, root))
+}
+
+struct EntryInputs {
+    alloc: FunctionId,
+    statics_init: FunctionId,
+    export_scratch: GlobalId,
+    import_scratch: GlobalId,
+    scratch_size: u32,
+    descriptors: Vec<u8>,
+    export_count: u32,
+    import_count: u32,
+    adapters: Vec<FunctionId>,
+}
+
+/// `KarmemInit`, `KarmemExport`, `KarmemImport` and `KarmemCall`.
+fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(String, FunctionId)> {
+    let initialised = module.globals.add_local(ValType::I32, true, false, ConstExpr::Value(Const::I32(0)));
+    let desc_base = module.globals.add_local(ValType::I32, true, false, ConstExpr::Value(Const::I32(0)));
+    let blob_len = inputs.descriptors.len() as i32;
+    let data = module.data.add(DataKind::Passive, inputs.descriptors);
+
+    let init = {
+        let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I64]);
+        f.name("KarmemInit".to_string());
+        let seq = f.func_body_id();
+        f.instr_seq(seq).global_get(initialised);
+        asm::trap_if(&mut f, seq);
+        let mut b = f.instr_seq(seq);
+        b.i32_const(1).global_set(initialised);
+        b.call(inputs.statics_init);
+        b.i32_const(blob_len).i32_const(64).call(inputs.alloc).global_set(desc_base);
+        b.global_get(desc_base).i32_const(0).i32_const(blob_len).memory_init(m, data).data_drop(data);
+        for scratch in [inputs.export_scratch, inputs.import_scratch] {
+            b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
+        }
+        b.i64_const(((inputs.import_count as i64) << 32) | inputs.export_count as i64);
+        f.finish(Vec::new(), &mut module.funcs)
+    };
+
+    let mut descriptor_fn = |name: &str, first: u32, count: u32| {
+        let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I64]);
+        f.name(name.to_string());
+        let index = module.locals.add(ValType::I32);
+        let entry = module.locals.add(ValType::I32);
+        let seq = f.func_body_id();
+        f.instr_seq(seq).local_get(index).i32_const(count as i32).binop(BinaryOp::I32GeU);
+        asm::trap_if(&mut f, seq);
+        let mut b = f.instr_seq(seq);
+        b.global_get(desc_base).local_get(index).i32_const(first as i32).binop(BinaryOp::I32Add);
+        b.i32_const(3).binop(BinaryOp::I32Shl).binop(BinaryOp::I32Add).local_set(entry);
+        b.local_get(entry);
+        asm::load(&mut b, m, Width::I32, 4);
+        asm::widen(&mut b);
+        b.i64_const(32).binop(BinaryOp::I64Shl).global_get(desc_base).local_get(entry);
+        asm::load(&mut b, m, Width::I32, 0);
+        b.binop(BinaryOp::I32Add);
+        asm::widen(&mut b);
+        b.binop(BinaryOp::I64Or);
+        f.finish(vec![index], &mut module.funcs)
+    };
+    let export = descriptor_fn("KarmemExport", 0, inputs.export_count);
+    let import = descriptor_fn("KarmemImport", inputs.export_count, inputs.import_count);
+
+    let call = {
+        let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32; 3], &[ValType::I64]);
+        f.name("KarmemCall".to_string());
+        let [id, ptr, len] = [(); 3].map(|_| module.locals.add(ValType::I32));
+        let seq = f.func_body_id();
+        f.instr_seq(seq).local_get(id).i32_const(inputs.adapters.len() as i32).binop(BinaryOp::I32GeU);
+        asm::trap_if(&mut f, seq);
+        let arms = switch(&mut f, seq, id, inputs.adapters.len());
+        for (arm, adapter) in arms.into_iter().zip(&inputs.adapters) {
+            f.instr_seq(arm).local_get(ptr).local_get(len).call(*adapter).return_();
+        }
+        f.instr_seq(seq).unreachable();
+        f.finish(vec![id, ptr, len], &mut module.funcs)
+    };
+    vec![
+        ("KarmemInit".to_string(), init),
+        ("KarmemExport".to_string(), export),
+        ("KarmemImport".to_string(), import),
+        ("KarmemCall".to_string(), call),
+    ]
+}
+
+/// The string encoding option for callers that know their guest's.
+pub fn with_encoding(encoding: StringEncoding) -> Options {
+    Options { transcode: TranscodeOptions { string_encoding: encoding, ..TranscodeOptions::default() } }
+}

@@ -1,0 +1,132 @@
+//! The Karmem ABI end to end on a hand-written canonical-ABI module
+//! (`abi/demo.wat`, the boundary `lower --abi canonical` gives the component
+//! of `abi/demo.wit`): `karmem_abi` turns it into a Karmem-ABI module, and a
+//! host written from docs/ABI.md alone drives it with messages from
+//! `karmem-format`'s `Value` codec, serving the imported interface the same
+//! way.
+
+#[path = "abi/host.rs"]
+mod host;
+
+use anyhow::{Context, Result, ensure};
+use host::{Host, rec, s};
+use karmem_format::Value;
+
+fn demo() -> Result<Host> {
+    let wit = include_str!("abi/demo.wit");
+    let canonical = wat::parse_str(include_str!("abi/demo.wat"))?;
+    Host::new(wit, &canonical, |iface, function, args| match (iface, function) {
+        (_, "log") => {
+            let text = match args.field("msg") {
+                Some(Value::String(t)) => t.clone(),
+                other => anyhow::bail!("log got {other:?}"),
+            };
+            Ok((rec(vec![]), Some(text)))
+        }
+        (_, "get_name") => Ok((rec(vec![("ret", s("wasm"))]), None)),
+        other => anyhow::bail!("unexpected import {other:?}"),
+    })
+}
+
+#[test]
+fn init_descriptors_and_sections() -> Result<()> {
+    let mut host = demo()?;
+    let counts = host.init()?;
+    ensure!(counts == (1 << 32) | 1, "KarmemInit returned {counts:#x}");
+    let export = host.descriptor("KarmemExport", 0)?;
+    ensure!(export.field("name") == Some(&s("api")), "{export:?}");
+    let Some(Value::List(functions)) = export.field("functions") else { anyhow::bail!("no functions") };
+    let names: Vec<_> = functions.iter().filter_map(|f| f.field("name")).collect();
+    ensure!(names.len() == 6 && names[0] == &s("add") && names[5] == &s("maybe"), "{names:?}");
+    for (i, f) in functions.iter().enumerate() {
+        ensure!(f.field("id") == Some(&Value::U32(i as u32)), "ids follow the export order: {f:?}");
+        let name = match f.field("name") {
+            Some(Value::String(n)) => n.clone(),
+            _ => String::new(),
+        };
+        let hash = host.layout.function_hash("api", &name).context("hash")?;
+        ensure!(f.field("type_hash") == Some(&Value::U64(hash)), "type hash of {name}");
+    }
+    let import = host.descriptor("KarmemImport", 0)?;
+    ensure!(import.field("name") == Some(&s("host")), "{import:?}");
+    ensure!(host.descriptor("KarmemExport", 1).is_err(), "an out-of-range descriptor index traps");
+    // a second KarmemInit traps
+    ensure!(host.init().is_err(), "KarmemInit twice must trap");
+    let sections = host.custom_sections();
+    ensure!(sections.iter().any(|(n, d)| n == "karmem:abi" && d == b"0.1"), "karmem:abi section");
+    ensure!(sections.iter().any(|(n, d)| n == "karmem:idl" && String::from_utf8_lossy(d).contains("interface api")));
+    ensure!(sections.iter().any(|(n, d)| n == "producers" && String::from_utf8_lossy(d).contains("karmem-bridge")));
+    ensure!(host.exports().iter().all(|e| !e.contains('#') && e != "cabi_realloc"), "canonical exports remain: {:?}", host.exports());
+    Ok(())
+}
+
+#[test]
+fn calls_through_every_shape() -> Result<()> {
+    let mut host = demo()?;
+    host.init()?;
+    // flat params, flat result
+    let out = host.call("api", "add", rec(vec![("a", Value::U32(40)), ("b", Value::U32(2))]))?;
+    ensure!(out == rec(vec![("ret", Value::U32(42))]), "add: {out:?}");
+    // string in, string out through a return area, with post-return
+    let out = host.call("api", "echo", rec(vec![("s", s("h\u{e9}llo \u{1F600}"))]))?;
+    ensure!(out == rec(vec![("ret", s("h\u{e9}llo \u{1F600}"))]), "echo: {out:?}");
+    ensure!(host.call_raw_i32("posts")? == 1, "post-return ran once");
+    // list<record> (an SoA array in Karmem) in, f64 out
+    let reading = |at: i64, value: f32, name: &str| {
+        rec(vec![("at", Value::S64(at)), ("value", Value::F32(value)), ("name", s(name))])
+    };
+    let items = Value::List(vec![reading(1, 0.5, "ab"), reading(2, 1.5, "c"), reading(-3, 2.0, "")]);
+    let out = host.call("api", "sum", rec(vec![("items", items)]))?;
+    // sum of values + ats + name lengths
+    ensure!(out == rec(vec![("ret", Value::F64(4.0 + 0.0 + 3.0))]), "sum: {out:?}");
+    // 17 params: spilled to a params area allocated with cabi_realloc
+    let args: Vec<(String, Value)> = (0..17).map(|i| (format!("a{i}"), Value::U8(i as u8 + 1))).collect();
+    let out = host.call("api", "many", Value::Record(args))?;
+    ensure!(out == rec(vec![("ret", Value::U64(153))]), "many: {out:?}");
+    // option in, result out
+    let out = host.call("api", "maybe", rec(vec![("x", Value::Option(Some(Box::new(Value::U32(21)))))]))?;
+    ensure!(out == rec(vec![("ret", Value::Result(Ok(Some(Box::new(Value::U32(42))))))]), "maybe: {out:?}");
+    let out = host.call("api", "maybe", rec(vec![("x", Value::Option(None))]))?;
+    ensure!(out == rec(vec![("ret", Value::Result(Err(Some(Box::new(s("none"))))))]), "maybe: {out:?}");
+    // the same through KarmemCall
+    let out = host.call_by_id(0, "api", "add", rec(vec![("a", Value::U32(1)), ("b", Value::U32(2))]))?;
+    ensure!(out == rec(vec![("ret", Value::U32(3))]), "KarmemCall add: {out:?}");
+    ensure!(host.call_by_id(6, "api", "add", rec(vec![])).is_err(), "an unknown function id traps");
+    Ok(())
+}
+
+#[test]
+fn imports_go_through_the_host() -> Result<()> {
+    let mut host = demo()?;
+    host.init()?;
+    let out = host.call("api", "greet", rec(vec![("greeting", s("hi there"))]))?;
+    ensure!(out == rec(vec![("ret", s("wasm"))]), "greet: {out:?}");
+    ensure!(host.log() == ["hi there".to_string()], "log: {:?}", host.log());
+    // many calls: buffers are freed and reused, memory does not grow per call
+    let before = host.memory_size();
+    for i in 0..2000 {
+        let out = host.call("api", "greet", rec(vec![("greeting", s(&format!("call {i}")))]))?;
+        ensure!(out == rec(vec![("ret", s("wasm"))]));
+    }
+    ensure!(host.memory_size() <= before + (1 << 20), "memory grew from {before} to {}", host.memory_size());
+    Ok(())
+}
+
+#[test]
+fn bad_argument_messages_trap() -> Result<()> {
+    let mut host = demo()?;
+    host.init()?;
+    // a string whose bytes are not UTF-8
+    let mut message = host.encode_params("api", "echo", &rec(vec![("s", s("abc"))]))?;
+    let at = message.iter().rposition(|b| *b == b'a').context("string bytes")?;
+    message[at] = 0xFF;
+    ensure!(host.call_bytes("api.echo", &message).is_err(), "invalid UTF-8 traps");
+    let mut host = demo()?;
+    host.init()?;
+    ensure!(host.call_bytes("api.add", &[1, 2, 3, 4, 5, 6, 7, 8]).is_err(), "a bad header traps");
+    // the empty buffer is the empty message: every parameter reads as zero
+    let mut host = demo()?;
+    host.init()?;
+    ensure!(host.call_bytes("api.add", &[])? == rec(vec![("ret", Value::U32(0))]));
+    Ok(())
+}
