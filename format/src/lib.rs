@@ -42,6 +42,8 @@ pub mod view;
 pub mod builder;
 
 #[cfg(feature = "schema")]
+pub mod access;
+#[cfg(feature = "schema")]
 pub mod layout;
 #[cfg(feature = "schema")]
 pub mod validate;
@@ -56,6 +58,8 @@ pub use view::{Column, DynamicStruct, Message, Slot, Soa};
 #[cfg(feature = "alloc")]
 pub use builder::{AlignedBuf, Builder};
 
+#[cfg(feature = "schema")]
+pub use access::{View, access, access_unchecked};
 #[cfg(feature = "schema")]
 pub use layout::{Layout, LayoutError, TypeId};
 #[cfg(feature = "schema")]

@@ -132,6 +132,13 @@ pub fn decode(layout: &Layout, ty: TypeId, bytes: &[u8], limits: &Limits) -> Res
 /// One case of a bunch array: its tag, payload type and values (`None` without payload).
 type BunchGroup<'v> = (u64, Option<TypeId>, Vec<Option<&'v Value>>);
 
+/// Decodes the value of type `ty` whose out-of-line form is at `at` (for
+/// views into an already validated message).
+pub fn decode_at(layout: &Layout, ty: TypeId, msg: Message<'_>, at: u32) -> Result<Value, Error> {
+    let limits = Limits::default();
+    Decoder { layout, msg, depth: 0, max_depth: limits.max_depth }.out_of_line(ty, at)
+}
+
 struct Encoder<'l> {
     layout: &'l Layout,
     b: Builder,

@@ -3,6 +3,7 @@
 //! the columns in place; read them back as native slices.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unsafe_code)] // exercises `access_unchecked`
 
 mod common;
 
@@ -111,4 +112,48 @@ fn unaligned_buffers_still_read_but_not_as_slices() {
     assert_eq!(column.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(column.as_slice(), None);
     assert_eq!(column.get(3), None);
+}
+
+#[test]
+fn access_navigates_by_name_checked_and_unchecked() {
+    let layout = common::layout(
+        "struct reading (dynamic) { timestamp: i64; value: f32; }
+         struct batch (dynamic) { name: []u8 #string; readings: []reading; tags: []u16; unit: char = 'C'; }",
+    );
+    let old = common::layout(
+        "struct reading (dynamic) { timestamp: i64; value: f32; }
+         struct batch (dynamic) { name: []u8 #string; readings: []reading; }",
+    );
+    let ty = common::ty(&old, "batch");
+    let value = common::wave(&old, ty, r#"{name: "lab", readings: [{timestamp: 1, value: 2.5}, {timestamp: 2, value: 3.5}]}"#);
+    let bytes = encode(&old, ty, &value).expect("encode");
+    let new_ty = common::ty(&layout, "batch");
+
+    let root = karmem_format::access(&bytes, &layout, new_ty, &Limits::default()).expect("valid");
+    let name = root.field("name").expect("read").expect("declared");
+    assert_eq!(name.str().expect("utf-8"), "lab");
+    let readings = root.field("readings").expect("read").expect("declared");
+    assert_eq!(readings.len().expect("len"), 2);
+    let values = readings.column::<f32>("value").expect("column").expect("written");
+    assert_eq!(values.iter().sum::<f32>(), 6.0);
+    assert!(readings.column::<u64>("value").is_err(), "wrong element size is an error");
+    // Fields the old writer did not write read as their defaults.
+    let unit = root.field("unit").expect("read").expect("declared");
+    assert!(unit.is_absent());
+    assert_eq!(unit.char().expect("default"), 'C');
+    assert_eq!(root.field("tags").expect("read").expect("declared").len().expect("len"), 0);
+    assert!(root.field("nope").expect("read").is_none());
+
+    // SAFETY: `bytes` was validated just above by `access`.
+    let unchecked = unsafe { karmem_format::access_unchecked(&bytes, &layout, new_ty) }.expect("framing");
+    assert_eq!(unchecked.field("name").expect("read").expect("declared").str().expect("str"), "lab");
+    assert_eq!(unchecked.to_wave().expect("wave"), root.to_wave().expect("wave"));
+
+    // A view over bytes with invalid UTF-8 that never went through `access`.
+    let mut bad = bytes.to_vec();
+    let slot = u32::from_le_bytes(bad[12..16].try_into().expect("4")) as usize;
+    bad[slot] = 0xFF;
+    let view = karmem_format::View::checked(&bad, &layout, new_ty).expect("framing");
+    assert!(view.field("name").expect("read").expect("declared").str().is_err());
+    assert!(karmem_format::access(&bad, &layout, new_ty, &Limits::default()).is_err());
 }
