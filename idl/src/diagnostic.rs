@@ -28,11 +28,12 @@ pub struct Diagnostics {
 impl Diagnostics {
     pub fn new(errors: Vec<Error>, path: &str, source: &str) -> Diagnostics {
         let mut rendered = String::new();
+        let lines = LineStarts::new(source);
         for (i, error) in errors.iter().enumerate() {
             if i > 0 {
                 rendered.push_str("\n\nerror: ");
             }
-            render_one(&mut rendered, error, path, source);
+            render_one(&mut rendered, error, path, source, &lines);
         }
         Diagnostics { errors, rendered }
     }
@@ -73,11 +74,27 @@ fn clamp_to_char_boundary(source: &str, offset: usize) -> usize {
     offset
 }
 
-fn render_one(out: &mut String, error: &Error, path: &str, source: &str) {
+/// Byte offsets where each line starts, so rendering many errors stays linear.
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(source: &str) -> LineStarts {
+        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineStarts(starts)
+    }
+
+    /// 1-based line number and the offset its line starts at.
+    fn line_of(&self, offset: usize) -> (usize, usize) {
+        let line = self.0.partition_point(|&s| s <= offset).max(1);
+        (line, self.0.get(line - 1).copied().unwrap_or(0))
+    }
+}
+
+fn render_one(out: &mut String, error: &Error, path: &str, source: &str, lines: &LineStarts) {
     let _ = write!(out, "{}", error.kind);
-    snippet(out, "-->", error.span, path, source, None);
+    snippet(out, "-->", error.span, path, source, None, lines);
     if let Some((span, note)) = &error.note {
-        snippet(out, ":::", *span, path, source, Some(note));
+        snippet(out, ":::", *span, path, source, Some(note), lines);
     }
 }
 
@@ -96,11 +113,19 @@ fn trim(span: Span, source: &str) -> Span {
     Span::new((start + lead) as u32, (start + lead + trimmed.len()) as u32)
 }
 
-fn snippet(out: &mut String, arrow: &str, span: Span, path: &str, source: &str, label: Option<&str>) {
+fn snippet(
+    out: &mut String,
+    arrow: &str,
+    span: Span,
+    path: &str,
+    source: &str,
+    label: Option<&str>,
+    lines: &LineStarts,
+) {
     let span = trim(span, source);
     let start = clamp_to_char_boundary(source, span.start as usize);
-    let (line, col) = line_col(source, start as u32);
-    let line_start = source.get(..start).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+    let (line, line_start) = lines.line_of(start);
+    let col = source.get(line_start..start).map_or(0, |s| s.chars().count()) + 1;
     let line_end = source.get(start..).and_then(|s| s.find('\n')).map_or(source.len(), |i| start + i);
     let text = source.get(line_start..line_end).unwrap_or("").trim_end_matches('\r');
     // The caret covers the span, but no further than the end of its first line.

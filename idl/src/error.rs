@@ -49,6 +49,7 @@ pub enum ErrorKind {
     // --- parser ---
     /// `expected` describes what the grammar allows here; `found` the token met.
     Expected { expected: String, found: String },
+    TooDeep { max: u32 },
     // --- resolver ---
     UnknownType(String),
     /// `what` is "item", "field", "case", "flag" or "member".
@@ -85,6 +86,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BadEscape(s) => write!(f, "invalid escape `{s}`"),
             ErrorKind::BadNumber(s) => write!(f, "invalid number `{s}`"),
             ErrorKind::Expected { expected, found } => write!(f, "expected {expected}, found {found}"),
+            ErrorKind::TooDeep { max } => write!(f, "type nested more than {max} levels deep"),
             ErrorKind::UnknownType(name) => write!(f, "unknown type `{name}`"),
             ErrorKind::Duplicate { what, name } => write!(f, "duplicate {what} `{name}`"),
             ErrorKind::DuplicateTag { case, tag, first, implicit: true } => {

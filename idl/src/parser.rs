@@ -21,7 +21,7 @@ pub fn is_reserved_type_word(word: &str) -> bool {
 /// Parses a whole file.
 pub fn parse(source: &str) -> Result<File, Error> {
     let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, pos: 0 };
+    let mut parser = Parser { source, tokens, pos: 0, depth: 0 };
     parser.file()
 }
 
@@ -29,7 +29,13 @@ struct Parser<'a> {
     source: &'a str,
     tokens: Vec<Spanned>,
     pos: usize,
+    /// Current nesting of types, bounded by [`MAX_TYPE_DEPTH`].
+    depth: u32,
 }
+
+/// Deepest type nesting accepted (`[][]...u8`, `option<option<...>>`), so that
+/// the parser, resolver and printer recurse a bounded number of times.
+pub const MAX_TYPE_DEPTH: u32 = 100;
 
 type PResult<T> = Result<T, Error>;
 
@@ -453,6 +459,16 @@ impl Parser<'_> {
     }
 
     fn prefix_type(&mut self) -> PResult<TypeRef> {
+        if self.depth >= MAX_TYPE_DEPTH {
+            return Err(Error::new(ErrorKind::TooDeep { max: MAX_TYPE_DEPTH }, self.span()));
+        }
+        self.depth += 1;
+        let result = self.prefix_type_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn prefix_type_inner(&mut self) -> PResult<TypeRef> {
         let start = self.span();
         let kind = match self.peek().clone() {
             Token::LBracket => {

@@ -417,45 +417,59 @@ impl<'a> Resolver<'a> {
     fn recursion(&mut self, file: &'a File) {
         let mut reported: Vec<Vec<&str>> = Vec::new();
         let mut done: HashSet<&str> = HashSet::new();
-        for item in &file.items {
-            let mut path: Vec<(&'a str, Span)> = Vec::new();
-            self.find_cycle(item, &mut path, &mut done, &mut reported);
+        for root in &file.items {
+            self.find_cycles(root, &mut done, &mut reported);
         }
     }
 
-    fn find_cycle(
-        &mut self,
-        item: &'a Item,
-        path: &mut Vec<(&'a str, Span)>,
-        done: &mut HashSet<&'a str>,
-        reported: &mut Vec<Vec<&'a str>>,
-    ) {
-        let name = item.name().name.as_str();
-        if done.contains(name) {
+    /// Depth-first search from `root` with an explicit stack (a chain of
+    /// thousands of inline structs must not overflow the native stack).
+    fn find_cycles(&mut self, root: &'a Item, done: &mut HashSet<&'a str>, reported: &mut Vec<Vec<&'a str>>) {
+        struct Frame<'a> {
+            name: &'a str,
+            edges: Vec<(&'a str, Span)>,
+            next: usize,
+        }
+        let root_name = root.name().name.as_str();
+        if done.contains(root_name) {
             return;
         }
-        if let Some(start) = path.iter().position(|(n, _)| *n == name) {
-            let cycle = path.get(start..).unwrap_or_default();
-            let mut key: Vec<&str> = cycle.iter().map(|(n, _)| *n).collect();
-            key.sort_unstable();
-            if !reported.contains(&key) {
-                reported.push(key);
-                let mut names: Vec<String> = cycle.iter().map(|(n, _)| n.to_string()).collect();
-                names.push(name.to_string());
-                let span = cycle.first().map_or(Span::DUMMY, |(_, s)| *s);
-                self.error(ErrorKind::RecursiveInline { path: names }, span);
+        let mut stack = vec![Frame { name: root_name, edges: self.inline_edges(root), next: 0 }];
+        // Position of each item on the stack.
+        let mut on_stack: HashMap<&str, usize> = HashMap::from([(root_name, 0)]);
+        while let Some(frame) = stack.last_mut() {
+            let Some(&(target, _)) = frame.edges.get(frame.next) else {
+                done.insert(frame.name);
+                on_stack.remove(frame.name);
+                stack.pop();
+                continue;
+            };
+            frame.next += 1;
+            if done.contains(target) {
+                continue;
             }
-            return;
-        }
-        // Depth is bounded by the number of items: each path entry is distinct.
-        for (target, span) in self.inline_edges(item) {
-            if let Some(next) = self.lookup(target) {
-                path.push((name, span));
-                self.find_cycle(next, path, done, reported);
-                path.pop();
+            if let Some(&start) = on_stack.get(target) {
+                let cycle = stack.get(start..).unwrap_or_default();
+                let mut key: Vec<&str> = cycle.iter().map(|f| f.name).collect();
+                key.sort_unstable();
+                if !reported.contains(&key) {
+                    reported.push(key);
+                    let mut names: Vec<String> = cycle.iter().map(|f| f.name.to_string()).collect();
+                    names.push(target.to_string());
+                    // Point at the type through which the first item holds the next.
+                    let span = cycle
+                        .first()
+                        .and_then(|f| f.edges.get(f.next.wrapping_sub(1)))
+                        .map_or(Span::DUMMY, |(_, s)| *s);
+                    self.error(ErrorKind::RecursiveInline { path: names }, span);
+                }
+                continue;
+            }
+            if let Some(item) = self.lookup(target) {
+                on_stack.insert(target, stack.len());
+                stack.push(Frame { name: target, edges: self.inline_edges(item), next: 0 });
             }
         }
-        done.insert(name);
     }
 
     /// The inline items `item` holds by value, each with the type that holds it.

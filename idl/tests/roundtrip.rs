@@ -193,3 +193,48 @@ fn without_spans_forgets_only_spans() {
     assert_eq!(a.without_spans(), b.without_spans());
     assert_eq!(a.items.len(), 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary text never panics the parser, resolver or renderer.
+    #[test]
+    fn arbitrary_text_is_diagnosed_not_panicked(source in "(\\PC|[{}()\\[\\]<>:;,=@#/*'\"\\n-]){0,80}") {
+        let _ = karmem_idl::load(&source, "fuzz.km").map_err(|d| d.to_report());
+    }
+
+    /// Damaged versions of a real file (a span of bytes cut out) are diagnosed.
+    #[test]
+    fn damaged_corpus_is_diagnosed_not_panicked(cut in 0usize..3000, len in 1usize..40) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/idl/constructs.km");
+        let source = std::fs::read_to_string(path).unwrap_or_default();
+        let start = cut.min(source.len());
+        let end = (start + len).min(source.len());
+        if let (Some(head), Some(tail)) = (source.get(..start), source.get(end..)) {
+            let damaged = format!("{head}{tail}");
+            if let Err(d) = karmem_idl::load(&damaged, "damaged.km") {
+                prop_assert!(d.to_report().starts_with("error: "));
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let source = format!("struct a (dynamic) {{ x: {}u8; }}", "[]".repeat(100_000));
+    let err = karmem_idl::parse(&source).err().map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("type nested more than 100 levels deep"));
+    let source = format!("struct a (dynamic) {{ x: {}u8{}; }}", "option<".repeat(150), ">".repeat(150));
+    assert!(karmem_idl::parse(&source).is_err());
+}
+
+#[test]
+fn long_chains_of_inline_structs_resolve() {
+    let mut source = String::new();
+    for i in 0..20_000 {
+        source.push_str(&format!("struct s{i} (inline) {{ next: s{}; }}\n", i + 1));
+    }
+    source.push_str("struct s20000 (inline) { last: s0; }\n");
+    let errors = karmem_idl::load(&source, "chain.km").err().map(|d| d.errors().len());
+    assert_eq!(errors, Some(1));
+}
