@@ -62,11 +62,11 @@ pub fn allocate(candidates: &[Vec<String>], taken: &HashSet<String>) -> Vec<Stri
             }
             for &i in members {
                 let available = candidates.get(i).map_or(0, Vec::len);
-                if let Some(l) = level.get_mut(i) {
-                    if *l + 1 < available {
-                        *l += 1;
-                        moved = true;
-                    }
+                if let Some(l) = level.get_mut(i)
+                    && *l + 1 < available
+                {
+                    *l += 1;
+                    moved = true;
                 }
             }
         }
