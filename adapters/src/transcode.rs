@@ -28,7 +28,7 @@
 //! Does not own: the byte layout (`karmem-format`), the canonical shapes
 //! (`canon`), flat values and the entry points (`abi`).
 
-mod read;
+pub(crate) mod read;
 mod strings;
 mod write;
 
