@@ -1,0 +1,321 @@
+//! The paper's TemperatureBatch workload (Figures 31–34, Tables 5–6) at 10
+//! and 10,000 readings: encoding, and reading with aggregation (average, min
+//! and max temperature, latest timestamp), for Karmem and the alternatives,
+//! all in one run. Results are written up as ratios in `docs/BENCHMARKS.md`.
+//!
+//! Run: `cargo bench -p karmem-format --all-features --bench temperature`.
+//!
+//! Karmem is measured two ways: the top-down builder as generated code uses it
+//! (Figure 34: allocate, then fill columns in place) and the schema-driven
+//! dynamic `Value` encoder. FlatBuffers uses the `flatbuffers` crate with the
+//! table code flatc would generate written out by hand (no flatc here).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unsafe_code)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flatbuffers::{FlatBufferBuilder, Follow, ForwardsUOffset, Table, Vector, Verifiable, Verifier, WIPOffset};
+use karmem_format::layout::Layout;
+use karmem_format::raw::column_hash;
+use karmem_format::{Builder, Limits, Message, Value, validate};
+
+const SCHEMA: &str = "
+    struct temperature_reading (dynamic) { timestamp: i64; value: f32; }
+    struct temperature_batch (dynamic) { readings: []temperature_reading; }
+";
+
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Reading {
+    timestamp: i64,
+    value: f32,
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Batch {
+    readings: Vec<Reading>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Analysis {
+    average: f32,
+    min: f32,
+    max: f32,
+    latest: i64,
+}
+
+fn analyse(readings: impl Iterator<Item = (i64, f32)>) -> Analysis {
+    let (mut sum, mut n, mut min, mut max, mut latest) = (0.0f32, 0u32, f32::INFINITY, f32::NEG_INFINITY, i64::MIN);
+    for (t, v) in readings {
+        sum += v;
+        n += 1;
+        min = min.min(v);
+        max = max.max(v);
+        latest = latest.max(t);
+    }
+    Analysis { average: if n == 0 { 0.0 } else { sum / n as f32 }, min, max, latest }
+}
+
+/// Column-wise aggregation, as SoA readers do it.
+fn analyse_columns(timestamps: &[i64], values: &[f32]) -> Analysis {
+    let (mut sum, mut min, mut max) = (0.0f32, f32::INFINITY, f32::NEG_INFINITY);
+    for &v in values {
+        sum += v;
+        min = min.min(v);
+        max = max.max(v);
+    }
+    let latest = timestamps.iter().copied().max().unwrap_or(i64::MIN);
+    let n = values.len();
+    Analysis { average: if n == 0 { 0.0 } else { sum / n as f32 }, min, max, latest }
+}
+
+fn data(n: usize) -> Batch {
+    Batch {
+        readings: (0..n)
+            .map(|i| Reading { timestamp: 1_700_000_000 + i as i64 * 60, value: 15.0 + (i % 97) as f32 * 0.25 })
+            .collect(),
+    }
+}
+
+// ---- Karmem: the generated-code path (Figure 34) ----
+
+struct KarmemCodec {
+    root_used: u32,
+    readings_at: u32,
+    columns: [(u32, u32); 2],
+}
+
+impl KarmemCodec {
+    fn new(layout: &Layout) -> KarmemCodec {
+        let batch = layout.as_struct(layout.named("temperature_batch").unwrap()).unwrap();
+        let cols = layout.columns(layout.named("temperature_reading").unwrap());
+        KarmemCodec {
+            root_used: batch.used,
+            readings_at: batch.fields[0].offset,
+            columns: [(cols[0].hash, cols[0].size), (cols[1].hash, cols[1].size)],
+        }
+    }
+
+    fn encode(&self, b: &mut Builder, batch: &Batch) {
+        b.reset();
+        let n = batch.readings.len() as u32;
+        let root = b.alloc_dynamic_struct(self.root_used).unwrap();
+        b.set_root(root);
+        let mut cols = [0u32; 2];
+        b.alloc_soa_array(root + self.readings_at, n, n, &self.columns, &mut cols).unwrap();
+        let ts = b.column_mut::<i64>(cols[0], n).unwrap();
+        for (t, r) in ts.iter_mut().zip(&batch.readings) {
+            *t = r.timestamp;
+        }
+        let vs = b.column_mut::<f32>(cols[1], n).unwrap();
+        for (v, r) in vs.iter_mut().zip(&batch.readings) {
+            *v = r.value;
+        }
+    }
+
+    /// Bounds-checked zero-copy read of one message (no whole-message walk).
+    fn read(&self, bytes: &[u8]) -> Analysis {
+        let msg = Message::new(bytes).unwrap();
+        let root = msg.dynamic_struct(msg.root()).unwrap();
+        let at = root.field(self.readings_at, 12).unwrap();
+        let soa = msg.slot(at).unwrap().soa(msg).unwrap();
+        let ts = soa.column::<i64>(column_hash(&[0])).unwrap().unwrap();
+        let vs = soa.column::<f32>(column_hash(&[1])).unwrap().unwrap();
+        analyse_columns(ts.as_slice().unwrap(), vs.as_slice().unwrap())
+    }
+}
+
+// ---- FlatBuffers: what flatc generates for Figure 31, by hand ----
+
+const VT_TIMESTAMP: u16 = 4;
+const VT_VALUE: u16 = 6;
+const VT_READINGS: u16 = 4;
+
+#[derive(Clone, Copy)]
+struct FbReading<'a>(Table<'a>);
+#[derive(Clone, Copy)]
+struct FbBatch<'a>(Table<'a>);
+
+impl<'a> Follow<'a> for FbReading<'a> {
+    type Inner = FbReading<'a>;
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        FbReading(unsafe { Table::new(buf, loc) })
+    }
+}
+impl<'a> Follow<'a> for FbBatch<'a> {
+    type Inner = FbBatch<'a>;
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        FbBatch(unsafe { Table::new(buf, loc) })
+    }
+}
+impl Verifiable for FbReading<'_> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<i64>("timestamp", VT_TIMESTAMP, false)?
+            .visit_field::<f32>("value", VT_VALUE, false)?
+            .finish();
+        Ok(())
+    }
+}
+impl Verifiable for FbBatch<'_> {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<ForwardsUOffset<Vector<'_, ForwardsUOffset<FbReading<'_>>>>>("readings", VT_READINGS, false)?
+            .finish();
+        Ok(())
+    }
+}
+impl<'a> FbReading<'a> {
+    fn timestamp(&self) -> i64 {
+        // SAFETY: the buffer was verified (or built by us) with this schema.
+        unsafe { self.0.get::<i64>(VT_TIMESTAMP, Some(0)) }.unwrap_or(0)
+    }
+    fn value(&self) -> f32 {
+        // SAFETY: as above.
+        unsafe { self.0.get::<f32>(VT_VALUE, Some(0.0)) }.unwrap_or(0.0)
+    }
+}
+impl<'a> FbBatch<'a> {
+    fn readings(&self) -> Option<Vector<'a, ForwardsUOffset<FbReading<'a>>>> {
+        // SAFETY: as above.
+        unsafe { self.0.get::<ForwardsUOffset<Vector<'a, ForwardsUOffset<FbReading<'a>>>>>(VT_READINGS, None) }
+    }
+}
+
+fn fb_encode<'b>(fbb: &'b mut FlatBufferBuilder<'static>, batch: &Batch, offsets: &mut Vec<WIPOffset<flatbuffers::TableFinishedWIPOffset>>) -> &'b [u8] {
+    fbb.reset();
+    offsets.clear();
+    for r in &batch.readings {
+        let start = fbb.start_table();
+        fbb.push_slot::<i64>(VT_TIMESTAMP, r.timestamp, 0);
+        fbb.push_slot::<f32>(VT_VALUE, r.value, 0.0);
+        offsets.push(fbb.end_table(start));
+    }
+    let readings = fbb.create_vector(offsets);
+    let start = fbb.start_table();
+    fbb.push_slot_always(VT_READINGS, readings);
+    let root = fbb.end_table(start);
+    fbb.finish(root, None);
+    fbb.finished_data()
+}
+
+fn fb_read(bytes: &[u8]) -> Analysis {
+    let batch = flatbuffers::root::<FbBatch>(bytes).unwrap();
+    let readings = batch.readings().unwrap();
+    analyse(readings.iter().map(|r| (r.timestamp(), r.value())))
+}
+
+fn bench(c: &mut Criterion) {
+    let schema = karmem_idl::resolve(karmem_idl::parse(SCHEMA).unwrap()).unwrap();
+    let layout = Arc::new(Layout::new(&schema).unwrap());
+    let batch_ty = layout.named("temperature_batch").unwrap();
+    let codec = KarmemCodec::new(&layout);
+
+    for n in [10usize, 10_000] {
+        let batch = data(n);
+        let expected = analyse(batch.readings.iter().map(|r| (r.timestamp, r.value)));
+        let value = Value::Record(vec![(
+            "readings".into(),
+            Value::List(
+                batch
+                    .readings
+                    .iter()
+                    .map(|r| {
+                        Value::Record(vec![
+                            ("timestamp".into(), Value::S64(r.timestamp)),
+                            ("value".into(), Value::F32(r.value)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        )]);
+
+        // Encoded forms, checked once for agreement.
+        let mut kb = Builder::with_capacity(64 + n * 16);
+        codec.encode(&mut kb, &batch);
+        let karmem = kb.as_bytes().to_vec();
+        let karmem_aligned = karmem_format::AlignedBuf::from_bytes(&karmem);
+        assert_eq!(karmem_format::value::encode(&layout, batch_ty, &value).unwrap().as_slice(), &karmem[..]);
+        assert_eq!(codec.read(&karmem_aligned), expected);
+        let mut fbb = FlatBufferBuilder::with_capacity(64 + n * 32);
+        let mut fb_offsets = Vec::with_capacity(n);
+        let flat = fb_encode(&mut fbb, &batch, &mut fb_offsets).to_vec();
+        assert_eq!(fb_read(&flat), expected);
+        let rk = rkyv::to_bytes::<rkyv::rancor::Error>(&batch).unwrap();
+        let json = serde_json::to_vec(&batch).unwrap();
+        let post = postcard::to_allocvec(&batch).unwrap();
+
+        let mut g = c.benchmark_group(format!("encode/{n}"));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function("karmem", |b| b.iter(|| codec.encode(&mut kb, black_box(&batch))));
+        g.bench_function("karmem-dynamic-value", |b| {
+            b.iter(|| karmem_format::value::encode(&layout, batch_ty, black_box(&value)).unwrap())
+        });
+        g.bench_function("flatbuffers", |b| b.iter(|| fb_encode(&mut fbb, black_box(&batch), &mut fb_offsets).len()));
+        let mut rk_buf = rkyv::util::AlignedVec::<16>::with_capacity(rk.len());
+        g.bench_function("rkyv", |b| {
+            b.iter(|| {
+                rk_buf.clear();
+                rk_buf = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(black_box(&batch), std::mem::take(&mut rk_buf)).unwrap();
+            })
+        });
+        let mut json_buf = Vec::with_capacity(json.len());
+        g.bench_function("serde_json", |b| {
+            b.iter(|| {
+                json_buf.clear();
+                serde_json::to_writer(&mut json_buf, black_box(&batch)).unwrap();
+            })
+        });
+        let mut post_buf = vec![0u8; post.len() + 64];
+        g.bench_function("postcard", |b| b.iter(|| postcard::to_slice(black_box(&batch), &mut post_buf).unwrap().len()));
+        let mut copy = vec![0u8; karmem.len()];
+        g.bench_function("memcpy", |b| b.iter(|| copy.copy_from_slice(black_box(&karmem))));
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("read/{n}"));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function("karmem", |b| b.iter(|| codec.read(black_box(&karmem_aligned))));
+        g.bench_function("karmem-validated", |b| {
+            b.iter(|| {
+                validate(black_box(&karmem_aligned), &layout, batch_ty, &Limits::default()).unwrap();
+                codec.read(&karmem_aligned)
+            })
+        });
+        let mut flat_aligned = rkyv::util::AlignedVec::<16>::new();
+        flat_aligned.extend_from_slice(&flat);
+        g.bench_function("flatbuffers", |b| b.iter(|| fb_read(black_box(&flat_aligned))));
+        g.bench_function("rkyv", |b| {
+            b.iter(|| {
+                let a = rkyv::access::<ArchivedBatch, rkyv::rancor::Error>(black_box(&rk)).unwrap();
+                analyse(a.readings.iter().map(|r| (r.timestamp.to_native(), r.value.to_native())))
+            })
+        });
+        g.bench_function("serde_json", |b| {
+            b.iter(|| {
+                let v: Batch = serde_json::from_slice(black_box(&json)).unwrap();
+                analyse(v.readings.iter().map(|r| (r.timestamp, r.value)))
+            })
+        });
+        g.bench_function("postcard", |b| {
+            b.iter(|| {
+                let v: Batch = postcard::from_bytes(black_box(&post)).unwrap();
+                analyse(v.readings.iter().map(|r| (r.timestamp, r.value)))
+            })
+        });
+        g.bench_function("native-struct", |b| {
+            b.iter(|| analyse(black_box(&batch).readings.iter().map(|r| (r.timestamp, r.value))))
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1))
+        .sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
