@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 
 pub use adapter::{Preview1Adapter, recognize_preview1_adapter};
-pub use link::{LinkReport, link_preview2_shim};
+pub use link::{LinkReport, link_preview2_shim, link_preview2_shim_with};
 pub use start::{add_command_start, add_command_start_to_bytes, find_run_export};
 
 /// The import module name under which the shim asks for the main module's

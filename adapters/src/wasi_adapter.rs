@@ -3,9 +3,11 @@
 //! Owns: the structural test. wit-component renames the adapter's imports
 //! and exports between versions and garbage-collects what the main module
 //! does not use, so the test looks at shape, never at a module name: the
-//! adapter imports one memory and defines none, imports a `cabi_realloc`-shaped
-//! function `(i32, i32, i32, i32) -> i32`, and exports functions named like
-//! preview1 functions.
+//! adapter imports one memory and defines none, and exports functions named
+//! like preview1 functions. It imports the main module's `cabi_realloc`
+//! (a function `(i32, i32, i32, i32) -> i32`) only when the main module has
+//! one: a plain wasip1 command has none, and its adapter takes its state
+//! with `memory.grow` instead.
 //!
 //! Does not own: dropping the adapter and re-exposing the main module's
 //! `wasi_snapshot_preview1` imports (`karmem-core-lowering`, in `--wasi preview1`).
@@ -39,6 +41,8 @@ pub struct Preview1Adapter {
     /// Other exports (`cabi_import_realloc`, `adapter_*`, ...): if the
     /// component uses one of them elsewhere, dropping the adapter is refused.
     pub other_exports: Vec<String>,
+    /// Whether it imports a `cabi_realloc`-shaped function (the main module's).
+    pub imports_realloc: bool,
 }
 
 /// `Some` when `module` has the preview1 adapter's structure.
@@ -46,8 +50,12 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
     let mut func_types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
     let mut imported_memories = 0u32;
     let mut defined_memories = 0u32;
-    let mut imports_realloc = false;
-    let mut adapter = Preview1Adapter { preview1_exports: Vec::new(), run_export: None, other_exports: Vec::new() };
+    let mut adapter = Preview1Adapter {
+        preview1_exports: Vec::new(),
+        run_export: None,
+        other_exports: Vec::new(),
+        imports_realloc: false,
+    };
     for payload in Parser::new(0).parse_all(module) {
         match payload.context("failed to parse a core module while looking for the preview1 adapter")? {
             Payload::TypeSection(section) => {
@@ -69,7 +77,7 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
                         TypeRef::Func(type_index) => {
                             let realloc_shape = (vec![ValType::I32; 4], vec![ValType::I32]);
                             if func_types.get(type_index as usize) == Some(&realloc_shape) {
-                                imports_realloc = true;
+                                adapter.imports_realloc = true;
                             }
                         }
                         _ => {}
@@ -95,7 +103,7 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
             _ => {}
         }
     }
-    let shaped = imported_memories == 1 && defined_memories == 0 && imports_realloc;
+    let shaped = imported_memories == 1 && defined_memories == 0;
     Ok((shaped && !adapter.preview1_exports.is_empty()).then_some(adapter))
 }
 

@@ -33,15 +33,32 @@ pub struct LinkReport {
 }
 
 /// Links the shim into `module` under `mode`; returns the new module and a
-/// report. A module without WASI 0.2 imports comes back unchanged.
+/// report. A module without WASI 0.2 imports comes back unchanged. Every
+/// shimmed import allocates its results with the module's `cabi_realloc`
+/// export; see [`link_preview2_shim_with`] when imports use different ones.
 pub fn link_preview2_shim(module: &[u8], mode: WasiMode) -> Result<(Vec<u8>, LinkReport)> {
+    link_preview2_shim_with(module, mode, &|_, _| "cabi_realloc".to_string())
+}
+
+/// [`link_preview2_shim`], where `realloc_of(module, field)` names the
+/// module's exported function that the import's `canon lower` uses as its
+/// `realloc` (a wasip1 component's adapter brings its own,
+/// `cabi_import_realloc`, and expects results through it). The shim's
+/// functions are linked once per distinct realloc; the copies share one
+/// state (globals, region, handle table).
+pub fn link_preview2_shim_with(
+    module: &[u8],
+    mode: WasiMode,
+    realloc_of: &dyn Fn(&str, &str) -> String,
+) -> Result<(Vec<u8>, LinkReport)> {
     validate(module).context("the module to link the wasi shim into is not valid")?;
     let main = ModuleInfo::parse(module).context("failed to read the module to link the wasi shim into")?;
     let shim = ModuleInfo::parse(preview2_shim()?).context("failed to read the wasi shim")?;
     let mut report = LinkReport::default();
 
-    // Which of the main module's function imports go to which shim export.
-    let mut shimmed: BTreeMap<u32, u32> = BTreeMap::new(); // main import index -> shim function index
+    // Which of the main module's function imports go to which shim export,
+    // grouped by the realloc their results go through.
+    let mut groups: BTreeMap<String, BTreeMap<u32, u32>> = BTreeMap::new(); // realloc -> (import -> shim func)
     for (index, import) in main.func_imports() {
         let resolution = resolve_import(mode, &import.module, &import.field)
             .with_context(|| format!("failed to link import `{}#{}`", import.module, import.field))?;
@@ -61,20 +78,23 @@ pub fn link_preview2_shim(module: &[u8], mode: WasiMode) -> Result<(Vec<u8>, Lin
                     import.module,
                     import.field
                 );
-                shimmed.insert(index, shim_func);
+                groups.entry(realloc_of(&import.module, &import.field)).or_default().insert(index, shim_func);
                 report.shimmed.push(format!("{}#{}", import.module, import.field));
             }
         }
     }
-    if shimmed.is_empty() {
+    if groups.is_empty() {
         return Ok((module.to_vec(), report));
     }
+    let shimmed: BTreeMap<u32, u32> = groups.values().flatten().map(|(k, v)| (*k, *v)).collect();
 
-    // The shim functions reachable from the used exports.
-    let reachable = shim.reachable_from(shimmed.values().copied())?;
+    // The shim functions each copy needs, and their union's imports.
+    let reachable: Vec<BTreeSet<u32>> =
+        groups.values().map(|imports| shim.reachable_from(imports.values().copied())).collect::<Result<_>>()?;
+    let any_reachable: BTreeSet<u32> = reachable.iter().flatten().copied().collect();
 
     // Function index space of the output:
-    // [main's kept imports][shim's new imports][main's functions][shim's functions]
+    // [main's kept imports][shim's new imports][main's functions][shim copy 0][shim copy 1]...
     let mut import_slots: Vec<(String, String, u32)> = Vec::new(); // module, field, output type index
     let mut slot_of: HashMap<(String, String), u32> = HashMap::new();
     let main_type_count = main.type_count;
@@ -88,18 +108,15 @@ pub fn link_preview2_shim(module: &[u8], mode: WasiMode) -> Result<(Vec<u8>, Lin
         import_slots.push((import.module.clone(), import.field.clone(), import.type_index));
         set(&mut main_funcs, index, slot)?;
     }
-    let main_realloc = main.exported_func("cabi_realloc").context(
-        "the wasi shim returns lists through the module's `cabi_realloc`, which the module does not export",
-    )?;
     let main_memory = main.exported_memory("memory").context("the wasi shim needs the module's exported `memory`")?;
-    let mut shim_funcs: Vec<Option<u32>> = vec![None; shim.func_count() as usize];
+    let mut shim_imports: Vec<Option<u32>> = vec![None; shim.func_count() as usize];
     for (index, import) in shim.func_imports() {
-        if !reachable.contains(&index) {
+        if !any_reachable.contains(&index) {
             continue;
         }
         if import.module == MAIN_MODULE {
             ensure!(import.field == "cabi_realloc", "the wasi shim imports unknown `{MAIN_MODULE}#{}`", import.field);
-            continue; // mapped once main's functions have their indices
+            continue; // each copy maps it to its own realloc
         }
         let key = (import.module.clone(), import.field.clone());
         let slot = match slot_of.get(&key) {
@@ -121,46 +138,62 @@ pub fn link_preview2_shim(module: &[u8], mode: WasiMode) -> Result<(Vec<u8>, Lin
                 slot
             }
         };
-        set(&mut shim_funcs, index, slot)?;
+        set(&mut shim_imports, index, slot)?;
     }
     let imported = import_slots.len() as u32;
     let main_defined: Vec<u32> = (main.func_import_count..main.func_count()).collect();
     for (offset, index) in main_defined.iter().enumerate() {
         set(&mut main_funcs, *index, imported + offset as u32)?;
     }
-    let shim_defined: Vec<u32> =
-        (shim.func_import_count..shim.func_count()).filter(|index| reachable.contains(index)).collect();
-    let shim_base = imported + main_defined.len() as u32;
-    for (offset, index) in shim_defined.iter().enumerate() {
-        set(&mut shim_funcs, *index, shim_base + offset as u32)?;
-    }
-    let realloc_out = lookup(&main_funcs, main_realloc)?;
-    for (index, import) in shim.func_imports() {
-        if reachable.contains(&index) && import.module == MAIN_MODULE {
-            set(&mut shim_funcs, index, realloc_out)?;
+
+    let mut copies: Vec<ShimCopy> = Vec::new();
+    let mut next = imported + main_defined.len() as u32;
+    for ((realloc, imports), reachable) in groups.iter().zip(&reachable) {
+        let realloc_func = main.exported_func(realloc).with_context(|| {
+            format!("the wasi shim returns lists through the module's `{realloc}`, which the module does not export")
+        })?;
+        ensure!(
+            main.func_type(realloc_func)?.params().len() == 4 && main.func_type(realloc_func)?.results().len() == 1,
+            "`{realloc}` does not have the type of a `cabi_realloc`"
+        );
+        let realloc_out = lookup(&main_funcs, realloc_func)?;
+        let mut funcs = shim_imports.clone();
+        for (index, import) in shim.func_imports() {
+            if import.module == MAIN_MODULE && reachable.contains(&index) {
+                set(&mut funcs, index, realloc_out)?;
+            }
         }
-    }
-    for (index, shim_func) in &shimmed {
-        let out = lookup(&shim_funcs, *shim_func)?;
-        set(&mut main_funcs, *index, out)?;
+        let defined: Vec<u32> =
+            (shim.func_import_count..shim.func_count()).filter(|index| reachable.contains(index)).collect();
+        for index in &defined {
+            set(&mut funcs, *index, next)?;
+            next += 1;
+        }
+        for (import, shim_func) in imports {
+            set(&mut main_funcs, *import, lookup(&funcs, *shim_func)?)?;
+        }
+        copies.push(ShimCopy {
+            defined,
+            map: IndexMap {
+                funcs,
+                type_offset: main_type_count,
+                global_offset: main.global_count,
+                memories: Some(main_memory),
+            },
+        });
     }
 
-    let mut main_map = IndexMap {
-        funcs: main_funcs,
-        type_offset: 0,
-        global_offset: 0,
-        memories: None,
-    };
-    let mut shim_map = IndexMap {
-        funcs: shim_funcs,
-        type_offset: main_type_count,
-        global_offset: main.global_count,
-        memories: Some(main_memory),
-    };
-
-    let output = encode(module, &shim, &import_slots, &shim_defined, &mut main_map, &mut shim_map)?;
+    let mut main_map = IndexMap { funcs: main_funcs, type_offset: 0, global_offset: 0, memories: None };
+    let output = encode(module, &shim, &import_slots, &mut main_map, &mut copies)?;
     validate(&output).context("the module linked with the wasi shim does not validate (a bug in the linker)")?;
     Ok((output, report))
+}
+
+/// One copy of the shim's functions, bound to one realloc.
+#[derive(Debug)]
+struct ShimCopy {
+    defined: Vec<u32>,
+    map: IndexMap,
 }
 
 fn set(map: &mut [Option<u32>], index: u32, value: u32) -> Result<()> {
@@ -374,9 +407,8 @@ fn encode(
     main_bytes: &[u8],
     shim: &ModuleInfo,
     import_slots: &[(String, String, u32)],
-    shim_defined: &[u32],
     main_map: &mut IndexMap,
-    shim_map: &mut IndexMap,
+    copies: &mut [ShimCopy],
 ) -> Result<Vec<u8>> {
     use wasm_encoder as enc;
     let shim_bytes = preview2_shim()?;
@@ -457,31 +489,35 @@ fn encode(
         func_imports.import(module, field, enc::EntityType::Function(*type_index));
     }
 
-    // shim
-    let mut shim_body_index = shim.func_import_count;
+    // shim: types and globals once (copies share them), functions per copy
+    let first = copies.first_mut().context("no shim copy to link")?;
     for payload in Parser::new(0).parse_all(shim_bytes) {
         match payload? {
             Payload::TypeSection(section) => {
                 for group in section {
-                    shim_map.parse_recursive_type_group(types.ty(), group?).map_err(reencode_error)?;
+                    first.map.parse_recursive_type_group(types.ty(), group?).map_err(reencode_error)?;
                 }
             }
             Payload::GlobalSection(section) => {
-                shim_map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
-            }
-            Payload::CodeSectionEntry(body) => {
-                let index = shim_body_index;
-                shim_body_index += 1;
-                if shim_defined.contains(&index) {
-                    let ty = shim.func_type_index(index)?;
-                    functions.function(ty + shim_map.type_offset);
-                    shim_map.parse_function_body(&mut code, body).map_err(reencode_error)?;
-                }
+                first.map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
             }
             Payload::DataSection(_) | Payload::TableSection(_) | Payload::MemorySection(_) | Payload::StartSection { .. } => {
                 bail!("the wasi shim must own no data, table, memory or start function")
             }
             _ => {}
+        }
+    }
+    for copy in copies.iter_mut() {
+        let mut body_index = shim.func_import_count;
+        for payload in Parser::new(0).parse_all(shim_bytes) {
+            if let Payload::CodeSectionEntry(body) = payload? {
+                let index = body_index;
+                body_index += 1;
+                if copy.defined.contains(&index) {
+                    functions.function(shim.func_type_index(index)? + copy.map.type_offset);
+                    copy.map.parse_function_body(&mut code, body).map_err(reencode_error)?;
+                }
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hosts::{CoreGuest, Invocation, Outcome, Step};
-use karmem_adapters::wasi::{WasiMode, add_command_start_to_bytes, link_preview2_shim};
+use karmem_adapters::wasi::{WasiMode, add_command_start_to_bytes, link_preview2_shim_with};
 
 fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components").join(name);
@@ -26,11 +26,51 @@ fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?))
 }
 
+/// Component -> one core module that imports only preview1.
+///
+/// Every WASI 0.2 import must allocate through the realloc its `canon lower`
+/// names. In a wasip2 component that is the main module's `cabi_realloc`; in
+/// a wasip1 component every WASI 0.2 import is the adapter's, with the
+/// adapter's `cabi_import_realloc`. `lower` does not report the realloc per
+/// import yet; it exports the reallocs of exports first and those of imports
+/// after them, so the adapter's is its last `cabi_realloc*` export. This
+/// test relies on that until the lowering passes `realloc_of` itself.
+fn lower_and_link(component: &[u8]) -> Result<Vec<u8>> {
+    let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
+    let realloc = if has_preview1_adapter(component)? {
+        let mut reallocs = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&merged) {
+            if let wasmparser::Payload::ExportSection(section) = payload? {
+                for export in section {
+                    let export = export?;
+                    if export.name.starts_with("cabi_realloc") {
+                        reallocs.push(export.name.to_string());
+                    }
+                }
+            }
+        }
+        reallocs.pop().context("the lowered wasip1 component exports no realloc")?
+    } else {
+        "cabi_realloc".to_string()
+    };
+    Ok(link_preview2_shim_with(&merged, WasiMode::Shim, &|_, _| realloc.clone())?.0)
+}
+
+fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload? {
+            let module = component.get(unchecked_range).context("module range")?;
+            if karmem_adapters::wasi::recognize_preview1_adapter(module)?.is_some() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Component -> one core module that imports only preview1 and exports `_start`.
 fn lower_for_preview1(component: &[u8]) -> Result<Vec<u8>> {
-    let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
-    let (linked, _) = link_preview2_shim(&merged, WasiMode::Shim)?;
-    add_command_start_to_bytes(&linked)
+    add_command_start_to_bytes(&lower_and_link(component)?)
 }
 
 fn invocations() -> Vec<(&'static str, Invocation)> {
@@ -74,7 +114,8 @@ fn wasip2_command_runs_the_same_on_preview1_hosts() -> Result<()> {
 }
 
 /// The wasip1 build carries the preview1 adapter; lowered with the default
-/// merge, the adapter's WASI 0.2 calls go through the shim as well.
+/// merge, the adapter's WASI 0.2 calls go through the shim as well
+/// (`--wasi preview1`, which drops the adapter, is the lowering's to wire).
 #[test]
 fn wasip1_adapted_command_runs_the_same_on_preview1_hosts() -> Result<()> {
     check_command("command.p1-command.wasm")
@@ -237,11 +278,20 @@ fn component_probe(
 /// files and the exit code of `exit-with`, on the reference and three hosts.
 #[test]
 fn wasip2_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
-    let Some(component) = fixture("wasi-reactor.p2.wasm")? else {
+    check_reactor("wasi-reactor.p2.wasm")
+}
+
+/// The wasip1 build: the adapter's WASI 0.2 calls go through the shim.
+#[test]
+fn wasip1_adapted_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
+    check_reactor("wasi-reactor.p1-reactor.wasm")
+}
+
+fn check_reactor(name: &str) -> Result<()> {
+    let Some(component) = fixture(name)? else {
         return Ok(());
     };
-    let merged = karmem_core_lowering::lower(&component, &karmem_core_lowering::Options::default())?;
-    let (lowered, _) = link_preview2_shim(&merged, WasiMode::Shim)?;
+    let lowered = lower_and_link(&component)?;
     let invocation = Invocation {
         args: ["reactor", "x y"].map(String::from).to_vec(),
         env: vec![("GREETING".to_string(), "hallo".to_string())],
@@ -250,7 +300,7 @@ fn wasip2_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
     let reference = hosts::run_component(&component, &invocation, Some(&component_probe))?;
     assert!(reference.transcript.len() == 12, "the reference stopped early: {reference:?}");
     let check = |host: &str, outcome: Outcome| {
-        assert_eq!(outcome, reference, "wasi reactor: {host} differs from the component runtime");
+        assert_eq!(outcome, reference, "{name}: {host} differs from the component runtime");
     };
     check("wasmtime (preview1)", hosts::run_wasmtime_entry(&lowered, &invocation, hosts::Entry::Reactor(&core_probe))?);
     check("wasmi", hosts::run_wasmi_entry(&lowered, &invocation, hosts::Entry::Reactor(&core_probe))?);
@@ -258,6 +308,34 @@ fn wasip2_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
     match hosts::run_node_entry(&lowered, &invocation, Some(&driver))? {
         Some(outcome) => check("node", outcome),
         None => eprintln!("node is not installed: the node host was skipped"),
+    }
+    Ok(())
+}
+
+/// The real preview1 adapter inside a wasip1 component is the one module
+/// recognised, and it is the command adapter (it exports `run`).
+#[test]
+fn preview1_adapter_of_a_fixture_is_recognised() -> Result<()> {
+    use karmem_adapters::wasi::recognize_preview1_adapter;
+    for (name, command) in [("command.p1-command.wasm", true), ("wasi-reactor.p1-reactor.wasm", false), ("command.p2.wasm", false)] {
+        let Some(component) = fixture(name)? else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&component) {
+            if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload? {
+                let module = component.get(unchecked_range).context("module range")?;
+                if let Some(adapter) = recognize_preview1_adapter(module)? {
+                    found.push(adapter);
+                }
+            }
+        }
+        let expected = usize::from(name.contains(".p1-"));
+        assert_eq!(found.len(), expected, "{name}: {found:?}");
+        if let Some(adapter) = found.first() {
+            assert!(adapter.preview1_exports.iter().any(|export| export == "fd_write"), "{name}: {adapter:?}");
+            assert_eq!(adapter.run_export.is_some(), command, "{name}: {adapter:?}");
+        }
     }
     Ok(())
 }

@@ -191,6 +191,7 @@ fn preview1_adapter_is_recognised_by_structure() -> Result<()> {
     assert_eq!(found.preview1_exports, vec!["fd_write".to_string(), "proc_exit".to_string()]);
     assert_eq!(found.run_export.as_deref(), Some("wasi:cli/run@0.2.6#run"));
     assert_eq!(found.other_exports, vec!["cabi_import_realloc".to_string()]);
+    assert!(found.imports_realloc);
 
     // The shim imports memory and realloc too, but exports no preview1 names.
     assert_eq!(recognize_preview1_adapter(preview2_shim()?)?, None);
@@ -199,3 +200,45 @@ fn preview1_adapter_is_recognised_by_structure() -> Result<()> {
     Ok(())
 }
 
+
+/// Imports whose `canon lower` name different reallocs get shim copies bound
+/// to each, sharing one handle table: a stream from one copy works in the other.
+#[test]
+fn each_import_allocates_through_its_own_realloc() -> Result<()> {
+    let guest = wat::parse_str(
+        r#"(module
+            (import "wasi:cli/stdout@0.2.0" "get-stdout" (func $stdout (result i32)))
+            (import "wasi:io/streams@0.2.0" "[method]output-stream.blocking-write-and-flush"
+              (func $write (param i32 i32 i32 i32)))
+            (import "wasi:cli/environment@0.2.0" "get-arguments" (func $args (param i32)))
+            (memory (export "memory") 1)
+            (global $main_heap (mut i32) (i32.const 1024))
+            (global $other_heap (mut i32) (i32.const 32768))
+            (data (i32.const 16) "main\n")
+            (data (i32.const 24) "other\n")
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+              (global.get $main_heap)
+              (global.set $main_heap (i32.add (global.get $main_heap) (local.get 3))))
+            (func (export "other_realloc") (param i32 i32 i32 i32) (result i32)
+              (global.get $other_heap)
+              (global.set $other_heap (i32.add (global.get $other_heap) (local.get 3))))
+            (func (export "wasi:cli/run@0.2.0#run") (result i32)
+              (local $out i32)
+              (local.set $out (call $stdout))
+              (call $args (i32.const 64))
+              ;; the list (and its strings) came from `other_realloc`
+              (if (i32.ge_u (i32.load (i32.const 64)) (i32.const 32768))
+                (then (call $write (local.get $out) (i32.const 24) (i32.const 6) (i32.const 80)))
+                (else (call $write (local.get $out) (i32.const 16) (i32.const 5) (i32.const 80))))
+              (i32.const 0)))"#,
+    )?;
+    let realloc_of = |_: &str, field: &str| {
+        if field == "get-arguments" { "other_realloc".to_string() } else { "cabi_realloc".to_string() }
+    };
+    let (linked, _) = karmem_adapters::wasi::link_preview2_shim_with(&guest, WasiMode::Shim, &realloc_of)?;
+    let wasm = add_command_start_to_bytes(&linked)?;
+    let outcome = hosts::run_wasmtime(&wasm, &invocation())?;
+    assert_eq!((outcome.stdout.as_str(), outcome.exit_code), ("other\n", Some(0)), "{outcome:?}");
+    assert_eq!(hosts::run_wasmi(&wasm, &invocation())?, outcome);
+    Ok(())
+}
