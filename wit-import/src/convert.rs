@@ -55,6 +55,17 @@ pub struct InterfaceOrigin {
     /// Its WIT name: an interface id (`wasi:cli/stdout@0.2.6`), the kebab name of
     /// an inline interface, or for world-level functions the world's id.
     pub wit_name: String,
+    /// Its functions, in file order (which is WIT order).
+    pub functions: Vec<FunctionOrigin>,
+}
+
+/// Where an output function came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionOrigin {
+    /// Its name in the output interface (`file_read`).
+    pub name: String,
+    /// Its WIT name as the component model spells it (`[method]file.read`).
+    pub wit_name: String,
 }
 
 /// The result of importing one world.
@@ -342,7 +353,14 @@ impl<'a> Converter<'a> {
         Ok(())
     }
 
-    fn push_interface(&mut self, name: &str, side: Side, wit_name: String, members: Vec<Member>, docs: &wit_parser::Docs) {
+    fn push_interface(
+        &mut self,
+        name: &str,
+        side: Side,
+        wit_name: String,
+        (members, functions): (Vec<Member>, Vec<FunctionOrigin>),
+        docs: &wit_parser::Docs,
+    ) {
         let mut lines = vec![format!("{ORIGIN_DOC_PREFIX}{} {wit_name}", side.keyword())];
         lines.extend(docs_of(docs).0);
         self.items.push(Item::Interface(InterfaceDef {
@@ -353,7 +371,7 @@ impl<'a> Converter<'a> {
             docs: Docs(lines),
             span: Span::DUMMY,
         }));
-        self.origins.push(InterfaceOrigin { name: name.to_string(), side, wit_name });
+        self.origins.push(InterfaceOrigin { name: name.to_string(), side, wit_name, functions });
     }
 
     fn world_id(&self) -> String {
@@ -582,20 +600,22 @@ impl<'a> Converter<'a> {
     }
 
     /// Interface functions, named so that none collide (see `function_candidates`).
-    fn functions(&mut self, interface: &str, functions: &[&Function]) -> Result<Vec<Member>> {
+    fn functions(&mut self, interface: &str, functions: &[&Function]) -> Result<(Vec<Member>, Vec<FunctionOrigin>)> {
         let mut candidates = Vec::new();
         for f in functions {
             candidates.push(self.function_candidates(f)?);
         }
         let names = allocate(&candidates, &HashSet::new());
         let mut members = Vec::new();
+        let mut origins = Vec::new();
         for (f, name) in functions.iter().zip(names) {
             let def = self
                 .function(interface, &name, f)
                 .with_context(|| format!("failed to map function `{}`", f.name))?;
             members.push(Member::Function(def));
+            origins.push(FunctionOrigin { name, wit_name: f.name.clone() });
         }
-        Ok(members)
+        Ok((members, origins))
     }
 
     /// Freestanding functions keep their name; resource functions are prefixed

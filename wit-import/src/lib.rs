@@ -32,7 +32,7 @@ pub mod names;
 pub mod overlay;
 
 pub use abi::{AbiType, FlatType};
-pub use convert::{Imported, InterfaceOrigin, Side, import_world, origin_of};
+pub use convert::{FunctionOrigin, Imported, InterfaceOrigin, Side, import_world, origin_of};
 pub use load::{LoadedWorld, load_path, load_wasm, load_wit_text};
 pub use overlay::Overlay;
 

@@ -113,7 +113,17 @@ fn check_world(imported: &Imported, label: &str) -> Result<usize> {
         let Some(Item::Interface(iface)) = schema.get(&origin.name) else {
             bail!("{label}: interface `{}` missing", origin.name);
         };
+        let origin_names: Vec<&str> = origin.functions.iter().map(|f| f.wit_name.as_str()).collect();
+        let wit_names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+        if origin_names != wit_names {
+            bail!("{label}: `{}` reports functions {origin_names:?}, WIT has {wit_names:?}", origin.name);
+        }
         let idl_functions: Vec<_> = iface.functions().collect();
+        let idl_names: Vec<&str> = idl_functions.iter().map(|f| f.name.name.as_str()).collect();
+        let reported: Vec<&str> = origin.functions.iter().map(|f| f.name.as_str()).collect();
+        if idl_names != reported {
+            bail!("{label}: `{}` reports names {reported:?}, the file has {idl_names:?}", origin.name);
+        }
         if idl_functions.len() != functions.len() {
             bail!("{label}: `{}` has {} functions, WIT has {}", origin.name, idl_functions.len(), functions.len());
         }
