@@ -232,7 +232,7 @@ impl ReferenceRunner {
         let mut params = Vec::with_capacity(call.args.len());
         for ((name, param_type), arg) in param_types.iter().zip(&call.args) {
             let value = match arg {
-                Arg::Wave(text) => parse_arg(param_type, text)
+                Arg::Wave(text) => parse_wave_arg(param_type, text)
                     .with_context(|| format!("parsing the argument `{name}`"))?,
                 Arg::Handle(handle) => Val::Resource(
                     *live
@@ -271,9 +271,11 @@ impl ReferenceRunner {
     }
 }
 
-/// Parses one argument at its parameter type; plain string literals are
-/// read directly (see [`parse_string_literal`]).
-fn parse_arg(ty: &wasmtime::component::Type, text: &str) -> Result<Val> {
+/// Parses one WAVE argument at its parameter type into a wasmtime value.
+/// Plain string literals are read directly (see [`parse_string_literal`]):
+/// `Val::from_wave` overflows a test thread's stack on a few hundred KiB.
+/// Other wasmtime-based runners should use this too.
+pub fn parse_wave_arg(ty: &wasmtime::component::Type, text: &str) -> Result<Val> {
     if let wasmtime::component::Type::String = ty
         && let Some(value) = parse_string_literal(text)
     {
