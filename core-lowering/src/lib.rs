@@ -106,6 +106,11 @@ pub fn output_features(options: &Options) -> wasmparser::WasmFeatures {
     features
 }
 
+/// Binary input as is; WebAssembly text is parsed to binary first.
+pub fn binary_input(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    wat::parse_bytes(bytes).context("the input is neither a WebAssembly binary nor valid WebAssembly text")
+}
+
 /// Print a core module as WebAssembly text.
 pub fn to_wat(bytes: &[u8]) -> Result<String> {
     wasmprinter::print_bytes(bytes).context("failed to print the module as text")

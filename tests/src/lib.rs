@@ -4,6 +4,7 @@
 //! that compares it, value for value, with lowered modules on other runtimes.
 //! The tests themselves are in `tests/`.
 
+pub mod canonical_host;
 pub mod fixtures;
 pub mod harness;
 pub mod host;

@@ -22,6 +22,7 @@ pub struct Opts {
 pub fn run(opts: Opts) -> Result<()> {
     let name = display_name(&opts.file);
     let bytes = read_input(&opts.file)?;
+    let bytes = karmem_core_lowering::binary_input(&bytes)?;
     let summary = inspect::inspect(&bytes).with_context(|| format!("failed to inspect `{name}`"))?;
     if opts.json {
         println!("{}", inspect::to_json(&summary)?);

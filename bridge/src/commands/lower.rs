@@ -43,6 +43,7 @@ pub struct Opts {
 pub fn run(opts: Opts) -> Result<()> {
     let name = display_name(&opts.input);
     let bytes = read_input(&opts.input)?;
+    let bytes = karmem_core_lowering::binary_input(&bytes)?;
     let options = Options {
         abi: match opts.abi {
             AbiArg::Canonical => Abi::Canonical,
