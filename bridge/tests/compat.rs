@@ -1,6 +1,9 @@
 //! `karmem-bridge compat OLD NEW` through the real binary: the report on stdout
 //! equals the library's snapshot, exit 1 with a count when anything breaks.
 
+// Test harness: a failed setup step is a failed test.
+#![allow(clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,7 +28,12 @@ fn expected(case: &str) -> String {
 fn safe_evolution_passes() {
     for case in ["paper-fig08-to-fig10", "safe-additions"] {
         let out = compat(case);
-        assert_eq!(out.status.code(), Some(0), "{case}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected(case));
         assert!(out.stderr.is_empty());
     }
@@ -42,7 +50,10 @@ fn breaking_changes_are_listed_and_fail() {
     );
     let out = compat("field-removed-and-retyped");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("breaking: struct `reading`: field `unit` removed\n"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("breaking: struct `reading`: field `unit` removed\n")
+    );
 }
 
 #[test]
@@ -53,5 +64,8 @@ fn invalid_schemas_are_diagnosed_first() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run karmem-bridge: {e}"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: unknown type `pont`\n --> ../fail/unknown-type.km:3:9\n"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: unknown type `pont`\n --> ../fail/unknown-type.km:3:9\n")
+    );
 }

@@ -33,7 +33,10 @@ pub struct Ident {
 
 impl Ident {
     pub fn new(name: impl Into<String>) -> Ident {
-        Ident { name: name.into(), span: Span::DUMMY }
+        Ident {
+            name: name.into(),
+            span: Span::DUMMY,
+        }
     }
 }
 
@@ -360,11 +363,18 @@ pub struct TypeRef {
 
 impl TypeRef {
     pub fn new(kind: TypeKind) -> TypeRef {
-        TypeRef { kind, attrs: Vec::new(), span: Span::DUMMY }
+        TypeRef {
+            kind,
+            attrs: Vec::new(),
+            span: Span::DUMMY,
+        }
     }
 
     pub fn with_attr(mut self, kind: AttrKind) -> TypeRef {
-        self.attrs.push(Attr { kind, span: Span::DUMMY });
+        self.attrs.push(Attr {
+            kind,
+            span: Span::DUMMY,
+        });
         self
     }
 

@@ -35,7 +35,11 @@ impl Change {
 
 /// Every change from `old` to `new`, in the old schema's order, additions last.
 pub fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
-    let mut cx = Compare { old, new, changes: Vec::new() };
+    let mut cx = Compare {
+        old,
+        new,
+        changes: Vec::new(),
+    };
     cx.package();
     for old_item in old.items() {
         let path = item_path(old_item);
@@ -46,7 +50,13 @@ pub fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     }
     for new_item in new.items() {
         if old.get(&new_item.name().name).is_none() {
-            cx.push(false, &item_path(new_item), "added".into(), None, Some(new_item.span()));
+            cx.push(
+                false,
+                &item_path(new_item),
+                "added".into(),
+                None,
+                Some(new_item.span()),
+            );
         }
     }
     cx.changes
@@ -74,7 +84,11 @@ fn item_kind(item: &Item) -> &'static str {
 }
 
 fn with_article(kind: &str) -> String {
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {kind}")
 }
 
@@ -96,8 +110,21 @@ struct Compare<'a> {
 }
 
 impl Compare<'_> {
-    fn push(&mut self, breaking: bool, path: &str, message: String, old_span: Option<Span>, new_span: Option<Span>) {
-        self.changes.push(Change { breaking, path: path.to_string(), message, old_span, new_span });
+    fn push(
+        &mut self,
+        breaking: bool,
+        path: &str,
+        message: String,
+        old_span: Option<Span>,
+        new_span: Option<Span>,
+    ) {
+        self.changes.push(Change {
+            breaking,
+            path: path.to_string(),
+            message,
+            old_span,
+            new_span,
+        });
     }
 
     fn breaking(&mut self, path: &str, message: String, old: Span, new: Span) {
@@ -111,9 +138,12 @@ impl Compare<'_> {
     fn package(&mut self) {
         let (old, new) = (&self.old.file().package, &self.new.file().package);
         match (old, new) {
-            (Some(o), Some(n)) if o.name != n.name => {
-                self.breaking("package", format!("renamed from `{}` to `{}`", o.name, n.name), o.span, n.span)
-            }
+            (Some(o), Some(n)) if o.name != n.name => self.breaking(
+                "package",
+                format!("renamed from `{}` to `{}`", o.name, n.name),
+                o.span,
+                n.span,
+            ),
             (Some(o), Some(n)) if o.version != n.version => self.safe(
                 "package",
                 format!(
@@ -124,8 +154,20 @@ impl Compare<'_> {
                 Some(o.span),
                 Some(n.span),
             ),
-            (Some(o), None) => self.push(true, "package", format!("header `{}` removed", o.name), Some(o.span), None),
-            (None, Some(n)) => self.push(true, "package", format!("header `{}` added", n.name), None, Some(n.span)),
+            (Some(o), None) => self.push(
+                true,
+                "package",
+                format!("header `{}` removed", o.name),
+                Some(o.span),
+                None,
+            ),
+            (None, Some(n)) => self.push(
+                true,
+                "package",
+                format!("header `{}` added", n.name),
+                None,
+                Some(n.span),
+            ),
             _ => {}
         }
     }
@@ -140,7 +182,11 @@ impl Compare<'_> {
             (Item::Interface(o), Item::Interface(n)) => self.interface(path, o, n),
             _ => self.breaking(
                 path,
-                format!("is now {} `{}`", with_article(item_kind(new)), new.name().name),
+                format!(
+                    "is now {} `{}`",
+                    with_article(item_kind(new)),
+                    new.name().name
+                ),
                 old.span(),
                 new.span(),
             ),
@@ -163,13 +209,21 @@ impl Compare<'_> {
 
     fn structure(&mut self, path: &str, old: &StructDef, new: &StructDef) {
         if old.evolution != new.evolution {
-            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            let message = format!(
+                "changed from {} to {}",
+                evolution(old.evolution),
+                evolution(new.evolution)
+            );
             self.breaking(path, message, old.span, new.span);
             return;
         }
         let inline = old.evolution == Evolution::Inline;
-        let new_positions: HashMap<&str, usize> =
-            new.fields.iter().enumerate().map(|(i, f)| (f.name.name.as_str(), i)).collect();
+        let new_positions: HashMap<&str, usize> = new
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.name.as_str(), i))
+            .collect();
         for (i, of) in old.fields.iter().enumerate() {
             let field = format!("field `{}`", of.name.name);
             match new.fields.get(i) {
@@ -179,7 +233,8 @@ impl Compare<'_> {
                         self.breaking(path, message, of.span, nf.span);
                     }
                     if of.default != nf.default {
-                        let shown = |d: &Option<Literal>| d.as_ref().map_or("none".to_string(), literal);
+                        let shown =
+                            |d: &Option<Literal>| d.as_ref().map_or("none".to_string(), literal);
                         let message = format!(
                             "default of {field} changed from `{}` to `{}` (old messages read differently)",
                             shown(&of.default),
@@ -191,7 +246,12 @@ impl Compare<'_> {
                 _ => match new_positions.get(of.name.name.as_str()) {
                     Some(&j) => {
                         let span = new.fields.get(j).map_or(new.span, |f| f.span);
-                        self.breaking(path, format!("{field} moved from position {i} to {j}"), of.span, span);
+                        self.breaking(
+                            path,
+                            format!("{field} moved from position {i} to {j}"),
+                            of.span,
+                            span,
+                        );
                     }
                     None => self.push(true, path, format!("{field} removed"), Some(of.span), None),
                 },
@@ -204,9 +264,21 @@ impl Compare<'_> {
             }
             let field = format!("field `{}`", nf.name.name);
             if inline {
-                self.push(true, path, format!("{field} added to an inline struct"), None, Some(nf.span));
+                self.push(
+                    true,
+                    path,
+                    format!("{field} added to an inline struct"),
+                    None,
+                    Some(nf.span),
+                );
             } else if j < old.fields.len() {
-                self.push(true, path, format!("{field} inserted at position {j}, before old fields"), None, Some(nf.span));
+                self.push(
+                    true,
+                    path,
+                    format!("{field} inserted at position {j}, before old fields"),
+                    None,
+                    Some(nf.span),
+                );
             } else {
                 self.safe(path, format!("{field} appended"), None, Some(nf.span));
             }
@@ -215,38 +287,70 @@ impl Compare<'_> {
 
     fn union(&mut self, path: &str, old: &UnionDef, new: &UnionDef) {
         if old.evolution != new.evolution {
-            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            let message = format!(
+                "changed from {} to {}",
+                evolution(old.evolution),
+                evolution(new.evolution)
+            );
             self.breaking(path, message, old.span, new.span);
         }
         if old.tag != new.tag {
-            let message = format!("tag width changed from `{}` to `{}`", tag_width(old.tag), tag_width(new.tag));
+            let message = format!(
+                "tag width changed from `{}` to `{}`",
+                tag_width(old.tag),
+                tag_width(new.tag)
+            );
             self.breaking(path, message, old.span, new.span);
         }
         let old_tags = old.effective_tags();
         let new_tags = new.effective_tags();
-        let new_cases: HashMap<&str, (&UnionCase, u64)> =
-            new.cases.iter().zip(&new_tags).map(|(c, &t)| (c.name.name.as_str(), (c, t))).collect();
+        let new_cases: HashMap<&str, (&UnionCase, u64)> = new
+            .cases
+            .iter()
+            .zip(&new_tags)
+            .map(|(c, &t)| (c.name.name.as_str(), (c, t)))
+            .collect();
         let mut removed_tags = HashSet::new();
         for (oc, &old_tag) in old.cases.iter().zip(&old_tags) {
             let case = format!("case `{}`", oc.name.name);
             let Some(&(nc, new_tag)) = new_cases.get(oc.name.name.as_str()) else {
                 removed_tags.insert(old_tag);
-                self.push(true, path, format!("{case} (tag {old_tag}) removed"), Some(oc.span), None);
+                self.push(
+                    true,
+                    path,
+                    format!("{case} (tag {old_tag}) removed"),
+                    Some(oc.span),
+                    None,
+                );
                 continue;
             };
             if old_tag != new_tag {
-                self.breaking(path, format!("tag of {case} changed from {old_tag} to {new_tag}"), oc.span, nc.span);
+                self.breaking(
+                    path,
+                    format!("tag of {case} changed from {old_tag} to {new_tag}"),
+                    oc.span,
+                    nc.span,
+                );
             }
             match (&oc.ty, &nc.ty) {
-                (Some(o), Some(n)) if !self.same_type(o, n) => {
-                    self.breaking(path, format!("{case} retyped {}", self.retyped(o, n)), oc.span, nc.span)
-                }
-                (Some(o), None) => {
-                    self.breaking(path, format!("{case} lost its payload `{}`", type_ref(o)), oc.span, nc.span)
-                }
-                (None, Some(n)) => {
-                    self.breaking(path, format!("{case} gained a payload `{}`", type_ref(n)), oc.span, nc.span)
-                }
+                (Some(o), Some(n)) if !self.same_type(o, n) => self.breaking(
+                    path,
+                    format!("{case} retyped {}", self.retyped(o, n)),
+                    oc.span,
+                    nc.span,
+                ),
+                (Some(o), None) => self.breaking(
+                    path,
+                    format!("{case} lost its payload `{}`", type_ref(o)),
+                    oc.span,
+                    nc.span,
+                ),
+                (None, Some(n)) => self.breaking(
+                    path,
+                    format!("{case} gained a payload `{}`", type_ref(n)),
+                    oc.span,
+                    nc.span,
+                ),
                 _ => {}
             }
         }
@@ -257,30 +361,61 @@ impl Compare<'_> {
             }
             let case = format!("case `{}`", nc.name.name);
             if removed_tags.contains(&tag) {
-                self.push(true, path, format!("{case} reuses tag {tag} of a removed case"), None, Some(nc.span));
+                self.push(
+                    true,
+                    path,
+                    format!("{case} reuses tag {tag} of a removed case"),
+                    None,
+                    Some(nc.span),
+                );
             } else if new.evolution == Evolution::Inline {
-                self.push(true, path, format!("{case} added to an inline union"), None, Some(nc.span));
+                self.push(
+                    true,
+                    path,
+                    format!("{case} added to an inline union"),
+                    None,
+                    Some(nc.span),
+                );
             } else {
-                self.safe(path, format!("{case} added with tag {tag}"), None, Some(nc.span));
+                self.safe(
+                    path,
+                    format!("{case} added with tag {tag}"),
+                    None,
+                    Some(nc.span),
+                );
             }
         }
     }
 
     fn enumeration(&mut self, path: &str, old: &EnumDef, new: &EnumDef) {
         if old.repr != new.repr {
-            let message = format!("width changed from `{}` to `{}`", int_width(old.repr), int_width(new.repr));
+            let message = format!(
+                "width changed from `{}` to `{}`",
+                int_width(old.repr),
+                int_width(new.repr)
+            );
             self.breaking(path, message, old.span, new.span);
         }
         let new_values = new.effective_values();
-        let new_cases: HashMap<&str, (&EnumCase, u64)> =
-            new.cases.iter().zip(&new_values).map(|(c, &v)| (c.name.name.as_str(), (c, v))).collect();
+        let new_cases: HashMap<&str, (&EnumCase, u64)> = new
+            .cases
+            .iter()
+            .zip(&new_values)
+            .map(|(c, &v)| (c.name.name.as_str(), (c, v)))
+            .collect();
         let mut removed_values = HashSet::new();
         for (oc, old_value) in old.cases.iter().zip(old.effective_values()) {
             let case = format!("case `{}`", oc.name.name);
             match new_cases.get(oc.name.name.as_str()) {
                 None => {
                     removed_values.insert(old_value);
-                    self.push(true, path, format!("{case} (value {old_value}) removed"), Some(oc.span), None);
+                    self.push(
+                        true,
+                        path,
+                        format!("{case} (value {old_value}) removed"),
+                        Some(oc.span),
+                        None,
+                    );
                 }
                 Some(&(nc, new_value)) if new_value != old_value => self.breaking(
                     path,
@@ -298,9 +433,20 @@ impl Compare<'_> {
             }
             let case = format!("case `{}`", nc.name.name);
             if removed_values.contains(&value) {
-                self.push(true, path, format!("{case} reuses value {value} of a removed case"), None, Some(nc.span));
+                self.push(
+                    true,
+                    path,
+                    format!("{case} reuses value {value} of a removed case"),
+                    None,
+                    Some(nc.span),
+                );
             } else {
-                self.safe(path, format!("{case} added with value {value}"), None, Some(nc.span));
+                self.safe(
+                    path,
+                    format!("{case} added with value {value}"),
+                    None,
+                    Some(nc.span),
+                );
             }
         }
     }
@@ -311,25 +457,47 @@ impl Compare<'_> {
                 Some(nf) if nf.name.name == of.name.name => {}
                 Some(nf) => self.breaking(
                     path,
-                    format!("bit {i} changed from flag `{}` to `{}`", of.name.name, nf.name.name),
+                    format!(
+                        "bit {i} changed from flag `{}` to `{}`",
+                        of.name.name, nf.name.name
+                    ),
                     of.span,
                     nf.span,
                 ),
-                None => self.push(true, path, format!("flag `{}` (bit {i}) removed", of.name.name), Some(of.span), None),
+                None => self.push(
+                    true,
+                    path,
+                    format!("flag `{}` (bit {i}) removed", of.name.name),
+                    Some(of.span),
+                    None,
+                ),
             }
         }
         for (i, nf) in new.flags.iter().enumerate().skip(old.flags.len()) {
-            self.safe(path, format!("flag `{}` appended as bit {i}", nf.name.name), None, Some(nf.span));
+            self.safe(
+                path,
+                format!("flag `{}` appended as bit {i}", nf.name.name),
+                None,
+                Some(nf.span),
+            );
         }
     }
 
     fn interface(&mut self, path: &str, old: &InterfaceDef, new: &InterfaceDef) {
         if old.evolution != new.evolution {
-            let message = format!("changed from {} to {}", evolution(old.evolution), evolution(new.evolution));
+            let message = format!(
+                "changed from {} to {}",
+                evolution(old.evolution),
+                evolution(new.evolution)
+            );
             self.breaking(path, message, old.span, new.span);
         }
         if old.pattern != new.pattern {
-            let message = format!("pattern changed from `{}` to `{}`", pattern(old.pattern), pattern(new.pattern));
+            let message = format!(
+                "pattern changed from `{}` to `{}`",
+                pattern(old.pattern),
+                pattern(new.pattern)
+            );
             self.breaking(path, message, old.span, new.span);
         }
         let member_name = |m: &Member| match m {
@@ -340,24 +508,39 @@ impl Compare<'_> {
             Member::Memory(m) => m.span,
             Member::Function(f) => f.span,
         };
-        let new_members: HashMap<String, &Member> = new.members.iter().map(|m| (member_name(m), m)).collect();
+        let new_members: HashMap<String, &Member> =
+            new.members.iter().map(|m| (member_name(m), m)).collect();
         for om in &old.members {
             let name = member_name(om);
             match (om, new_members.get(&name)) {
-                (Member::Memory(o), None) => {
-                    self.push(true, path, format!("memory `{name}` removed"), Some(o.span), None)
-                }
-                (Member::Function(o), None) => {
-                    self.push(true, path, format!("function `{name}` removed"), Some(o.span), None)
-                }
+                (Member::Memory(o), None) => self.push(
+                    true,
+                    path,
+                    format!("memory `{name}` removed"),
+                    Some(o.span),
+                    None,
+                ),
+                (Member::Function(o), None) => self.push(
+                    true,
+                    path,
+                    format!("function `{name}` removed"),
+                    Some(o.span),
+                    None,
+                ),
                 (Member::Memory(o), Some(Member::Memory(n))) => self.memory(path, o, n),
                 (Member::Function(o), Some(Member::Function(n))) => self.function(path, o, n),
-                (Member::Memory(o), Some(n)) => {
-                    self.breaking(path, format!("memory `{name}` is now a function"), o.span, member_span(n))
-                }
-                (Member::Function(o), Some(n)) => {
-                    self.breaking(path, format!("function `{name}` is now a memory"), o.span, member_span(n))
-                }
+                (Member::Memory(o), Some(n)) => self.breaking(
+                    path,
+                    format!("memory `{name}` is now a function"),
+                    o.span,
+                    member_span(n),
+                ),
+                (Member::Function(o), Some(n)) => self.breaking(
+                    path,
+                    format!("function `{name}` is now a memory"),
+                    o.span,
+                    member_span(n),
+                ),
             }
         }
         let old_names: HashSet<String> = old.members.iter().map(member_name).collect();
@@ -371,25 +554,47 @@ impl Compare<'_> {
                 Member::Function(_) => "function",
             };
             if new.evolution == Evolution::Inline {
-                self.push(true, path, format!("{what} `{name}` added to an inline interface"), None, Some(member_span(nm)));
+                self.push(
+                    true,
+                    path,
+                    format!("{what} `{name}` added to an inline interface"),
+                    None,
+                    Some(member_span(nm)),
+                );
             } else {
-                self.safe(path, format!("{what} `{name}` added"), None, Some(member_span(nm)));
+                self.safe(
+                    path,
+                    format!("{what} `{name}` added"),
+                    None,
+                    Some(member_span(nm)),
+                );
             }
         }
     }
 
     fn memory(&mut self, path: &str, old: &MemoryDef, new: &MemoryDef) {
         let memory = format!("memory `{}`", old.name.name);
-        for (side, o, n) in [("import", old.import, new.import), ("export", old.export, new.export)] {
+        for (side, o, n) in [
+            ("import", old.import, new.import),
+            ("export", old.export, new.export),
+        ] {
             if n < o {
                 self.breaking(
                     path,
-                    format!("{memory} {side} access narrowed from `{}` to `{}`", access(o), access(n)),
+                    format!(
+                        "{memory} {side} access narrowed from `{}` to `{}`",
+                        access(o),
+                        access(n)
+                    ),
                     old.span,
                     new.span,
                 );
             } else if n > o {
-                let message = format!("{memory} {side} access widened from `{}` to `{}`", access(o), access(n));
+                let message = format!(
+                    "{memory} {side} access widened from `{}` to `{}`",
+                    access(o),
+                    access(n)
+                );
                 self.safe(path, message, Some(old.span), Some(new.span));
             }
         }
@@ -422,12 +627,27 @@ impl Compare<'_> {
         };
         let (o, n) = (signature(old, self.old), signature(new, self.new));
         if o != n {
-            self.breaking(path, format!("signature of {function} changed from `{o}` to `{n}`"), old.span, new.span);
+            self.breaking(
+                path,
+                format!("signature of {function} changed from `{o}` to `{n}`"),
+                old.span,
+                new.span,
+            );
             return;
         }
-        let names = |params: &[Param]| params.iter().map(|p| p.name.as_ref().map(|n| n.name.clone())).collect::<Vec<_>>();
+        let names = |params: &[Param]| {
+            params
+                .iter()
+                .map(|p| p.name.as_ref().map(|n| n.name.clone()))
+                .collect::<Vec<_>>()
+        };
         if names(&old.params) != names(&new.params) || names(&old.results) != names(&new.results) {
-            self.safe(path, format!("parameters of {function} renamed"), Some(old.span), Some(new.span));
+            self.safe(
+                path,
+                format!("parameters of {function} renamed"),
+                Some(old.span),
+                Some(new.span),
+            );
         }
     }
 }
@@ -442,13 +662,21 @@ fn normalize(ty: &TypeRef, schema: &Schema) -> TypeRef {
         }
         TypeKind::Array(elem) => {
             if matches!(&elem.kind, TypeKind::Named(id) if matches!(schema.get(&id.name), Some(Item::Struct(_))))
-                && !ty.attrs.iter().any(|a| matches!(a.kind, AttrKind::Soa | AttrKind::Aos))
+                && !ty
+                    .attrs
+                    .iter()
+                    .any(|a| matches!(a.kind, AttrKind::Soa | AttrKind::Aos))
             {
-                out.attrs.push(Attr { kind: AttrKind::Soa, span: Span::DUMMY });
+                out.attrs.push(Attr {
+                    kind: AttrKind::Soa,
+                    span: Span::DUMMY,
+                });
             }
             TypeKind::Array(Box::new(normalize(elem, schema)))
         }
-        TypeKind::FixedArray(elem, n) => TypeKind::FixedArray(Box::new(normalize(elem, schema)), *n),
+        TypeKind::FixedArray(elem, n) => {
+            TypeKind::FixedArray(Box::new(normalize(elem, schema)), *n)
+        }
         TypeKind::Option(inner) => TypeKind::Option(Box::new(normalize(inner, schema))),
         TypeKind::Result { ok, err } => TypeKind::Result {
             ok: ok.as_ref().map(|t| Box::new(normalize(t, schema))),

@@ -79,7 +79,9 @@ struct LineStarts(Vec<usize>);
 
 impl LineStarts {
     fn new(source: &str) -> LineStarts {
-        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         LineStarts(starts)
     }
 
@@ -103,8 +105,13 @@ fn render_one(out: &mut String, error: &Error, path: &str, source: &str, lines: 
 fn trim(span: Span, source: &str) -> Span {
     let start = clamp_to_char_boundary(source, span.start as usize);
     let end = clamp_to_char_boundary(source, span.end as usize).max(start);
-    let Some(text) = source.get(start..end) else { return span };
-    let lead = text.len() - text.trim_start_matches(|c: char| c.is_whitespace() || c == '=').len();
+    let Some(text) = source.get(start..end) else {
+        return span;
+    };
+    let lead = text.len()
+        - text
+            .trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+            .len();
     let inner = text.get(lead..).unwrap_or("");
     let trimmed = inner.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
     if trimmed.is_empty() {
@@ -125,15 +132,30 @@ fn snippet(
     let span = trim(span, source);
     let start = clamp_to_char_boundary(source, span.start as usize);
     let (line, line_start) = lines.line_of(start);
-    let col = source.get(line_start..start).map_or(0, |s| s.chars().count()) + 1;
-    let line_end = source.get(start..).and_then(|s| s.find('\n')).map_or(source.len(), |i| start + i);
-    let text = source.get(line_start..line_end).unwrap_or("").trim_end_matches('\r');
+    let col = source
+        .get(line_start..start)
+        .map_or(0, |s| s.chars().count())
+        + 1;
+    let line_end = source
+        .get(start..)
+        .and_then(|s| s.find('\n'))
+        .map_or(source.len(), |i| start + i);
+    let text = source
+        .get(line_start..line_end)
+        .unwrap_or("")
+        .trim_end_matches('\r');
     // The caret covers the span, but no further than the end of its first line.
     let end = clamp_to_char_boundary(source, (span.end as usize).max(start)).min(line_end);
-    let width = source.get(start..end).map_or(0, |s| s.chars().count()).max(1);
+    let width = source
+        .get(start..end)
+        .map_or(0, |s| s.chars().count())
+        .max(1);
     let gutter = line.to_string().len();
     let pad = " ".repeat(gutter);
-    let _ = write!(out, "\n{pad}{arrow} {path}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | ");
+    let _ = write!(
+        out,
+        "\n{pad}{arrow} {path}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | "
+    );
     // Tabs before the caret keep their width so the caret lines up.
     for c in text.chars().take(col - 1) {
         out.push(if c == '\t' { '\t' } else { ' ' });

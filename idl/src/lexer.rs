@@ -88,9 +88,16 @@ pub struct Spanned {
 /// Splits `source` into tokens, ending with [`Token::Eof`].
 pub fn tokenize(source: &str) -> Result<Vec<Spanned>, Error> {
     if source.len() > u32::MAX as usize {
-        return Err(Error::new(ErrorKind::BadNumber("file larger than 4 GiB".into()), Span::DUMMY));
+        return Err(Error::new(
+            ErrorKind::BadNumber("file larger than 4 GiB".into()),
+            Span::DUMMY,
+        ));
     }
-    let mut lexer = Lexer { source, pos: 0, tokens: Vec::new() };
+    let mut lexer = Lexer {
+        source,
+        pos: 0,
+        tokens: Vec::new(),
+    };
     lexer.run()?;
     Ok(lexer.tokens)
 }
@@ -115,7 +122,9 @@ impl Lexer<'_> {
     }
 
     fn peek_at(&self, skip: usize) -> Option<char> {
-        self.source.get(self.pos..).and_then(|s| s.chars().nth(skip))
+        self.source
+            .get(self.pos..)
+            .and_then(|s| s.chars().nth(skip))
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -277,8 +286,11 @@ impl Lexer<'_> {
             self.pos += 2;
             let digits_start = self.pos;
             self.digits(16);
-            let text: String =
-                self.source.get(digits_start..self.pos).unwrap_or("").replace('_', "");
+            let text: String = self
+                .source
+                .get(digits_start..self.pos)
+                .unwrap_or("")
+                .replace('_', "");
             self.reject_trailing_word(start)?;
             let value = u128::from_str_radix(&text, 16).map_err(|_| bad(self))?;
             self.push(Token::Int(value), start);
@@ -300,7 +312,11 @@ impl Lexer<'_> {
             }
         }
         self.reject_trailing_word(start)?;
-        let text: String = self.source.get(start..self.pos).unwrap_or("").replace('_', "");
+        let text: String = self
+            .source
+            .get(start..self.pos)
+            .unwrap_or("")
+            .replace('_', "");
         let token = if is_float {
             let value: f64 = text.parse().map_err(|_| bad(self))?;
             if !value.is_finite() {
@@ -321,7 +337,10 @@ impl Lexer<'_> {
                 self.bump();
             }
             let text = self.source.get(start..self.pos).unwrap_or("").to_string();
-            return Err(Error::new(ErrorKind::BadNumber(text), self.span_from(start)));
+            return Err(Error::new(
+                ErrorKind::BadNumber(text),
+                self.span_from(start),
+            ));
         }
         Ok(())
     }
@@ -332,7 +351,10 @@ impl Lexer<'_> {
             return;
         }
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+        {
             self.bump();
         }
         let text = self.source.get(start..self.pos).unwrap_or("").to_string();
@@ -355,25 +377,42 @@ impl Lexer<'_> {
                 while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
                     self.bump();
                 }
-                let digits = self.source.get(digits_start..self.pos).unwrap_or("").to_string();
+                let digits = self
+                    .source
+                    .get(digits_start..self.pos)
+                    .unwrap_or("")
+                    .to_string();
                 if self.peek() == Some('}') {
                     self.bump();
                 }
                 let text = self.source.get(start..self.pos).unwrap_or("").to_string();
-                let value = u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32);
-                return value.ok_or_else(|| Error::new(ErrorKind::BadEscape(text), self.span_from(start)));
+                let value = u32::from_str_radix(&digits, 16)
+                    .ok()
+                    .and_then(char::from_u32);
+                return value
+                    .ok_or_else(|| Error::new(ErrorKind::BadEscape(text), self.span_from(start)));
             }
             None => {
-                let kind = if self.source.get(quote_start..).is_some_and(|s| s.starts_with('"')) {
+                let kind = if self
+                    .source
+                    .get(quote_start..)
+                    .is_some_and(|s| s.starts_with('"'))
+                {
                     ErrorKind::UnterminatedString
                 } else {
                     ErrorKind::UnterminatedChar
                 };
-                return Err(Error::new(kind, Span::new(quote_start as u32, quote_start as u32 + 1)));
+                return Err(Error::new(
+                    kind,
+                    Span::new(quote_start as u32, quote_start as u32 + 1),
+                ));
             }
             Some(_) => {
                 let text = self.source.get(start..self.pos).unwrap_or("").to_string();
-                return Err(Error::new(ErrorKind::BadEscape(text), self.span_from(start)));
+                return Err(Error::new(
+                    ErrorKind::BadEscape(text),
+                    self.span_from(start),
+                ));
             }
         };
         Ok(c)
@@ -402,7 +441,10 @@ impl Lexer<'_> {
     fn char_literal(&mut self, start: usize) -> Result<(), Error> {
         self.bump();
         let unterminated = || {
-            Error::new(ErrorKind::UnterminatedChar, Span::new(start as u32, start as u32 + 1))
+            Error::new(
+                ErrorKind::UnterminatedChar,
+                Span::new(start as u32, start as u32 + 1),
+            )
         };
         let c = match self.bump() {
             Some('\\') => self.escape(start)?,
@@ -422,7 +464,9 @@ mod tests {
     use super::*;
 
     fn kinds(source: &str) -> Vec<Token> {
-        tokenize(source).map(|t| t.into_iter().map(|s| s.token).collect()).unwrap_or_default()
+        tokenize(source)
+            .map(|t| t.into_iter().map(|s| s.token).collect())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -485,7 +529,13 @@ mod tests {
         let err = tokenize("a $").err();
         assert_eq!(err.map(|e| e.span), Some(Span::new(2, 3)));
         let err = tokenize("x = \"abc").err();
-        assert_eq!(err.map(|e| (e.kind, e.span)), Some((ErrorKind::UnterminatedString, Span::new(4, 5))));
-        assert!(matches!(tokenize("12ab").map_err(|e| e.kind), Err(ErrorKind::BadNumber(_))));
+        assert_eq!(
+            err.map(|e| (e.kind, e.span)),
+            Some((ErrorKind::UnterminatedString, Span::new(4, 5)))
+        );
+        assert!(matches!(
+            tokenize("12ab").map_err(|e| e.kind),
+            Err(ErrorKind::BadNumber(_))
+        ));
     }
 }

@@ -6,6 +6,20 @@
 //! compatibility checker behind `compat`.
 //!
 //! Does not own: the binary layout (`karmem-format`) or WIT (`karmem-wit-import`).
+//! The language is specified in `docs/IDL.md`.
+//!
+//! ```
+//! let source = "struct point (inline) {\n    x: f32;\n    y: f32;\n}\n";
+//! let schema = karmem_idl::load(source, "point.km").expect("a valid schema");
+//! assert!(schema.get("point").is_some());
+//! assert_eq!(karmem_idl::print(schema.file()), source);
+//!
+//! let error = karmem_idl::load("struct p (inline) { x: f23; }", "p.km").unwrap_err();
+//! assert_eq!(
+//!     error.to_report(),
+//!     "error: unknown type `f23`\n --> p.km:1:24\n  |\n1 | struct p (inline) { x: f23; }\n  |                        ^^^"
+//! );
+//! ```
 
 pub mod ast;
 pub mod compat;

@@ -21,7 +21,12 @@ pub fn is_reserved_type_word(word: &str) -> bool {
 /// Parses a whole file.
 pub fn parse(source: &str) -> Result<File, Error> {
     let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, pos: 0, depth: 0 };
+    let mut parser = Parser {
+        source,
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     parser.file()
 }
 
@@ -45,7 +50,9 @@ impl Parser<'_> {
     }
 
     fn peek_nth(&self, n: usize) -> &Token {
-        self.tokens.get(self.pos + n).map_or(&Token::Eof, |t| &t.token)
+        self.tokens
+            .get(self.pos + n)
+            .map_or(&Token::Eof, |t| &t.token)
     }
 
     fn span(&self) -> Span {
@@ -68,11 +75,10 @@ impl Parser<'_> {
     }
 
     fn bump(&mut self) -> Spanned {
-        let token = self
-            .tokens
-            .get(self.pos)
-            .cloned()
-            .unwrap_or(Spanned { token: Token::Eof, span: Span::DUMMY });
+        let token = self.tokens.get(self.pos).cloned().unwrap_or(Spanned {
+            token: Token::Eof,
+            span: Span::DUMMY,
+        });
         if self.pos < self.tokens.len() {
             self.pos += 1;
         }
@@ -81,7 +87,10 @@ impl Parser<'_> {
 
     fn unexpected(&self, expected: impl Into<String>) -> Error {
         Error::new(
-            ErrorKind::Expected { expected: expected.into(), found: self.peek().describe() },
+            ErrorKind::Expected {
+                expected: expected.into(),
+                found: self.peek().describe(),
+            },
             self.span(),
         )
     }
@@ -103,8 +112,15 @@ impl Parser<'_> {
         // A terminator missing at the end of a line belongs after the last
         // token, not on the next line's first one.
         let end = self.prev_end();
-        let between = self.source.get(end as usize..self.span().start as usize).unwrap_or("");
-        if matches!(token, Token::Semi | Token::RParen | Token::Gt | Token::RBracket) && between.contains('\n') {
+        let between = self
+            .source
+            .get(end as usize..self.span().start as usize)
+            .unwrap_or("");
+        if matches!(
+            token,
+            Token::Semi | Token::RParen | Token::Gt | Token::RBracket
+        ) && between.contains('\n')
+        {
             error.span = Span::new(end, end);
         }
         Err(error)
@@ -124,7 +140,11 @@ impl Parser<'_> {
     }
 
     fn expect_word(&mut self, word: &str) -> PResult<Span> {
-        if self.is_word(word) { Ok(self.bump().span) } else { Err(self.unexpected(format!("`{word}`"))) }
+        if self.is_word(word) {
+            Ok(self.bump().span)
+        } else {
+            Err(self.unexpected(format!("`{word}`")))
+        }
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
@@ -216,7 +236,12 @@ impl Parser<'_> {
             None
         };
         self.expect(Token::Semi, "`;`")?;
-        Ok(Package { name, version, docs, span: self.since(start) })
+        Ok(Package {
+            name,
+            version,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn item(&mut self, docs: Docs) -> PResult<Item> {
@@ -233,7 +258,11 @@ impl Parser<'_> {
             3 => Item::Flags(self.flags_body(name, docs, start)?),
             4 => {
                 self.expect(Token::Semi, "`;`")?;
-                Item::Resource(ResourceDef { name, docs, span: self.since(start) })
+                Item::Resource(ResourceDef {
+                    name,
+                    docs,
+                    span: self.since(start),
+                })
             }
             _ => Item::Interface(self.interface_body(name, docs, start)?),
         })
@@ -241,11 +270,18 @@ impl Parser<'_> {
 
     fn evolution(&mut self) -> PResult<Evolution> {
         let (i, _) = self.choice(&["inline", "dynamic"], "`inline` or `dynamic`")?;
-        Ok(if i == 0 { Evolution::Inline } else { Evolution::Dynamic })
+        Ok(if i == 0 {
+            Evolution::Inline
+        } else {
+            Evolution::Dynamic
+        })
     }
 
     /// Parses `{ docs entry ... }`, calling `entry` with each entry's docs.
-    fn block<T>(&mut self, mut entry: impl FnMut(&mut Self, Docs) -> PResult<T>) -> PResult<Vec<T>> {
+    fn block<T>(
+        &mut self,
+        mut entry: impl FnMut(&mut Self, Docs) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
         self.expect(Token::LBrace, "`{`")?;
         let mut entries = Vec::new();
         loop {
@@ -277,30 +313,78 @@ impl Parser<'_> {
             let name = p.ident("a field name or `}`")?;
             p.expect(Token::Colon, "`:`")?;
             let ty = p.ty()?;
-            let default = if p.eat(&Token::Eq) { Some(p.literal()?) } else { None };
+            let default = if p.eat(&Token::Eq) {
+                Some(p.literal()?)
+            } else {
+                None
+            };
             p.expect(Token::Semi, "`;`")?;
             let span = p.since(name.span);
-            Ok(Field { name, ty, default, docs, span })
+            Ok(Field {
+                name,
+                ty,
+                default,
+                docs,
+                span,
+            })
         })?;
-        Ok(StructDef { name, evolution, fields, docs, span: self.since(start) })
+        Ok(StructDef {
+            name,
+            evolution,
+            fields,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn union_body(&mut self, name: Ident, docs: Docs, start: Span) -> PResult<UnionDef> {
         self.expect(Token::LParen, "`(`")?;
         let evolution = self.evolution()?;
         self.expect(Token::Comma, "`,`")?;
-        let (width, _) = self.choice(&["u8", "u16", "u32"], "a tag width (`u8`, `u16` or `u32`)")?;
-        let tag = [TagWidth::U8, TagWidth::U16, TagWidth::U32].get(width).copied().unwrap_or(TagWidth::U8);
+        let (width, _) =
+            self.choice(&["u8", "u16", "u32"], "a tag width (`u8`, `u16` or `u32`)")?;
+        let tag = [TagWidth::U8, TagWidth::U16, TagWidth::U32]
+            .get(width)
+            .copied()
+            .unwrap_or(TagWidth::U8);
         self.expect(Token::RParen, "`)`")?;
         let cases = self.block(|p, docs| {
             let name = p.ident("a case name or `}`")?;
-            let ty = if p.eat(&Token::Colon) { Some(p.ty()?) } else { None };
-            let tag = if p.eat(&Token::Eq) { Some(p.tag_value("a tag")?) } else { None };
-            p.expect(Token::Semi, if tag.is_some() { "`;`" } else { "`:`, `=` or `;`" })?;
+            let ty = if p.eat(&Token::Colon) {
+                Some(p.ty()?)
+            } else {
+                None
+            };
+            let tag = if p.eat(&Token::Eq) {
+                Some(p.tag_value("a tag")?)
+            } else {
+                None
+            };
+            p.expect(
+                Token::Semi,
+                if tag.is_some() {
+                    "`;`"
+                } else {
+                    "`:`, `=` or `;`"
+                },
+            )?;
             let span = p.since(name.span);
-            Ok(UnionCase { name, ty, tag, docs, span })
+            Ok(UnionCase {
+                name,
+                ty,
+                tag,
+                docs,
+                span,
+            })
         })?;
-        Ok(UnionDef { name, evolution, tag, cases, docs, span: self.since(start) })
+        Ok(UnionDef {
+            name,
+            evolution,
+            tag,
+            cases,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn tag_value(&mut self, what: &str) -> PResult<u64> {
@@ -320,7 +404,8 @@ impl Parser<'_> {
 
     fn enum_body(&mut self, name: Ident, docs: Docs, start: Span) -> PResult<EnumDef> {
         self.expect(Token::LParen, "`(`")?;
-        let (width, _) = self.choice(&["u8", "u16", "u32", "u64"], "`u8`, `u16`, `u32` or `u64`")?;
+        let (width, _) =
+            self.choice(&["u8", "u16", "u32", "u64"], "`u8`, `u16`, `u32` or `u64`")?;
         let repr = [IntWidth::U8, IntWidth::U16, IntWidth::U32, IntWidth::U64]
             .get(width)
             .copied()
@@ -328,12 +413,30 @@ impl Parser<'_> {
         self.expect(Token::RParen, "`)`")?;
         let cases = self.block(|p, docs| {
             let name = p.ident("a case name or `}`")?;
-            let value = if p.eat(&Token::Eq) { Some(p.tag_value("a value")?) } else { None };
-            p.expect(Token::Semi, if value.is_some() { "`;`" } else { "`=` or `;`" })?;
+            let value = if p.eat(&Token::Eq) {
+                Some(p.tag_value("a value")?)
+            } else {
+                None
+            };
+            p.expect(
+                Token::Semi,
+                if value.is_some() { "`;`" } else { "`=` or `;`" },
+            )?;
             let span = p.since(name.span);
-            Ok(EnumCase { name, value, docs, span })
+            Ok(EnumCase {
+                name,
+                value,
+                docs,
+                span,
+            })
         })?;
-        Ok(EnumDef { name, repr, cases, docs, span: self.since(start) })
+        Ok(EnumDef {
+            name,
+            repr,
+            cases,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn flags_body(&mut self, name: Ident, docs: Docs, start: Span) -> PResult<FlagsDef> {
@@ -343,7 +446,12 @@ impl Parser<'_> {
             let span = p.since(name.span);
             Ok(FlagCase { name, docs, span })
         })?;
-        Ok(FlagsDef { name, flags, docs, span: self.since(start) })
+        Ok(FlagsDef {
+            name,
+            flags,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn interface_body(&mut self, name: Ident, docs: Docs, start: Span) -> PResult<InterfaceDef> {
@@ -362,7 +470,14 @@ impl Parser<'_> {
         };
         self.expect(Token::RParen, "`)`")?;
         let members = self.block(|p, docs| p.member(docs))?;
-        Ok(InterfaceDef { name, evolution, pattern, members, docs, span: self.since(start) })
+        Ok(InterfaceDef {
+            name,
+            evolution,
+            pattern,
+            members,
+            docs,
+            span: self.since(start),
+        })
     }
 
     fn member(&mut self, docs: Docs) -> PResult<Member> {
@@ -381,16 +496,22 @@ impl Parser<'_> {
             let pages = match *self.peek() {
                 Token::Int(n) => {
                     let span = self.bump().span;
-                    u32::try_from(n).map_err(|_| {
-                        Error::new(ErrorKind::BadNumber(format!("{n} pages")), span)
-                    })?
+                    u32::try_from(n)
+                        .map_err(|_| Error::new(ErrorKind::BadNumber(format!("{n} pages")), span))?
                 }
                 _ => return Err(self.unexpected("a size in 64 KiB pages")),
             };
             self.expect(Token::RParen, "`)`")?;
             self.expect(Token::Semi, "`;`")?;
             let span = self.since(name.span);
-            return Ok(Member::Memory(MemoryDef { name, import, export, pages, docs, span }));
+            return Ok(Member::Memory(MemoryDef {
+                name,
+                import,
+                export,
+                pages,
+                docs,
+                span,
+            }));
         }
         let syntax = if self.eat_word("fn") {
             FnSyntax::Named
@@ -406,12 +527,22 @@ impl Parser<'_> {
         let results = self.params()?;
         self.expect(Token::Semi, "`;`")?;
         let span = self.since(name.span);
-        Ok(Member::Function(FunctionDef { name, syntax, params, results, docs, span }))
+        Ok(Member::Function(FunctionDef {
+            name,
+            syntax,
+            params,
+            results,
+            docs,
+            span,
+        }))
     }
 
     fn access(&mut self) -> PResult<Access> {
         let (i, _) = self.choice(&["none", "read", "write"], "`read`, `write` or `none`")?;
-        Ok([Access::None, Access::Read, Access::Write].get(i).copied().unwrap_or(Access::None))
+        Ok([Access::None, Access::Read, Access::Write]
+            .get(i)
+            .copied()
+            .unwrap_or(Access::None))
     }
 
     /// `( [name :] type [@ memory], ... )`
@@ -420,16 +551,26 @@ impl Parser<'_> {
         let mut params = Vec::new();
         while !self.eat(&Token::RParen) {
             let start = self.span();
-            let name = if matches!(self.peek(), Token::Ident(_)) && *self.peek_nth(1) == Token::Colon {
-                let name = self.ident("a parameter name")?;
-                self.bump();
-                Some(name)
+            let name =
+                if matches!(self.peek(), Token::Ident(_)) && *self.peek_nth(1) == Token::Colon {
+                    let name = self.ident("a parameter name")?;
+                    self.bump();
+                    Some(name)
+                } else {
+                    None
+                };
+            let ty = self.ty()?;
+            let memory = if self.eat(&Token::At) {
+                Some(self.ident("a memory name")?)
             } else {
                 None
             };
-            let ty = self.ty()?;
-            let memory = if self.eat(&Token::At) { Some(self.ident("a memory name")?) } else { None };
-            params.push(Param { name, ty, memory, span: self.since(start) });
+            params.push(Param {
+                name,
+                ty,
+                memory,
+                span: self.since(start),
+            });
             if !self.eat(&Token::Comma) {
                 self.expect(Token::RParen, "`,` or `)`")?;
                 break;
@@ -448,11 +589,20 @@ impl Parser<'_> {
                 &["soa", "aos", "bovoa", "bovos", "string"],
                 "an attribute (`soa`, `aos`, `bovoa`, `bovos` or `string`)",
             )?;
-            let kind = [AttrKind::Soa, AttrKind::Aos, AttrKind::Bovoa, AttrKind::Bovos, AttrKind::String]
-                .get(i)
-                .copied()
-                .unwrap_or(AttrKind::Soa);
-            ty.attrs.push(Attr { kind, span: self.since(hash) });
+            let kind = [
+                AttrKind::Soa,
+                AttrKind::Aos,
+                AttrKind::Bovoa,
+                AttrKind::Bovos,
+                AttrKind::String,
+            ]
+            .get(i)
+            .copied()
+            .unwrap_or(AttrKind::Soa);
+            ty.attrs.push(Attr {
+                kind,
+                span: self.since(hash),
+            });
         }
         ty.span = self.since(start);
         Ok(ty)
@@ -460,7 +610,12 @@ impl Parser<'_> {
 
     fn prefix_type(&mut self) -> PResult<TypeRef> {
         if self.depth >= MAX_TYPE_DEPTH {
-            return Err(Error::new(ErrorKind::TooDeep { max: MAX_TYPE_DEPTH }, self.span()));
+            return Err(Error::new(
+                ErrorKind::TooDeep {
+                    max: MAX_TYPE_DEPTH,
+                },
+                self.span(),
+            ));
         }
         self.depth += 1;
         let result = self.prefix_type_inner();
@@ -509,12 +664,19 @@ impl Parser<'_> {
                         self.expect(Token::Lt, "`<`")?;
                         let resource = self.item_name()?;
                         self.expect(Token::Gt, "`>`")?;
-                        let kind = if word == "own" { HandleKind::Own } else { HandleKind::Borrow };
+                        let kind = if word == "own" {
+                            HandleKind::Own
+                        } else {
+                            HandleKind::Borrow
+                        };
                         TypeKind::Handle(kind, resource)
                     }
                     "_" => {
                         return Err(Error::new(
-                            ErrorKind::Expected { expected: "a type".into(), found: "`_`".into() },
+                            ErrorKind::Expected {
+                                expected: "a type".into(),
+                                found: "`_`".into(),
+                            },
                             ident.span,
                         ));
                     }
@@ -526,13 +688,20 @@ impl Parser<'_> {
             }
             _ => return Err(self.unexpected("a type")),
         };
-        Ok(TypeRef { kind, attrs: Vec::new(), span: self.since(start) })
+        Ok(TypeRef {
+            kind,
+            attrs: Vec::new(),
+            span: self.since(start),
+        })
     }
 
     /// After `result`: nothing, `<T>`, `<T, E>`, `<_, E>` (or `<T, _>`, `<_, _>`).
     fn result_args(&mut self) -> PResult<TypeKind> {
         if !self.eat(&Token::Lt) {
-            return Ok(TypeKind::Result { ok: None, err: None });
+            return Ok(TypeKind::Result {
+                ok: None,
+                err: None,
+            });
         }
         let ok = self.type_or_blank()?;
         let err = if self.eat(&Token::Comma) {
@@ -543,11 +712,18 @@ impl Parser<'_> {
             None
         };
         self.expect(Token::Gt, if err.is_some() { "`>`" } else { "`,` or `>`" })?;
-        Ok(TypeKind::Result { ok: ok.map(Box::new), err: err.map(Box::new) })
+        Ok(TypeKind::Result {
+            ok: ok.map(Box::new),
+            err: err.map(Box::new),
+        })
     }
 
     fn type_or_blank(&mut self) -> PResult<Option<TypeRef>> {
-        if self.eat_word("_") { Ok(None) } else { Ok(Some(self.ty()?)) }
+        if self.eat_word("_") {
+            Ok(None)
+        } else {
+            Ok(Some(self.ty()?))
+        }
     }
 
     fn literal(&mut self) -> PResult<Literal> {
@@ -556,11 +732,16 @@ impl Parser<'_> {
             Token::Int(n) => {
                 let span = self.bump().span;
                 let value = if negative {
-                    if n == 1u128 << 127 { Some(i128::MIN) } else { i128::try_from(n).ok().map(|v| -v) }
+                    if n == 1u128 << 127 {
+                        Some(i128::MIN)
+                    } else {
+                        i128::try_from(n).ok().map(|v| -v)
+                    }
                 } else {
                     i128::try_from(n).ok()
                 };
-                let value = value.ok_or_else(|| Error::new(ErrorKind::BadNumber(n.to_string()), span))?;
+                let value =
+                    value.ok_or_else(|| Error::new(ErrorKind::BadNumber(n.to_string()), span))?;
                 return Ok(Literal::Int(value));
             }
             Token::Float(f) => {
@@ -570,7 +751,9 @@ impl Parser<'_> {
             _ if negative => return Err(self.unexpected("a number after `-`")),
             Token::Str(s) => Literal::Str(s),
             Token::Char(c) => Literal::Char(c),
-            Token::Ident(word) if word == "true" || word == "false" => Literal::Bool(word == "true"),
+            Token::Ident(word) if word == "true" || word == "false" => {
+                Literal::Bool(word == "true")
+            }
             Token::Ident(_) => return Ok(Literal::Name(self.ident("a literal")?)),
             _ => return Err(self.unexpected("a default value")),
         };
@@ -584,5 +767,8 @@ fn is_semver(version: &str) -> bool {
     let (core, _build) = version.split_once('+').unwrap_or((version, ""));
     let (core, _pre) = core.split_once('-').unwrap_or((core, ""));
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }

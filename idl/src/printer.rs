@@ -108,7 +108,13 @@ fn print_item(out: &mut String, item: &Item) {
             });
         }
         Item::Union(u) => {
-            let _ = write!(out, "union {} ({}, {})", u.name.name, evolution(u.evolution), tag_width(u.tag));
+            let _ = write!(
+                out,
+                "union {} ({}, {})",
+                u.name.name,
+                evolution(u.evolution),
+                tag_width(u.tag)
+            );
             block(out, &u.cases, |out, c| {
                 docs(out, &c.docs, "    ");
                 let _ = write!(out, "    {}", c.name.name);

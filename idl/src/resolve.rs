@@ -20,12 +20,19 @@ pub const MAX_MEMORY_PAGES: u32 = 65536;
 /// Checks `file`; on success every invariant listed in the module docs holds.
 pub fn resolve(file: File) -> Result<Schema, Vec<Error>> {
     let errors = check(&file);
-    if errors.is_empty() { Ok(Schema::new_unchecked(file)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Schema::new_unchecked(file))
+    } else {
+        Err(errors)
+    }
 }
 
 /// Every problem in `file`, sorted by position.
 pub fn check(file: &File) -> Vec<Error> {
-    let mut resolver = Resolver { items: HashMap::new(), errors: Vec::new() };
+    let mut resolver = Resolver {
+        items: HashMap::new(),
+        errors: Vec::new(),
+    };
     resolver.index(file);
     for item in &file.items {
         resolver.item(item);
@@ -42,13 +49,23 @@ struct Resolver<'a> {
 }
 
 /// Reports names declared twice among `names`, pointing at the second.
-fn duplicates<'a>(what: &'static str, names: impl Iterator<Item = &'a Ident>, errors: &mut Vec<Error>) {
+fn duplicates<'a>(
+    what: &'static str,
+    names: impl Iterator<Item = &'a Ident>,
+    errors: &mut Vec<Error>,
+) {
     let mut seen: HashMap<&str, Span> = HashMap::new();
     for name in names {
         if let Some(&first) = seen.get(name.name.as_str()) {
             errors.push(
-                Error::new(ErrorKind::Duplicate { what, name: name.name.clone() }, name.span)
-                    .with_note(first, "first declared here"),
+                Error::new(
+                    ErrorKind::Duplicate {
+                        what,
+                        name: name.name.clone(),
+                    },
+                    name.span,
+                )
+                .with_note(first, "first declared here"),
             );
         } else {
             seen.insert(&name.name, name.span);
@@ -108,7 +125,13 @@ impl<'a> Resolver<'a> {
             Item::Flags(f) => {
                 duplicates("flag", f.flags.iter().map(|c| &c.name), &mut self.errors);
                 if f.flags.is_empty() {
-                    self.error(ErrorKind::EmptyItem { what: "flags", name: f.name.name.clone() }, f.name.span);
+                    self.error(
+                        ErrorKind::EmptyItem {
+                            what: "flags",
+                            name: f.name.name.clone(),
+                        },
+                        f.name.span,
+                    );
                 }
             }
             Item::Resource(_) => {}
@@ -119,7 +142,13 @@ impl<'a> Resolver<'a> {
     fn union(&mut self, u: &'a UnionDef) {
         duplicates("case", u.cases.iter().map(|c| &c.name), &mut self.errors);
         if u.cases.is_empty() {
-            self.error(ErrorKind::EmptyItem { what: "union", name: u.name.name.clone() }, u.name.span);
+            self.error(
+                ErrorKind::EmptyItem {
+                    what: "union",
+                    name: u.name.name.clone(),
+                },
+                u.name.span,
+            );
         }
         let mut seen: HashMap<u64, &str> = HashMap::new();
         let mut next = Some(1u64);
@@ -129,21 +158,41 @@ impl<'a> Resolver<'a> {
             }
             let Some(tag) = case.tag.or(next) else {
                 self.error(
-                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: tag_width(u.tag) },
+                    ErrorKind::ImplicitValueOverflow {
+                        case: case.name.name.clone(),
+                        width: tag_width(u.tag),
+                    },
                     case.span,
                 );
                 continue;
             };
             next = tag.checked_add(1);
             let after = case.ty.as_ref().map_or(case.name.span, |t| t.span);
-            let at = if case.tag.is_some() { value_span(after, case.span) } else { case.span };
+            let at = if case.tag.is_some() {
+                value_span(after, case.span)
+            } else {
+                case.span
+            };
             if tag == 0 {
-                self.error(ErrorKind::ReservedTag { case: case.name.name.clone() }, at);
+                self.error(
+                    ErrorKind::ReservedTag {
+                        case: case.name.name.clone(),
+                    },
+                    at,
+                );
             } else if tag > u.tag.max() {
                 let kind = if case.tag.is_some() {
-                    ErrorKind::TagOutOfRange { what: "tag", tag, width: tag_width(u.tag), max: u.tag.max() }
+                    ErrorKind::TagOutOfRange {
+                        what: "tag",
+                        tag,
+                        width: tag_width(u.tag),
+                        max: u.tag.max(),
+                    }
                 } else {
-                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: tag_width(u.tag) }
+                    ErrorKind::ImplicitValueOverflow {
+                        case: case.name.name.clone(),
+                        width: tag_width(u.tag),
+                    }
                 };
                 self.error(kind, at);
             } else if let Some(first) = seen.get(&tag) {
@@ -163,20 +212,33 @@ impl<'a> Resolver<'a> {
     fn enumeration(&mut self, e: &'a EnumDef) {
         duplicates("case", e.cases.iter().map(|c| &c.name), &mut self.errors);
         if e.cases.is_empty() {
-            self.error(ErrorKind::EmptyItem { what: "enum", name: e.name.name.clone() }, e.name.span);
+            self.error(
+                ErrorKind::EmptyItem {
+                    what: "enum",
+                    name: e.name.name.clone(),
+                },
+                e.name.span,
+            );
         }
         let mut seen: HashMap<u64, &str> = HashMap::new();
         let mut next = Some(0u64);
         for case in &e.cases {
             let Some(value) = case.value.or(next) else {
                 self.error(
-                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: int_width(e.repr) },
+                    ErrorKind::ImplicitValueOverflow {
+                        case: case.name.name.clone(),
+                        width: int_width(e.repr),
+                    },
                     case.span,
                 );
                 continue;
             };
             next = value.checked_add(1);
-            let at = if case.value.is_some() { value_span(case.name.span, case.span) } else { case.span };
+            let at = if case.value.is_some() {
+                value_span(case.name.span, case.span)
+            } else {
+                case.span
+            };
             if value > e.repr.max() {
                 let kind = if case.value.is_some() {
                     ErrorKind::TagOutOfRange {
@@ -186,7 +248,10 @@ impl<'a> Resolver<'a> {
                         max: e.repr.max(),
                     }
                 } else {
-                    ErrorKind::ImplicitValueOverflow { case: case.name.name.clone(), width: int_width(e.repr) }
+                    ErrorKind::ImplicitValueOverflow {
+                        case: case.name.name.clone(),
+                        width: int_width(e.repr),
+                    }
                 };
                 self.error(kind, at);
             } else if let Some(first) = seen.get(&value) {
@@ -227,8 +292,16 @@ impl<'a> Resolver<'a> {
                     }
                 }
                 Member::Function(f) => {
-                    duplicates("parameter", f.params.iter().filter_map(|p| p.name.as_ref()), &mut self.errors);
-                    duplicates("result", f.results.iter().filter_map(|p| p.name.as_ref()), &mut self.errors);
+                    duplicates(
+                        "parameter",
+                        f.params.iter().filter_map(|p| p.name.as_ref()),
+                        &mut self.errors,
+                    );
+                    duplicates(
+                        "result",
+                        f.results.iter().filter_map(|p| p.name.as_ref()),
+                        &mut self.errors,
+                    );
                     for p in f.params.iter().chain(&f.results) {
                         self.ty(&p.ty);
                         if let Some(memory) = &p.memory
@@ -253,7 +326,10 @@ impl<'a> Resolver<'a> {
             TypeKind::Named(id) => match self.lookup(&id.name) {
                 None => self.error(ErrorKind::UnknownType(id.name.clone()), id.span),
                 Some(item @ Item::Interface(_)) => self.error(
-                    ErrorKind::NotAType { name: id.name.clone(), what: kind_of(item) },
+                    ErrorKind::NotAType {
+                        name: id.name.clone(),
+                        what: kind_of(item),
+                    },
                     id.span,
                 ),
                 Some(_) => {}
@@ -297,7 +373,10 @@ impl<'a> Resolver<'a> {
                 AttrKind::Soa | AttrKind::Aos | AttrKind::Bovoa | AttrKind::Bovos => {
                     if let Some(first) = layout {
                         self.error(
-                            ErrorKind::ConflictingAttrs { first: first.keyword(), second: name },
+                            ErrorKind::ConflictingAttrs {
+                                first: first.keyword(),
+                                second: name,
+                            },
                             attr.span,
                         );
                         continue;
@@ -343,8 +422,14 @@ impl<'a> Resolver<'a> {
             None if matches!(&ty.kind, TypeKind::Array(e) if matches!(&e.kind, TypeKind::Named(id) if self.lookup(&id.name).is_none())) => {
                 None
             }
-            _ if unions_only => Some(format!("applies only to `[]` arrays of unions, not `{}`", bare(ty))),
-            _ => Some(format!("applies only to `[]` arrays of structs or unions, not `{}`", bare(ty))),
+            _ if unions_only => Some(format!(
+                "applies only to `[]` arrays of unions, not `{}`",
+                bare(ty)
+            )),
+            _ => Some(format!(
+                "applies only to `[]` arrays of structs or unions, not `{}`",
+                bare(ty)
+            )),
         }
     }
 
@@ -378,7 +463,10 @@ impl<'a> Resolver<'a> {
                 if (min..=max).contains(n) {
                     None
                 } else {
-                    Some(format!("`{n}` does not fit in `{}` ({min}..={max})", p.keyword()))
+                    Some(format!(
+                        "`{n}` does not fit in `{}` ({min}..={max})",
+                        p.keyword()
+                    ))
                 }
             }
             (TypeKind::Prim(Prim::F32), Literal::Float(f)) => {
@@ -399,12 +487,14 @@ impl<'a> Resolver<'a> {
             },
             (TypeKind::Named(id), _) if self.lookup(&id.name).is_none() => None,
             (TypeKind::Prim(_), _) => mismatch(),
-            (TypeKind::Named(id), _) if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_))) => {
+            (TypeKind::Named(id), _)
+                if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_))) =>
+            {
                 mismatch()
             }
-            (TypeKind::Array(_), Literal::Str(_)) => {
-                Some(format!("a string default needs a `#string` array, not `{ty_text}`"))
-            }
+            (TypeKind::Array(_), Literal::Str(_)) => Some(format!(
+                "a string default needs a `#string` array, not `{ty_text}`"
+            )),
             _ => Some(format!("type `{ty_text}` takes no default")),
         }
     }
@@ -424,7 +514,12 @@ impl<'a> Resolver<'a> {
 
     /// Depth-first search from `root` with an explicit stack (a chain of
     /// thousands of inline structs must not overflow the native stack).
-    fn find_cycles(&mut self, root: &'a Item, done: &mut HashSet<&'a str>, reported: &mut Vec<Vec<&'a str>>) {
+    fn find_cycles(
+        &mut self,
+        root: &'a Item,
+        done: &mut HashSet<&'a str>,
+        reported: &mut Vec<Vec<&'a str>>,
+    ) {
         struct Frame<'a> {
             name: &'a str,
             edges: Vec<(&'a str, Span)>,
@@ -434,7 +529,11 @@ impl<'a> Resolver<'a> {
         if done.contains(root_name) {
             return;
         }
-        let mut stack = vec![Frame { name: root_name, edges: self.inline_edges(root), next: 0 }];
+        let mut stack = vec![Frame {
+            name: root_name,
+            edges: self.inline_edges(root),
+            next: 0,
+        }];
         // Position of each item on the stack.
         let mut on_stack: HashMap<&str, usize> = HashMap::from([(root_name, 0)]);
         while let Some(frame) = stack.last_mut() {
@@ -467,7 +566,11 @@ impl<'a> Resolver<'a> {
             }
             if let Some(item) = self.lookup(target) {
                 on_stack.insert(target, stack.len());
-                stack.push(Frame { name: target, edges: self.inline_edges(item), next: 0 });
+                stack.push(Frame {
+                    name: target,
+                    edges: self.inline_edges(item),
+                    next: 0,
+                });
             }
         }
     }
@@ -505,7 +608,9 @@ impl<'a> Resolver<'a> {
                     edges.push((id.name.as_str(), span));
                 }
             }
-            TypeKind::FixedArray(elem, _) | TypeKind::Option(elem) => self.by_value(elem, span, edges),
+            TypeKind::FixedArray(elem, _) | TypeKind::Option(elem) => {
+                self.by_value(elem, span, edges)
+            }
             TypeKind::Result { ok, err } => {
                 for t in ok.iter().chain(err) {
                     self.by_value(t, span, edges);

@@ -2,6 +2,9 @@
 //! (`old.km`, `new.km`): the report must equal `expected.txt` (`BLESS=1`
 //! rewrites it), and exactly the cases named as safe have no breaking change.
 
+// Test harness: a failed setup step is a failed test.
+#![allow(clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 const SAFE_CASES: [&str; 2] = ["paper-fig08-to-fig10", "safe-additions"];
@@ -18,7 +21,8 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn load(path: &Path) -> karmem_idl::Schema {
-    let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let source =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     karmem_idl::load(&source, &path.display().to_string()).unwrap_or_else(|e| panic!("error: {e}"))
 }
 
@@ -29,10 +33,18 @@ fn compat_reports_match_their_snapshots() {
     assert!(cases.len() >= 8);
     let mut mismatches = Vec::new();
     for case in cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let changes = karmem_idl::compat::compare(&load(&case.join("old.km")), &load(&case.join("new.km")));
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let changes =
+            karmem_idl::compat::compare(&load(&case.join("old.km")), &load(&case.join("new.km")));
         let breaking = changes.iter().any(|c| c.is_breaking());
-        assert_eq!(breaking, !SAFE_CASES.contains(&name.as_str()), "{name}: {changes:#?}");
+        assert_eq!(
+            breaking,
+            !SAFE_CASES.contains(&name.as_str()),
+            "{name}: {changes:#?}"
+        );
         assert!(!changes.is_empty(), "{name}: no change found");
         let report = karmem_idl::compat::report(&changes);
         let expected_path = case.join("expected.txt");
@@ -42,7 +54,11 @@ fn compat_reports_match_their_snapshots() {
             mismatches.push(format!("--- {name}\n{report}"));
         }
     }
-    assert!(mismatches.is_empty(), "reports differ (BLESS=1 rewrites them):\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "reports differ (BLESS=1 rewrites them):\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! and formats idempotently; every `fail/*.km` fails with the diagnostic in the
 //! `.stderr` beside it (`BLESS=1` rewrites those snapshots).
 
+// Test harness: a failed setup step is a failed test.
+#![allow(clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -39,10 +42,20 @@ fn corpus_resolves_and_formats_idempotently() {
         let source = read(&path);
         let schema = karmem_idl::load(&source, &name).unwrap_or_else(|e| panic!("error: {e}"));
         let printed = karmem_idl::print(schema.file());
-        let reparsed = karmem_idl::parse(&printed).unwrap_or_else(|e| panic!("{name}: printed text does not parse: {e}\n{printed}"));
-        assert_eq!(reparsed.without_spans(), schema.file().without_spans(), "{name}: print changed the tree");
-        assert_eq!(karmem_idl::print(&reparsed), printed, "{name}: fmt is not idempotent");
-        karmem_idl::resolve(reparsed).unwrap_or_else(|e| panic!("{name}: printed text does not resolve: {e:?}"));
+        let reparsed = karmem_idl::parse(&printed)
+            .unwrap_or_else(|e| panic!("{name}: printed text does not parse: {e}\n{printed}"));
+        assert_eq!(
+            reparsed.without_spans(),
+            schema.file().without_spans(),
+            "{name}: print changed the tree"
+        );
+        assert_eq!(
+            karmem_idl::print(&reparsed),
+            printed,
+            "{name}: fmt is not idempotent"
+        );
+        karmem_idl::resolve(reparsed)
+            .unwrap_or_else(|e| panic!("{name}: printed text does not resolve: {e:?}"));
     }
 }
 
@@ -61,7 +74,12 @@ fn fail_cases_match_their_snapshots() {
     assert!(files.len() >= 25, "only {} fail cases", files.len());
     let mut mismatches = Vec::new();
     for path in files {
-        let name = format!("fail/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let name = format!(
+            "fail/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
         let source = read(&path);
         let report = match karmem_idl::load(&source, &name) {
             Ok(_) => panic!("{name} was accepted"),
@@ -72,7 +90,8 @@ fn fail_cases_match_their_snapshots() {
         };
         let snapshot = path.with_extension("stderr");
         if bless {
-            std::fs::write(&snapshot, &report).unwrap_or_else(|e| panic!("cannot write {}: {e}", snapshot.display()));
+            std::fs::write(&snapshot, &report)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", snapshot.display()));
         } else {
             let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
             if expected != report {
@@ -80,5 +99,9 @@ fn fail_cases_match_their_snapshots() {
             }
         }
     }
-    assert!(mismatches.is_empty(), "snapshots differ (BLESS=1 rewrites them):\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "snapshots differ (BLESS=1 rewrites them):\n{}",
+        mismatches.join("\n")
+    );
 }

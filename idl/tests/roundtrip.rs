@@ -6,6 +6,9 @@
 //! negative and extreme numbers) and both function syntaxes. The trees need not
 //! resolve: the property is about the grammar.
 
+// Test harness: a failed setup step is a failed test.
+#![allow(clippy::panic)]
+
 use karmem_idl::ast::*;
 use karmem_idl::parser::is_reserved_type_word;
 use proptest::prelude::*;
@@ -17,7 +20,9 @@ fn word() -> impl Strategy<Value = String> {
 /// A name that may stand where a type or literal is expected.
 fn name() -> impl Strategy<Value = Ident> {
     word()
-        .prop_filter("reserved", |w| !is_reserved_type_word(w) && w != "true" && w != "false")
+        .prop_filter("reserved", |w| {
+            !is_reserved_type_word(w) && w != "true" && w != "false"
+        })
         .prop_map(Ident::new)
 }
 
@@ -38,7 +43,13 @@ fn attrs() -> impl Strategy<Value = Vec<Attr>> {
         Just(AttrKind::Bovos),
         Just(AttrKind::String),
     ];
-    prop::collection::vec(kind.prop_map(|kind| Attr { kind, span: Span::DUMMY }), 0..3)
+    prop::collection::vec(
+        kind.prop_map(|kind| Attr {
+            kind,
+            span: Span::DUMMY,
+        }),
+        0..3,
+    )
 }
 
 fn type_ref() -> impl Strategy<Value = TypeRef> {
@@ -46,28 +57,49 @@ fn type_ref() -> impl Strategy<Value = TypeRef> {
         prop::sample::select(Prim::ALL.to_vec()).prop_map(TypeKind::Prim),
         name().prop_map(TypeKind::Named),
         (prop::bool::ANY, name()).prop_map(|(own, id)| {
-            TypeKind::Handle(if own { HandleKind::Own } else { HandleKind::Borrow }, id)
+            TypeKind::Handle(
+                if own {
+                    HandleKind::Own
+                } else {
+                    HandleKind::Borrow
+                },
+                id,
+            )
         }),
     ];
-    let leaf = (leaf, attrs()).prop_map(|(kind, attrs)| TypeRef { kind, attrs, span: Span::DUMMY });
+    let leaf = (leaf, attrs()).prop_map(|(kind, attrs)| TypeRef {
+        kind,
+        attrs,
+        span: Span::DUMMY,
+    });
     leaf.prop_recursive(4, 24, 2, |inner| {
         let kind = prop_oneof![
             inner.clone().prop_map(|t| TypeKind::Array(Box::new(t))),
             (inner.clone(), any::<u32>()).prop_map(|(t, n)| TypeKind::FixedArray(Box::new(t), n)),
             inner.clone().prop_map(|t| TypeKind::Option(Box::new(t))),
             (prop::option::of(inner.clone()), prop::option::of(inner)).prop_map(|(ok, err)| {
-                TypeKind::Result { ok: ok.map(Box::new), err: err.map(Box::new) }
+                TypeKind::Result {
+                    ok: ok.map(Box::new),
+                    err: err.map(Box::new),
+                }
             }),
         ];
-        (kind, attrs()).prop_map(|(kind, attrs)| TypeRef { kind, attrs, span: Span::DUMMY })
+        (kind, attrs()).prop_map(|(kind, attrs)| TypeRef {
+            kind,
+            attrs,
+            span: Span::DUMMY,
+        })
     })
 }
 
 fn literal() -> impl Strategy<Value = Literal> {
     prop_oneof![
         any::<i64>().prop_map(|n| Literal::Int(n.into())),
-        prop_oneof![Just(i128::MIN), Just(i128::MAX), Just(u64::MAX as i128)].prop_map(Literal::Int),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Literal::Float),
+        prop_oneof![Just(i128::MIN), Just(i128::MAX), Just(u64::MAX as i128)]
+            .prop_map(Literal::Int),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Literal::Float),
         any::<bool>().prop_map(Literal::Bool),
         any::<char>().prop_map(Literal::Char),
         any::<String>().prop_map(Literal::Str),
@@ -80,40 +112,119 @@ fn evolution() -> impl Strategy<Value = Evolution> {
 }
 
 fn structure() -> impl Strategy<Value = Item> {
-    let field = (any_name(), type_ref(), prop::option::of(literal()), docs())
-        .prop_map(|(name, ty, default, docs)| Field { name, ty, default, docs, span: Span::DUMMY });
-    (name(), evolution(), prop::collection::vec(field, 0..4), docs()).prop_map(
-        |(name, evolution, fields, docs)| Item::Struct(StructDef { name, evolution, fields, docs, span: Span::DUMMY }),
+    let field = (any_name(), type_ref(), prop::option::of(literal()), docs()).prop_map(
+        |(name, ty, default, docs)| Field {
+            name,
+            ty,
+            default,
+            docs,
+            span: Span::DUMMY,
+        },
+    );
+    (
+        name(),
+        evolution(),
+        prop::collection::vec(field, 0..4),
+        docs(),
     )
+        .prop_map(|(name, evolution, fields, docs)| {
+            Item::Struct(StructDef {
+                name,
+                evolution,
+                fields,
+                docs,
+                span: Span::DUMMY,
+            })
+        })
 }
 
 fn union() -> impl Strategy<Value = Item> {
-    let case = (any_name(), prop::option::of(type_ref()), prop::option::of(any::<u64>()), docs())
-        .prop_map(|(name, ty, tag, docs)| UnionCase { name, ty, tag, docs, span: Span::DUMMY });
+    let case = (
+        any_name(),
+        prop::option::of(type_ref()),
+        prop::option::of(any::<u64>()),
+        docs(),
+    )
+        .prop_map(|(name, ty, tag, docs)| UnionCase {
+            name,
+            ty,
+            tag,
+            docs,
+            span: Span::DUMMY,
+        });
     let width = prop_oneof![Just(TagWidth::U8), Just(TagWidth::U16), Just(TagWidth::U32)];
-    (name(), evolution(), width, prop::collection::vec(case, 0..4), docs()).prop_map(
-        |(name, evolution, tag, cases, docs)| {
-            Item::Union(UnionDef { name, evolution, tag, cases, docs, span: Span::DUMMY })
+    (
+        name(),
+        evolution(),
+        width,
+        prop::collection::vec(case, 0..4),
+        docs(),
+    )
+        .prop_map(|(name, evolution, tag, cases, docs)| {
+            Item::Union(UnionDef {
+                name,
+                evolution,
+                tag,
+                cases,
+                docs,
+                span: Span::DUMMY,
+            })
+        })
+}
+
+fn enumeration() -> impl Strategy<Value = Item> {
+    let case =
+        (any_name(), prop::option::of(any::<u64>()), docs()).prop_map(|(name, value, docs)| {
+            EnumCase {
+                name,
+                value,
+                docs,
+                span: Span::DUMMY,
+            }
+        });
+    let repr = prop_oneof![
+        Just(IntWidth::U8),
+        Just(IntWidth::U16),
+        Just(IntWidth::U32),
+        Just(IntWidth::U64)
+    ];
+    (name(), repr, prop::collection::vec(case, 0..4), docs()).prop_map(
+        |(name, repr, cases, docs)| {
+            Item::Enum(EnumDef {
+                name,
+                repr,
+                cases,
+                docs,
+                span: Span::DUMMY,
+            })
         },
     )
 }
 
-fn enumeration() -> impl Strategy<Value = Item> {
-    let case = (any_name(), prop::option::of(any::<u64>()), docs())
-        .prop_map(|(name, value, docs)| EnumCase { name, value, docs, span: Span::DUMMY });
-    let repr = prop_oneof![Just(IntWidth::U8), Just(IntWidth::U16), Just(IntWidth::U32), Just(IntWidth::U64)];
-    (name(), repr, prop::collection::vec(case, 0..4), docs())
-        .prop_map(|(name, repr, cases, docs)| Item::Enum(EnumDef { name, repr, cases, docs, span: Span::DUMMY }))
-}
-
 fn flags() -> impl Strategy<Value = Item> {
-    let flag = (any_name(), docs()).prop_map(|(name, docs)| FlagCase { name, docs, span: Span::DUMMY });
-    (name(), prop::collection::vec(flag, 0..4), docs())
-        .prop_map(|(name, flags, docs)| Item::Flags(FlagsDef { name, flags, docs, span: Span::DUMMY }))
+    let flag = (any_name(), docs()).prop_map(|(name, docs)| FlagCase {
+        name,
+        docs,
+        span: Span::DUMMY,
+    });
+    (name(), prop::collection::vec(flag, 0..4), docs()).prop_map(|(name, flags, docs)| {
+        Item::Flags(FlagsDef {
+            name,
+            flags,
+            docs,
+            span: Span::DUMMY,
+        })
+    })
 }
 
 fn resource() -> impl Strategy<Value = Item> {
-    (name(), docs()).prop_map(|(name, docs)| Item::Resource(ResourceDef { name, docs, span: Span::DUMMY }))
+    (name(), docs()).prop_map(|(name, docs)| {
+        Item::Resource(ResourceDef {
+            name,
+            docs,
+            span: Span::DUMMY,
+        })
+    })
 }
 
 fn access() -> impl Strategy<Value = Access> {
@@ -123,12 +234,28 @@ fn access() -> impl Strategy<Value = Access> {
 fn member() -> impl Strategy<Value = Member> {
     let memory = (any_name(), access(), access(), any::<u32>(), docs()).prop_map(
         |(name, import, export, pages, docs)| {
-            Member::Memory(MemoryDef { name, import, export, pages, docs, span: Span::DUMMY })
+            Member::Memory(MemoryDef {
+                name,
+                import,
+                export,
+                pages,
+                docs,
+                span: Span::DUMMY,
+            })
         },
     );
     let param = || {
-        (prop::option::of(any_name()), type_ref(), prop::option::of(any_name()))
-            .prop_map(|(name, ty, memory)| Param { name, ty, memory, span: Span::DUMMY })
+        (
+            prop::option::of(any_name()),
+            type_ref(),
+            prop::option::of(any_name()),
+        )
+            .prop_map(|(name, ty, memory)| Param {
+                name,
+                ty,
+                memory,
+                span: Span::DUMMY,
+            })
     };
     let syntax = prop_oneof![Just(FnSyntax::Named), Just(FnSyntax::Arrow)];
     let function = (
@@ -139,7 +266,14 @@ fn member() -> impl Strategy<Value = Member> {
         docs(),
     )
         .prop_map(|(name, syntax, params, results, docs)| {
-            Member::Function(FunctionDef { name, syntax, params, results, docs, span: Span::DUMMY })
+            Member::Function(FunctionDef {
+                name,
+                syntax,
+                params,
+                results,
+                docs,
+                span: Span::DUMMY,
+            })
         });
     prop_oneof![memory, function]
 }
@@ -151,23 +285,53 @@ fn interface() -> impl Strategy<Value = Item> {
         Just(Pattern::Singleton),
         Just(Pattern::Pool)
     ];
-    (name(), evolution(), pattern, prop::collection::vec(member(), 0..4), docs()).prop_map(
-        |(name, evolution, pattern, members, docs)| {
-            Item::Interface(InterfaceDef { name, evolution, pattern, members, docs, span: Span::DUMMY })
-        },
+    (
+        name(),
+        evolution(),
+        pattern,
+        prop::collection::vec(member(), 0..4),
+        docs(),
     )
+        .prop_map(|(name, evolution, pattern, members, docs)| {
+            Item::Interface(InterfaceDef {
+                name,
+                evolution,
+                pattern,
+                members,
+                docs,
+                span: Span::DUMMY,
+            })
+        })
 }
 
 fn package() -> impl Strategy<Value = Package> {
     let version = "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[a-z0-9.]{1,5})?(\\+[a-z0-9]{1,5})?";
-    (prop::collection::vec(word(), 1..3), prop::option::of(version), docs()).prop_map(|(parts, version, docs)| {
-        Package { name: parts.join(":"), version, docs, span: Span::DUMMY }
-    })
+    (
+        prop::collection::vec(word(), 1..3),
+        prop::option::of(version),
+        docs(),
+    )
+        .prop_map(|(parts, version, docs)| Package {
+            name: parts.join(":"),
+            version,
+            docs,
+            span: Span::DUMMY,
+        })
 }
 
 fn file() -> impl Strategy<Value = File> {
-    let item = prop_oneof![structure(), union(), enumeration(), flags(), resource(), interface()];
-    (prop::option::of(package()), prop::collection::vec(item, 0..5))
+    let item = prop_oneof![
+        structure(),
+        union(),
+        enumeration(),
+        flags(),
+        resource(),
+        interface()
+    ];
+    (
+        prop::option::of(package()),
+        prop::collection::vec(item, 0..5),
+    )
         .prop_map(|(package, items)| File { package, items })
 }
 
@@ -223,8 +387,15 @@ proptest! {
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let source = format!("struct a (dynamic) {{ x: {}u8; }}", "[]".repeat(100_000));
     let err = karmem_idl::parse(&source).err().map(|e| e.to_string());
-    assert_eq!(err.as_deref(), Some("type nested more than 100 levels deep"));
-    let source = format!("struct a (dynamic) {{ x: {}u8{}; }}", "option<".repeat(150), ">".repeat(150));
+    assert_eq!(
+        err.as_deref(),
+        Some("type nested more than 100 levels deep")
+    );
+    let source = format!(
+        "struct a (dynamic) {{ x: {}u8{}; }}",
+        "option<".repeat(150),
+        ">".repeat(150)
+    );
     assert!(karmem_idl::parse(&source).is_err());
 }
 
@@ -235,6 +406,8 @@ fn long_chains_of_inline_structs_resolve() {
         source.push_str(&format!("struct s{i} (inline) {{ next: s{}; }}\n", i + 1));
     }
     source.push_str("struct s20000 (inline) { last: s0; }\n");
-    let errors = karmem_idl::load(&source, "chain.km").err().map(|d| d.errors().len());
+    let errors = karmem_idl::load(&source, "chain.km")
+        .err()
+        .map(|d| d.errors().len());
     assert_eq!(errors, Some(1));
 }
