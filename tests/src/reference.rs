@@ -438,3 +438,50 @@ pub fn value_from_val(val: &Val, handle: &mut dyn FnMut(ResourceAny) -> String) 
         Val::ErrorContext(_) => Value::Handle("error-context".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::component::Val;
+    use wasmtime::component::wasm_wave;
+
+    use super::value_from_val;
+
+    /// Our WAVE writer must print what `wasm-wave` prints, so that runners
+    /// that print through either agree.
+    #[test]
+    fn wave_text_matches_wasm_wave() -> anyhow::Result<()> {
+        let boxed = |v: Val| Some(Box::new(v));
+        let values = [
+            Val::Float32(-0.0),
+            Val::Float64(1e300),
+            Val::Float64(f64::NEG_INFINITY),
+            Val::Float32(f32::NAN),
+            Val::Char('\''),
+            Val::Char('\u{7f}'),
+            Val::String("tab\t \"q\" \\ \u{0} é 🦀 \u{200b}".into()),
+            Val::List(vec![Val::U8(0), Val::U8(255)]),
+            Val::Record(vec![
+                ("ok".into(), Val::Option(None)),
+                ("inf".into(), Val::Option(boxed(Val::S64(i64::MIN)))),
+                (
+                    "n".into(),
+                    Val::Tuple(vec![Val::Bool(true), Val::U64(u64::MAX)]),
+                ),
+            ]),
+            Val::Record(vec![("gone".into(), Val::Option(None))]),
+            Val::Variant("none".into(), None),
+            Val::Variant("circle".into(), boxed(Val::Float32(1.5))),
+            Val::Enum("true".into()),
+            Val::Result(Ok(None)),
+            Val::Result(Err(boxed(Val::String("bad".into())))),
+            Val::Flags(vec!["read".into(), "b31".into()]),
+            Val::Flags(vec![]),
+        ];
+        for val in &values {
+            let ours = value_from_val(val, &mut |_| "handle".to_owned()).to_wave();
+            let theirs = wasm_wave::to_string(val)?;
+            assert_eq!(ours, theirs, "for {val:?}");
+        }
+        Ok(())
+    }
+}

@@ -178,8 +178,8 @@ impl fmt::Display for Value {
                     if written > 0 {
                         f.write_str(", ")?;
                     }
-                    write_label(f, name)?;
-                    write!(f, ": {field}")?;
+                    // Field names are written bare, keywords included, as wasm-wave does.
+                    write!(f, "{name}: {field}")?;
                     written += 1;
                 }
                 if written == 0 {
@@ -244,7 +244,7 @@ mod tests {
         ]);
         assert_eq!(
             value.to_wave(),
-            r#"{name: "a \"q\"\n", %ok: err, c: '\'', xs: [nan, inf]}"#
+            r#"{name: "a \"q\"\n", ok: err, c: '\'', xs: [nan, inf]}"#
         );
         assert_eq!(Value::Record(vec![]).to_wave(), "{:}");
         assert_eq!(Value::Variant("none".into(), None).to_wave(), "%none");
