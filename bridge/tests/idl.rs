@@ -60,12 +60,15 @@ fn output_passes_check_and_fmt() -> Result<()> {
         "store=singleton",
         "--memory",
         "test:mixed/store.scratch=import:write,export:read,4",
+        "--place",
+        "store.bucket_set.key=scratch",
     ])?;
     if !out.status.success() {
         bail!("idl failed: {}", text(&out.stderr));
     }
     let written = std::fs::read_to_string(km)?;
     assert!(written.contains("interface store (dynamic, singleton) {\n    scratch: memory (import: write, export: read, 4);"));
+    assert!(written.contains("bucket_set: fn(self: borrow<bucket>, key: []u8 #string @ scratch, v: value)"));
     for args in [vec!["check", km], vec!["fmt", "--check", km]] {
         let out = bridge(&args)?;
         if !out.status.success() {
@@ -84,6 +87,7 @@ fn refusals_exit_1_and_name_the_item() -> Result<()> {
         (vec!["idl", "multiple-worlds.wit"], "one must be explicitly chosen"),
         (vec!["idl", "overlay.wit", "--memory", "nope.m=import:read,export:read,1"], "interface `nope`"),
         (vec!["idl", "overlay.wit", "--pattern", "updater=sideways"], "unknown pattern `sideways`"),
+        (vec!["idl", "overlay.wit", "--place", "updater.update.input=nowhere"], "has no memory `nowhere`"),
     ];
     for (args, needle) in cases {
         let out = bridge(&args)?;

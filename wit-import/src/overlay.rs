@@ -1,10 +1,11 @@
 //! The overlay: what WIT cannot say (an interface's pattern, its shared
 //! memories), given as CLI flags or as a small text file.
 //!
-//! Owns: parsing the flag forms `IFACE=PATTERN` and
-//! `IFACE.MEMORY=import:ACCESS,export:ACCESS,PAGES`, parsing the overlay file
-//! (one directive per line: `pattern IFACE=PATTERN` or
-//! `memory IFACE.MEMORY=...`; `#` starts a comment), and applying both to an
+//! Owns: parsing the flag forms `IFACE=PATTERN`,
+//! `IFACE.MEMORY=import:ACCESS,export:ACCESS,PAGES` and
+//! `IFACE.FUNCTION.PARAM=MEMORY` (place a parameter, or the result `ret`, in a
+//! memory), parsing the overlay file (one directive per line: `pattern ...`,
+//! `memory ...` or `place ...`; `#` starts a comment), and applying them to an
 //! imported file. `IFACE` is the interface's IDL name or its WIT name, with or
 //! without the version (`stdout`, `wasi:cli/stdout`, `wasi:cli/stdout@0.2.6`).
 //!
@@ -20,6 +21,17 @@ use crate::convert::Imported;
 pub struct Overlay {
     pub patterns: Vec<PatternOverride>,
     pub memories: Vec<MemoryOverride>,
+    pub placements: Vec<Placement>,
+}
+
+/// `IFACE.FUNCTION.PARAM=MEMORY`: the value must live in that interface memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub interface: String,
+    pub function: String,
+    /// A parameter name, or a result name (`ret`).
+    pub param: String,
+    pub memory: String,
 }
 
 /// `IFACE=PATTERN`
@@ -79,6 +91,25 @@ impl Overlay {
         Ok(MemoryOverride { interface: nonempty(interface, "interface")?, name: nonempty(name, "memory")?, import, export, pages })
     }
 
+    /// Parses the argument of `--place`.
+    pub fn parse_placement(arg: &str) -> Result<Placement> {
+        let (target, memory) = arg
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected `INTERFACE.FUNCTION.PARAM=MEMORY`, found `{arg}`"))?;
+        let (rest, param) = target
+            .rsplit_once('.')
+            .ok_or_else(|| anyhow!("expected `INTERFACE.FUNCTION.PARAM` before `=`, found `{target}`"))?;
+        let (interface, function) = rest
+            .rsplit_once('.')
+            .ok_or_else(|| anyhow!("expected `INTERFACE.FUNCTION.PARAM` before `=`, found `{target}`"))?;
+        Ok(Placement {
+            interface: nonempty(interface, "interface")?,
+            function: nonempty(function, "function")?,
+            param: nonempty(param, "parameter")?,
+            memory: nonempty(memory, "memory")?,
+        })
+    }
+
     /// Parses an overlay file.
     pub fn parse_file(text: &str) -> Result<Overlay> {
         let mut overlay = Overlay::default();
@@ -97,7 +128,12 @@ impl Overlay {
                 "memory" => overlay
                     .memories
                     .push(Self::parse_memory(arg).with_context(|| format!("overlay line {line_no}"))?),
-                other => bail!("overlay line {line_no}: unknown directive `{other}`; expected `pattern` or `memory`"),
+                "place" => overlay
+                    .placements
+                    .push(Self::parse_placement(arg).with_context(|| format!("overlay line {line_no}"))?),
+                other => bail!(
+                    "overlay line {line_no}: unknown directive `{other}`; expected `pattern`, `memory` or `place`"
+                ),
             }
         }
         Ok(overlay)
@@ -107,6 +143,7 @@ impl Overlay {
     pub fn extend(&mut self, other: Overlay) {
         self.patterns.extend(other.patterns);
         self.memories.extend(other.memories);
+        self.placements.extend(other.placements);
     }
 
     /// Applies the overrides. Memories go before the functions, in the order given.
@@ -138,6 +175,28 @@ impl Overlay {
                     span: Span::DUMMY,
                 }),
             );
+        }
+        for p in &self.placements {
+            let iface = find_interface(imported, &p.interface)?;
+            let iface_name = iface.name.name.clone();
+            if !iface.memories().any(|m| m.name.name == p.memory) {
+                bail!("interface `{iface_name}` has no memory `{}` to place `{}.{}` in", p.memory, p.function, p.param);
+            }
+            let function = iface
+                .members
+                .iter_mut()
+                .find_map(|m| match m {
+                    Member::Function(f) if f.name.name == p.function => Some(f),
+                    _ => None,
+                })
+                .ok_or_else(|| anyhow!("interface `{iface_name}` has no function `{}`", p.function))?;
+            let param = function
+                .params
+                .iter_mut()
+                .chain(function.results.iter_mut())
+                .find(|q| q.name.as_ref().is_some_and(|n| n.name == p.param))
+                .ok_or_else(|| anyhow!("function `{iface_name}.{}` has no parameter or result `{}`", p.function, p.param))?;
+            param.memory = Some(Ident::new(&p.memory));
         }
         Ok(())
     }
@@ -210,7 +269,13 @@ mod tests {
         assert!(Overlay::parse_memory("x.m=import:write,export:read,0").is_err());
         assert!(Overlay::parse_memory("xm=import:write,export:read,1").is_err());
         let err = Overlay::parse_file("pattern a=direct\nbogus x\n").err().map(|e| format!("{e:#}"));
-        assert_eq!(err.as_deref(), Some("overlay line 2: unknown directive `bogus`; expected `pattern` or `memory`"));
+        assert_eq!(
+            err.as_deref(),
+            Some("overlay line 2: unknown directive `bogus`; expected `pattern`, `memory` or `place`")
+        );
+        assert!(Overlay::parse_placement("a.f=m").is_err());
+        let p = Overlay::parse_placement("wasi:x/y@1.0.0.f.arg=shared").ok();
+        assert_eq!(p.map(|p| (p.interface, p.function, p.param)), Some(("wasi:x/y@1.0.0".into(), "f".into(), "arg".into())));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `karmem-bridge idl INPUT [--world W] [--pattern I=P]... [--memory I.M=SPEC]... [--overlay FILE] [-o OUT]`:
+//! `karmem-bridge idl INPUT [--world W] [--pattern ..] [--memory ..] [--place ..] [--overlay FILE] [-o OUT]`:
 //! WIT (a `.wit` file, a package directory with `deps/`, a component, or a
 //! core module with an embedded `component-type` section) to KarmemIDL.
 //!
@@ -26,7 +26,11 @@ pub struct Opts {
     /// Add a shared memory: `IFACE.NAME=import:ACCESS,export:ACCESS,PAGES` (repeatable).
     #[arg(long = "memory", value_name = "IFACE.NAME=SPEC")]
     pub memories: Vec<String>,
-    /// An overlay file of `pattern ...` and `memory ...` lines, applied before the flags.
+    /// Place a parameter (or the result, `ret`) in an interface memory:
+    /// `IFACE.FUNCTION.PARAM=MEMORY` (repeatable).
+    #[arg(long = "place", value_name = "IFACE.FN.PARAM=MEMORY")]
+    pub placements: Vec<String>,
+    /// An overlay file of `pattern`, `memory` and `place` lines, applied before the flags.
     #[arg(long)]
     pub overlay: Option<PathBuf>,
     /// Where to write the KarmemIDL file (`-` is stdout). Default: stdout.
@@ -49,6 +53,9 @@ pub fn run(opts: Opts) -> Result<()> {
     }
     for arg in &opts.memories {
         flags.memories.push(Overlay::parse_memory(arg).with_context(|| format!("bad `--memory {arg}`"))?);
+    }
+    for arg in &opts.placements {
+        flags.placements.push(Overlay::parse_placement(arg).with_context(|| format!("bad `--place {arg}`"))?);
     }
     overlay.extend(flags);
 
