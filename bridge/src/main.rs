@@ -36,6 +36,8 @@ enum Command {
     Inspect(commands::inspect::Opts),
     /// Map a WIT world (file, package directory or component) to KarmemIDL.
     Idl(commands::idl::Opts),
+    /// Generate typed zero-copy views and builders (`gen rust FILE.km -o out.rs`).
+    Gen(commands::r#gen::Opts),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Lower(opts) => commands::lower::run(opts),
         Command::Inspect(opts) => commands::inspect::run(opts),
         Command::Idl(opts) => commands::idl::run(opts),
+        Command::Gen(opts) => commands::r#gen::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -258,6 +258,13 @@ impl Layout {
         self.by_name.get(name).copied()
     }
 
+    /// The named items (structs, unions, enums, flags, resources) in declaration order.
+    pub fn named_items(&self) -> Vec<(&str, TypeId)> {
+        let mut items: Vec<(&str, TypeId)> = self.by_name.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        items.sort_by_key(|(_, id)| *id);
+        items
+    }
+
     /// The argument/result structs of `interface.function`.
     pub fn function(&self, interface: &str, function: &str) -> Option<FunctionLayout> {
         self.functions.get(&format!("{interface}.{function}")).copied()

@@ -44,6 +44,8 @@ pub mod builder;
 #[cfg(feature = "schema")]
 pub mod access;
 #[cfg(feature = "schema")]
+pub mod gen_rust;
+#[cfg(feature = "schema")]
 pub mod layout;
 #[cfg(feature = "schema")]
 pub mod validate;

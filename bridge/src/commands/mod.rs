@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result};
 pub mod check;
 pub mod compat;
 pub mod fmt;
+pub mod r#gen;
 pub mod idl;
 pub mod inspect;
 pub mod lower;

@@ -1,0 +1,39 @@
+//! `karmem-bridge gen rust FILE.km [-o out.rs]`: typed zero-copy views and
+//! top-down builders for a schema.
+//!
+//! Owns: the command only; the generator is `karmem_format::gen_rust` and
+//! the layout it follows is `karmem_format::layout`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+/// Languages the generator knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust views and builders over `karmem-format` (`no_std` + `alloc`).
+    Rust,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// The language to generate.
+    #[arg(value_enum)]
+    pub lang: Lang,
+    /// The KarmemIDL file (`-` reads stdin).
+    pub file: PathBuf,
+    /// Where to write the code (`-` or absent: stdout).
+    #[arg(short, long, default_value = "-")]
+    pub output: PathBuf,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    let schema = karmem_bridge::load_schema(&opts.file)?;
+    let name = super::display_name(&opts.file);
+    let layout = karmem_format::Layout::new(&schema).with_context(|| format!("failed to lay out `{name}`"))?;
+    let code = match opts.lang {
+        Lang::Rust => karmem_format::gen_rust::generate(&layout, &name),
+    };
+    super::write_output(&opts.output, code.as_bytes())
+        .with_context(|| format!("failed to write generated code for `{name}`"))
+}
