@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use karmem_wit_import::{LoadedWorld, Overlay, import_world, load_path, load_wasm, load_wit_text};
 
 use super::{display_name, is_stdio, read_input, write_output};
@@ -64,10 +64,14 @@ pub fn run(opts: Opts) -> Result<()> {
     let mut imported = import_world(&loaded.resolve, loaded.world)?;
     overlay.apply(&mut imported).context("failed to apply the overlay")?;
     let printed = karmem_idl::print(&imported.file);
-    // The mapping promises a valid file; check it rather than write a bad one.
-    karmem_idl::load(&printed, "<generated>")
+    // The mapping promises a valid file in canonical form; check it rather
+    // than write a bad one.
+    let schema = karmem_idl::load(&printed, "<generated>")
         .map_err(|d| anyhow!("{d}"))
         .context("internal error: the generated KarmemIDL does not resolve")?;
+    if karmem_idl::print(schema.file()) != printed {
+        bail!("internal error: the generated KarmemIDL is not in canonical form");
+    }
     let output = opts.output.unwrap_or_else(|| PathBuf::from("-"));
     write_output(&output, printed.as_bytes())
 }
