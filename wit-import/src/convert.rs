@@ -580,7 +580,7 @@ impl<'a> Converter<'a> {
         }
         let def = &self.resolve.types[id];
         let name = match &def.name {
-            Some(name) => unique(&ident(name), &self.used),
+            Some(name) => unique(&escape(snake(name)), &self.used),
             None => {
                 if let Some(name) = self.anonymous.get(&def.kind) {
                     let name = name.clone();
@@ -733,5 +733,38 @@ fn docs_of(docs: &wit_parser::Docs) -> Docs {
     match &docs.contents {
         None => Docs::default(),
         Some(text) => Docs(text.lines().map(|l| l.trim_end().to_string()).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_the_case_count() -> Result<()> {
+        // Union tags count from 1: 255 cases end at tag 255.
+        assert_eq!(union_tag_width(255)?, TagWidth::U8);
+        assert_eq!(union_tag_width(256)?, TagWidth::U16);
+        assert_eq!(union_tag_width(65_535)?, TagWidth::U16);
+        assert_eq!(union_tag_width(65_536)?, TagWidth::U32);
+        // Enum values count from 0, like the canonical ABI discriminant.
+        assert_eq!(enum_repr(1)?, IntWidth::U8);
+        assert_eq!(enum_repr(256)?, IntWidth::U8);
+        assert_eq!(enum_repr(257)?, IntWidth::U16);
+        assert_eq!(enum_repr(65_537)?, IntWidth::U32);
+        Ok(())
+    }
+
+    #[test]
+    fn origin_lines_read_back() {
+        let iface = InterfaceDef {
+            name: Ident::new("stdout"),
+            evolution: Evolution::Dynamic,
+            pattern: Pattern::Direct,
+            members: Vec::new(),
+            docs: Docs(vec!["wit: import wasi:cli/stdout@0.2.6".into(), "More docs.".into()]),
+            span: Span::DUMMY,
+        };
+        assert_eq!(origin_of(&iface), Some((Side::Import, "wasi:cli/stdout@0.2.6".to_string())));
     }
 }
