@@ -57,6 +57,9 @@ pub enum ResourceRef {
 #[derive(Debug, Clone)]
 pub struct DefinedResource {
     pub location: String,
+    /// The component instance that defined it (borrows lifted into this
+    /// instance receive the rep).
+    pub owner: usize,
     pub dtor: Option<CoreDef>,
     /// The name it is exported under at the root, once known
     /// (`interface`, `resource`).
@@ -92,6 +95,8 @@ pub enum FuncDef {
 /// A `canon lift`.
 #[derive(Debug, Clone)]
 pub struct Lifted {
+    /// The component instance whose core function this lifts.
+    pub owner: usize,
     pub core: CoreDef,
     pub options: CanonOptions,
     pub sig: FuncSig,

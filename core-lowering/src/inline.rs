@@ -91,6 +91,8 @@ enum ItemDef {
 #[derive(Debug, Default)]
 struct Frame {
     location: String,
+    /// Which component instantiation this is (0 is the root).
+    instance: usize,
     core_funcs: Vec<CoreDef>,
     core_tables: Vec<CoreDef>,
     core_memories: Vec<CoreDef>,
@@ -199,9 +201,10 @@ impl<'p, 'a> Inliner<'p, 'a> {
         if self.depth > 100 {
             bail!("components are nested more than 100 deep at `{location}`");
         }
+        let instance = self.graph.component_instances;
         self.graph.component_instances += 1;
         let component = self.parsed.component(closure.id);
-        let mut frame = Frame { location: location.clone(), ..Frame::default() };
+        let mut frame = Frame { location: location.clone(), instance, ..Frame::default() };
         for init in &component.initializers {
             self.initializer(&mut frame, closure, args, init)
                 .with_context(|| format!("in `{}`", component.location))?;
@@ -504,6 +507,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                 let id = DefinedResourceId(self.graph.resources.len());
                 self.graph.resources.push(DefinedResource {
                     location: format!("{loc}: type {}", frame.types.len()),
+                    owner: frame.instance,
                     dtor,
                     export_name: None,
                 });
@@ -642,7 +646,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                 }
                 let options = self.options(frame, options, &what)?;
                 let id = LiftedId(self.graph.lifted.len());
-                self.graph.lifted.push(Lifted { core, options, sig, location: what });
+                self.graph.lifted.push(Lifted { owner: frame.instance, core, options, sig, location: what });
                 frame.funcs.push(FuncDef::Lifted(id));
             }
             CanonicalFunction::Lower { func_index, options } => {

@@ -59,6 +59,9 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
     for (_, borrows) in &plan.wrappers {
         needed.extend(borrows.iter().map(|(_, r)| *r));
     }
+    for fused in plan.fused.values() {
+        needed.extend(fused.borrows.iter().map(|(_, r)| *r));
+    }
     needed.sort();
     needed.dedup();
     let mut resource_funcs: BTreeMap<DefinedResourceId, ResourceFuncs> = BTreeMap::new();
@@ -104,9 +107,13 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
                 forward(&mut module, fid, funcs.drop)?;
             }
             ImportKind::Fused(l) => {
-                let (callee, post) = plan.fused.get(l).context("fused adapter missing")?;
-                let callee = func(callee.0)?;
-                let post = post.map(|p| func(p.0)).transpose()?;
+                let fused = plan.fused.get(l).context("fused adapter missing")?;
+                let callee = func(fused.callee.0)?;
+                let post = fused.post_return.map(|p| func(p.0)).transpose()?;
+                let mut reps = BTreeMap::new();
+                for (pos, r) in &fused.borrows {
+                    reps.insert(*pos, resource_funcs.get(r).context("handle table missing")?.rep);
+                }
                 let results: Vec<_> = import
                     .ty
                     .results()
@@ -115,8 +122,11 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
                     .collect::<Result<_>>()?;
                 module
                     .replace_imported_func(fid, |(body, args)| {
-                        for a in args {
+                        for (i, a) in args.iter().enumerate() {
                             body.local_get(*a);
+                            if let Some(rep) = reps.get(&i) {
+                                body.call(*rep);
+                            }
                         }
                         body.call(callee);
                         if let Some(post) = post {

@@ -71,6 +71,14 @@ pub struct MergedImport {
     pub ty: FuncType,
 }
 
+/// One fused adapter.
+#[derive(Debug, Clone)]
+pub struct FusedPlan {
+    pub callee: FuncIndex,
+    pub post_return: Option<FuncIndex>,
+    pub borrows: Vec<(usize, DefinedResourceId)>,
+}
+
 /// What `link` needs to implement the placeholders.
 #[derive(Debug, Clone, Default)]
 pub struct LinkPlan {
@@ -79,8 +87,9 @@ pub struct LinkPlan {
     pub builtin_memory: Option<MemoryIndex>,
     /// Final function index of each defined resource's destructor.
     pub dtors: BTreeMap<DefinedResourceId, FuncIndex>,
-    /// For each fused adapter: callee and post-return.
-    pub fused: BTreeMap<LoweredId, (FuncIndex, Option<FuncIndex>)>,
+    /// For each fused adapter: callee, post-return, and the flat params
+    /// that carry borrows into the resource's own component (handle to rep).
+    pub fused: BTreeMap<LoweredId, FusedPlan>,
     /// For each borrow wrapper: callee, and the flat params to convert
     /// (position, resource).
     pub wrappers: Vec<(FuncIndex, Vec<(usize, DefinedResourceId)>)>,
@@ -232,13 +241,6 @@ impl<'g> Layout<'g> {
     fn check_fusable(&self, lowered: &Lowered, callee: LiftedId, options: &Options) -> Result<()> {
         let lifted = self.graph.lifted(callee);
         let sig = &lifted.sig;
-        if sig.params.iter().any(|(_, t)| t.has_handles()) || sig.result.as_ref().is_some_and(ValTy::has_handles) {
-            bail!(
-                "{} calls {} with resource handles; handles across composed components cannot be lowered yet",
-                lowered.location,
-                lifted.location
-            );
-        }
         if !sig.uses_memory() {
             return Ok(());
         }
@@ -410,19 +412,30 @@ fn flat_to_val(f: Flat) -> ValType {
 
 /// Flat positions of `borrow<T>` params of resources this component defines
 /// (the callee expects the rep, the host passes the handle).
-fn borrow_positions(ty: &ValTy, pos: &mut usize, out: &mut Vec<(usize, DefinedResourceId)>, what: &str) -> Result<()> {
+fn borrow_positions(
+    graph: &Graph,
+    owner: usize,
+    ty: &ValTy,
+    pos: &mut usize,
+    out: &mut Vec<(usize, DefinedResourceId)>,
+    what: &str,
+) -> Result<()> {
     match ty {
-        ValTy::Borrow(ResourceRef::Defined(r)) => {
+        ValTy::Borrow(ResourceRef::Defined(r)) if graph.resource(*r).owner == owner => {
             out.push((*pos, *r));
             *pos += 1;
         }
+        ValTy::Borrow(ResourceRef::Defined(r)) => bail!(
+            "{what} lends `{}` to a component that does not define it; such borrows cannot be lowered yet",
+            graph.resource(*r).location
+        ),
         ValTy::Borrow(ResourceRef::Imported(path)) => bail!(
-            "{what} borrows the imported resource `{}`; borrowed imported handles in exports cannot be lowered yet",
+            "{what} borrows the imported resource `{}`; borrowed imported handles cannot be lowered yet",
             path.join("#")
         ),
         ValTy::Record(fields) | ValTy::Tuple(fields) => {
             for f in fields {
-                borrow_positions(f, pos, out, what)?;
+                borrow_positions(graph, owner, f, pos, out, what)?;
             }
         }
         other => {
@@ -525,7 +538,7 @@ pub fn merge(
         let mut borrows = Vec::new();
         let mut pos = 0;
         for (_, ty) in &lifted.sig.params {
-            borrow_positions(ty, &mut pos, &mut borrows, &what)?;
+            borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what)?;
         }
         let target = if borrows.is_empty() {
             callee
@@ -620,13 +633,24 @@ pub fn merge(
                 Some(p) => Some(layout.func(p, None, options)?),
                 None => None,
             };
-            fused.insert(lid, (target, post));
+            let what = graph.lowered(lid).location.clone();
+            let mut borrows = Vec::new();
+            let mut pos = 0;
+            for (_, ty) in &lifted.sig.params {
+                borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what)?;
+            }
+            fused.insert(lid, (target, post, borrows));
         }
     }
 
     // From here on the import list is final.
     let n_imports = layout.imports.len() as u32;
-    plan.fused = fused.into_iter().map(|(k, (t, p))| (k, (layout.finish(t), p.map(|p| layout.finish(p))))).collect();
+    plan.fused = fused
+        .into_iter()
+        .map(|(k, (t, p, borrows))| {
+            (k, FusedPlan { callee: layout.finish(t), post_return: p.map(|p| layout.finish(p)), borrows })
+        })
+        .collect();
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
     plan.wrappers = wrapper_callees.into_iter().map(|(t, b)| (layout.finish(t), b)).collect();
 
