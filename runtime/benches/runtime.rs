@@ -248,6 +248,24 @@ fn synthetic_module(functions: usize) -> Result<Vec<u8>> {
     Ok(wat::parse_str(&wat)?)
 }
 
+/// The largest core module nested in a component (a wit-bindgen component's
+/// main module), as standalone bytes.
+fn largest_core_module(component: &[u8]) -> Option<Vec<u8>> {
+    let mut largest: Option<&[u8]> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let Ok(wasmparser::Payload::ModuleSection {
+            unchecked_range, ..
+        }) = payload
+        {
+            let bytes = component.get(unchecked_range)?;
+            if largest.is_none_or(|l| bytes.len() > l.len()) {
+                largest = Some(bytes);
+            }
+        }
+    }
+    largest.map(<[u8]>::to_vec)
+}
+
 fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
     let cache_dir = tempfile::tempdir()?;
     let compiler = Runtime::new(RuntimeConfig::default())?;
@@ -256,19 +274,28 @@ fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
         ..RuntimeConfig::default()
     })?;
     let mut inputs = vec![("synthetic-400".to_owned(), synthetic_module(400)?)];
+    // A real Rust guest: the main core module of a committed fixture component.
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/components/basics.core.wasm");
-    if let Ok(bytes) = std::fs::read(&fixture) {
-        inputs.push(("basics.core".to_owned(), bytes));
+        .join("../fixtures/components/command.p2.wasm");
+    match std::fs::read(&fixture)
+        .ok()
+        .and_then(|c| largest_core_module(&c))
+    {
+        Some(bytes) => inputs.push(("command.p2-main".to_owned(), bytes)),
+        None => eprintln!(
+            "note: `{}` not found or has no core module; skipped",
+            fixture.display()
+        ),
     }
     let mut group = c.benchmark_group("load");
     group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     let mut names = Vec::new();
     for (name, bytes) in inputs {
-        if cached.load(&bytes).is_err() {
+        if let Err(e) = cached.load(&bytes) {
             // A fixture that does not compile here is skipped, not fatal.
+            eprintln!("note: `{name}` does not compile here, skipped: {e:#}");
             continue;
         }
         let outcome = cached.load(&bytes)?.cache_outcome().clone();
