@@ -387,3 +387,51 @@ impl std::fmt::Display for Value {
         }
     }
 }
+
+/// A function call written as for `wasmtime run --invoke`, e.g. `greet("x", 2)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// The function's IDL name (as written, kebab-case converted back if needed).
+    pub function: String,
+    /// The argument struct (FORMAT.md §10): a record of the parameters.
+    pub args: Value,
+}
+
+/// Parses `text` as a call of a function of `interface`: the name, then
+/// positional WAVE arguments typed by the function's parameters. Names are
+/// matched as written or in kebab-case (`get_count` and `get-count`).
+pub fn parse_invocation(layout: &Arc<Layout>, interface: &str, text: &str) -> Result<Invocation, String> {
+    let call = wasm_wave::untyped::UntypedFuncCall::parse(text).map_err(|e| std::format!("invalid invocation `{text}`: {e}"))?;
+    let written = call.name();
+    let function = layout
+        .functions()
+        .filter_map(|(path, _)| path.strip_prefix(interface)?.strip_prefix('.'))
+        .find(|f| *f == written || kebab(f) == written)
+        .map(|f| f.to_string())
+        .ok_or_else(|| std::format!("interface `{interface}` has no function `{written}`"))?;
+    let f = layout
+        .function(interface, &function)
+        .ok_or_else(|| std::format!("interface `{interface}` has no function `{written}`"))?;
+    let Kind::Struct(s) = &layout.get(f.params).kind else {
+        return Err("argument struct is not a struct".to_string());
+    };
+    let types: Vec<ValueType> = s.fields.iter().map(|p| ValueType::new(layout.clone(), p.ty)).collect();
+    let values: Vec<Value> = call.to_wasm_params::<Value>(types.iter()).map_err(|e| std::format!("invalid arguments to `{function}`: {e}"))?;
+    let args = Value::Record(s.fields.iter().map(|p| p.name.clone()).zip(values).collect());
+    Ok(Invocation { function, args })
+}
+
+/// Prints a result struct the way `wasmtime run --invoke` prints results:
+/// each result's WAVE text, comma-separated (nothing for no results).
+pub fn print_results(results: &Value) -> Result<String, wasm_wave::writer::WriterError> {
+    match results {
+        Value::Record(fields) => {
+            let mut parts = Vec::with_capacity(fields.len());
+            for (_, v) in fields {
+                parts.push(print(v)?);
+            }
+            Ok(parts.join(", "))
+        }
+        other => print(other),
+    }
+}

@@ -164,3 +164,23 @@ fn column_hashes_are_stable_across_unrelated_changes() {
     assert_eq!(cb[3].0, vec![2]);
     assert_eq!(ca[1].1, karmem_format::raw::column_hash(&[1, 0]));
 }
+
+#[test]
+fn invocations_parse_like_wasmtime_invoke() {
+    let layout = common::layout(
+        "interface greeter (dynamic, direct) {
+             greet: fn(name: []u8 #string, times: u8) (r: []u8 #string);
+             get_count: fn() (n: u32, m: option<u8>);
+         }",
+    );
+    let call = karmem_format::wave::parse_invocation(&layout, "greeter", r#"greet("x", 2)"#).expect("parses");
+    assert_eq!(call.function, "greet");
+    assert_eq!(call.args, Value::Record(vec![("name".into(), Value::String("x".into())), ("times".into(), Value::U8(2))]));
+    let call = karmem_format::wave::parse_invocation(&layout, "greeter", "get-count()").expect("kebab name");
+    assert_eq!(call.function, "get_count");
+    assert!(karmem_format::wave::parse_invocation(&layout, "greeter", "greet(1)").is_err());
+    assert!(karmem_format::wave::parse_invocation(&layout, "greeter", "nope()").is_err());
+    let f = layout.function("greeter", "get_count").expect("fn");
+    let results = common::wave(&layout, f.results, "{n: 3, m: some(1)}");
+    assert_eq!(karmem_format::wave::print_results(&results).expect("print"), "3, some(1)");
+}
