@@ -149,19 +149,20 @@ pub fn link_preview2_shim_with(
     let mut copies: Vec<ShimCopy> = Vec::new();
     let mut next = imported + main_defined.len() as u32;
     for ((realloc, imports), reachable) in groups.iter().zip(&reachable) {
-        let realloc_func = main.exported_func(realloc).with_context(|| {
-            format!("the wasi shim returns lists through the module's `{realloc}`, which the module does not export")
-        })?;
-        ensure!(
-            main.func_type(realloc_func)?.params().len() == 4 && main.func_type(realloc_func)?.results().len() == 1,
-            "`{realloc}` does not have the type of a `cabi_realloc`"
-        );
-        let realloc_out = lookup(&main_funcs, realloc_func)?;
         let mut funcs = shim_imports.clone();
+        // Only functions that return lists or strings reach the realloc.
         for (index, import) in shim.func_imports() {
-            if import.module == MAIN_MODULE && reachable.contains(&index) {
-                set(&mut funcs, index, realloc_out)?;
+            if import.module != MAIN_MODULE || !reachable.contains(&index) {
+                continue;
             }
+            let realloc_func = main.exported_func(realloc).with_context(|| {
+                format!("the wasi shim returns lists through the module's `{realloc}`, which the module does not export")
+            })?;
+            ensure!(
+                main.func_type(realloc_func)? == shim.func_type(index)?,
+                "`{realloc}` does not have the type of a `cabi_realloc`"
+            );
+            set(&mut funcs, index, lookup(&main_funcs, realloc_func)?)?;
         }
         let defined: Vec<u32> =
             (shim.func_import_count..shim.func_count()).filter(|index| reachable.contains(index)).collect();
@@ -472,11 +473,9 @@ fn encode(
                 main_map.parse_data_section(&mut out, section).map_err(reencode_error)?;
                 data = Some(out);
             }
-            Payload::CustomSection(section) => {
-                // Names index functions, which moved; the rest is kept.
-                if section.name() != "name" {
-                    customs.push((section.name().to_string(), section.data().to_vec()));
-                }
+            // Names index functions, which moved; the other custom sections are kept.
+            Payload::CustomSection(section) if section.name() != "name" => {
+                customs.push((section.name().to_string(), section.data().to_vec()));
             }
             Payload::TagSection(_) => bail!("modules with exception tags are not supported by the wasi linker"),
             _ => {}

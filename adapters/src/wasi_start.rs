@@ -70,7 +70,7 @@ pub fn add_command_start_to_bytes(wasm: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn proc_exit_import(module: &mut Module) -> Result<FunctionId> {
-    if let Some(func) = module.imports.get_func(PREVIEW1_MODULE, "proc_exit").ok() {
+    if let Ok(func) = module.imports.get_func(PREVIEW1_MODULE, "proc_exit") {
         let ty = module.types.get(module.funcs.get(func).ty());
         ensure!(
             ty.params() == [ValType::I32] && ty.results().is_empty(),

@@ -98,7 +98,8 @@ fn same_results_on_three_preview1_hosts() -> Result<()> {
     Ok(())
 }
 
-/// A command whose `run` returns `ok` or `err` without calling `exit`.
+/// A command whose `run` returns `ok` or `err` without calling `exit`. It
+/// exports no `cabi_realloc`: none of its imports returns a list.
 fn returning_command(result: i32) -> Result<Vec<u8>> {
     let guest = wat::parse_str(format!(
         r#"(module
@@ -107,7 +108,6 @@ fn returning_command(result: i32) -> Result<Vec<u8>> {
               (func $write (param i32 i32 i32 i32)))
             (memory (export "memory") 1)
             (data (i32.const 16) "bye\n")
-            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
             (func (export "wasi:cli/run@0.2.3#run") (result i32)
               (call $write (call $stdout) (i32.const 16) (i32.const 4) (i32.const 32))
               (i32.const {result})))"#
@@ -240,5 +240,26 @@ fn each_import_allocates_through_its_own_realloc() -> Result<()> {
     let outcome = hosts::run_wasmtime(&wasm, &invocation())?;
     assert_eq!((outcome.stdout.as_str(), outcome.exit_code), ("other\n", Some(0)), "{outcome:?}");
     assert_eq!(hosts::run_wasmi(&wasm, &invocation())?, outcome);
+    Ok(())
+}
+
+#[test]
+fn exit_with_code_reaches_the_host() -> Result<()> {
+    let guest = wat::parse_str(
+        r#"(module
+            (import "wasi:cli/exit@0.2.6" "exit-with-code" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "wasi:cli/run@0.2.6#run") (result i32)
+              (call $exit (i32.const 7))
+              unreachable))"#,
+    )?;
+    let (linked, _) = link_preview2_shim(&guest, WasiMode::Shim)?;
+    let wasm = add_command_start_to_bytes(&linked)?;
+    let outcome = hosts::run_wasmtime(&wasm, &invocation())?;
+    assert_eq!(outcome.exit_code, Some(7));
+    assert_eq!(hosts::run_wasmi(&wasm, &invocation())?, outcome);
+    if let Some(node) = hosts::run_node(&wasm, &invocation())? {
+        assert_eq!(node, outcome);
+    }
     Ok(())
 }

@@ -37,8 +37,12 @@ pub struct Outcome {
 #[derive(Clone, Copy)]
 pub enum Entry<'a> {
     Start,
-    Reactor(&'a dyn Fn(&mut dyn CoreGuest, &mut Vec<String>) -> Result<Step>),
+    Reactor(&'a CoreDriver),
 }
+
+/// A reactor driver: calls exports, notes a transcript line per call, and
+/// returns how the last call went.
+pub type CoreDriver = dyn Fn(&mut dyn CoreGuest, &mut Vec<String>) -> Result<Step>;
 
 /// What a call into the guest did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
