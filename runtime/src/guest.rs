@@ -19,7 +19,7 @@ use wasmtime::{
     StoreLimitsBuilder, Trap, TypedFunc, Val, WasmParams, WasmResults,
 };
 
-use crate::runtime::{LoadedModule, Runtime};
+use crate::runtime::{EpochTicker, LoadedModule, Runtime};
 use crate::shared::{MemoryCore, MemoryLayout, RegionPlacement};
 
 /// Limits applied to one guest.
@@ -115,6 +115,7 @@ pub struct Guest {
     tick: Duration,
     fuel_enabled: bool,
     poisoned: Option<String>,
+    _ticker: Arc<EpochTicker>,
 }
 
 impl Guest {
@@ -177,6 +178,7 @@ impl Guest {
             tick: guest_budget.tick,
             fuel_enabled,
             poisoned: None,
+            _ticker: runtime.ticker(),
         })
     }
 

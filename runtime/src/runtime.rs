@@ -95,7 +95,9 @@ pub struct Runtime {
     creator: Arc<WindowedMemoryCreator>,
     cache: Option<ModuleCache>,
     config: RuntimeConfig,
-    _ticker: EpochTicker,
+    /// Shared with every guest: timeouts keep working for guests that
+    /// outlive the runtime value.
+    ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -123,13 +125,13 @@ impl Runtime {
             .as_ref()
             .map(ModuleCache::new)
             .transpose()?;
-        let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        let ticker = Arc::new(EpochTicker::start(&engine, config.epoch_tick)?);
         Ok(Runtime {
             engine,
             creator,
             cache,
             config,
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -146,6 +148,10 @@ impl Runtime {
     /// The module cache, if configured.
     pub fn cache(&self) -> Option<&ModuleCache> {
         self.cache.as_ref()
+    }
+
+    pub(crate) fn ticker(&self) -> Arc<EpochTicker> {
+        Arc::clone(&self.ticker)
     }
 
     pub(crate) fn creator(&self) -> &WindowedMemoryCreator {
@@ -228,7 +234,7 @@ impl Runtime {
 
 /// Increments the engine's epoch every tick until dropped.
 #[derive(Debug)]
-struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }

@@ -168,3 +168,20 @@ fn a_trap_stays_inside_its_guest() -> Result<()> {
     assert!(faulty.call("nope", &[]).is_err());
     Ok(())
 }
+
+#[test]
+fn timeouts_keep_working_after_the_runtime_value_is_dropped() -> Result<()> {
+    let runtime = runtime()?;
+    let module = load(&runtime, SPIN)?;
+    let mut guest = runtime.instantiate(
+        &module,
+        &limited(GuestLimits {
+            timeout: Some(Duration::from_millis(10)),
+            ..GuestLimits::default()
+        }),
+    )?;
+    drop(runtime);
+    let err = guest.call("spin", &[]).err().context("the loop must still be interrupted")?;
+    assert_eq!(Failure::of(&err), Failure::Timeout);
+    Ok(())
+}
