@@ -35,6 +35,7 @@ fn check_type(imported: &Imported, schema: &Schema, sizes: &SizeAlign, wit: &Typ
             from_idl.align()
         );
     }
+    check_offsets(resolve, sizes, wit, &from_idl).with_context(|| format!("{what}: offsets"))?;
     let mut storage = vec![WasmType::I32; 4096];
     let mut flat = FlatTypes::new(&mut storage);
     if !resolve.push_flat(wit, &mut flat) {
@@ -52,6 +53,56 @@ fn check_type(imported: &Imported, schema: &Schema, sizes: &SizeAlign, wit: &Typ
         .collect();
     if from_idl.flatten() != expected {
         bail!("{what}: flattens to {:?}, wit-parser says {expected:?}", from_idl.flatten());
+    }
+    Ok(())
+}
+
+/// Field offsets of records and tuples, and payload offsets of variant-like
+/// types, against wit-parser's `SizeAlign::field_offsets` / `payload_offset`.
+fn check_offsets(resolve: &Resolve, sizes: &SizeAlign, wit: &Type, shape: &AbiType) -> Result<()> {
+    let mut ty = *wit;
+    while let Type::Id(id) = ty {
+        match &resolve.types[id].kind {
+            TypeDefKind::Type(inner) => ty = *inner,
+            _ => break,
+        }
+    }
+    let Type::Id(id) = ty else { return Ok(()) };
+    let to_u32 = |size: wit_parser::ArchitectureSize| u32::try_from(size.size_wasm32());
+    match &resolve.types[id].kind {
+        TypeDefKind::Record(r) => {
+            let expected: Vec<u32> =
+                sizes.field_offsets(r.fields.iter().map(|f| &f.ty)).into_iter().map(|(o, _)| to_u32(o)).collect::<Result<_, _>>()?;
+            if shape.field_offsets() != expected {
+                bail!("record field offsets {:?}, wit-parser says {expected:?}", shape.field_offsets());
+            }
+        }
+        TypeDefKind::Tuple(t) => {
+            let expected: Vec<u32> =
+                sizes.field_offsets(t.types.iter()).into_iter().map(|(o, _)| to_u32(o)).collect::<Result<_, _>>()?;
+            if shape.field_offsets() != expected {
+                bail!("tuple field offsets {:?}, wit-parser says {expected:?}", shape.field_offsets());
+            }
+        }
+        TypeDefKind::Variant(v) => {
+            let expected = to_u32(sizes.payload_offset(v.tag(), v.cases.iter().map(|c| c.ty.as_ref())))?;
+            if shape.payload_offset() != expected {
+                bail!("variant payload offset {}, wit-parser says {expected}", shape.payload_offset());
+            }
+        }
+        TypeDefKind::Option(t) => {
+            let expected = to_u32(sizes.payload_offset(wit_parser::Int::U8, [Some(t)]))?;
+            if shape.payload_offset() != expected {
+                bail!("option payload offset {}, wit-parser says {expected}", shape.payload_offset());
+            }
+        }
+        TypeDefKind::Result(r) => {
+            let expected = to_u32(sizes.payload_offset(wit_parser::Int::U8, [r.ok.as_ref(), r.err.as_ref()]))?;
+            if shape.payload_offset() != expected {
+                bail!("result payload offset {}, wit-parser says {expected}", shape.payload_offset());
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
