@@ -1,0 +1,76 @@
+//! Bad input never panics: truncated and corrupted components give errors.
+//! Also the refusals that need no fixture folder.
+
+use anyhow::Result;
+use karmem_core_lowering::{Abi, Options, inspect, lower};
+
+fn small_components() -> Result<Vec<Vec<u8>>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/lowering");
+    let mut out = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let wat = dir.join("component.wat");
+        if wat.exists() {
+            out.push(wat::parse_file(&wat)?);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn truncated_and_corrupted_inputs_do_not_panic() -> Result<()> {
+    let mut tried = 0;
+    for bytes in small_components()? {
+        for cut in (0..bytes.len()).step_by(7) {
+            let _ = lower(bytes.get(..cut).unwrap_or_default(), &Options::default());
+            let _ = inspect::inspect(bytes.get(..cut).unwrap_or_default());
+            tried += 1;
+        }
+        // A simple deterministic byte-flipping walk over the body.
+        let mut state: u32 = 0x9e37_79b9;
+        for _ in 0..200 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let mut corrupted = bytes.clone();
+            let at = 8 + (state as usize) % corrupted.len().saturating_sub(8).max(1);
+            if let Some(b) = corrupted.get_mut(at) {
+                *b ^= (state >> 24) as u8 | 1;
+            }
+            let _ = lower(&corrupted, &Options::default());
+            tried += 1;
+        }
+    }
+    assert!(tried > 1000, "too few inputs tried: {tried}");
+    Ok(())
+}
+
+#[test]
+fn core_modules_and_garbage_are_refused() {
+    let module = wat::parse_str("(module)").unwrap_or_default();
+    let e = lower(&module, &Options::default()).err().map(|e| format!("{e:#}"));
+    assert_eq!(e.as_deref(), Some("the input is a core module, not a component"));
+    let e = lower(b"not wasm at all", &Options::default()).err().map(|e| format!("{e:#}"));
+    assert_eq!(e.as_deref(), Some("the input is not a WebAssembly component"));
+}
+
+#[test]
+fn the_karmem_abi_is_refused_until_the_adapters_land() {
+    let component = wat::parse_str("(component)").unwrap_or_default();
+    let options = Options { abi: Abi::Karmem, ..Options::default() };
+    let e = lower(&component, &options).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(e.contains("`--abi karmem` is not implemented yet"), "{e}");
+}
+
+#[test]
+fn an_empty_component_lowers_to_an_empty_module_with_the_sections() -> Result<()> {
+    let component = wat::parse_str("(component)")?;
+    let options = Options { idl: Some("package demo;\n".to_string()), ..Options::default() };
+    let lowered = lower(&component, &options)?;
+    let summary = inspect::lowered_module(&lowered)?;
+    assert!(summary.exports.is_empty() && summary.imports.is_empty());
+    assert_eq!(summary.idl.as_deref(), Some("package demo;\n"));
+    assert!(summary.custom_sections.iter().any(|s| s == "producers"));
+    Ok(())
+}
