@@ -481,6 +481,14 @@ impl<'a> Resolver<'a> {
                     .then(|| format!("enum `{}` has no case `{}`", id.name, case.name)),
                 Some(Item::Flags(f)) => (!f.flags.iter().any(|c| c.name.name == case.name))
                     .then(|| format!("flags `{}` has no flag `{}`", id.name, case.name)),
+                Some(Item::Union(u)) => match u.cases.iter().find(|c| c.name.name == case.name) {
+                    None => Some(format!("union `{}` has no case `{}`", id.name, case.name)),
+                    Some(c) if c.ty.is_some() => Some(format!(
+                        "case `{}` of union `{}` has a payload; only a payload-less case can be a default",
+                        case.name, id.name
+                    )),
+                    Some(_) => None,
+                },
                 // An unknown type is reported on its own.
                 None => None,
                 Some(_) => Some(format!("`{}` takes no default", id.name)),
@@ -488,7 +496,7 @@ impl<'a> Resolver<'a> {
             (TypeKind::Named(id), _) if self.lookup(&id.name).is_none() => None,
             (TypeKind::Prim(_), _) => mismatch(),
             (TypeKind::Named(id), _)
-                if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_))) =>
+                if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_) | Item::Union(_))) =>
             {
                 mismatch()
             }

@@ -105,3 +105,27 @@ fn fail_cases_match_their_snapshots() {
         mismatches.join("\n")
     );
 }
+
+/// Every ```km example in docs/IDL.md parses and prints back to a tree that
+/// parses the same way (examples may refer to types declared in other examples,
+/// so they are not resolved).
+#[test]
+fn documentation_examples_parse() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/IDL.md");
+    let doc = read(&path);
+    let mut examples = 0;
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```km\n") {
+        let body = rest.get(start + 6..).unwrap_or("");
+        let end = body.find("```").unwrap_or(body.len());
+        let example = body.get(..end).unwrap_or("");
+        let file = karmem_idl::parse(example).unwrap_or_else(|e| {
+            panic!("docs/IDL.md example does not parse: {}\n{example}", karmem_idl::Diagnostics::new(vec![e], "IDL.md", example))
+        });
+        let reparsed = karmem_idl::parse(&karmem_idl::print(&file)).unwrap_or_default();
+        assert_eq!(reparsed.without_spans(), file.without_spans());
+        examples += 1;
+        rest = body.get(end..).unwrap_or("");
+    }
+    assert!(examples >= 8, "only {examples} examples found");
+}
