@@ -11,6 +11,8 @@
 //! The interface `karmem:fixtures/host` (fixtures/guests/wit/host.wit):
 //! - `log(line)`: recorded only;
 //! - `next-id() -> u32`: 1, 2, 3, ... per instance;
+//! - `emit(label, values, extra)`: recorded only;
+//! - `lines(count, prefix) -> list<string>`: `<prefix>0`, `<prefix>1`, ...;
 //! - resource `tally`: `constructor(start: u64)`, `add(n: u64) -> u64` (the
 //!   new total), `[static]tally.named(name: string) -> tally` (starts at the
 //!   name's length); dropping it records `drop tally(<total>)`.
@@ -178,7 +180,13 @@ fn known_function(interface: &str, name: &str) -> bool {
     interface == HOST_INTERFACE
         && matches!(
             name,
-            "log" | "next-id" | "[constructor]tally" | "[method]tally.add" | "[static]tally.named"
+            "log"
+                | "emit"
+                | "next-id"
+                | "lines"
+                | "[constructor]tally"
+                | "[method]tally.add"
+                | "[static]tally.named"
         )
 }
 
@@ -197,6 +205,12 @@ fn implement<T: HasHostState>(
             host.next_id += 1;
             Some(Val::U32(host.next_id))
         }
+        ("emit", _) => None,
+        ("lines", [Val::U32(count), Val::String(prefix)]) => Some(Val::List(
+            (0..*count)
+                .map(|index| Val::String(format!("{prefix}{index}")))
+                .collect(),
+        )),
         ("[constructor]tally", [Val::U64(start)]) => Some(new_tally(store, *start)?),
         ("[static]tally.named", [Val::String(tally_name)]) => {
             let start = u64::try_from(tally_name.len()).unwrap_or(u64::MAX);
