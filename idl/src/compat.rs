@@ -279,6 +279,12 @@ impl Compare<'_> {
                     None,
                     Some(nf.span),
                 );
+            } else if nf.default.is_none() && !has_zero_value(&nf.ty, self.new, &mut Vec::new()) {
+                let message = format!(
+                    "{field} appended without a default, and `{}` has no zero value to read old messages with",
+                    type_ref(&nf.ty)
+                );
+                self.push(true, path, message, None, Some(nf.span));
             } else {
                 self.safe(path, format!("{field} appended"), None, Some(nf.span));
             }
@@ -685,4 +691,38 @@ fn normalize(ty: &TypeRef, schema: &Schema) -> TypeRef {
         other => other.clone(),
     };
     out
+}
+
+/// Whether all-zero bytes decode to a value of `ty` (docs/FORMAT.md §7): what
+/// a reader sees for a field an older writer did not write, absent a default.
+/// Enums need a case with value 0; unions never have one (tag 0 is reserved);
+/// a struct needs every field to have one (or, if dynamic, a default).
+/// `visiting` breaks cycles through dynamic structs, which have no finite zero value.
+fn has_zero_value<'a>(ty: &'a TypeRef, schema: &'a Schema, visiting: &mut Vec<&'a str>) -> bool {
+    match &ty.kind {
+        TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Option(_) | TypeKind::Handle(..) => true,
+        TypeKind::FixedArray(elem, _) => has_zero_value(elem, schema, visiting),
+        TypeKind::Result { ok, .. } => ok
+            .as_ref()
+            .is_none_or(|t| has_zero_value(t, schema, visiting)),
+        TypeKind::Named(id) => {
+            if visiting.contains(&id.name.as_str()) {
+                return false;
+            }
+            match schema.get(&id.name) {
+                Some(Item::Enum(e)) => e.effective_values().contains(&0),
+                Some(Item::Union(_)) => false,
+                Some(Item::Struct(st)) => {
+                    visiting.push(&id.name);
+                    let all = st.fields.iter().all(|f| {
+                        (st.evolution == Evolution::Dynamic && f.default.is_some())
+                            || has_zero_value(&f.ty, schema, visiting)
+                    });
+                    visiting.pop();
+                    all
+                }
+                _ => true,
+            }
+        }
+    }
 }
