@@ -72,15 +72,21 @@ impl AlignedBuf {
         self.len == 0
     }
 
-    /// Grows (with zeros) or shrinks to `len` bytes.
+    /// Grows (the new bytes are zero) or shrinks to `len` bytes. Shrinking
+    /// keeps the allocation, so a reused buffer does not allocate again.
     pub fn resize(&mut self, len: usize) {
-        let chunks = len.div_ceil(64);
-        if len < self.len {
-            // Keep the invariant that bytes past `len` are zero.
+        if len > self.len {
+            let chunks = len.div_ceil(64);
             let old = self.len;
-            self.all_bytes_mut()[len..old].fill(0);
+            // Bytes past `len` in existing chunks may be stale: zero what is reused.
+            let reused_end = len.min(self.chunks.len() * 64);
+            if reused_end > old {
+                self.all_bytes_mut()[old..reused_end].fill(0);
+            }
+            if chunks > self.chunks.len() {
+                self.chunks.resize(chunks, Chunk([0; 64]));
+            }
         }
-        self.chunks.resize(chunks, Chunk([0; 64]));
         self.len = len;
     }
 
@@ -300,5 +306,32 @@ impl Builder {
     /// The finished message.
     pub fn finish(self) -> AlignedBuf {
         self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_buffers_hand_out_zeroed_bytes() {
+        let mut b = Builder::new();
+        let at = b.alloc_block(200).unwrap_or(0);
+        b.bytes_mut(at, 200).fill(0xAA);
+        b.reset();
+        assert_eq!(b.len(), 8);
+        let again = b.alloc_block(300).unwrap_or(0);
+        assert_eq!(again, at);
+        assert!(b.as_bytes()[8..].iter().all(|&x| x == 0), "stale bytes leaked into a new message");
+        assert_eq!(b.as_bytes().as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn zero_sized_allocations_are_offset_zero() {
+        let mut b = Builder::new();
+        assert_eq!(b.alloc_block(0), Ok(0));
+        let parent = b.alloc_object(16).unwrap_or(0);
+        assert_eq!(b.alloc_plain_array(parent, 8, 0, 0), Ok(0));
+        assert_eq!(b.len(), 24);
     }
 }
