@@ -116,11 +116,12 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         for function in &iface.functions {
             let what = format!("`{}.{}` (core export `{}`)", iface.name, function.name, function.core_name);
             let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
-            let core = t
-                .module
-                .exports
-                .get_func(&function.core_name)
-                .map_err(|_| anyhow!("the module has no export `{}` for {what}", function.core_name))?;
+            let core = match t.module.exports.get_func(&function.core_name) {
+                Ok(core) => core,
+                // `wasi:cli/run` may already be `_start` (the WASI shim's job)
+                Err(_) if is_wasi(&function.core_name) => continue,
+                Err(_) => bail!("the module has no export `{}` for {what}", function.core_name),
+            };
             let post_name = format!("cabi_post_{}", function.core_name);
             let post = t.module.exports.get_func(&post_name).ok();
             let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size)
@@ -130,7 +131,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             dead_exports.push(post_name);
         }
     }
-    for iface in world.interfaces.iter().filter(|i| i.side == Side::Import) {
+    for iface in world.interfaces.iter().filter(|i| is_karmem_import(i)) {
         for function in &iface.functions {
             let what = format!("`{}.{}` (core import `{}`/`{}`)", iface.name, function.name, iface.core_module, function.core_name);
             let Some(import) = t.module.imports.find(&iface.core_module, &function.core_name) else {
@@ -145,7 +146,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
 
     // Imports the adapters do not cover (resource drops of imported
     // resources) move to the interface's Karmem module unchanged.
-    for iface in world.interfaces.iter().filter(|i| i.side == Side::Import) {
+    for iface in world.interfaces.iter().filter(|i| is_karmem_import(i)) {
         let ids: Vec<_> = module.imports.iter().filter(|i| i.module == iface.core_module).map(|i| i.id()).collect();
         for id in ids {
             module.imports.get_mut(id).module = format!("{IMPORT_PREFIX}{}", iface.name);
@@ -199,6 +200,18 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         .validate_all(&bytes)
         .context("internal error: the Karmem-ABI module does not validate")?;
     Ok(bytes)
+}
+
+/// Whether a core name belongs to WASI (`wasi:...`).
+fn is_wasi(core_name: &str) -> bool {
+    core_name.starts_with("wasi:")
+}
+
+/// Imported interfaces that become Karmem imports: all but WASI's, which
+/// stay canonical-ABI imports for the WASI shim or a WASI host
+/// (docs/LOWERING.md, `## WASI`).
+fn is_karmem_import(iface: &InterfaceBinding) -> bool {
+    iface.side == Side::Import && !is_wasi(&iface.core_module)
 }
 
 /// Refuses what the adapters cannot do yet, naming it.
@@ -425,7 +438,8 @@ fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
     let mut messages = Vec::new();
     let mut next_id = 0u32;
     for side in [Side::Export, Side::Import] {
-        for iface in world.interfaces.iter().filter(|i| i.side == side) {
+        let on_side = world.interfaces.iter().filter(|i| i.side == side);
+        for iface in on_side.filter(|i| side == Side::Export || is_karmem_import(i)) {
             let Some(Item::Interface(def)) = world.schema.get(&iface.name) else {
                 bail!("interface `{}` is missing from the schema", iface.name);
             };
