@@ -188,3 +188,138 @@ fn rewritten_modules_are_cached_under_their_own_key() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A real Rust guest (the main module of `fixtures/components/command.p2.wasm`)
+/// uses `memory.copy`/`memory.fill`: refused next to a read-only window as is,
+/// accepted after the rewrite.
+#[test]
+fn a_real_rust_guest_accepts_read_only_windows_after_the_rewrite() -> Result<()> {
+    let core = crate::common::fixture_core_module("command.p2.wasm")?;
+    let facts = karmem_runtime::module::ModuleFacts::scan(&core)?;
+    assert!(
+        facts
+            .bulk_sites
+            .iter()
+            .any(|s| s.instruction != "memory.init"),
+        "the fixture was expected to use bulk memory"
+    );
+    let rewritten =
+        karmem_runtime::bulk::rewrite(&core)?.context("the fixture must be rewritten")?;
+    wasmparser::Validator::new().validate_all(&rewritten)?;
+
+    // Page 1 lies in the guest's stack area (rustc puts data after the 1 MiB
+    // stack); nothing runs here, and the data-segment check would refuse an
+    // overlap.
+    let offset = 0x10000;
+    let region = SharedRegion::new("ro", 1)?;
+    let options = GuestOptions {
+        layout: MemoryLayout::new(vec![RegionPlacement::new(&region, offset, Access::Read)])?,
+        ..GuestOptions::default()
+    };
+
+    for (rewrite_bulk_memory, accepted) in [(false, false), (true, true)] {
+        let runtime = Runtime::new(RuntimeConfig {
+            rewrite_bulk_memory,
+            ..RuntimeConfig::default()
+        })?;
+        let module = runtime.load(&core)?;
+        let mut linker = runtime.linker();
+        linker
+            .define_unknown_imports_as_traps(module.module())
+            .map_err(anyhow::Error::from)?;
+        let result = runtime.instantiate_with(&linker, &module, &options);
+        match (result, accepted) {
+            (Ok(mut guest), true) => {
+                assert_eq!(guest.windows().len(), 1);
+                assert!(guest.write_memory(offset, &[1]).is_err());
+                region.write(0, &[9])?;
+                let mut seen = [0u8];
+                guest.read_memory(offset, &mut seen)?;
+                assert_eq!(seen, [9]);
+            }
+            (Err(err), false) => {
+                assert!(
+                    format!("{err:#}").contains("RuntimeConfig::rewrite_bulk_memory"),
+                    "{err:#}"
+                );
+            }
+            (Ok(_), false) => anyhow::bail!("the unrewritten guest must be refused"),
+            (Err(err), true) => return Err(err.context("the rewritten guest must be accepted")),
+        }
+    }
+    Ok(())
+}
+
+/// Calls `greet` (canonical ABI, by hand) on the main module of the `basics`
+/// fixture: a 150 KB name goes through Rust's `memcpy`, i.e. `memory.copy`.
+/// Returns the result and what the guest logged through its host import.
+fn greet_with_real_guest(rewrite_bulk_memory: bool, name: &str) -> Result<(String, Vec<String>)> {
+    let runtime = Runtime::new(RuntimeConfig {
+        rewrite_bulk_memory,
+        ..RuntimeConfig::default()
+    })?;
+    let module = runtime.load(&crate::common::fixture_core_module("basics.p2.wasm")?)?;
+    anyhow::ensure!(
+        module.facts().bulk_sites.is_empty() == rewrite_bulk_memory,
+        "the rewrite applies exactly when enabled"
+    );
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut linker = runtime.linker();
+    let sink = std::sync::Arc::clone(&logged);
+    linker
+        .func_wrap(
+            "karmem:fixtures/host",
+            "log",
+            move |mut caller: wasmtime::Caller<'_, karmem_runtime::GuestState>,
+                  ptr: i32,
+                  len: i32|
+                  -> wasmtime::Result<()> {
+                let mut text = vec![0u8; len as u32 as usize];
+                karmem_runtime::read_caller_memory(&mut caller, ptr as u32 as u64, &mut text)
+                    .map_err(wasmtime::Error::from_anyhow)?;
+                if let Ok(mut sink) = sink.lock() {
+                    sink.push(String::from_utf8_lossy(&text).into_owned());
+                }
+                Ok(())
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    linker
+        .define_unknown_imports_as_traps(module.module())
+        .map_err(anyhow::Error::from)?;
+    let mut guest = runtime.instantiate_with(&linker, &module, &GuestOptions::default())?;
+
+    let len = name.len() as i32;
+    let ptr = guest.call(
+        "cabi_realloc",
+        &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len)],
+    )?[0]
+        .unwrap_i32();
+    guest.write_memory(ptr as u32 as u64, name.as_bytes())?;
+    let ret = guest.call(
+        "karmem:fixtures/basics#greet",
+        &[Val::I32(ptr), Val::I32(len)],
+    )?[0]
+        .unwrap_i32();
+    let mut pair = [0u8; 8];
+    guest.read_memory(ret as u32 as u64, &mut pair)?;
+    let [a, b, c, d, e, f, g, h] = pair;
+    let result_ptr = u32::from_le_bytes([a, b, c, d]);
+    let result_len = u32::from_le_bytes([e, f, g, h]);
+    let mut result = vec![0u8; result_len as usize];
+    guest.read_memory(u64::from(result_ptr), &mut result)?;
+    let logged = logged.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok((String::from_utf8(result)?, logged))
+}
+
+#[test]
+fn a_real_rust_guest_gives_the_same_results_after_the_rewrite() -> Result<()> {
+    let name = "name ".repeat(30_000);
+    let expected = format!("hello, {name}");
+    let native = greet_with_real_guest(false, &name)?;
+    let rewritten = greet_with_real_guest(true, &name)?;
+    assert_eq!(native.0, expected);
+    assert_eq!(native.1, vec![expected.clone()]);
+    assert_eq!(rewritten, native);
+    Ok(())
+}

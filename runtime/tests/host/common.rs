@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use karmem_runtime::{LoadedModule, Runtime, RuntimeConfig};
 
 /// Offset of the shared window in `MESSAGE_MODULE`'s memory (page 1).
@@ -51,4 +51,33 @@ pub fn runtime() -> Result<Runtime> {
 
 pub fn load(runtime: &Runtime, wat: &str) -> Result<LoadedModule> {
     runtime.load(&wat::parse_str(wat)?)
+}
+
+/// The largest core module nested in a component (a wit-bindgen component's
+/// main module), as standalone bytes.
+pub fn largest_core_module(component: &[u8]) -> Option<Vec<u8>> {
+    let mut largest: Option<&[u8]> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let Ok(wasmparser::Payload::ModuleSection {
+            unchecked_range, ..
+        }) = payload
+        {
+            let bytes = component.get(unchecked_range)?;
+            if largest.is_none_or(|l| bytes.len() > l.len()) {
+                largest = Some(bytes);
+            }
+        }
+    }
+    largest.map(<[u8]>::to_vec)
+}
+
+/// The main core module of a committed fixture component (a Rust guest).
+pub fn fixture_core_module(component: &str) -> Result<Vec<u8>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/components")
+        .join(component);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("failed to read fixture `{}`", path.display()))?;
+    largest_core_module(&bytes)
+        .with_context(|| format!("fixture `{}` has no core module", path.display()))
 }

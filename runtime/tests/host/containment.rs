@@ -181,7 +181,10 @@ fn timeouts_keep_working_after_the_runtime_value_is_dropped() -> Result<()> {
         }),
     )?;
     drop(runtime);
-    let err = guest.call("spin", &[]).err().context("the loop must still be interrupted")?;
+    let err = guest
+        .call("spin", &[])
+        .err()
+        .context("the loop must still be interrupted")?;
     assert_eq!(Failure::of(&err), Failure::Timeout);
     Ok(())
 }
