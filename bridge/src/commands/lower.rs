@@ -3,7 +3,8 @@
 //!
 //! Owns: the command only. Lowering is `karmem-core-lowering`'s; the IDL
 //! text embedded as `karmem:idl` comes from `karmem-wit-import` and
-//! `karmem-idl`'s printer.
+//! `karmem-idl`'s printer; `--abi karmem` (the default) then puts the Karmem
+//! ABI at the module's edge with `karmem-adapters` (docs/ABI.md).
 
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ use super::{display_name, read_input, write_output};
 pub enum AbiArg {
     /// Canonical-ABI flat signatures (exports named as the component's functions).
     Canonical,
-    /// The Karmem ABI (not implemented yet).
+    /// The Karmem ABI (docs/ABI.md): messages in, messages out.
     Karmem,
 }
 
@@ -29,7 +30,7 @@ pub struct Opts {
     #[arg(short, long)]
     pub output: PathBuf,
     /// The ABI at the module's edge.
-    #[arg(long, value_enum, default_value = "canonical")]
+    #[arg(long, value_enum, default_value = "karmem")]
     pub abi: AbiArg,
     /// Write WebAssembly text instead of binary.
     #[arg(long)]
@@ -45,17 +46,26 @@ pub fn run(opts: Opts) -> Result<()> {
     let bytes = read_input(&opts.input)?;
     let bytes = karmem_core_lowering::binary_input(&bytes)?;
     let options = Options {
-        abi: match opts.abi {
-            AbiArg::Canonical => Abi::Canonical,
-            AbiArg::Karmem => Abi::Karmem,
-        },
+        // The Karmem ABI is built on the canonical boundary.
+        abi: Abi::Canonical,
         multi_memory: opts.multi_memory,
         idl: idl_text(&bytes),
     };
     let lowered = karmem_core_lowering::lower(&bytes, &options)
         .with_context(|| format!("failed to lower `{name}`"))?;
+    let lowered = match opts.abi {
+        AbiArg::Canonical => lowered,
+        AbiArg::Karmem => karmem_edge(&bytes, &lowered)
+            .with_context(|| format!("failed to put the Karmem ABI on `{name}` (`--abi canonical` skips it)"))?,
+    };
     let out = if opts.wat { karmem_core_lowering::to_wat(&lowered)?.into_bytes() } else { lowered };
     write_output(&opts.output, &out)
+}
+
+/// The canonical-ABI module `lowered` of `component` with the Karmem ABI.
+fn karmem_edge(component: &[u8], lowered: &[u8]) -> Result<Vec<u8>> {
+    let world = karmem_adapters::abi::World::from_component(component)?;
+    karmem_adapters::abi::karmem_abi(lowered, &world, &karmem_adapters::abi::Options::default())
 }
 
 /// The component's world as KarmemIDL text. When the WIT cannot be mapped
