@@ -124,6 +124,17 @@ pub fn generate(layout: &Layout, source_name: &str) -> String {
             _ => {}
         }
     }
+    // Argument and result structs of interface functions (FORMAT.md §10).
+    let mut functions: Vec<(&str, crate::layout::FunctionLayout)> = layout.functions().collect();
+    functions.sort_by_key(|(name, _)| *name);
+    for (_, f) in functions {
+        for id in [f.params, f.results] {
+            if let Some(s) = layout.as_struct(id) {
+                g.view(s);
+                g.builder(s);
+            }
+        }
+    }
     // SoA helpers for every struct used as SoA elements.
     let mut soa_elems = Vec::new();
     for i in 0..layout.len() {
