@@ -165,3 +165,55 @@ fn snippet(
         let _ = write!(out, " {label}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(source: &str) -> String {
+        match crate::load(source, "t.km") {
+            Ok(_) => String::new(),
+            Err(d) => d.to_report(),
+        }
+    }
+
+    #[test]
+    fn caret_counts_characters_and_keeps_tabs() {
+        assert_eq!(
+            report("struct a (dynamic) {\n\tx: é;\n}"),
+            "error: unexpected character `é`\n --> t.km:2:5\n  |\n2 | \tx: é;\n  | \t   ^"
+        );
+    }
+
+    #[test]
+    fn end_of_file_points_past_the_last_character() {
+        assert_eq!(
+            report("struct a (dynamic) {"),
+            "error: expected a field name or `}`, found end of file\n --> t.km:1:21\n  |\n1 | struct a (dynamic) {\n  |                     ^"
+        );
+        assert_eq!(report(""), "");
+        assert_eq!(
+            report("/// lonely"),
+            "error: expected an item after the doc comment, found end of file\n --> t.km:1:11\n  |\n1 | /// lonely\n  |           ^"
+        );
+    }
+
+    #[test]
+    fn gutter_widens_with_the_line_number() {
+        let source = format!("{}struct a (dynamic) {{ x: y; }}", "\n".repeat(120));
+        let text = report(&source);
+        assert!(
+            text.contains(&format!(
+                "\n   --> t.km:121:25\n    |\n121 | struct a (dynamic) {{ x: y; }}\n    | {}^",
+                " ".repeat(24)
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn line_col_is_one_based_in_characters() {
+        assert_eq!(line_col("ab\nçd", 5), (2, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+}

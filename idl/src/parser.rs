@@ -74,15 +74,24 @@ impl Parser<'_> {
         Span::new(start.start, self.prev_end().max(start.start))
     }
 
+    /// Consumes the current token, moving it out: the parser never looks back
+    /// at a consumed token's value (only at its span).
     fn bump(&mut self) -> Spanned {
-        let token = self.tokens.get(self.pos).cloned().unwrap_or(Spanned {
-            token: Token::Eof,
-            span: Span::DUMMY,
-        });
-        if self.pos < self.tokens.len() {
-            self.pos += 1;
+        let Some(current) = self.tokens.get_mut(self.pos) else {
+            return Spanned {
+                token: Token::Eof,
+                span: self.span(),
+            };
+        };
+        // The final `Eof` stays in place so `peek` keeps seeing it.
+        if current.token == Token::Eof {
+            return current.clone();
         }
-        token
+        self.pos += 1;
+        Spanned {
+            token: std::mem::replace(&mut current.token, Token::Eof),
+            span: current.span,
+        }
     }
 
     fn unexpected(&self, expected: impl Into<String>) -> Error {
@@ -148,11 +157,14 @@ impl Parser<'_> {
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
-        match self.peek().clone() {
-            Token::Ident(name) => {
-                let span = self.bump().span;
-                Ok(Ident { name, span })
-            }
+        if !matches!(self.peek(), Token::Ident(_)) {
+            return Err(self.unexpected(what));
+        }
+        match self.bump() {
+            Spanned {
+                token: Token::Ident(name),
+                span,
+            } => Ok(Ident { name, span }),
             _ => Err(self.unexpected(what)),
         }
     }
@@ -625,7 +637,7 @@ impl Parser<'_> {
 
     fn prefix_type_inner(&mut self) -> PResult<TypeRef> {
         let start = self.span();
-        let kind = match self.peek().clone() {
+        let kind = match self.peek() {
             Token::LBracket => {
                 self.bump();
                 if self.eat(&Token::RBracket) {
@@ -650,9 +662,9 @@ impl Parser<'_> {
                 self.expect(Token::RParen, "`)`")?;
                 return Ok(inner);
             }
-            Token::Ident(word) => {
+            Token::Ident(_) => {
                 let ident = self.ident("a type")?;
-                match word.as_str() {
+                match ident.name.as_str() {
                     "option" => {
                         self.expect(Token::Lt, "`<`")?;
                         let inner = self.ty()?;
@@ -664,7 +676,7 @@ impl Parser<'_> {
                         self.expect(Token::Lt, "`<`")?;
                         let resource = self.item_name()?;
                         self.expect(Token::Gt, "`>`")?;
-                        let kind = if word == "own" {
+                        let kind = if ident.name == "own" {
                             HandleKind::Own
                         } else {
                             HandleKind::Borrow
@@ -680,7 +692,7 @@ impl Parser<'_> {
                             ident.span,
                         ));
                     }
-                    _ => match Prim::ALL.iter().find(|p| p.keyword() == word) {
+                    word => match Prim::ALL.iter().find(|p| p.keyword() == word) {
                         Some(&prim) => TypeKind::Prim(prim),
                         None => TypeKind::Named(ident),
                     },

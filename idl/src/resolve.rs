@@ -496,7 +496,10 @@ impl<'a> Resolver<'a> {
             (TypeKind::Named(id), _) if self.lookup(&id.name).is_none() => None,
             (TypeKind::Prim(_), _) => mismatch(),
             (TypeKind::Named(id), _)
-                if matches!(self.lookup(&id.name), Some(Item::Enum(_) | Item::Flags(_) | Item::Union(_))) =>
+                if matches!(
+                    self.lookup(&id.name),
+                    Some(Item::Enum(_) | Item::Flags(_) | Item::Union(_))
+                ) =>
             {
                 mismatch()
             }
