@@ -335,3 +335,21 @@ fn host_functions_cannot_write_protected_windows_even_during_start() -> Result<(
     assert_eq!(guest.host_bytes_written(), 6);
     Ok(())
 }
+
+/// Memories the windowed creator does not support are refused with an
+/// error, not a crash.
+#[test]
+fn unsupported_memories_are_refused_cleanly() -> Result<()> {
+    let runtime = runtime()?;
+    let memory64 = load(&runtime, "(module (memory i64 1))")?;
+    let err = runtime
+        .instantiate(&memory64, &GuestOptions::default())
+        .err()
+        .context("64-bit memories must be refused")?;
+    assert!(format!("{err:#}").contains("64-bit memories"), "{err:#}");
+    let threads = runtime.load(&wat::parse_str("(module (memory 1 1 shared))")?);
+    if let Ok(module) = threads {
+        assert!(runtime.instantiate(&module, &GuestOptions::default()).is_err());
+    }
+    Ok(())
+}
