@@ -26,6 +26,7 @@
 
 use anyhow::{Context, Result, bail};
 
+pub mod adapter;
 pub mod builtins;
 pub mod graph;
 pub mod inline;

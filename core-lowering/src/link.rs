@@ -21,6 +21,10 @@ use crate::merge::{ImportKind, Merged};
 
 /// Name of the custom section that carries the IDL text.
 pub const IDL_SECTION: &str = "karmem:idl";
+/// Name of the custom section that tells a canonical-ABI host which memory,
+/// realloc and string encoding each exported and imported function uses
+/// (JSON: a list of `{kind, name, memory, realloc, string-encoding}`).
+pub const CANONICAL_ABI_SECTION: &str = "karmem:canonical-abi";
 
 /// Statistics of a link, for `inspect` and tests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -110,6 +114,21 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
                 let fused = plan.fused.get(l).context("fused adapter missing")?;
                 let callee = func(fused.callee.0)?;
                 let post = fused.post_return.map(|p| func(p.0)).transpose()?;
+                if let Some(copy) = &fused.copy {
+                    let memory = |m: crate::merge::MemoryIndex| -> Result<MemoryId> {
+                        memory_ids.get(m.0 as usize).copied().context("memory missing")
+                    };
+                    let ids = crate::adapter::CopyIds {
+                        caller_memory: memory(copy.caller_memory)?,
+                        callee_memory: memory(copy.callee_memory)?,
+                        caller_realloc: copy.caller_realloc.map(|r| func(r.0)).transpose()?,
+                        callee_realloc: copy.callee_realloc.map(|r| func(r.0)).transpose()?,
+                        callee,
+                        post_return: post,
+                    };
+                    crate::adapter::generate(&mut module, fid, &ids, &copy.params, copy.result)?;
+                    continue;
+                }
                 let mut reps = BTreeMap::new();
                 for (pos, r) in &fused.borrows {
                     reps.insert(*pos, resource_funcs.get(r).context("handle table missing")?.rep);
@@ -175,6 +194,10 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
         module.customs.delete(id);
     }
     module.customs.add(RawCustomSection { name: IDL_SECTION.to_string(), data: idl.as_bytes().to_vec() });
+    module.customs.add(RawCustomSection {
+        name: CANONICAL_ABI_SECTION.to_string(),
+        data: merged.plan.canonical_abi.as_bytes().to_vec(),
+    });
     module.producers.clear();
     module.producers.add_processed_by("karmem-bridge", env!("CARGO_PKG_VERSION"));
     Ok((module.emit_wasm(), stats))

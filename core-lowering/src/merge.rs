@@ -28,7 +28,7 @@ use crate::Options;
 use crate::graph::*;
 use crate::module_info::ModuleInfo;
 use crate::parse::{ParsedComponent, StaticModuleId};
-use crate::types::{Flat, ValTy};
+use crate::types::{Crossing, Flat, ValTy};
 
 /// Module name of placeholder imports that `link` replaces with code.
 pub const INTERNAL_MODULE: &str = "karmem:internal";
@@ -77,6 +77,47 @@ pub struct FusedPlan {
     pub callee: FuncIndex,
     pub post_return: Option<FuncIndex>,
     pub borrows: Vec<(usize, DefinedResourceId)>,
+    /// Set when values are copied between two memories.
+    pub copy: Option<CopyPlan>,
+}
+
+/// A copying adapter between the caller's and the callee's memories.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    pub caller_memory: MemoryIndex,
+    pub callee_memory: MemoryIndex,
+    pub caller_realloc: Option<FuncIndex>,
+    pub callee_realloc: Option<FuncIndex>,
+    /// One entry per parameter, in order.
+    pub params: Vec<Crossing>,
+    /// `None`: no result.
+    pub result: Option<Crossing>,
+}
+
+/// Which values a copying adapter can carry: flat params (at most 16) of
+/// scalars, strings and lists of plain elements, and at most one result of
+/// those kinds. Both sides must use UTF-8.
+fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<Crossing>, Option<Crossing>)> {
+    let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
+    if lowered.options.encoding != StringEncoding::Utf8 || lifted.options.encoding != StringEncoding::Utf8 {
+        bail!("{}: copying UTF-16 strings between memories is not implemented yet", what());
+    }
+    if lifted.sig.flat_params().is_none() {
+        bail!("{}: parameters passed through memory (more than 16 flat values) cannot be copied yet", what());
+    }
+    let mut params = Vec::new();
+    for (name, ty) in &lifted.sig.params {
+        params.push(ty.crossing().with_context(|| {
+            format!("{}: copying the parameter `{name}` between memories is not implemented yet", what())
+        })?);
+    }
+    let result = match &lifted.sig.result {
+        None => None,
+        Some(ty) => Some(ty.crossing().filter(|c| !matches!(c, Crossing::Scalars(n) if *n > 1)).with_context(
+            || format!("{}: copying this result between memories is not implemented yet", what()),
+        )?),
+    };
+    Ok((params, result))
 }
 
 /// What `link` needs to implement the placeholders.
@@ -95,6 +136,9 @@ pub struct LinkPlan {
     pub wrappers: Vec<(FuncIndex, Vec<(usize, DefinedResourceId)>)>,
     /// Final names of the exports, for diagnostics.
     pub export_names: Vec<String>,
+    /// JSON: which memory, realloc and string encoding each boundary
+    /// function uses (the `karmem:canonical-abi` section).
+    pub canonical_abi: String,
 }
 
 struct Layout<'g> {
@@ -165,9 +209,6 @@ impl<'g> Layout<'g> {
                 let ty = ty.cloned().with_context(|| format!("{} is used as something other than a function", lowered.location))?;
                 match &lowered.target {
                     LowerTarget::Import(path) => {
-                        if lowered.options.encoding != StringEncoding::Utf8 {
-                            bail!("{} uses a UTF-16 string encoding; only UTF-8 is supported at the canonical boundary yet", lowered.location);
-                        }
                         let (module, field) = host_name(path);
                         Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
                     }
@@ -264,12 +305,7 @@ impl<'g> Layout<'g> {
                 lifted.location
             );
         }
-        bail!(
-            "{} calls {} across two memories; copying adapters between memories are not implemented yet \
-             (lower each component on its own and compose them through the runtime)",
-            lowered.location,
-            lifted.location
-        )
+        copy_shape(lowered, lifted).map(|_| ())
     }
 
     /// A global's constant value, when it is an immutable global whose
@@ -527,13 +563,12 @@ pub fn merge(
     let mut plan = LinkPlan::default();
     let mut canonical_memories: Vec<MemoryIndex> = Vec::new();
     let mut reallocs: Vec<FuncTarget> = Vec::new();
+    // Per boundary function: (kind, name, memory, realloc, encoding).
+    let mut boundary: Vec<(&str, String, Option<MemoryIndex>, Option<FuncTarget>, StringEncoding)> = Vec::new();
     let mut wrapper_callees: Vec<(FuncTarget, Vec<(usize, DefinedResourceId)>)> = Vec::new();
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);
         let what = format!("the export `{}`", export.name);
-        if lifted.options.encoding != StringEncoding::Utf8 {
-            bail!("{what} uses a UTF-16 string encoding; only UTF-8 is supported at the canonical boundary yet");
-        }
         let callee = layout.func(&lifted.core, None, options).with_context(|| format!("failed to resolve {what}"))?;
         let mut borrows = Vec::new();
         let mut pos = 0;
@@ -560,21 +595,36 @@ pub fn merge(
             let post = layout.func(post, None, options)?;
             exports.push((format!("cabi_post_{}", export.name), ExportKind::Func, FuncTargetOrIndex::Func(post)));
         }
-        if let Some(memory) = &lifted.options.memory {
-            canonical_memories.push(layout.memory(memory)?);
-        }
-        if let Some(realloc) = &lifted.options.realloc {
-            reallocs.push(layout.func(realloc, None, options)?);
-        }
+        let memory = lifted.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
+        let realloc = lifted.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
+        canonical_memories.extend(memory);
+        reallocs.extend(realloc);
+        boundary.push(("export", export.name.clone(), memory, realloc, lifted.options.encoding));
         exports.push((export.name.clone(), ExportKind::Func, FuncTargetOrIndex::Func(target)));
     }
+    let mut import_options: BTreeMap<(String, String), (Option<MemoryIndex>, Option<FuncTarget>, StringEncoding)> =
+        BTreeMap::new();
     for lowered in &graph.lowered {
-        if let LowerTarget::Import(_) = lowered.target {
-            if let Some(memory) = &lowered.options.memory {
-                canonical_memories.push(layout.memory(memory)?);
+        if let LowerTarget::Import(path) = &lowered.target {
+            let (module, field) = host_name(path);
+            if !layout.import_keys.contains_key(&ImportKind::Host { module: module.clone(), field: field.clone() }) {
+                continue;
             }
-            if let Some(realloc) = &lowered.options.realloc {
-                reallocs.push(layout.func(realloc, None, options)?);
+            let memory = lowered.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
+            let realloc = lowered.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
+            let these = (memory, realloc, lowered.options.encoding);
+            match import_options.get(&(module.clone(), field.clone())) {
+                Some(other) if *other != these => bail!(
+                    "`{module}` `{field}` is imported twice with different memories, reallocs or string encodings; \
+                     lower each component on its own and compose them through the runtime"
+                ),
+                Some(_) => {}
+                None => {
+                    canonical_memories.extend(memory);
+                    reallocs.extend(realloc);
+                    boundary.push(("import", format!("{module}#{field}"), memory, realloc, lowered.options.encoding));
+                    import_options.insert((module, field), these);
+                }
             }
         }
     }
@@ -599,25 +649,48 @@ pub fn merge(
             }
         }
     }
-    canonical_memories.dedup();
     let mut seen = Vec::new();
-    for (n, memory) in canonical_memories.iter().enumerate() {
-        if seen.contains(memory) {
+    let mut memory_names = Vec::new();
+    for memory in canonical_memories {
+        if seen.contains(&memory) {
             continue;
         }
-        let name = if seen.is_empty() { "memory".to_string() } else { format!("memory{n}") };
-        seen.push(*memory);
+        let name = if seen.is_empty() { "memory".to_string() } else { format!("memory{}", seen.len()) };
+        seen.push(memory);
+        memory_names.push((memory, name.clone()));
         exports.push((name, ExportKind::Memory, FuncTargetOrIndex::Index(memory.0)));
     }
     let mut seen_realloc = Vec::new();
+    let mut realloc_names = Vec::new();
     for realloc in reallocs {
         if seen_realloc.contains(&realloc) {
             continue;
         }
         let name = if seen_realloc.is_empty() { "cabi_realloc".to_string() } else { format!("cabi_realloc{}", seen_realloc.len()) };
         seen_realloc.push(realloc);
+        realloc_names.push((realloc, name.clone()));
         exports.push((name, ExportKind::Func, FuncTargetOrIndex::Func(realloc)));
     }
+    // Which memory, realloc and string encoding each boundary function uses.
+    let entries: Vec<serde_json::Value> = boundary
+        .iter()
+        .map(|(kind, name, memory, realloc, encoding)| {
+            let memory = memory.and_then(|m| memory_names.iter().find(|(x, _)| *x == m)).map(|(_, n)| n.clone());
+            let realloc = realloc.and_then(|r| realloc_names.iter().find(|(x, _)| *x == r)).map(|(_, n)| n.clone());
+            serde_json::json!({
+                "kind": kind,
+                "name": name,
+                "memory": memory,
+                "realloc": realloc,
+                "string-encoding": match encoding {
+                    StringEncoding::Utf8 => "utf8",
+                    StringEncoding::Utf16 => "utf16",
+                    StringEncoding::CompactUtf16 => "latin1+utf16",
+                },
+            })
+        })
+        .collect();
+    plan.canonical_abi = serde_json::to_string(&entries).context("failed to describe the boundary")?;
     // Builtins need a memory for their handle tables: the canonical one,
     // else the first memory.
     plan.builtin_memory = seen.first().copied().or((memories > 0).then_some(MemoryIndex(0)));
@@ -639,7 +712,25 @@ pub fn merge(
             for (_, ty) in &lifted.sig.params {
                 borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what)?;
             }
-            fused.insert(lid, (target, post, borrows));
+            let lowered = graph.lowered(lid);
+            let copy = match (&lowered.options.memory, &lifted.options.memory) {
+                (Some(a), Some(b)) if lifted.sig.uses_memory() && layout.memory(a)? != layout.memory(b)? => {
+                    let (params, result) = copy_shape(lowered, lifted)?;
+                    let realloc = |r: &Option<CoreDef>, layout: &mut Layout<'_>| -> Result<Option<FuncTarget>> {
+                        r.as_ref().map(|r| layout.func(r, None, options)).transpose()
+                    };
+                    Some((
+                        layout.memory(a)?,
+                        layout.memory(b)?,
+                        realloc(&lowered.options.realloc, &mut layout)?,
+                        realloc(&lifted.options.realloc, &mut layout)?,
+                        params,
+                        result,
+                    ))
+                }
+                _ => None,
+            };
+            fused.insert(lid, (target, post, borrows, copy));
         }
     }
 
@@ -647,8 +738,18 @@ pub fn merge(
     let n_imports = layout.imports.len() as u32;
     plan.fused = fused
         .into_iter()
-        .map(|(k, (t, p, borrows))| {
-            (k, FusedPlan { callee: layout.finish(t), post_return: p.map(|p| layout.finish(p)), borrows })
+        .map(|(k, (t, p, borrows, copy))| {
+            let copy = copy.map(|(caller_memory, callee_memory, caller_realloc, callee_realloc, params, result)| {
+                CopyPlan {
+                    caller_memory,
+                    callee_memory,
+                    caller_realloc: caller_realloc.map(|r| layout.finish(r)),
+                    callee_realloc: callee_realloc.map(|r| layout.finish(r)),
+                    params,
+                    result,
+                }
+            });
+            (k, FusedPlan { callee: layout.finish(t), post_return: p.map(|p| layout.finish(p)), borrows, copy })
         })
         .collect();
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();

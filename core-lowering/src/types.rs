@@ -188,3 +188,66 @@ impl FuncSig {
             || results.len() > MAX_FLAT_RESULTS
     }
 }
+
+/// How one flat parameter group or the result crosses between memories in
+/// a copying adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    /// Flat scalars: passed as they are (this many flat values).
+    Scalars(usize),
+    /// A `(ptr, len)` pair of elements without pointers: copied byte for
+    /// byte (`size` and `align` of one element).
+    Sequence { size: u32, align: u32 },
+}
+
+impl ValTy {
+    /// Size and alignment in memory of a value without pointers or handles
+    /// (scalars, and records, tuples, enums and flags of them), else `None`.
+    pub fn plain_layout(&self) -> Option<(u32, u32)> {
+        Some(match self {
+            ValTy::Prim(p) => match p {
+                Prim::Bool | Prim::S8 | Prim::U8 => (1, 1),
+                Prim::S16 | Prim::U16 => (2, 2),
+                Prim::S32 | Prim::U32 | Prim::F32 | Prim::Char => (4, 4),
+                Prim::S64 | Prim::U64 | Prim::F64 => (8, 8),
+                Prim::String => return None,
+            },
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let (mut size, mut align) = (0u32, 1u32);
+                for f in fields {
+                    let (s, a) = f.plain_layout()?;
+                    size = size.div_ceil(a) * a + s;
+                    align = align.max(a);
+                }
+                (size.div_ceil(align) * align, align)
+            }
+            ValTy::Enum(n) => match n {
+                0..=256 => (1, 1),
+                257..=65536 => (2, 2),
+                _ => (4, 4),
+            },
+            ValTy::Flags(n) => match n {
+                0 => (0, 1),
+                1..=8 => (1, 1),
+                9..=16 => (2, 2),
+                n => (4 * n.div_ceil(32) as u32, 4),
+            },
+            _ => return None,
+        })
+    }
+
+    /// How a value of this type crosses between two memories, when a
+    /// copying adapter can carry it.
+    pub fn crossing(&self) -> Option<Crossing> {
+        if !self.uses_memory() && !self.has_handles() {
+            let mut flat = Vec::new();
+            self.flatten(&mut flat);
+            return Some(Crossing::Scalars(flat.len()));
+        }
+        match self {
+            ValTy::Prim(Prim::String) => Some(Crossing::Sequence { size: 1, align: 1 }),
+            ValTy::List(elem) => elem.plain_layout().map(|(size, align)| Crossing::Sequence { size, align }),
+            _ => None,
+        }
+    }
+}

@@ -41,6 +41,48 @@ fn core_engine() -> &'static Engine {
     })
 }
 
+/// Which memory, realloc and string encoding a boundary function uses, from
+/// the lowered module's `karmem:canonical-abi` section.
+#[derive(Debug, Clone)]
+struct Boundary {
+    memory: String,
+    realloc: String,
+    encoding: String,
+}
+
+impl Default for Boundary {
+    fn default() -> Self {
+        Boundary { memory: "memory".into(), realloc: "cabi_realloc".into(), encoding: "utf8".into() }
+    }
+}
+
+/// `kind:name` -> options, read from the lowered module.
+fn boundaries(lowered: &[u8]) -> Result<std::collections::HashMap<String, Boundary>> {
+    let mut out = std::collections::HashMap::new();
+    for payload in wasmparser::Parser::new(0).parse_all(lowered) {
+        if let wasmparser::Payload::CustomSection(reader) = payload? {
+            if reader.name() != "karmem:canonical-abi" {
+                continue;
+            }
+            let entries: Vec<serde_json::Value> = serde_json::from_slice(reader.data())?;
+            for e in entries {
+                let text = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                let key = format!("{}:{}", text("kind").unwrap_or_default(), text("name").unwrap_or_default());
+                let default = Boundary::default();
+                out.insert(
+                    key,
+                    Boundary {
+                        memory: text("memory").unwrap_or(default.memory),
+                        realloc: text("realloc").unwrap_or(default.realloc),
+                        encoding: text("string-encoding").unwrap_or(default.encoding),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Store data: effects and the host's counters.
 #[derive(Debug, Default)]
 struct HostData {
@@ -75,6 +117,8 @@ pub struct CanonicalRunner {
     exports: Vec<(String, Signature)>,
     /// Exported resource types and the lowered module's drop export for each.
     resources: Vec<(wasmtime::component::ResourceType, String)>,
+    /// Per-function memory, realloc and encoding.
+    boundaries: std::collections::HashMap<String, Boundary>,
     /// Handles bound by invocations: name -> (handle, drop export).
     handles: std::collections::HashMap<String, (u32, String)>,
 }
@@ -134,6 +178,7 @@ impl CanonicalRunner {
             .map_err(anyhow::Error::from)
             .context("compiling the lowered module")?;
         let mut linker: Linker<HostData> = Linker::new(engine);
+        let import_boundaries = boundaries(lowered)?;
         for import in module.imports() {
             let (iface, field) = (import.module().to_string(), import.name().to_string());
             let Some(func_ty) = import.ty().func().cloned() else {
@@ -155,6 +200,7 @@ impl CanonicalRunner {
                 })
             });
             let served = sig.filter(|_| is_served(&iface, &field));
+            let boundary = import_boundaries.get(&format!("import:{iface}#{field}")).cloned().unwrap_or_default();
             linker
                 .func_new(
                     &iface,
@@ -166,7 +212,7 @@ impl CanonicalRunner {
                                 "the canonical host does not provide `{qualified}`"
                             )));
                         };
-                        serve(&mut caller, &qualified, sig, args, results)
+                        serve(&mut caller, &qualified, sig, &boundary, args, results)
                             .map_err(wasmtime::Error::from_anyhow)
                     },
                 )
@@ -181,6 +227,7 @@ impl CanonicalRunner {
             exports,
             resources,
             handles: std::collections::HashMap::new(),
+            boundaries: boundaries(lowered)?,
         })
     }
 
@@ -218,15 +265,17 @@ impl CanonicalRunner {
             .instance
             .get_func(&mut self.store, name)
             .with_context(|| format!("the lowered module exports no `{name}`"))?;
-        let memory = self.instance.get_memory(&mut self.store, "memory");
+        let boundary = self.boundaries.get(&format!("export:{name}")).cloned().unwrap_or_default();
+        let memory = self.instance.get_memory(&mut self.store, &boundary.memory);
         let realloc = self
             .instance
-            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut self.store, "cabi_realloc")
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut self.store, &boundary.realloc)
             .ok();
         let mut cx = Cx {
             store: self.store.as_context_mut(),
             memory,
             realloc,
+            encoding: boundary.encoding.clone(),
         };
 
         // Lower the arguments.
@@ -356,7 +405,9 @@ fn is_served(interface: &str, name: &str) -> bool {
         && matches!(
             name,
             "log"
+                | "emit"
                 | "next-id"
+                | "lines"
                 | "[constructor]tally"
                 | "[method]tally.add"
                 | "[static]tally.named"
@@ -399,14 +450,15 @@ fn serve(
     caller: &mut Caller<'_, HostData>,
     qualified: &str,
     sig: &Signature,
+    boundary: &Boundary,
     args: &[CoreVal],
     results: &mut [CoreVal],
 ) -> Result<()> {
-    let memory = match caller.get_export("memory") {
+    let memory = match caller.get_export(&boundary.memory) {
         Some(Extern::Memory(m)) => Some(m),
         _ => None,
     };
-    let realloc = match caller.get_export("cabi_realloc") {
+    let realloc = match caller.get_export(&boundary.realloc) {
         Some(Extern::Func(f)) => f.typed::<(i32, i32, i32, i32), i32>(&caller).ok(),
         _ => None,
     };
@@ -414,6 +466,7 @@ fn serve(
         store: caller.as_context_mut(),
         memory,
         realloc,
+        encoding: boundary.encoding.clone(),
     };
     let param_types: Vec<Type> = sig.params.iter().map(|(_, t)| t.clone()).collect();
     let mut flat_types = Vec::new();
@@ -441,6 +494,9 @@ fn serve(
             data.next_id += 1;
             Some(Val::U32(data.next_id))
         }
+        ("lines", [Val::U32(count), Val::String(prefix)]) => Some(Val::List(
+            (0..*count).map(|index| Val::String(format!("{prefix}{index}"))).collect(),
+        )),
         ("[constructor]tally", [Val::U64(start)]) => Some(new_tally(data, *start)),
         ("[static]tally.named", [Val::String(name)]) => Some(new_tally(data, name.len() as u64)),
         ("[method]tally.add", [Val::U32(h), Val::U64(n)]) => {
@@ -490,6 +546,8 @@ struct Cx<'a> {
     store: wasmtime::StoreContextMut<'a, HostData>,
     memory: Option<Memory>,
     realloc: Option<TypedFunc<(i32, i32, i32, i32), i32>>,
+    /// `utf8`, `utf16` or `latin1+utf16`.
+    encoding: String,
 }
 
 impl Cx<'_> {
@@ -523,6 +581,14 @@ impl Cx<'_> {
             .write(&mut self.store, ptr as usize, bytes)
             .map_err(|_| anyhow::anyhow!("write out of bounds"))
     }
+}
+
+/// A string as UTF-16 little-endian bytes, its alignment and its length in
+/// code units.
+fn utf16_bytes(s: &str) -> (Vec<u8>, u32, u32) {
+    let units: Vec<u16> = s.encode_utf16().collect();
+    let bytes = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+    (bytes, 2, units.len() as u32)
 }
 
 fn core_i32(v: Option<&CoreVal>) -> Result<i32> {
@@ -746,9 +812,23 @@ fn lower_flat(cx: &mut Cx<'_>, v: &Val, ty: &Type, out: &mut Vec<CoreVal>) -> Re
         (Val::Float64(x), _) => out.push(CoreVal::F64(x.to_bits())),
         (Val::Char(c), _) => out.push(CoreVal::I32(*c as i32)),
         (Val::String(s), _) => {
-            let ptr = cx.alloc(s.len() as u32, 1)?;
-            cx.write(ptr, s.as_bytes())?;
-            out.extend([CoreVal::I32(ptr as i32), CoreVal::I32(s.len() as i32)]);
+            let latin1 = s.chars().all(|c| (c as u32) < 256);
+            let (bytes, align, len) = match cx.encoding.as_str() {
+                "utf16" => utf16_bytes(s),
+                "latin1+utf16" if latin1 => {
+                    let bytes: Vec<u8> = s.chars().map(|c| c as u8).collect();
+                    let len = bytes.len() as u32;
+                    (bytes, 2, len)
+                }
+                "latin1+utf16" => {
+                    let (bytes, align, len) = utf16_bytes(s);
+                    (bytes, align, len | (1 << 31))
+                }
+                _ => (s.as_bytes().to_vec(), 1, s.len() as u32),
+            };
+            let ptr = cx.alloc(bytes.len() as u32, align)?;
+            cx.write(ptr, &bytes)?;
+            out.extend([CoreVal::I32(ptr as i32), CoreVal::I32(len as i32)]);
         }
         (Val::List(items), Type::List(l)) => {
             let elem = l.ty();
@@ -934,10 +1014,20 @@ fn flags_from_words(names: &[String], words: &[u32]) -> Vec<String> {
 fn load_sequence(cx: &mut Cx<'_>, ty: &Type, ptr: u32, len: u32) -> Result<Val> {
     match ty {
         Type::String => {
-            let bytes = cx.read(ptr, len)?;
-            Ok(Val::String(
-                String::from_utf8(bytes).context("invalid UTF-8 in a string")?,
-            ))
+            let utf16 = |cx: &mut Cx<'_>, units: u32| -> Result<Val> {
+                let bytes = cx.read(ptr, units * 2)?;
+                let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                Ok(Val::String(String::from_utf16(&units).context("invalid UTF-16 in a string")?))
+            };
+            match cx.encoding.as_str() {
+                "utf16" => utf16(cx, len),
+                "latin1+utf16" if len & (1 << 31) != 0 => utf16(cx, len & !(1 << 31)),
+                "latin1+utf16" => Ok(Val::String(cx.read(ptr, len)?.into_iter().map(char::from).collect())),
+                _ => {
+                    let bytes = cx.read(ptr, len)?;
+                    Ok(Val::String(String::from_utf8(bytes).context("invalid UTF-8 in a string")?))
+                }
+            }
         }
         Type::List(l) => {
             let elem = l.ty();
