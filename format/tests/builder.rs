@@ -2,6 +2,7 @@
 //! uses them (paper Figure 34): allocate the struct, then its array, then fill
 //! the columns in place; read them back as native slices.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unsafe_code)] // exercises `access_unchecked`
 

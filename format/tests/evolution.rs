@@ -2,6 +2,7 @@
 //! old readers skip what newer writers add, new readers default what older
 //! writers lack, and a change to an inline struct is detected by its hash.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -4,6 +4,7 @@
 //! builders and read with generated views round-trips through the dynamic
 //! decoder.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

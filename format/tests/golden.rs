@@ -1,6 +1,7 @@
 //! The golden vectors of `docs/FORMAT.md`: every ```golden block is encoded
 //! from its WAVE value and compared byte for byte, then decoded back.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -2,6 +2,7 @@
 //! message `validate` accepts always decodes. Also the specific attacks the
 //! limits exist for: overlapping and cyclic offsets, giant lengths, deep nesting.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -2,6 +2,7 @@
 //! decode gives back the input (floats compared by bits, NaNs included), and
 //! WAVE text round-trips too.
 
+#![cfg(feature = "schema")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
