@@ -232,7 +232,7 @@ impl Compare<'_> {
                         let message = format!("{field} retyped {}", self.retyped(&of.ty, &nf.ty));
                         self.breaking(path, message, of.span, nf.span);
                     }
-                    if of.default != nf.default {
+                    if !same_default(of.default.as_ref(), nf.default.as_ref()) {
                         let shown =
                             |d: &Option<Literal>| d.as_ref().map_or("none".to_string(), literal);
                         let message = format!(
@@ -724,5 +724,14 @@ fn has_zero_value<'a>(ty: &'a TypeRef, schema: &'a Schema, visiting: &mut Vec<&'
                 _ => true,
             }
         }
+    }
+}
+
+/// Whether two field defaults are the same value: a case or flag name is
+/// compared by its text, not by where it stands in each file.
+fn same_default(old: Option<&Literal>, new: Option<&Literal>) -> bool {
+    match (old, new) {
+        (Some(Literal::Name(old)), Some(Literal::Name(new))) => old.name == new.name,
+        (old, new) => old == new,
     }
 }
