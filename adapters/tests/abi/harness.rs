@@ -2,6 +2,7 @@
 //! a scaffold module (memory, a bump `cabi_realloc`/`KarmemAlloc` that fills
 //! fresh memory with 0xAA so unzeroed padding shows) plus the generated
 //! message reader and writer of one root type.
+#![allow(dead_code)]
 
 use anyhow::{Context, Result, anyhow};
 use karmem_adapters::canon::{StringEncoding, abi_type};

@@ -1,6 +1,7 @@
 //! Random KarmemIDL schemas and random values of their types, for the
 //! property tests: a seeded generator (so proptest can shrink the seed) that
 //! writes IDL text covering every construct the adapters transcode.
+#![allow(dead_code)]
 
 use karmem_format::Value;
 use karmem_format::layout::{ArrayForm, Kind, Layout, TypeId};
