@@ -3,19 +3,23 @@
 //! What exists now: the vocabulary of docs/ABI.md §5 on the host side
 //! ([`Pattern`], [`MemoryInfo`], [`InterfaceInfo`], [`GuestInterfaces`]), the
 //! [`Handshake`] trait a decoder of `KarmemInit`/`KarmemImport`/`KarmemExport`
-//! will implement, and the memory-level half of fanout ([`fanout_call`]):
-//! one call reaching every consumer, results in order, one consumer's failure
-//! contained to it.
+//! will implement, and the call-level halves of the patterns that do not
+//! need descriptors: [`fanout_call`] (one call reaching every consumer,
+//! results in order, one consumer's failure contained to it), [`GuestPool`]
+//! (N instances, calls spread over threads, failed members replaced) and
+//! [`SharedGuest`] (one instance shared by everyone).
 //!
 //! What does not exist yet, and is refused rather than faked: decoding the
-//! descriptors ([`AbiHandshake`] returns an error), type-hash checks, and the
-//! direct/singleton/pool routers, which need decoded descriptors to know which
-//! import goes to which export.
+//! descriptors ([`AbiHandshake`] returns an error), type-hash checks, and
+//! wiring a guest's imports to other guests' exports by pattern, which needs
+//! decoded descriptors to know which import goes to which export.
 
+use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use wasmtime::Val;
 
 use crate::guest::Guest;
@@ -154,4 +158,111 @@ pub fn fanout_call(consumers: &mut [Guest], export: &str, params: &[Val]) -> Vec
         .iter_mut()
         .map(|consumer| consumer.call(export, params))
         .collect()
+}
+
+/// Makes a fresh exporter guest (instantiate plus, later, the handshake).
+pub type GuestFactory = Arc<dyn Fn() -> Result<Guest> + Send + Sync>;
+
+/// The call-level half of the pool pattern: N instances of one exporter,
+/// calls spread across them from any number of threads. A member whose call
+/// failed is unusable (it is poisoned) and is replaced by a fresh instance
+/// before its next call, so one bad request does not shrink the pool.
+pub struct GuestPool {
+    members: Vec<Mutex<Option<Guest>>>,
+    factory: GuestFactory,
+    next: AtomicUsize,
+    replaced: AtomicU64,
+}
+
+impl fmt::Debug for GuestPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuestPool")
+            .field("size", &self.members.len())
+            .field("replaced", &self.replaced())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuestPool {
+    /// Instantiates `size` members with `factory`.
+    pub fn new(size: NonZeroUsize, factory: GuestFactory) -> Result<Self> {
+        let members = (0..size.get())
+            .map(|index| {
+                factory()
+                    .with_context(|| format!("failed to instantiate pool member {index}"))
+                    .map(|guest| Mutex::new(Some(guest)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GuestPool {
+            members,
+            factory,
+            next: AtomicUsize::new(0),
+            replaced: AtomicU64::new(0),
+        })
+    }
+
+    /// Number of members.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members replaced after a failed call so far.
+    pub fn replaced(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
+    }
+
+    /// Calls `export` on an idle member (round robin from a rotating start;
+    /// waits for the starting member when all are busy).
+    pub fn call(&self, export: &str, params: &[Val]) -> Result<Vec<Val>> {
+        let count = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let idle = (0..count)
+            .map(|step| (start + step) % count)
+            .find_map(|index| self.members.get(index)?.try_lock().ok());
+        let mut member = match idle {
+            Some(member) => member,
+            None => self
+                .members
+                .get(start)
+                .context("the pool has no members")?
+                .lock()
+                .map_err(|_| anyhow!("a pool member's lock was poisoned"))?,
+        };
+        let usable = member.as_ref().is_some_and(|g| g.poisoned().is_none());
+        if !usable {
+            *member = None;
+            *member = Some((self.factory)().context("failed to replace a failed pool member")?);
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        member
+            .as_mut()
+            .context("a pool member is missing")?
+            .call(export, params)
+    }
+}
+
+/// The call-level half of the singleton pattern: one exporter instance
+/// shared by every importer and thread, its state persisting between calls.
+/// Unlike a pool member, a failed singleton is not replaced (that would
+/// silently reset the state everyone shares): later calls fail too.
+#[derive(Debug)]
+pub struct SharedGuest {
+    guest: Mutex<Guest>,
+}
+
+impl SharedGuest {
+    /// Shares `guest`.
+    pub fn new(guest: Guest) -> Self {
+        SharedGuest {
+            guest: Mutex::new(guest),
+        }
+    }
+
+    /// Calls `export`, waiting for other callers.
+    pub fn call(&self, export: &str, params: &[Val]) -> Result<Vec<Val>> {
+        self.guest
+            .lock()
+            .map_err(|_| anyhow!("the shared guest's lock was poisoned"))?
+            .call(export, params)
+    }
 }

@@ -7,4 +7,5 @@ mod cache;
 mod common;
 mod containment;
 mod fanout;
+mod link;
 mod shared;

@@ -349,7 +349,11 @@ fn unsupported_memories_are_refused_cleanly() -> Result<()> {
     assert!(format!("{err:#}").contains("64-bit memories"), "{err:#}");
     let threads = runtime.load(&wat::parse_str("(module (memory 1 1 shared))")?);
     if let Ok(module) = threads {
-        assert!(runtime.instantiate(&module, &GuestOptions::default()).is_err());
+        assert!(
+            runtime
+                .instantiate(&module, &GuestOptions::default())
+                .is_err()
+        );
     }
     Ok(())
 }
