@@ -3,6 +3,8 @@
 //! through `karmem-format`'s `Value` codec and come out through this (and the
 //! other way round).
 
+#![allow(dead_code)]
+
 use anyhow::{Context, Result, bail};
 use karmem_adapters::canon::{AbiType, StringEncoding, UTF16_TAG, abi_type};
 use karmem_format::Value;
