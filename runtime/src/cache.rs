@@ -41,6 +41,8 @@ pub enum CacheOutcome {
     Recovered(String),
     /// Compiled; the runtime has no cache directory.
     Uncached,
+    /// Compiled, but the entry could not be written (the reason says why).
+    NotStored(String),
 }
 
 /// A directory of compiled modules for one engine configuration.
@@ -121,8 +123,11 @@ impl ModuleCache {
             Err(reason) => CacheOutcome::Recovered(format!("{reason:#}")),
         };
         let module = compile()?;
-        self.store(&key, &module)
-            .with_context(|| format!("failed to write module cache entry `{key}`"))?;
+        // A cache that cannot be written costs speed, not correctness.
+        if let Err(e) = self.store(&key, &module) {
+            let reason = format!("failed to write module cache entry `{key}`: {e:#}");
+            return Ok((module, CacheOutcome::NotStored(reason)));
+        }
         Ok((module, outcome))
     }
 

@@ -127,3 +127,19 @@ fn without_a_cache_modules_are_compiled() -> Result<()> {
     assert!(runtime.load(b"\0asm garbage").is_err());
     Ok(())
 }
+
+#[test]
+fn an_unwritable_cache_still_loads_modules() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cache_dir = dir.path().join("cache");
+    let runtime = cached_runtime(&cache_dir, false)?;
+    // Replace the directory with a file: every write now fails.
+    fs::remove_dir(&cache_dir)?;
+    fs::write(&cache_dir, b"not a directory")?;
+    let module = runtime.load(&wat::parse_str(MESSAGE_MODULE)?)?;
+    match module.cache_outcome() {
+        CacheOutcome::NotStored(reason) => assert!(reason.contains("failed to write"), "{reason}"),
+        other => anyhow::bail!("expected an unstored entry, got {other:?}"),
+    }
+    assert_runs(&runtime, &module)
+}
