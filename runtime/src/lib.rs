@@ -7,13 +7,17 @@
 //!   participant's linear memory with its access ([`shared`]);
 //! - containment: per-call timeouts (epoch interruption), memory limits,
 //!   optional fuel, poisoning of failed guests ([`Guest`], [`GuestLimits`]);
+//! - the bulk-memory rewrite that lets guests with read-only windows use
+//!   `memory.copy`/`memory.fill` safely ([`bulk`]);
 //! - the on-disk cache of compiled modules ([`ModuleCache`]);
-//! - the seam for the handshake and linking patterns ([`link`]).
+//! - the seam for the handshake and linking patterns, with the call-level
+//!   fanout, pool and singleton ([`link`]).
 //!
 //! Does not own: producing lowered modules (`karmem-core-lowering`,
 //! `karmem-adapters`), the message format (`karmem-format`), the CLI
 //! (`karmem-bridge`). Not implemented yet (refused, see [`link`]): the
-//! `KarmemInit` handshake and routing by pattern.
+//! `KarmemInit` handshake and wiring guests' imports to exports by pattern.
+//! Design: docs/RUNTIME.md.
 //!
 //! ```
 //! use karmem_runtime::{Access, GuestOptions, MemoryLayout, RegionPlacement, Runtime,
