@@ -614,6 +614,11 @@ pub fn merge(
             let realloc = lowered.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
             let these = (memory, realloc, lowered.options.encoding);
             match import_options.get(&(module.clone(), field.clone())) {
+                // Same memory and encoding, another realloc (a wasip1 adapter
+                // lowering the same import as the main module): the host's
+                // results land in the same memory either way; it allocates
+                // with the first realloc. See docs/LOWERING.md.
+                Some(other) if other.0 == these.0 && other.2 == these.2 => {}
                 Some(other) if *other != these => bail!(
                     "`{module}` `{field}` is imported twice with different memories, reallocs or string encodings; \
                      lower each component on its own and compose them through the runtime"
