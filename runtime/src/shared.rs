@@ -10,5 +10,5 @@
 mod memory;
 mod region;
 
-pub use memory::{MemoryCore, WindowedMemoryCreator};
+pub(crate) use memory::{MemoryCore, WindowedMemoryCreator};
 pub use region::{Access, MemoryLayout, RegionPlacement, SharedRegion, WASM_PAGE_SIZE};

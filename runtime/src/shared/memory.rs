@@ -154,9 +154,10 @@ impl MemoryCore {
     /// must lie inside the accessible memory and overlap no other window.
     ///
     /// Whatever the participant had stored in that range is replaced by the
-    /// region's contents; the caller must hold the memory's store exclusively
-    /// (no wasm running on it, no outstanding borrows of its bytes).
-    pub fn map_window(&self, placement: &RegionPlacement) -> Result<()> {
+    /// region's contents. Crate-private: callers hold the memory's store
+    /// exclusively (`&mut Guest`, or instantiation in progress), so no wasm
+    /// runs on it and no borrow of its bytes is live.
+    pub(crate) fn map_window(&self, placement: &RegionPlacement) -> Result<()> {
         let name = placement.region.name();
         let mut windows = self
             .windows
@@ -314,7 +315,7 @@ impl WindowedMemoryCreator {
     /// Runs `instantiate` with `layout` parked in this thread's slot and
     /// returns its result together with the memory that consumed the layout
     /// (`None` if no memory was created, e.g. the module imports its memory).
-    pub fn with_layout<R>(
+    pub(crate) fn with_layout<R>(
         &self,
         layout: MemoryLayout,
         instantiate: impl FnOnce() -> R,
@@ -345,7 +346,7 @@ impl WindowedMemoryCreator {
     }
 
     /// Finds the memory this creator made at `base` (from `Memory::data_ptr`).
-    pub fn lookup(&self, base: *mut u8) -> Option<Arc<MemoryCore>> {
+    pub(crate) fn lookup(&self, base: *mut u8) -> Option<Arc<MemoryCore>> {
         let map = self.registry.lock().ok()?;
         map.get(&(base as usize)).and_then(Weak::upgrade)
     }
