@@ -226,6 +226,31 @@ pub fn resolve_import(mode: WasiMode, module: &str, field: &str) -> Result<WasiR
     }
 }
 
+/// What [`finish_for_preview1`] produced.
+#[derive(Debug, Clone)]
+pub struct Preview1Module {
+    /// The module: WASI 0.2 imports linked to the shim, `_start` for commands.
+    pub module: Vec<u8>,
+    /// What the linker did.
+    pub report: LinkReport,
+    /// Whether `wasi:cli/run` became `_start`.
+    pub is_command: bool,
+}
+
+/// The WASI step of `lower` after merging, for `--wasi shim|passthrough|deny`:
+/// link the shim ([`link_preview2_shim_with`]), then turn a
+/// `wasi:cli/run@0.2.x#run` export into `_start` ([`add_command_start`]).
+pub fn finish_for_preview1(
+    lowered: &[u8],
+    mode: WasiMode,
+    realloc_of: &dyn Fn(&str, &str) -> String,
+) -> Result<Preview1Module> {
+    let (linked, report) = link_preview2_shim_with(lowered, mode, realloc_of)?;
+    let mut module = walrus::Module::from_buffer(&linked).context("failed to re-read the linked module")?;
+    let is_command = add_command_start(&mut module)?.is_some();
+    Ok(Preview1Module { module: module.emit_wasm(), report, is_command })
+}
+
 /// The shim core module (assembled once from its WAT source).
 pub fn preview2_shim() -> Result<&'static [u8]> {
     static SHIM: OnceLock<std::result::Result<Vec<u8>, String>> = OnceLock::new();

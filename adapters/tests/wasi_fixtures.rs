@@ -13,9 +13,9 @@ mod hosts;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use hosts::{CoreGuest, Invocation, Outcome, Step};
-use karmem_adapters::wasi::{WasiMode, add_command_start_to_bytes, link_preview2_shim_with};
+use karmem_adapters::wasi::{WasiMode, finish_for_preview1, link_preview2_shim_with};
 
 fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components").join(name);
@@ -37,9 +37,14 @@ fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
 /// test relies on that until the lowering passes `realloc_of` itself.
 fn lower_and_link(component: &[u8]) -> Result<Vec<u8>> {
     let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
-    let realloc = if has_preview1_adapter(component)? {
+    let realloc = realloc_for_wasi_imports(component, &merged)?;
+    Ok(link_preview2_shim_with(&merged, WasiMode::Shim, &|_, _| realloc.clone())?.0)
+}
+
+fn realloc_for_wasi_imports(component: &[u8], merged: &[u8]) -> Result<String> {
+    Ok(if has_preview1_adapter(component)? {
         let mut reallocs = Vec::new();
-        for payload in wasmparser::Parser::new(0).parse_all(&merged) {
+        for payload in wasmparser::Parser::new(0).parse_all(merged) {
             if let wasmparser::Payload::ExportSection(section) = payload? {
                 for export in section {
                     let export = export?;
@@ -52,8 +57,7 @@ fn lower_and_link(component: &[u8]) -> Result<Vec<u8>> {
         reallocs.pop().context("the lowered wasip1 component exports no realloc")?
     } else {
         "cabi_realloc".to_string()
-    };
-    Ok(link_preview2_shim_with(&merged, WasiMode::Shim, &|_, _| realloc.clone())?.0)
+    })
 }
 
 fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
@@ -68,9 +72,14 @@ fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
     Ok(false)
 }
 
-/// Component -> one core module that imports only preview1 and exports `_start`.
+/// Component -> one core module that imports only preview1 and exports
+/// `_start`, through the one-call API the lowering uses.
 fn lower_for_preview1(component: &[u8]) -> Result<Vec<u8>> {
-    add_command_start_to_bytes(&lower_and_link(component)?)
+    let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
+    let realloc = realloc_for_wasi_imports(component, &merged)?;
+    let finished = finish_for_preview1(&merged, WasiMode::Shim, &|_, _| realloc.clone())?;
+    ensure!(finished.is_command, "a command component must get `_start`");
+    Ok(finished.module)
 }
 
 fn invocations() -> Vec<(&'static str, Invocation)> {

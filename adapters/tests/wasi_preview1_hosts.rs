@@ -72,6 +72,54 @@ fn linked_guest_imports_only_preview1() -> Result<()> {
     let names: Vec<&str> = imports.iter().map(|(_, name, _)| name.as_str()).collect();
     assert!(names.contains(&"path_open") && names.contains(&"fd_readdir") && names.contains(&"proc_exit"));
     assert!(!names.contains(&"path_symlink") && !names.contains(&"path_rename"), "{names:?}");
+    // Deterministic: the same input links to the same bytes.
+    assert_eq!(lowered_guest()?, wasm);
+    Ok(())
+}
+
+/// Handles are checked: a stale handle, one of the wrong kind, or 0 traps.
+#[test]
+fn handle_misuse_traps() -> Result<()> {
+    for misuse in [
+        "(call $drop (local.get $h)) (call $drop (local.get $h))",
+        "(call $drop_pollable (local.get $h))",
+        "(call $drop (i32.const 0))",
+        "(call $drop (i32.const 4000))",
+    ] {
+        let guest = wat::parse_str(format!(
+            r#"(module
+                (import "wasi:cli/stdout@0.2.0" "get-stdout" (func $stdout (result i32)))
+                (import "wasi:io/streams@0.2.0" "[resource-drop]output-stream" (func $drop (param i32)))
+                (import "wasi:io/poll@0.2.0" "[resource-drop]pollable" (func $drop_pollable (param i32)))
+                (memory (export "memory") 1)
+                (func (export "wasi:cli/run@0.2.0#run") (result i32)
+                  (local $h i32)
+                  (local.set $h (call $stdout))
+                  {misuse}
+                  (i32.const 0)))"#
+        ))?;
+        let (linked, _) = link_preview2_shim(&guest, WasiMode::Shim)?;
+        let wasm = add_command_start_to_bytes(&linked)?;
+        assert_eq!(hosts::run_wasmtime(&wasm, &invocation())?.exit_code, None, "`{misuse}` must trap");
+        assert_eq!(hosts::run_wasmi(&wasm, &invocation())?.exit_code, None, "`{misuse}` must trap on wasmi");
+    }
+    Ok(())
+}
+
+#[test]
+fn run_and_start_together_are_refused() -> Result<()> {
+    let module = wat::parse_str(
+        r#"(module
+            (func (export "wasi:cli/run@0.2.0#run") (result i32) i32.const 0)
+            (func (export "_start")))"#,
+    )?;
+    let error = add_command_start_to_bytes(&module).err().context("both exports must be refused")?;
+    assert!(format!("{error:#}").contains("`_start`"), "{error:#}");
+    let wrong_type = wat::parse_str(r#"(module (func (export "wasi:cli/run@0.2.0#run")))"#)?;
+    assert!(add_command_start_to_bytes(&wrong_type).is_err());
+    // A reactor (no `run`) is left alone.
+    let reactor = wat::parse_str(r#"(module (func (export "f")))"#)?;
+    assert!(!imports_of(&add_command_start_to_bytes(&reactor)?)?.iter().any(|(_, name, _)| name == "proc_exit"));
     Ok(())
 }
 
