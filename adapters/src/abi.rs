@@ -77,7 +77,6 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     config.generate_producers_section(true);
     let mut module = config.parse(canonical).map_err(|e| anyhow!("{e:#}")).context("walrus could not read the module")?;
     let layout = Layout::new(&world.schema).map_err(|e| anyhow!("{e}")).context("failed to lay out the world's IDL")?;
-    check_world(world)?;
     let memory = match module.exports.iter().find(|e| e.name == "memory") {
         Some(export) => match export.item {
             ExportItem::Memory(m) => m,
@@ -107,6 +106,16 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     };
     let export_scratch = global(&mut module, "export_scratch");
     let import_scratch = global(&mut module, "import_scratch");
+    // interface memories: one page-aligned region each, reserved at init
+    let mut regions: Vec<Region> = Vec::new();
+    for iface in world.interfaces.iter().filter(|i| i.side == Side::Export || is_karmem_import(i)) {
+        if let Some(Item::Interface(def)) = world.schema.get(&iface.name) {
+            for mem in def.memories() {
+                let base = global(&mut module, &format!("region {}.{}", iface.name, mem.name.name));
+                regions.push(Region { interface: iface.name.clone(), name: mem.name.name.clone(), pages: mem.pages, base });
+            }
+        }
+    }
 
     let mut t = Transcoder::new(&mut module, &layout, env, options.transcode);
     let mut scratch_size = 8u32;
@@ -124,7 +133,8 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             };
             let post_name = format!("cabi_post_{}", function.core_name);
             let post = t.module.exports.get_func(&post_name).ok();
-            let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size)
+            let region = placement(world, &iface.name, &function.name, false, &regions)?;
+            let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
             adapters.push((format!("{}.{}", iface.name, function.name), adapter));
             dead_exports.push(function.core_name.clone());
@@ -138,7 +148,8 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
                 continue; // the component does not call it
             };
             let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
-            import_adapter(&mut t, import, &iface.name, &function.name, fl, import_scratch, &mut scratch_size)
+            let region = placement(world, &iface.name, &function.name, true, &regions)?;
+            import_adapter(&mut t, import, &iface.name, &function.name, fl, import_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
         }
     }
@@ -167,7 +178,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     for id in dead {
         module.exports.delete(id);
     }
-    let (descriptors, export_count, import_count) = descriptors(world, &layout)?;
+    let (descriptors, export_count, import_count, region_patches) = descriptors(world, &layout, &regions)?;
     let entries = entry_points(
         &mut module,
         memory,
@@ -181,6 +192,8 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             export_count,
             import_count,
             adapters: adapters.iter().map(|(_, f)| *f).collect(),
+            regions: regions.iter().map(|r| (r.base, r.pages)).collect(),
+            region_patches,
         },
     );
     for (name, func) in adapters.iter().chain(&entries) {
@@ -214,20 +227,74 @@ fn is_karmem_import(iface: &InterfaceBinding) -> bool {
     iface.side == Side::Import && !is_wasi(&iface.core_module)
 }
 
-/// Refuses what the adapters cannot do yet, naming it.
-fn check_world(world: &World) -> Result<()> {
-    for item in world.schema.items() {
-        if let Item::Interface(def) = item
-            && let Some(memory) = def.memories().next()
-        {
-            bail!(
-                "interface `{}` declares the memory `{}`: interface memories (`@` placement) are not implemented by the adapters yet",
-                def.name.name,
-                memory.name.name
-            );
-        }
-    }
-    Ok(())
+/// An interface memory's region.
+#[derive(Debug, Clone)]
+struct Region {
+    interface: String,
+    name: String,
+    pages: u32,
+    /// Holds the region's address once `KarmemInit` reserved it.
+    base: GlobalId,
+}
+
+/// The region a function's outgoing message is placed in: for an export,
+/// the memory of its first result placed `@ m`; for an import, of its first
+/// parameter placed `@ m` (the message is one buffer, so one memory).
+fn placement(
+    world: &World,
+    interface: &str,
+    function: &str,
+    import: bool,
+    regions: &[Region],
+) -> Result<Option<(GlobalId, u32)>> {
+    let Some(Item::Interface(def)) = world.schema.get(interface) else { return Ok(None) };
+    let Some(f) = def.functions().find(|f| f.name.name == function) else { return Ok(None) };
+    let outgoing = if import { &f.params } else { &f.results };
+    let Some(memory) = outgoing.iter().find_map(|p| p.memory.as_ref()) else { return Ok(None) };
+    let region = regions
+        .iter()
+        .find(|r| r.interface == interface && r.name == memory.name)
+        .with_context(|| format!("`{interface}.{function}` is placed in the unknown memory `{}`", memory.name))?;
+    Ok(Some((region.base, region.pages)))
+}
+
+/// Emits: make `region` the output buffer (fixed size); returns the saved
+/// buffer globals' locals, or `None` when there is no region.
+fn enter_region(
+    t: &mut Transcoder<'_>,
+    f: &mut FunctionBuilder,
+    seq: walrus::ir::InstrSeqId,
+    region: Option<(GlobalId, u32)>,
+) -> Option<(LocalId, LocalId)> {
+    let (base, pages) = region?;
+    let rt = t.rt;
+    let [saved_base, saved_cap] = [(); 2].map(|_| t.module.locals.add(ValType::I32));
+    let bytes = (u64::from(pages) << 16).min(u64::from(u32::MAX)) as u32;
+    f.instr_seq(seq)
+        .global_get(rt.out_base)
+        .local_set(saved_base)
+        .global_get(rt.out_cap)
+        .local_set(saved_cap)
+        .global_get(base)
+        .global_set(rt.out_base)
+        .i32_const(bytes as i32)
+        .global_set(rt.out_cap)
+        .i32_const(1)
+        .global_set(rt.out_fixed);
+    Some((saved_base, saved_cap))
+}
+
+/// Emits: the output buffer back to the adapter's own.
+fn leave_region(t: &mut Transcoder<'_>, f: &mut FunctionBuilder, seq: walrus::ir::InstrSeqId, saved: Option<(LocalId, LocalId)>) {
+    let Some((saved_base, saved_cap)) = saved else { return };
+    let rt = t.rt;
+    f.instr_seq(seq)
+        .local_get(saved_base)
+        .global_set(rt.out_base)
+        .local_get(saved_cap)
+        .global_set(rt.out_cap)
+        .i32_const(0)
+        .global_set(rt.out_fixed);
 }
 
 /// A `cabi_realloc` for modules without one (no lists or strings cross
@@ -252,6 +319,7 @@ fn export_adapter(
     fl: FunctionLayout,
     scratch: GlobalId,
     scratch_size: &mut u32,
+    region: Option<(GlobalId, u32)>,
 ) -> Result<FunctionId> {
     let m = t.env.memory;
     let params = t.shape(fl.params);
@@ -307,9 +375,15 @@ fn export_adapter(
     for local in core_results.iter().rev() {
         f.instr_seq(seq).local_set(*local);
     }
+    let saved = enter_region(t, &mut f, seq, region);
     match core_results.as_slice() {
-        [] => {
+        [] if region.is_none() => {
             f.instr_seq(seq).i64_const(0).local_set(packed);
+        }
+        [] => {
+            // results placed `@ out` but none: the empty message, in place
+            let empty = t.module.locals.add(ValType::I32);
+            f.instr_seq(seq).global_get(scratch).local_set(empty).local_get(empty).call(writer).local_set(packed);
         }
         [only] if !spill_results => {
             f.instr_seq(seq).global_get(scratch).local_set(area);
@@ -321,6 +395,7 @@ fn export_adapter(
         }
         _ => bail!("internal error: more than one core result"),
     }
+    leave_region(t, &mut f, seq, saved);
     if let Some(post) = post {
         let mut b = f.instr_seq(seq);
         for local in &core_results {
@@ -342,6 +417,7 @@ fn import_adapter(
     fl: FunctionLayout,
     scratch: GlobalId,
     scratch_size: &mut u32,
+    region: Option<(GlobalId, u32)>,
 ) -> Result<()> {
     let m = t.env.memory;
     let func = match t.module.imports.get(import).kind {
@@ -390,9 +466,12 @@ fn import_adapter(
         let flat_args = &args[..param_flat.len()];
         flat::store_flat(&mut f, seq, &mut t.module.locals, m, &params, area, 0, flat_args);
     }
+    let saved = enter_region(t, &mut f, seq, region);
+    f.instr_seq(seq).local_get(area).call(writer).local_set(packed);
+    leave_region(t, &mut f, seq, saved);
     {
         let mut b = f.instr_seq(seq);
-        b.local_get(area).call(writer).local_tee(packed).unop(UnaryOp::I32WrapI64);
+        b.local_get(packed).unop(UnaryOp::I32WrapI64);
         b.local_get(packed).i64_const(32).binop(BinaryOp::I64ShrU).unop(UnaryOp::I32WrapI64);
         b.call(host).local_tee(packed).unop(UnaryOp::I32WrapI64).local_set(rptr);
         b.local_get(packed).i64_const(32).binop(BinaryOp::I64ShrU).unop(UnaryOp::I32WrapI64).local_set(rlen);
@@ -423,7 +502,7 @@ fn import_adapter(
 
 /// The descriptors as one blob: a table of `(offset, length)` per export
 /// then import interface, then each message at a 64-byte boundary.
-fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
+fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<(Vec<u8>, u32, u32, Vec<(u32, GlobalId)>)> {
     let (desc_layout, root) = descriptor_layout()?;
     let package = world
         .schema
@@ -436,6 +515,8 @@ fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
         })
         .unwrap_or_default();
     let mut messages = Vec::new();
+    // (message index, byte offset in it, region) of every memory offset
+    let mut patches: Vec<(usize, usize, GlobalId)> = Vec::new();
     let mut next_id = 0u32;
     for side in [Side::Export, Side::Import] {
         let on_side = world.interfaces.iter().filter(|i| i.side == side);
@@ -458,14 +539,21 @@ fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
                     ("type_hash", Value::U64(hash)),
                 ]));
             }
+            // Region offsets are only known at init: encode a sentinel, find
+            // it, and let `KarmemInit` patch it.
+            let mut sentinels = Vec::new();
             let memories = def
                 .memories()
-                .map(|mem| {
+                .enumerate()
+                .map(|(k, mem)| {
                     let access = if side == Side::Export { mem.export } else { mem.import };
+                    let sentinel = SENTINEL_BASE | k as u32;
+                    let region = regions.iter().find(|r| r.interface == iface.name && r.name == mem.name.name);
+                    sentinels.push((sentinel, region.map(|r| r.base)));
                     record(vec![
                         ("name", Value::String(mem.name.name.clone())),
                         ("access", Value::U8(access_code(access))),
-                        ("offset", Value::U32(0)),
+                        ("offset", Value::U32(sentinel)),
                         ("pages", Value::U32(mem.pages)),
                     ])
                 })
@@ -480,21 +568,37 @@ fn descriptors(world: &World, layout: &Layout) -> Result<(Vec<u8>, u32, u32)> {
             let bytes = karmem_format::value::encode(desc_layout, root, &value)
                 .map_err(|e| anyhow!("{e}"))
                 .with_context(|| format!("failed to encode the descriptor of `{}`", iface.name))?;
-            messages.push(bytes.as_slice().to_vec());
+            let bytes = bytes.as_slice().to_vec();
+            for (sentinel, region) in sentinels {
+                let needle = sentinel.to_le_bytes();
+                let hits: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+                match (hits.as_slice(), region) {
+                    ([at], Some(region)) => patches.push((messages.len(), *at, region)),
+                    _ => bail!("internal error: cannot place the memory offsets of `{}`'s descriptor", iface.name),
+                }
+            }
+            messages.push(bytes);
         }
     }
     let export_count = world.interfaces.iter().filter(|i| i.side == Side::Export).count() as u32;
     let import_count = messages.len() as u32 - export_count;
     let mut blob = vec![0u8; (8 * messages.len()).next_multiple_of(64)];
+    let mut region_patches = Vec::new();
     for (i, message) in messages.iter().enumerate() {
         let at = blob.len() as u32;
+        for (_, offset, region) in patches.iter().filter(|(m, ..)| *m == i) {
+            region_patches.push((at + *offset as u32, *region));
+        }
         blob[8 * i..8 * i + 4].copy_from_slice(&at.to_le_bytes());
         blob[8 * i + 4..8 * i + 8].copy_from_slice(&(message.len() as u32).to_le_bytes());
         blob.extend_from_slice(message);
         blob.resize(blob.len().next_multiple_of(64), 0);
     }
-    Ok((blob, export_count, import_count))
+    Ok((blob, export_count, import_count, region_patches))
 }
+
+/// Placeholder memory offsets in descriptors (`0xFEED0000 + k`).
+const SENTINEL_BASE: u32 = 0xFEED_0000;
 
 fn record(fields: Vec<(&str, Value)>) -> Value {
     Value::Record(fields.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
@@ -539,6 +643,10 @@ struct EntryInputs {
     export_count: u32,
     import_count: u32,
     adapters: Vec<FunctionId>,
+    /// (address global, pages) of every interface memory region.
+    regions: Vec<(GlobalId, u32)>,
+    /// (offset in the descriptor blob, region) of every memory offset.
+    region_patches: Vec<(u32, GlobalId)>,
 }
 
 /// `KarmemInit`, `KarmemExport`, `KarmemImport` and `KarmemCall`.
@@ -551,6 +659,7 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
     let init = {
         let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I64]);
         f.name("KarmemInit".to_string());
+        let grown = module.locals.add(ValType::I32);
         let seq = f.func_body_id();
         f.instr_seq(seq).global_get(initialised);
         asm::trap_if(&mut f, seq);
@@ -562,6 +671,19 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
         for scratch in [inputs.export_scratch, inputs.import_scratch] {
             b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
         }
+        drop(b);
+        // interface memories: fresh pages, never handed out by KarmemAlloc
+        for (base, pages) in &inputs.regions {
+            f.instr_seq(seq).i32_const(*pages as i32).memory_grow(m).local_tee(grown).i32_const(-1).binop(BinaryOp::I32Eq);
+            asm::trap_if(&mut f, seq);
+            f.instr_seq(seq).local_get(grown).i32_const(16).binop(BinaryOp::I32Shl).global_set(*base);
+        }
+        for (at, base) in &inputs.region_patches {
+            let mut b = f.instr_seq(seq);
+            b.global_get(desc_base).global_get(*base);
+            asm::store(&mut b, m, Width::I32, *at);
+        }
+        let mut b = f.instr_seq(seq);
         b.i64_const(((inputs.import_count as i64) << 32) | inputs.export_count as i64);
         f.finish(Vec::new(), &mut module.funcs)
     };

@@ -85,6 +85,10 @@ pub(crate) struct Runtime {
     /// The message being written: buffer address, bytes used, capacity.
     pub out_base: GlobalId,
     pub out_len: GlobalId,
+    pub out_cap: GlobalId,
+    /// Non-zero while the output buffer is a fixed region (an interface
+    /// memory): growing it traps instead of reallocating.
+    pub out_fixed: GlobalId,
     /// Address of the static data (the empty message, then defaults).
     pub statics: GlobalId,
     /// Address of the zero area (absent fields, missing columns).
@@ -483,6 +487,7 @@ fn runtime(module: &mut Module, env: Env) -> Runtime {
     let out_base = global("out_base");
     let out_len = global("out_len");
     let out_cap = global("out_cap");
+    let out_fixed = global("out_fixed");
     let statics = global("statics");
     let zeros = global("zeros");
 
@@ -570,6 +575,9 @@ fn runtime(module: &mut Module, env: Env) -> Runtime {
             b.binop(BinaryOp::I64GtU);
         }
         let grow = asm::if_(&mut f, body);
+        // a message placed in an interface memory must fit its region
+        f.instr_seq(grow).global_get(out_fixed);
+        asm::trap_if(&mut f, grow);
         {
             let mut b = f.instr_seq(grow);
             // cap = max(end, 2 * out_cap, 1024), at most 4 GiB - 1
@@ -608,7 +616,7 @@ fn runtime(module: &mut Module, env: Env) -> Runtime {
         f.finish(vec![size, align], &mut module.funcs)
     };
 
-    Runtime { in_base, in_len, out_base, out_len, statics, zeros, in_obj, in_block, out_alloc }
+    Runtime { in_base, in_len, out_base, out_len, out_cap, out_fixed, statics, zeros, in_obj, in_block, out_alloc }
 }
 
 /// Emits: trap unless `off + <extent pushed by push_extent, i64>` <= `in_len`.

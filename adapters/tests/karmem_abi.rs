@@ -130,3 +130,64 @@ fn bad_argument_messages_trap() -> Result<()> {
     ensure!(host.call_bytes("api.add", &[])? == rec(vec![("ret", Value::U32(0))]));
     Ok(())
 }
+
+/// Interface memories: regions reserved at init and named in the
+/// descriptor; an argument message placed in the `input` region is read in
+/// place; a result placed `@ output` is written inside that region.
+#[test]
+fn interface_memories_are_regions() -> Result<()> {
+    use karmem_adapters::abi::{FunctionBinding, InterfaceBinding, Options, World, karmem_abi};
+    let idl = "package demo:mem@1.0.0;
+        interface api (dynamic, direct) {
+            input: memory (import: write, export: read, 1);
+            output: memory (import: read, export: write, 2);
+            echo: fn(s: []u8 #string @ input) (ret: []u8 #string @ output);
+        }";
+    let canonical = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 1)
+            (global $heap (mut i32) (i32.const 4096))
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+              (local $p i32)
+              global.get $heap local.get 2 i32.add i32.const 1 i32.sub i32.const 0 local.get 2 i32.sub i32.and
+              local.tee $p local.get 3 i32.add global.set $heap local.get $p)
+            (func (export "echo") (param i32 i32) (result i32)
+              i32.const 256 local.get 0 i32.store
+              i32.const 256 local.get 1 i32.store offset=4
+              i32.const 256))"#,
+    )?;
+    let schema = karmem_idl::load(idl, "mem.km").map_err(|d| anyhow::anyhow!("{d}"))?;
+    let world = World {
+        schema,
+        idl: idl.to_string(),
+        interfaces: vec![InterfaceBinding {
+            name: "api".into(),
+            side: karmem_wit_import::Side::Export,
+            core_module: String::new(),
+            functions: vec![FunctionBinding { name: "echo".into(), core_name: "echo".into() }],
+        }],
+    };
+    let bytes = karmem_abi(&canonical, &world, &Options::default())?;
+    let mut host = host::Host::from_bytes(world, bytes, Box::new(|_, _, _| anyhow::bail!("no imports")))?;
+    host.init()?;
+    let descriptor = host.descriptor("KarmemExport", 0)?;
+    let Some(Value::List(memories)) = descriptor.field("memories") else { anyhow::bail!("no memories") };
+    let region = |name: &str| -> Result<(u32, u32, u8)> {
+        let m = memories.iter().find(|m| m.field("name") == Some(&s(name))).context("memory")?;
+        match (m.field("offset"), m.field("pages"), m.field("access")) {
+            (Some(Value::U32(o)), Some(Value::U32(p)), Some(Value::U8(a))) => Ok((*o, *p, *a)),
+            other => anyhow::bail!("{other:?}"),
+        }
+    };
+    let (input, input_pages, input_access) = region("input")?;
+    let (output, output_pages, output_access) = region("output")?;
+    ensure!(input % 65536 == 0 && output % 65536 == 0 && input != 0 && output != 0, "{input:#x} {output:#x}");
+    ensure!((input_pages, input_access, output_pages, output_access) == (1, 1, 2, 2), "pages and this guest's access");
+    ensure!(input.abs_diff(output) >= 65536, "regions overlap");
+    ensure!((host.memory_size() as u64) >= u64::from(output) + 2 * 65536, "regions inside memory");
+    let message = host.encode_params("api", "echo", &rec(vec![("s", s("in place"))]))?;
+    let (out, at) = host.call_at("api.echo", &message, input)?;
+    ensure!(out == rec(vec![("ret", s("in place"))]), "{out:?}");
+    ensure!(at >= output as usize && at < output as usize + 2 * 65536, "result at {at:#x}, region at {output:#x}");
+    Ok(())
+}

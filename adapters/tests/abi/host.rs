@@ -189,6 +189,21 @@ impl Host {
             .map_err(|e| anyhow!("invalid result message: {e}"))
     }
 
+    /// Writes `message` at guest address `at` (an interface memory region),
+    /// calls `name`, and returns the result and the result buffer's address.
+    pub fn call_at(&mut self, name: &str, message: &[u8], at: u32) -> Result<(Value, usize)> {
+        let (iface, function) = name.split_once('.').context("export names are `interface.function`")?;
+        let f = self.instance.get_typed_func::<(i32, i32), i64>(&mut self.store, name)?;
+        let start = at as usize;
+        self.memory.data_mut(&mut self.store)[start..start + message.len()].copy_from_slice(message);
+        let result = f.call(&mut self.store, (at as i32, message.len() as i32))?;
+        let bytes = self.bytes_at(result)?;
+        let fl = self.layout.function(iface, function).context("function layout")?;
+        let value = karmem_format::value::decode(&self.layout, fl.results, &bytes, &Limits::default())
+            .map_err(|e| anyhow!("invalid result message: {e}"))?;
+        Ok((value, packed(result).0))
+    }
+
     pub fn call(&mut self, iface: &str, function: &str, args: Value) -> Result<Value> {
         let message = self.encode_params(iface, function, &args)?;
         self.call_bytes(&format!("{iface}.{function}"), &message)
