@@ -67,3 +67,88 @@ fn a_schema_is_compatible_with_itself() {
     let schema = load(&corpus);
     assert_eq!(karmem_idl::compat::compare(&schema, &schema), Vec::new());
 }
+
+mod mutations {
+    use karmem_idl::ast::*;
+    use proptest::prelude::*;
+
+    fn corpus() -> File {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/idl/constructs.km");
+        let source = std::fs::read_to_string(path).unwrap_or_default();
+        karmem_idl::parse(&source).unwrap_or_default()
+    }
+
+    fn schema(file: &File) -> karmem_idl::Schema {
+        let printed = karmem_idl::print(file);
+        karmem_idl::load(&printed, "mutated.km").unwrap_or_else(|e| panic!("error: {e}\n{printed}"))
+    }
+
+    fn dynamic_structs(file: &mut File) -> Vec<&mut StructDef> {
+        file.items
+            .iter_mut()
+            .filter_map(|item| match item {
+                Item::Struct(s) if s.evolution == Evolution::Dynamic => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Appending fields that read as zero, adding items and adding
+        /// functions to dynamic interfaces never breaks anything.
+        #[test]
+        fn safe_evolution_is_safe(which in any::<prop::sample::Index>(), new_items in 0usize..3) {
+            let old = corpus();
+            let mut new = old.clone();
+            let mut structs = dynamic_structs(&mut new);
+            let len = structs.len();
+            if let Some(s) = structs.get_mut(which.index(len.max(1))) {
+                let ty = TypeRef::new(TypeKind::Option(Box::new(TypeRef::new(TypeKind::Prim(Prim::U8)))));
+                s.fields.push(Field { name: Ident::new("zz-appended"), ty, default: None, docs: Docs::default(), span: Span::DUMMY });
+            }
+            for i in 0..new_items {
+                new.items.push(Item::Resource(ResourceDef { name: Ident::new(format!("zz-new-{i}")), docs: Docs::default(), span: Span::DUMMY }));
+            }
+            for item in &mut new.items {
+                if let Item::Interface(i) = item && i.evolution == Evolution::Dynamic {
+                    i.members.push(Member::Function(FunctionDef {
+                        name: Ident::new("zz-added"),
+                        syntax: FnSyntax::Arrow,
+                        params: Vec::new(),
+                        results: Vec::new(),
+                        docs: Docs::default(),
+                        span: Span::DUMMY,
+                    }));
+                }
+            }
+            let changes = karmem_idl::compat::compare(&schema(&old), &schema(&new));
+            prop_assert!(!changes.is_empty());
+            prop_assert!(changes.iter().all(|c| !c.is_breaking()), "{}", karmem_idl::compat::report(&changes));
+        }
+
+        /// Removing any field of any struct breaks, and the report names it.
+        #[test]
+        fn removing_a_field_breaks(which in any::<prop::sample::Index>(), field in any::<prop::sample::Index>()) {
+            let old = corpus();
+            let mut new = old.clone();
+            let mut structs: Vec<&mut StructDef> = new
+                .items
+                .iter_mut()
+                .filter_map(|item| match item {
+                    Item::Struct(s) if !s.fields.is_empty() => Some(s),
+                    _ => None,
+                })
+                .collect();
+            let len = structs.len();
+            let Some(s) = structs.get_mut(which.index(len.max(1))) else { return Ok(()) };
+            let removed = s.fields.remove(field.index(s.fields.len()));
+            let changes = karmem_idl::compat::compare(&schema(&old), &schema(&new));
+            let report = karmem_idl::compat::report(&changes);
+            prop_assert!(changes.iter().any(|c| c.is_breaking()), "{report}");
+            let named = format!("field `{}`", removed.name.name);
+            prop_assert!(report.contains(&named), "{report}");
+        }
+    }
+}
