@@ -291,8 +291,9 @@ impl MemoryLayout {
             .unwrap_or(0)
     }
 
-    /// Refuses host access that would touch a window it may not (see
-    /// [`check_host_access`]).
+    /// Refuses host access to `[start, start + len)` that would touch a
+    /// window it may not: writes into anything but a read-write window, reads
+    /// from an inaccessible one.
     pub fn check_host_access(&self, start: u64, len: u64, write: bool) -> Result<()> {
         check_host_access(&self.placements, start, len, write)
     }
@@ -308,7 +309,7 @@ impl MemoryLayout {
 /// `windows` it may not: writes into anything but a read-write window, reads
 /// from an inaccessible one. Such an access would fault outside compiled
 /// code and take the whole process down.
-pub fn check_host_access(
+pub(crate) fn check_host_access(
     windows: &[RegionPlacement],
     start: u64,
     len: u64,
