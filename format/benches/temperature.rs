@@ -103,7 +103,7 @@ impl KarmemCodec {
         let root = b.alloc_dynamic_struct(self.root_used).unwrap();
         b.set_root(root);
         let mut cols = [0u32; 2];
-        b.alloc_soa_array(root + self.readings_at, n, n, &self.columns, &mut cols).unwrap();
+        b.alloc_soa_array_to_fill(root + self.readings_at, n, n, &self.columns, &mut cols).unwrap();
         let ts = b.column_mut::<i64>(cols[0], n).unwrap();
         for (t, r) in ts.iter_mut().zip(&batch.readings) {
             *t = r.timestamp;

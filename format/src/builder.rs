@@ -90,6 +90,28 @@ impl AlignedBuf {
         self.len = len;
     }
 
+    /// Grows to `len` bytes without zeroing bytes of a previous use of the
+    /// buffer that lie in `[zero_until, len)`; bytes before `zero_until` are
+    /// zeroed. The dirty bytes are initialised (old message bytes), never
+    /// uninitialised memory.
+    fn grow_partly_zeroed(&mut self, zero_until: usize, len: usize) {
+        let old = self.len;
+        if len <= old {
+            return;
+        }
+        let zero_until = zero_until.clamp(old, len);
+        let reused_end = len.min(self.chunks.len() * 64);
+        if reused_end > old {
+            let end = zero_until.min(reused_end);
+            self.all_bytes_mut()[old..end].fill(0);
+        }
+        let chunks = len.div_ceil(64);
+        if chunks > self.chunks.len() {
+            self.chunks.resize(chunks, Chunk([0; 64]));
+        }
+        self.len = len;
+    }
+
     pub fn clear(&mut self) {
         self.resize(0);
     }
@@ -186,6 +208,26 @@ impl Builder {
         self.alloc(raw::align_up(size, raw::BLOCK_ALIGN as u64), raw::BLOCK_ALIGN)
     }
 
+    /// An array block of `size` bytes whose first `filled` bytes the caller
+    /// promises to overwrite: only the rest (up to the 64-byte boundary) is
+    /// zeroed, as the paper's writer does (§4.3.1). On a reused builder the
+    /// first `filled` bytes hold the previous message's bytes until written.
+    pub fn alloc_block_to_fill(&mut self, size: u64, filled: u64) -> Result<u32, TooLarge> {
+        let size = raw::align_up(size, raw::BLOCK_ALIGN as u64);
+        if size == 0 {
+            return Ok(0);
+        }
+        let start = raw::align_up(self.buf.len() as u64, raw::BLOCK_ALIGN as u64);
+        let end = start + size;
+        if end > u32::MAX as u64 {
+            return Err(TooLarge);
+        }
+        // Zero the alignment gap, skip the filled part, zero the tail.
+        self.buf.grow_partly_zeroed(start as usize, (start + filled.min(size)) as usize);
+        self.buf.resize(end as usize);
+        Ok(start as u32)
+    }
+
     /// A dynamic struct body whose writer uses `used` bytes (header included);
     /// writes its header and returns its offset.
     pub fn alloc_dynamic_struct(&mut self, used: u32) -> Result<u32, TooLarge> {
@@ -237,6 +279,36 @@ impl Builder {
         self.put(dir, n);
         for (j, &(hash, elem_size)) in columns.iter().enumerate() {
             let column = self.alloc_block(capacity as u64 * elem_size as u64)?;
+            self.put(dir + 4 + 4 * j as u32, hash);
+            self.put(dir + 4 + 4 * n + 4 * j as u32, column);
+            if let Some(o) = out.get_mut(j) {
+                *o = column;
+            }
+        }
+        self.put_slot(at, Slot { offset: dir, length, capacity });
+        Ok(dir)
+    }
+
+    /// Like [`Builder::alloc_soa_array`], for a writer that fills every one of
+    /// the `length` elements of every column (paper Figure 34): the columns'
+    /// first `length` elements are not zeroed first, only the rest of each block.
+    pub fn alloc_soa_array_to_fill(
+        &mut self,
+        at: u32,
+        length: u32,
+        capacity: u32,
+        columns: &[(u32, u32)],
+        out: &mut [u32],
+    ) -> Result<u32, TooLarge> {
+        let capacity = capacity.max(length);
+        if capacity == 0 {
+            return self.alloc_soa_array(at, length, capacity, columns, out);
+        }
+        let n = columns.len() as u32;
+        let dir = self.alloc_block(4 + 8 * n as u64)?;
+        self.put(dir, n);
+        for (j, &(hash, elem_size)) in columns.iter().enumerate() {
+            let column = self.alloc_block_to_fill(capacity as u64 * elem_size as u64, length as u64 * elem_size as u64)?;
             self.put(dir + 4 + 4 * j as u32, hash);
             self.put(dir + 4 + 4 * n + 4 * j as u32, column);
             if let Some(o) = out.get_mut(j) {
@@ -324,6 +396,22 @@ mod tests {
         assert_eq!(again, at);
         assert!(b.as_bytes()[8..].iter().all(|&x| x == 0), "stale bytes leaked into a new message");
         assert_eq!(b.as_bytes().as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn blocks_to_fill_zero_their_tail_and_gap() {
+        let mut b = Builder::new();
+        let at = b.alloc_block(256).unwrap_or(0);
+        b.bytes_mut(at, 256).fill(0xAA);
+        b.reset();
+        b.put(4, 0xFFu32);
+        let block = b.alloc_block_to_fill(100, 40).unwrap_or(0);
+        assert_eq!(block, 64);
+        let bytes = b.as_bytes();
+        assert!(bytes[8..64].iter().all(|&x| x == 0), "alignment gap zeroed");
+        assert!(bytes[64..104].iter().all(|&x| x == 0xAA), "the part to fill is left as is");
+        assert!(bytes[104..192].iter().all(|&x| x == 0), "the tail is zeroed");
+        assert_eq!(bytes.len(), 192);
     }
 
     #[test]

@@ -443,7 +443,7 @@ impl Gen<'_> {
                     let e = self.struct_name(elem);
                     let _ = writeln!(
                         self.out,
-                        "    /// Allocates the column directory and columns for `len` elements.\n    pub fn alloc_{set}(&self, b: &mut Builder, len: u32, capacity: u32) -> Result<{e}SoaBuilder, TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array(self.at + {off}, len, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}SoaBuilder {{ columns, len }})\n    }}\n"
+                        "    /// Allocates the column directory and columns for `len` elements (zeroed).\n    pub fn alloc_{set}(&self, b: &mut Builder, len: u32, capacity: u32) -> Result<{e}SoaBuilder, TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array(self.at + {off}, len, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}SoaBuilder {{ columns, len }})\n    }}\n\n    /// Like `alloc_{set}`, for a writer that fills all `len` elements of every\n    /// column: those are not zeroed first (on a reused builder they hold the\n    /// previous message's bytes until written).\n    pub fn alloc_{set}_to_fill(&self, b: &mut Builder, len: u32, capacity: u32) -> Result<{e}SoaBuilder, TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array_to_fill(self.at + {off}, len, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}SoaBuilder {{ columns, len }})\n    }}\n"
                     );
                 }
                 Access::Aos(elem) => {
