@@ -25,7 +25,7 @@ fn case_dir() -> PathBuf {
 fn lowered_guest() -> Result<Vec<u8>> {
     let guest = wat::parse_file(case_dir().join("p2_guest.wat"))?;
     let (linked, report) = link_preview2_shim(&guest, WasiMode::Shim)?;
-    ensure!(report.shimmed.len() == 39, "expected all 39 WASI 0.2 imports shimmed, got {:?}", report.shimmed);
+    ensure!(report.shimmed.len() == 42, "expected all 42 WASI 0.2 imports shimmed, got {:?}", report.shimmed);
     add_command_start_to_bytes(&linked)
 }
 
@@ -128,7 +128,9 @@ fn same_results_on_three_preview1_hosts() -> Result<()> {
     let wasm = lowered_guest()?;
     let invocation = invocation();
     let expected_files: BTreeMap<String, Vec<u8>> =
-        [("keep.txt".to_string(), b"kept\nappended\n".to_vec())].into_iter().collect();
+        [("keep.txt".to_string(), b"kept\nappended\n".to_vec()), ("zeros.bin".to_string(), vec![0, 0, 0])]
+            .into_iter()
+            .collect();
 
     let wasmtime = hosts::run_wasmtime(&wasm, &invocation)?;
     assert_eq!(wasmtime.stderr, "to stderr\n");

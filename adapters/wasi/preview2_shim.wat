@@ -499,6 +499,39 @@
     (drop (call $slot (local.get $h) (i32.const 1)))
     (call $new_pollable (i32.const 0) (i64.const 0)))
 
+  ;; skip(len) -> result<u64, stream-error>: read up to 64 KiB into a
+  ;; temporary buffer and drop it.
+  (func $stream_skip (param $h i32) (param $len i64) (param $ret i32)
+    (local $slot i32) (local $buf i32) (local $size i32) (local $iov i32) (local $errno i32) (local $got i32)
+    (local.set $slot (call $slot (local.get $h) (i32.const 1)))
+    (local.set $size (select (i32.const 0x10000) (i32.wrap_i64 (local.get $len))
+                             (i64.gt_u (local.get $len) (i64.const 0x10000))))
+    (local.set $buf (call $temp_buffer (local.get $size)))
+    (local.set $iov (call $scratch))
+    (i32.store (local.get $iov) (local.get $buf))
+    (i32.store offset=4 (local.get $iov) (local.get $size))
+    (if (i32.load8_u offset=1 (local.get $slot))
+      (then
+        (local.set $errno (call $fd_pread (i32.load offset=4 (local.get $slot)) (local.get $iov) (i32.const 1)
+                                          (i64.load offset=8 (local.get $slot)) (i32.add (local.get $iov) (i32.const 8)))))
+      (else
+        (local.set $errno (call $fd_read (i32.load offset=4 (local.get $slot)) (local.get $iov) (i32.const 1)
+                                         (i32.add (local.get $iov) (i32.const 8))))))
+    (if (local.get $errno)
+      (then (call $stream_fail (local.get $ret) (i32.const 8) (local.get $errno)) (return)))
+    (local.set $got (i32.load offset=8 (local.get $iov)))
+    (if (i32.and (i32.eqz (local.get $got)) (i32.ne (local.get $size) (i32.const 0)))
+      (then (call $stream_closed (local.get $ret) (i32.const 8)) (return)))
+    (i64.store offset=8 (local.get $slot)
+      (i64.add (i64.load offset=8 (local.get $slot)) (i64.extend_i32_u (local.get $got))))
+    (i32.store8 (local.get $ret) (i32.const 0))
+    (i64.store offset=8 (local.get $ret) (i64.extend_i32_u (local.get $got))))
+
+  (func (export "wasi:io/streams#[method]input-stream.skip") (param $h i32) (param $len i64) (param $ret i32)
+    (call $stream_skip (local.get $h) (local.get $len) (local.get $ret)))
+  (func (export "wasi:io/streams#[method]input-stream.blocking-skip") (param $h i32) (param $len i64) (param $ret i32)
+    (call $stream_skip (local.get $h) (local.get $len) (local.get $ret)))
+
   ;; Write all of [ptr, ptr+len) to the stream; returns a preview1 errno.
   (func $write_all (param $slot i32) (param $ptr i32) (param $len i32) (result i32)
     (local $iov i32) (local $errno i32) (local $fd i32) (local $mode i32) (local $done i32)
@@ -553,6 +586,66 @@
   (func (export "wasi:io/streams#[method]output-stream.subscribe") (param $h i32) (result i32)
     (drop (call $slot (local.get $h) (i32.const 2)))
     (call $new_pollable (i32.const 0) (i64.const 0)))
+
+  ;; write-zeroes(len) -> result<_, stream-error>, in chunks of at most 64 KiB.
+  (func $stream_write_zeroes (param $h i32) (param $len i64) (param $ret i32)
+    (local $slot i32) (local $buf i32) (local $chunk i32) (local $errno i32)
+    (local.set $slot (call $slot (local.get $h) (i32.const 2)))
+    (local.set $buf (call $temp_buffer (i32.const 0x10000)))
+    (memory.fill (local.get $buf) (i32.const 0) (i32.const 0x10000))
+    (block $done
+      (loop $more
+        (br_if $done (i64.eqz (local.get $len)))
+        (local.set $chunk (select (i32.const 0x10000) (i32.wrap_i64 (local.get $len))
+                                  (i64.gt_u (local.get $len) (i64.const 0x10000))))
+        (local.set $errno (call $write_all (local.get $slot) (local.get $buf) (local.get $chunk)))
+        (if (local.get $errno)
+          (then (call $stream_fail (local.get $ret) (i32.const 4) (local.get $errno)) (return)))
+        (local.set $len (i64.sub (local.get $len) (i64.extend_i32_u (local.get $chunk))))
+        (br $more)))
+    (i32.store8 (local.get $ret) (i32.const 0)))
+
+  (func (export "wasi:io/streams#[method]output-stream.write-zeroes") (param $h i32) (param $len i64) (param $ret i32)
+    (call $stream_write_zeroes (local.get $h) (local.get $len) (local.get $ret)))
+  (func (export "wasi:io/streams#[method]output-stream.blocking-write-zeroes-and-flush") (param $h i32) (param $len i64) (param $ret i32)
+    (call $stream_write_zeroes (local.get $h) (local.get $len) (local.get $ret)))
+
+  ;; splice(src, len) -> result<u64, stream-error>: one read of up to
+  ;; min(len, 64 KiB) bytes from `src`, all of them written to this stream.
+  (func $stream_splice (param $h i32) (param $src i32) (param $len i64) (param $ret i32)
+    (local $out i32) (local $in i32) (local $buf i32) (local $size i32) (local $iov i32) (local $errno i32) (local $got i32)
+    (local.set $out (call $slot (local.get $h) (i32.const 2)))
+    (local.set $in (call $slot (local.get $src) (i32.const 1)))
+    (local.set $size (select (i32.const 0x10000) (i32.wrap_i64 (local.get $len))
+                             (i64.gt_u (local.get $len) (i64.const 0x10000))))
+    (local.set $buf (call $temp_buffer (local.get $size)))
+    (local.set $iov (call $scratch))
+    (i32.store (local.get $iov) (local.get $buf))
+    (i32.store offset=4 (local.get $iov) (local.get $size))
+    (if (i32.load8_u offset=1 (local.get $in))
+      (then
+        (local.set $errno (call $fd_pread (i32.load offset=4 (local.get $in)) (local.get $iov) (i32.const 1)
+                                          (i64.load offset=8 (local.get $in)) (i32.add (local.get $iov) (i32.const 8)))))
+      (else
+        (local.set $errno (call $fd_read (i32.load offset=4 (local.get $in)) (local.get $iov) (i32.const 1)
+                                         (i32.add (local.get $iov) (i32.const 8))))))
+    (if (local.get $errno)
+      (then (call $stream_fail (local.get $ret) (i32.const 8) (local.get $errno)) (return)))
+    (local.set $got (i32.load offset=8 (local.get $iov)))
+    (if (i32.and (i32.eqz (local.get $got)) (i32.ne (local.get $size) (i32.const 0)))
+      (then (call $stream_closed (local.get $ret) (i32.const 8)) (return)))
+    (i64.store offset=8 (local.get $in)
+      (i64.add (i64.load offset=8 (local.get $in)) (i64.extend_i32_u (local.get $got))))
+    (local.set $errno (call $write_all (local.get $out) (local.get $buf) (local.get $got)))
+    (if (local.get $errno)
+      (then (call $stream_fail (local.get $ret) (i32.const 8) (local.get $errno)) (return)))
+    (i32.store8 (local.get $ret) (i32.const 0))
+    (i64.store offset=8 (local.get $ret) (i64.extend_i32_u (local.get $got))))
+
+  (func (export "wasi:io/streams#[method]output-stream.splice") (param $h i32) (param $src i32) (param $len i64) (param $ret i32)
+    (call $stream_splice (local.get $h) (local.get $src) (local.get $len) (local.get $ret)))
+  (func (export "wasi:io/streams#[method]output-stream.blocking-splice") (param $h i32) (param $src i32) (param $len i64) (param $ret i32)
+    (call $stream_splice (local.get $h) (local.get $src) (local.get $len) (local.get $ret)))
 
   ;; ------------------------------------------------------ wasi:clocks/*
   (func (export "wasi:clocks/monotonic-clock#now") (result i64)

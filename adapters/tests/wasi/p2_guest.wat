@@ -44,6 +44,9 @@
   (import "wasi:filesystem/types@0.2.0" "[method]descriptor.remove-directory-at" (func $rmdir (param i32 i32 i32 i32)))
   (import "wasi:filesystem/types@0.2.0" "[resource-drop]descriptor" (func $drop_descriptor (param i32)))
   (import "wasi:filesystem/types@0.2.0" "[resource-drop]directory-entry-stream" (func $drop_entries (param i32)))
+  (import "wasi:io/streams@0.2.0" "[method]output-stream.blocking-splice" (func $splice (param i32 i32 i64 i32)))
+  (import "wasi:io/streams@0.2.0" "[method]input-stream.blocking-skip" (func $skip (param i32 i64 i32)))
+  (import "wasi:io/streams@0.2.0" "[method]output-stream.write-zeroes" (func $write_zeroes (param i32 i64 i32)))
   (import "wasi:cli/exit@0.2.0" "exit" (func $exit (param i32)))
 
   (memory (export "memory") 2)
@@ -80,6 +83,7 @@
   (data (i32.const 2560) "stdin: other\n")
   (data (i32.const 2624) "fail at step ")
   (data (i32.const 2688) "appended\n")
+  (data (i32.const 2752) "zeros.bin")
 
   ;; Like dlmalloc, it takes fresh pages with memory.grow and uses whatever
   ;; address it gets: the shim grows the memory too.
@@ -328,9 +332,38 @@
     (call $put (local.get $stream) (i32.const 2688) (i32.const 9))
     (call $drop_output (local.get $stream))
     (call $drop_descriptor (local.get $file))
+
+    ;; 17: splice keep.txt to stdout; skip 5 bytes, read the rest; write zeroes
+    (call $open_at (local.get $dir) (i32.const 0) (i32.const 2368) (i32.const 8) (i32.const 0) (i32.const 1) (i32.const 512))
+    (call $check (i32.eqz (i32.load8_u (i32.const 512))) (i32.const 17))
+    (local.set $file (i32.load (i32.const 516)))
+    (call $read_via_stream (local.get $file) (i64.const 0) (i32.const 512))
+    (local.set $stream (i32.load (i32.const 516)))
+    (call $splice (global.get $stdout) (local.get $stream) (i64.const 100) (i32.const 512))
+    (call $check (i32.eqz (i32.load8_u (i32.const 512))) (i32.const 17))
+    (call $check (i64.eq (i64.load (i32.const 520)) (i64.const 14)) (i32.const 17))
+    (call $drop_input (local.get $stream))
+    (call $read_via_stream (local.get $file) (i64.const 0) (i32.const 512))
+    (local.set $stream (i32.load (i32.const 516)))
+    (call $skip (local.get $stream) (i64.const 5) (i32.const 512))
+    (call $check (i64.eq (i64.load (i32.const 520)) (i64.const 5)) (i32.const 17))
+    (call $blocking_read (local.get $stream) (i64.const 100) (i32.const 512))
+    (call $check (i32.eqz (i32.load8_u (i32.const 512))) (i32.const 17))
+    (call $out (i32.load (i32.const 516)) (i32.load (i32.const 520)))
+    (call $drop_input (local.get $stream))
+    (call $drop_descriptor (local.get $file))
+    (call $open_at (local.get $dir) (i32.const 0) (i32.const 2752) (i32.const 9) (i32.const 1) (i32.const 2) (i32.const 512))
+    (call $check (i32.eqz (i32.load8_u (i32.const 512))) (i32.const 17))
+    (local.set $file (i32.load (i32.const 516)))
+    (call $write_via_stream (local.get $file) (i64.const 0) (i32.const 512))
+    (local.set $stream (i32.load (i32.const 516)))
+    (call $write_zeroes (local.get $stream) (i64.const 3) (i32.const 512))
+    (call $check (i32.eqz (i32.load8_u (i32.const 512))) (i32.const 17))
+    (call $drop_output (local.get $stream))
+    (call $drop_descriptor (local.get $file))
     (call $drop_descriptor (local.get $dir))
 
-    ;; 17: exit(err) -> exit code 1
+    ;; 18: exit(err) -> exit code 1
     (call $exit (i32.const 1))
     unreachable)
 )
