@@ -407,30 +407,27 @@ impl<'a> Resolver<'a> {
 
     /// Why a layout attribute does not fit `ty`, or `None` when it does.
     fn layout_reason(&self, ty: &TypeRef, attr: AttrKind) -> Option<String> {
-        let element = match &ty.kind {
-            TypeKind::Array(elem) => match &elem.kind {
-                TypeKind::Named(id) => self.lookup(&id.name),
-                _ => None,
-            },
-            _ => None,
-        };
         let unions_only = matches!(attr, AttrKind::Bovoa | AttrKind::Bovos);
-        match element {
-            Some(Item::Union(_)) => None,
-            Some(Item::Struct(_)) if !unions_only => None,
-            // An unknown element name is reported once, as an unknown type.
-            None if matches!(&ty.kind, TypeKind::Array(e) if matches!(&e.kind, TypeKind::Named(id) if self.lookup(&id.name).is_none())) => {
-                None
+        if let TypeKind::Array(elem) = &ty.kind
+            && let TypeKind::Named(id) = &elem.kind
+        {
+            match self.lookup(&id.name) {
+                // Already reported as an unknown type.
+                None => return None,
+                Some(Item::Union(_)) => return None,
+                Some(Item::Struct(_)) if !unions_only => return None,
+                Some(_) => {}
             }
-            _ if unions_only => Some(format!(
-                "applies only to `[]` arrays of unions, not `{}`",
-                bare(ty)
-            )),
-            _ => Some(format!(
-                "applies only to `[]` arrays of structs or unions, not `{}`",
-                bare(ty)
-            )),
         }
+        let accepted = if unions_only {
+            "unions"
+        } else {
+            "structs or unions"
+        };
+        Some(format!(
+            "applies only to `[]` arrays of {accepted}, not `{}`",
+            bare(ty)
+        ))
     }
 
     fn default(&mut self, default: &Literal, ty: &TypeRef, span: Span) {
