@@ -41,7 +41,9 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
 /// Reads a whole input file as UTF-8 text; `-` reads stdin.
 pub fn read_input_text(path: &Path) -> Result<String> {
     let bytes = read_input(path)?;
-    String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8", display_name(path)))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("`{}` is not UTF-8: invalid byte at offset {}", display_name(path), e.utf8_error().valid_up_to())
+    })
 }
 
 /// Writes a whole output file; `-` writes stdout. A file is replaced atomically
@@ -58,10 +60,18 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    std::fs::write(&temp, bytes).with_context(|| format!("failed to write `{}`", temp.display()))?;
-    std::fs::rename(&temp, path).with_context(|| {
+    // Errors name the output the user asked for; the temporary file is
+    // removed whatever step failed, and synced before the rename so the new
+    // contents are on disk before they replace the old.
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    written.map_err(|error| {
         let _ = std::fs::remove_file(&temp);
-        format!("failed to write `{}`", path.display())
+        anyhow::Error::new(error).context(format!("failed to write `{}`", path.display()))
     })
 }
 
