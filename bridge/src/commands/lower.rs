@@ -45,14 +45,20 @@ pub fn run(opts: Opts) -> Result<()> {
     let name = display_name(&opts.input);
     let bytes = read_input(&opts.input)?;
     let bytes = karmem_core_lowering::binary_input(&bytes)?;
+    let idl = idl_text(&bytes);
     let options = Options {
         // The Karmem ABI is built on the canonical boundary.
         abi: Abi::Canonical,
         multi_memory: opts.multi_memory,
-        idl: idl_text(&bytes),
+        idl: idl.as_ref().ok().cloned(),
     };
     let lowered = karmem_core_lowering::lower(&bytes, &options)
         .with_context(|| format!("failed to lower `{name}`"))?;
+    // Warn only about a module that is written: when lowering fails, its
+    // error says why and the warning would be noise before it.
+    if let Err(e) = &idl {
+        eprintln!("warning: `karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}");
+    }
     let lowered = match opts.abi {
         AbiArg::Canonical => lowered,
         AbiArg::Karmem => karmem_edge(&bytes, &lowered)
@@ -69,18 +75,9 @@ fn karmem_edge(component: &[u8], lowered: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The component's world as KarmemIDL text. When the WIT cannot be mapped
-/// yet the section stays empty and a warning says why: never made-up text.
-fn idl_text(bytes: &[u8]) -> Option<String> {
-    let result = (|| -> Result<String> {
-        let loaded = karmem_wit_import::load::load_wasm(bytes, None)?;
-        let imported = karmem_wit_import::convert::import_world(&loaded.resolve, loaded.world)?;
-        Ok(karmem_idl::print(&imported.file))
-    })();
-    match result {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("warning: `karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}");
-            None
-        }
-    }
+/// yet the section stays empty and the caller warns why: never made-up text.
+fn idl_text(bytes: &[u8]) -> Result<String> {
+    let loaded = karmem_wit_import::load::load_wasm(bytes, None)?;
+    let imported = karmem_wit_import::convert::import_world(&loaded.resolve, loaded.world)?;
+    Ok(karmem_idl::print(&imported.file))
 }
