@@ -20,8 +20,14 @@ pub fn load_schema(path: &Path) -> Result<Schema> {
         std::io::stdin().read_to_string(&mut source).context("failed to read stdin")?;
         ("<stdin>".to_string(), source)
     } else {
-        let source = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "`{}` is not UTF-8: invalid byte at offset {}",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         (path.display().to_string(), source)
     };
     Ok(karmem_idl::load(&source, &name)?)
