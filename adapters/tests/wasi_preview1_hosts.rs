@@ -145,6 +145,11 @@ fn same_results_on_three_preview1_hosts() -> Result<()> {
         Some(node) => assert_eq!(node, wasmtime, "node differs from wasmtime"),
         None => eprintln!("node is not installed: the node host was skipped"),
     }
+
+    // The script checks by itself too, as a user would run it.
+    let snapshot = case_dir().join("p2_guest.stdout");
+    assert_ne!(hosts::node_check(&wasm, &invocation, &snapshot, 1)?, Some(false), "node-wasi-check.mjs reported a difference");
+    assert_ne!(hosts::node_check(&wasm, &invocation, &snapshot, 0)?, Some(true), "a wrong exit code must be reported");
     Ok(())
 }
 

@@ -393,3 +393,26 @@ fn collect_files(root: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     }
     Ok(files)
 }
+
+/// The node script's own check mode (`--expect-stdout`, `--expect-exit`):
+/// `None` without node, else whether it reported `ok`.
+pub fn node_check(wasm: &[u8], invocation: &Invocation, stdout: &Path, exit_code: i32) -> Result<Option<bool>> {
+    if Command::new("node").arg("--version").stdout(Stdio::null()).status().is_err() {
+        return Ok(None);
+    }
+    let sandbox = invocation.sandbox()?;
+    let scratch = tempfile::tempdir()?;
+    let module_path = scratch.path().join("module.wasm");
+    std::fs::write(&module_path, wasm)?;
+    let mut command = Command::new("node");
+    command.arg("--no-warnings").arg(script_path());
+    command.arg("--dir").arg(format!("{}::{GUEST_DIR}", sandbox.path().display()));
+    for (key, value) in &invocation.env {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    command.arg("--expect-stdout").arg(stdout).arg("--expect-exit").arg(exit_code.to_string());
+    command.arg(&module_path).args(&invocation.args);
+    let output = command.stdin(Stdio::null()).output().context("failed to run node")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Ok(Some(output.status.success() && stderr.ends_with("ok\n")))
+}
