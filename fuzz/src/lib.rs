@@ -9,6 +9,7 @@
 pub mod mutate;
 
 pub mod targets {
+    pub mod adapters;
     pub mod format;
     pub mod idl;
     pub mod lowering;
