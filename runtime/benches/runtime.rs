@@ -325,6 +325,47 @@ fn bench_load(c: &mut Criterion) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// What the bulk-memory rewrite costs: a 1 MiB `memory.copy` (and fill) as
+/// wasmtime's libcall against the rewritten wasm loop.
+fn bench_bulk_rewrite(c: &mut Criterion) -> Result<()> {
+    let bytes = wat::parse_str(
+        r#"(module (memory (export "memory") 40)
+             (func (export "copy") (param i32 i32 i32) (memory.copy (local.get 0) (local.get 1) (local.get 2)))
+             (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2))))"#,
+    )?;
+    let mut group = c.benchmark_group("bulk_1mib");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    for (variant, rewrite_bulk_memory) in [("native", false), ("rewritten", true)] {
+        let runtime = Runtime::new(RuntimeConfig {
+            rewrite_bulk_memory,
+            ..RuntimeConfig::default()
+        })?;
+        let module = runtime.load(&bytes)?;
+        anyhow::ensure!(module.facts().bulk_sites.is_empty() == rewrite_bulk_memory);
+        let mut guest = runtime.instantiate(&module, &GuestOptions::default())?;
+        for op in ["copy", "fill"] {
+            let func = guest.typed_func::<(i32, i32, i32), ()>(op)?;
+            let args = if op == "copy" {
+                (0x10000, 0x120000, MESSAGE_LEN as i32)
+            } else {
+                (0x10000, 0x5a, MESSAGE_LEN as i32)
+            };
+            let id = format!("bulk_1mib/{op}/{variant}");
+            group.bench_function(BenchmarkId::new(op, variant), |b| {
+                b.iter_custom(|iters| {
+                    timed(&id, iters, || {
+                        let _ = black_box(guest.call_typed(op, &func, args));
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+    Ok(())
+}
+
 fn summary(load_inputs: &[String]) -> Result<String> {
     let mut out = String::new();
     let get = |id: &str| median(id).with_context(|| format!("no measurements for `{id}`"));
@@ -367,6 +408,17 @@ fn summary(load_inputs: &[String]) -> Result<String> {
             compile / cached
         )?;
     }
+    for op in ["copy", "fill"] {
+        let native = get(&format!("bulk_1mib/{op}/native"))?;
+        let rewritten = get(&format!("bulk_1mib/{op}/rewritten"))?;
+        writeln!(
+            out,
+            "- 1 MiB `memory.{op}`: native {:.1} µs, rewritten {:.1} µs ({:.1}× slower)",
+            native / 1e3,
+            rewritten / 1e3,
+            rewritten / native
+        )?;
+    }
     Ok(out)
 }
 
@@ -374,6 +426,7 @@ fn main() -> Result<()> {
     let mut criterion = Criterion::default().configure_from_args();
     bench_fanout(&mut criterion)?;
     let load_inputs = bench_load(&mut criterion)?;
+    bench_bulk_rewrite(&mut criterion)?;
     criterion.final_summary();
     // `cargo test --benches` runs each benchmark once: no ratios then.
     if RECORDS
