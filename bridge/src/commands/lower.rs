@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use karmem_adapters::wasi::WasiMode;
 use karmem_core_lowering::{Abi, Options};
 
 use super::{display_name, read_input, write_output};
@@ -39,6 +40,23 @@ pub struct Opts {
     /// multi-memory module instead of refusing.
     #[arg(long)]
     pub multi_memory: bool,
+    /// What to do with WASI 0.2 imports: `shim` (the default) serves them with
+    /// the preview2-on-preview1 shim, so the module imports only
+    /// `wasi_snapshot_preview1` (and `karmem:*`); `deny` refuses what the shim
+    /// does not cover, naming the interface; `passthrough` keeps that as
+    /// imports; `preview1` (dropping a wasip1 component's adapter) is not
+    /// implemented yet and is refused.
+    #[arg(long, value_enum)]
+    pub wasi: Option<WasiArg>,
+}
+
+/// `--wasi`: how WASI 0.2 imports are served (docs/LOWERING.md, `## WASI`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WasiArg {
+    Preview1,
+    Shim,
+    Passthrough,
+    Deny,
 }
 
 pub fn run(opts: Opts) -> Result<()> {
@@ -59,6 +77,10 @@ pub fn run(opts: Opts) -> Result<()> {
     if let Err(e) = &idl {
         eprintln!("warning: `karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}");
     }
+    // The shim goes in first: it allocates through the module's
+    // `cabi_realloc` export, which the Karmem ABI pass does not keep.
+    let lowered = serve_wasi(&bytes, lowered, opts.wasi.unwrap_or(WasiArg::Shim))
+        .with_context(|| format!("failed to serve the WASI imports of `{name}`"))?;
     let lowered = match opts.abi {
         AbiArg::Canonical => lowered,
         AbiArg::Karmem => karmem_edge(&bytes, &lowered)
@@ -72,6 +94,61 @@ pub fn run(opts: Opts) -> Result<()> {
 fn karmem_edge(component: &[u8], lowered: &[u8]) -> Result<Vec<u8>> {
     let world = karmem_adapters::abi::World::from_component(component)?;
     karmem_adapters::abi::karmem_abi(lowered, &world, &karmem_adapters::abi::Options::default())
+}
+
+/// Links the preview2-on-preview1 shim into the canonical-ABI module
+/// `lowered` (before the Karmem ABI pass) and turns `wasi:cli/run` into
+/// `_start`.
+fn serve_wasi(component: &[u8], lowered: Vec<u8>, wasi: WasiArg) -> Result<Vec<u8>> {
+    let mode = match wasi {
+        WasiArg::Preview1 => anyhow::bail!(
+            "`--wasi preview1` (dropping the preview1 adapter of a wasip1 component) is not implemented yet; \
+             `--wasi shim` serves the adapter's WASI 0.2 imports instead"
+        ),
+        WasiArg::Shim => WasiMode::Shim,
+        WasiArg::Passthrough => WasiMode::Passthrough,
+        WasiArg::Deny => WasiMode::Deny,
+    };
+    let realloc = realloc_for_wasi_imports(component, &lowered)?;
+    let finished = karmem_adapters::wasi::finish_for_preview1(&lowered, mode, &|_, _| realloc.clone())?;
+    Ok(finished.module)
+}
+
+/// The realloc the component's WASI 0.2 imports allocate their results with:
+/// the main module's `cabi_realloc` in a wasip2 component; in a wasip1
+/// component every WASI 0.2 import is the preview1 adapter's, whose realloc
+/// the lowering exports last among the `cabi_realloc*` exports (the lowering
+/// does not report the realloc per import yet).
+fn realloc_for_wasi_imports(component: &[u8], lowered: &[u8]) -> Result<String> {
+    if !has_preview1_adapter(component)? {
+        return Ok("cabi_realloc".to_string());
+    }
+    let mut last = None;
+    for payload in wasmparser::Parser::new(0).parse_all(lowered) {
+        if let wasmparser::Payload::ExportSection(section) = payload.context("failed to read the lowered module")? {
+            for export in section {
+                let export = export.context("failed to read the lowered module's exports")?;
+                if export.name.starts_with("cabi_realloc") {
+                    last = Some(export.name.to_string());
+                }
+            }
+        }
+    }
+    last.context("the lowered wasip1 component exports no `cabi_realloc`")
+}
+
+fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } =
+            payload.context("failed to read the component")?
+        {
+            let module = component.get(unchecked_range).context("a core module lies outside the component")?;
+            if karmem_adapters::wasi::recognize_preview1_adapter(module)?.is_some() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The component's world as KarmemIDL text. When the WIT cannot be mapped
