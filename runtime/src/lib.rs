@@ -50,6 +50,8 @@ pub mod bulk;
 #[allow(unsafe_code)]
 mod cache;
 mod guest;
+pub mod handshake;
+pub mod invoke;
 pub mod link;
 pub mod module;
 mod runtime;

@@ -135,17 +135,16 @@ pub trait Handshake {
     fn discover(&self, guest: &mut Guest) -> Result<GuestInterfaces>;
 }
 
-/// The Karmem ABI handshake. Refuses until the descriptor format is
-/// implemented in `karmem-format`.
+/// The Karmem ABI handshake (docs/ABI.md §2, §5): `_initialize` when
+/// exported, `KarmemInit`, then every descriptor ([`crate::handshake`]).
+/// Type hashes are checked against a schema with
+/// [`crate::handshake::check_type_hashes`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AbiHandshake;
 
 impl Handshake for AbiHandshake {
-    fn discover(&self, _guest: &mut Guest) -> Result<GuestInterfaces> {
-        bail!(
-            "the `KarmemInit` handshake is not implemented yet: decoding interface descriptors \
-             (docs/ABI.md §5) waits for the Karmem ABI work"
-        )
+    fn discover(&self, guest: &mut Guest) -> Result<GuestInterfaces> {
+        crate::handshake::discover(guest)
     }
 }
 
