@@ -38,6 +38,8 @@ enum Command {
     Idl(commands::idl::Opts),
     /// Generate typed zero-copy views and builders (`gen rust FILE.km -o out.rs`).
     Gen(commands::r#gen::Opts),
+    /// Run a lowered module: `--invoke 'fn(args)'` (WAVE in, WAVE out) or its `_start`.
+    Run(commands::run::Opts),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Inspect(opts) => commands::inspect::run(opts),
         Command::Idl(opts) => commands::idl::run(opts),
         Command::Gen(opts) => commands::r#gen::run(opts),
+        Command::Run(opts) => commands::run::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,120 @@
+//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)']`: run a lowered
+//! module on wasmtime with the component model off.
+//!
+//! Owns: the command only. Instantiation, the Karmem handshake, WASI
+//! preview1 and import serving are `karmem-runtime`'s ([`Session`]);
+//! WAVE parsing and printing are `karmem-format`'s. Without `--invoke` the
+//! module's `_start` runs (a lowered command) and its exit code is ours.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use karmem_runtime::invoke::{Session, SessionOptions, WasiOptions};
+use karmem_runtime::{Runtime, RuntimeConfig};
+
+use super::{display_name, read_input};
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// The lowered module (`karmem-bridge lower` output).
+    pub module: PathBuf,
+    /// Call one exported function, WAVE in and out: `iface.fn(1, "x")`, or a
+    /// bare `fn(...)` when one exported interface has it. Without it, `_start` runs.
+    #[arg(long)]
+    pub invoke: Option<String>,
+    /// Preopen a host directory for WASI, as `HOST` or `HOST::GUEST`.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub dirs: Vec<String>,
+    /// Set a WASI environment variable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Serve `karmem:*` imports from another lowered module's exports (direct pattern).
+    #[arg(long = "link", value_name = "OTHER.wasm")]
+    pub links: Vec<PathBuf>,
+    /// Per-call wall-clock budget, in seconds (e.g. `2.5`).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Maximum linear memory, in bytes (suffixes `K`, `M`, `G`: 1024-based).
+    #[arg(long, value_name = "BYTES")]
+    pub max_memory: Option<String>,
+    /// Arguments passed to the program (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+pub fn run(opts: Opts) -> Result<()> {
+    let name = display_name(&opts.module);
+    let bytes = read_input(&opts.module)?;
+    let options = session_options(&opts, &name)?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let mut linked = Vec::new();
+    for path in &opts.links {
+        let other = display_name(path);
+        let bytes = read_input(path)?;
+        let link_options = SessionOptions { links: linked.clone(), ..session_options(&opts, &other)? };
+        let session = Session::new(&runtime, &bytes, &link_options).with_context(|| format!("failed to load `{other}`"))?;
+        linked.push(Arc::new(Mutex::new(session)));
+    }
+    let options = SessionOptions { links: linked, ..options };
+    let mut session = Session::new(&runtime, &bytes, &options).with_context(|| format!("failed to load `{name}`"))?;
+    match &opts.invoke {
+        Some(text) => {
+            let printed = invoke(&mut session, text).with_context(|| format!("`{name}`: `{text}` failed"))?;
+            println!("{printed}");
+            Ok(())
+        }
+        None => {
+            let code = session.run_start().with_context(|| format!("`{name}` failed"))?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses `text`, calls the function, prints its results as WAVE.
+fn invoke(session: &mut Session, text: &str) -> Result<String> {
+    let open = text.find('(').context("expected a call such as `add(1, 2)`")?;
+    let written = text.get(..open).unwrap_or_default().trim();
+    let (interface, function) = session.resolve_function(written)?;
+    let abi = session.abi().context("the module has no Karmem ABI")?;
+    let call = format!("{function}{}", text.get(open..).unwrap_or_default());
+    let parsed = karmem_format::wave::parse_invocation(&abi.layout, &interface, &call).map_err(|e| anyhow!("{e}"))?;
+    let results = session.invoke(&interface, &parsed.function, &parsed.args)?;
+    karmem_format::wave::print_results(&results).map_err(|e| anyhow!("cannot print the results as WAVE: {e}"))
+}
+
+fn session_options(opts: &Opts, program: &str) -> Result<SessionOptions> {
+    let mut wasi = WasiOptions { inherit_stdio: true, ..WasiOptions::default() };
+    wasi.args.push(program.to_string());
+    wasi.args.extend(opts.args.iter().cloned());
+    for pair in &opts.env {
+        let (key, value) = pair.split_once('=').with_context(|| format!("`--env {pair}`: expected `KEY=VALUE`"))?;
+        wasi.env.push((key.to_string(), value.to_string()));
+    }
+    for dir in &opts.dirs {
+        let (host, guest) = dir.split_once("::").unwrap_or((dir.as_str(), dir.as_str()));
+        wasi.dirs.push((PathBuf::from(host), guest.to_string()));
+    }
+    let timeout = match opts.timeout {
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
+        Some(seconds) => bail!("`--timeout {seconds}`: expected a positive number of seconds"),
+        None => None,
+    };
+    let max_memory_bytes = opts.max_memory.as_deref().map(parse_bytes).transpose()?;
+    Ok(SessionOptions { wasi, timeout, max_memory_bytes, ..SessionOptions::default() })
+}
+
+fn parse_bytes(text: &str) -> Result<usize> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (text.get(..at).unwrap_or_default(), 1usize << 10),
+        Some((at, 'M' | 'm')) => (text.get(..at).unwrap_or_default(), 1 << 20),
+        Some((at, 'G' | 'g')) => (text.get(..at).unwrap_or_default(), 1 << 30),
+        _ => (text, 1),
+    };
+    let count: usize = digits.parse().with_context(|| format!("`--max-memory {text}`: expected a byte count such as `64M`"))?;
+    count.checked_mul(unit).with_context(|| format!("`--max-memory {text}` is too large"))
+}
