@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = karmem_fuzz::targets::wit_import::run(data);
+    karmem_fuzz::targets::wit_import::run(data);
 });
