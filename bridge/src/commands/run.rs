@@ -39,6 +39,9 @@ pub struct Opts {
     /// Maximum linear memory, in bytes (suffixes `K`, `M`, `G`: 1024-based).
     #[arg(long, value_name = "BYTES")]
     pub max_memory: Option<String>,
+    /// The program name the guest sees as its first argument (default: the module's path).
+    #[arg(long, value_name = "NAME")]
+    pub argv0: Option<String>,
     /// Arguments passed to the program (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -81,7 +84,8 @@ fn invoke(session: &mut Session, text: &str) -> Result<String> {
     let written = text.get(..open).unwrap_or_default().trim();
     let (interface, function) = session.resolve_function(written)?;
     let abi = session.abi().context("the module has no Karmem ABI")?;
-    let call = format!("{function}{}", text.get(open..).unwrap_or_default());
+    // WAVE names are kebab-case; `parse_invocation` maps them back.
+    let call = format!("{}{}", karmem_format::wave::kebab(&function), text.get(open..).unwrap_or_default());
     let parsed = karmem_format::wave::parse_invocation(&abi.layout, &interface, &call).map_err(|e| anyhow!("{e}"))?;
     let results = session.invoke(&interface, &parsed.function, &parsed.args)?;
     karmem_format::wave::print_results(&results).map_err(|e| anyhow!("cannot print the results as WAVE: {e}"))
@@ -89,7 +93,7 @@ fn invoke(session: &mut Session, text: &str) -> Result<String> {
 
 fn session_options(opts: &Opts, program: &str) -> Result<SessionOptions> {
     let mut wasi = WasiOptions { inherit_stdio: true, ..WasiOptions::default() };
-    wasi.args.push(program.to_string());
+    wasi.args.push(opts.argv0.clone().unwrap_or_else(|| program.to_string()));
     wasi.args.extend(opts.args.iter().cloned());
     for pair in &opts.env {
         let (key, value) = pair.split_once('=').with_context(|| format!("`--env {pair}`: expected `KEY=VALUE`"))?;

@@ -1,0 +1,168 @@
+//! `karmem-bridge run`: fixture components lowered by `karmem-bridge lower`
+//! and run through the binary agree with the reference runner's recorded
+//! values (`fixtures/<name>.expected`), and a lowered WASI command prints
+//! what the component printed on wasmtime's component runtime.
+//!
+//! Invocations are taken from the `.expected` transcripts except those that
+//! call the host import `karmem:fixtures/host` (the CLI has no way to
+//! register host functions), use resource handles (`$name`), big generated
+//! arguments (`@repeat`), abbreviated results or traps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bridge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_karmem-bridge"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn lower(component: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{component}.wasm"));
+    let input = root().join("fixtures/components").join(format!("{component}.wasm"));
+    let status = bridge().arg("lower").arg(&input).arg("-o").arg(&out).output().expect("run lower");
+    assert!(status.status.success(), "lower {component}: {}", String::from_utf8_lossy(&status.stderr));
+    out
+}
+
+struct Case {
+    call: String,
+    expected: String,
+}
+
+/// Invocations of `fixture.expected` the CLI can run without a host.
+fn cases(fixture: &str) -> Vec<Case> {
+    let text = std::fs::read_to_string(root().join(format!("fixtures/{fixture}.expected"))).expect("read expected");
+    let mut cases = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((_, call)) = line.split_once('#') else { continue };
+        let mut host = false;
+        let mut result = None;
+        while let Some(next) = lines.peek() {
+            if !next.starts_with("  ") {
+                break;
+            }
+            let next = lines.next().unwrap_or_default();
+            if next.starts_with("  host:") || next.starts_with("  stdout") || next.starts_with("  stderr") {
+                host = true;
+            }
+            if let Some(value) = next.strip_prefix("  => ") {
+                result = Some(value.to_string());
+            }
+        }
+        let Some(expected) = result else { continue };
+        let skip = host
+            || call.contains('$')
+            || call.contains('@')
+            || expected.contains(" bytes, fnv1a ")
+            || expected.starts_with("trap")
+            || line.contains("[constructor]")
+            || line.contains("[method]")
+            || line.contains("[static]");
+        if !skip {
+            cases.push(Case { call: call.to_string(), expected });
+        }
+    }
+    cases
+}
+
+fn run_invoke(module: &Path, call: &str) -> Output {
+    bridge().arg("run").arg(module).arg("--invoke").arg(call).output().expect("run run")
+}
+
+fn check_fixture(fixture: &str, at_least: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower(&format!("{fixture}.p2"), dir.path());
+    // Each run compiles the module, so a sample keeps the test short.
+    let cases: Vec<Case> = cases(fixture).into_iter().take(at_least).collect();
+    assert!(cases.len() >= at_least, "{fixture}: only {} runnable invocations", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let out = run_invoke(&module, &case.call);
+        let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        if !out.status.success() || stdout != case.expected {
+            failures.push(format!(
+                "{}: expected `{}`, got `{stdout}` (exit {:?}, stderr {})",
+                case.call,
+                case.expected,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{fixture}: {} of {} differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn basics_agrees_with_the_reference() {
+    check_fixture("basics", 8);
+}
+
+#[test]
+fn types_agrees_with_the_reference() {
+    check_fixture("types", 12);
+}
+
+#[test]
+fn edges_agrees_with_the_reference() {
+    check_fixture("edges", 5);
+}
+
+#[test]
+fn qualified_names_and_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower("basics.p2", dir.path());
+    let out = run_invoke(&module, "basics.is-even(255)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "false");
+
+    let out = run_invoke(&module, "greet(\"ann\")");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("import `karmem:host`/`log` is not served"), "{stderr}");
+
+    let out = run_invoke(&module, "nope()");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exports no function `nope`"));
+
+    let component = root().join("fixtures/components/basics.p2.wasm");
+    let out = run_invoke(&component, "add(1, 2)");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `karmem-bridge lower` on it first"));
+}
+
+#[test]
+fn wasi_command_prints_what_the_component_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower("command.p2", dir.path());
+    let sandbox = dir.path().join("sandbox");
+    std::fs::create_dir(&sandbox).expect("sandbox");
+    std::fs::write(sandbox.join("input.txt"), "first line\nsecond line\n").expect("input");
+    let out = bridge()
+        .arg("run")
+        .arg(&module)
+        .arg("--env")
+        .arg("GREETING=hello from the host")
+        .arg("--dir")
+        .arg(format!("{}::/sandbox", sandbox.display()))
+        .arg("--argv0")
+        .arg("fixture")
+        .arg("--")
+        .arg("--flag")
+        .arg("value")
+        .output()
+        .expect("run command");
+    // fixtures/command.expected, first run.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "args: fixture --flag value\nGREETING=hello from the host\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "copied input.txt\n");
+    assert_eq!(out.status.code(), Some(0));
+    let copied = std::fs::read_to_string(sandbox.join("command-output.txt")).expect("output file");
+    assert_eq!(copied, "FIRST LINE\nSECOND LINE\n");
+
+    // Without the preopen the copy fails and the exit code says so.
+    let out = bridge().arg("run").arg(&module).output().expect("run command");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not copy input.txt"));
+}
