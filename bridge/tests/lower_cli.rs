@@ -1,0 +1,72 @@
+//! `karmem-bridge lower` and `inspect` through the real binary: a lowered
+//! file is written, a failed run exits 1 with `error:` and leaves an
+//! existing output untouched (no partial file), and `inspect` shows both
+//! views. Uses `--abi canonical` (the Karmem ABI pass is the adapters').
+
+// Test harness: a failed setup step is a failed test.
+#![allow(clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lowering_fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/lowering").join(case).join("component.wat")
+}
+
+fn bridge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_karmem-bridge"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run karmem-bridge: {e}"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("karmem-lower-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("scratch dir: {e}"));
+    dir
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path"))
+}
+
+#[test]
+fn lower_writes_a_module_and_inspect_describes_it() {
+    let dir = scratch("ok");
+    let out = dir.join("out.wasm");
+    let input = lowering_fixture("string-echo");
+    let run = bridge(&["lower", "--abi", "canonical", path_str(&input), "-o", path_str(&out)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&out).unwrap_or_default();
+    assert!(bytes.starts_with(b"\0asm\x01\0\0\0"), "not a core module");
+    let shown = bridge(&["inspect", path_str(&out)]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("func example:types/api#echo (i32, i32) -> (i32)"), "{text}");
+    assert!(text.contains("func example:host/log log (i32, i32) -> ()"), "{text}");
+    let graph = bridge(&["inspect", "--json", path_str(&input)]);
+    let json = String::from_utf8_lossy(&graph.stdout);
+    assert!(json.contains("\"kind\": \"component\""), "{json}");
+    assert!(json.contains("example:types/api#echo"), "{json}");
+    let wat = bridge(&["lower", "--abi", "canonical", "--wat", path_str(&input), "-o", "-"]);
+    assert!(String::from_utf8_lossy(&wat.stdout).starts_with("(module"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_lowering_leaves_the_existing_output_untouched() {
+    let dir = scratch("fail");
+    let out = dir.join("out.wasm");
+    std::fs::write(&out, b"previous contents").unwrap_or_else(|e| panic!("{e}"));
+    let refused = lowering_fixture("refuse-stream");
+    let run = bridge(&["lower", "--abi", "canonical", path_str(&refused), "-o", path_str(&out)]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("error: failed to lower"), "{stderr}");
+    assert!(stderr.contains("stream"), "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap_or_default(), b"previous contents");
+    let leftovers = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 1, "a temporary file was left behind");
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
