@@ -80,11 +80,8 @@ fn write_seed_corpus() {
 }
 
 /// Found by the `wit_import` fuzz run: wit-parser accepts an enum listing the
-/// same case twice, and the mapping prints KarmemIDL that does not resolve
-/// (`karmem-bridge idl` then reports an internal error). Reported to the WIT
-/// import owner; ignored until the mapping refuses it with a WIT-level error.
+/// same case twice; the mapping now refuses it naming the enum and the case.
 #[test]
-#[ignore = "known bug: duplicate WIT enum cases map to IDL that does not resolve"]
 fn duplicate_enum_case_regression() {
     let input = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/wit_import/duplicate-enum-case.wit"),
