@@ -27,7 +27,7 @@ pub struct LoadedWorld {
 pub fn load_path(path: &Path, world: Option<&str>) -> Result<LoadedWorld> {
     if path.is_dir() {
         let mut resolve = Resolve::default();
-        let pkg = match resolve.push_dir(path) {
+        let pkg = match guard_wit_parser(&path.display().to_string(), || resolve.push_dir(path))? {
             Ok((pkg, _)) => pkg,
             Err(e) => bail!(
                 "failed to parse the WIT package in `{}`:\n{}",
@@ -58,7 +58,7 @@ pub fn load_path(path: &Path, world: Option<&str>) -> Result<LoadedWorld> {
 /// Parses WIT source text (one package, possibly with nested packages).
 pub fn load_wit_text(name: &str, text: &str, world: Option<&str>) -> Result<LoadedWorld> {
     let mut resolve = Resolve::default();
-    let pkg = match resolve.push_str(name, text) {
+    let pkg = match guard_wit_parser(name, || resolve.push_str(name, text))? {
         Ok(pkg) => pkg,
         Err(e) => bail!("failed to parse `{name}` as WIT:\n{}", resolve.render_error(&e)),
     };
@@ -123,4 +123,13 @@ fn select(resolve: Resolve, pkg: PackageId, world: Option<&str>) -> Result<Loade
         .select_world(&[pkg], world)
         .with_context(|| format!("failed to pick a world from package `{}`", package.name))?;
     Ok(LoadedWorld { resolve, world })
+}
+
+/// wit-parser 0.254.2 can panic on some malformed WIT (an `unwrap` in its
+/// resolver, found by the `wit_import` fuzz target; reproducer in
+/// `fuzz/regressions/wit_import/wit-parser-unwrap-panic.wit`). Bad input must
+/// give an error, not a crash, so the parser runs behind `catch_unwind`.
+fn guard_wit_parser<T>(name: &str, parse: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .map_err(|_| anyhow::anyhow!("failed to parse `{name}` as WIT: wit-parser hit an internal error on this input"))
 }

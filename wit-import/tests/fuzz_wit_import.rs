@@ -89,3 +89,14 @@ fn duplicate_enum_case_regression() {
     .unwrap();
     target::run(&input);
 }
+
+/// Found by the `wit_import` fuzz run: wit-parser 0.254.2 panics (an `unwrap`
+/// in its resolver) on this input; loading now reports an error instead.
+#[test]
+fn wit_parser_panic_regression() {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/wit_import/wit-parser-unwrap-panic.wit"),
+    )
+    .unwrap();
+    target::run(&input);
+}
