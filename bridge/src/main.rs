@@ -43,6 +43,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_caught_parser_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(opts) => commands::check::run(opts),
@@ -61,4 +62,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// wit-parser can panic on malformed WIT; wit-import catches that and returns
+/// an error, which is all the user should see. Every other panic is a bug and
+/// keeps the default report.
+fn quiet_caught_parser_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !karmem_wit_import::in_guarded_parse() {
+            default(info);
+        }
+    }));
 }

@@ -152,18 +152,48 @@ fn snippet(
         .max(1);
     let gutter = line.to_string().len();
     let pad = " ".repeat(gutter);
+    let (shown, caret_col) = window(text, col - 1);
+    let width = width.min(shown.chars().count().saturating_sub(caret_col).max(1));
     let _ = write!(
         out,
-        "\n{pad}{arrow} {path}:{line}:{col}\n{pad} |\n{line} | {text}\n{pad} | "
+        "\n{pad}{arrow} {path}:{line}:{col}\n{pad} |\n{line} | {shown}\n{pad} | "
     );
     // Tabs before the caret keep their width so the caret lines up.
-    for c in text.chars().take(col - 1) {
+    for c in shown.chars().take(caret_col) {
         out.push(if c == '\t' { '\t' } else { ' ' });
     }
     out.push_str(&"^".repeat(width));
     if let Some(label) = label {
         let _ = write!(out, " {label}");
     }
+}
+
+/// Lines longer than this many characters are cut to a window around the caret.
+const MAX_SHOWN: usize = 120;
+/// How many characters of context the window keeps before the caret.
+const CONTEXT_BEFORE: usize = 40;
+
+/// The part of `text` to print and the caret's character column within it.
+/// A long line (generated or minified input) is cut to `MAX_SHOWN` characters
+/// around the caret, with `...` marking what was left out.
+fn window(text: &str, caret: usize) -> (String, usize) {
+    let total = text.chars().count();
+    if total <= MAX_SHOWN {
+        return (text.to_string(), caret);
+    }
+    let first = caret.saturating_sub(CONTEXT_BEFORE);
+    let last = (first + MAX_SHOWN).min(total);
+    let mut shown = String::new();
+    let mut caret_col = caret - first;
+    if first > 0 {
+        shown.push_str("...");
+        caret_col += 3;
+    }
+    shown.extend(text.chars().skip(first).take(last - first));
+    if last < total {
+        shown.push_str("...");
+    }
+    (shown, caret_col)
 }
 
 #[cfg(test)]
@@ -175,6 +205,20 @@ mod tests {
             Ok(_) => String::new(),
             Err(d) => d.to_report(),
         }
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let fields: String = (0..300).map(|i| format!("f{i:03}: u8; ")).collect();
+        let source = format!("struct a (dynamic) {{ {fields}x: pont; }}");
+        let report = report(&source);
+        let longest = report.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(longest < MAX_SHOWN + 20, "{report}");
+        assert!(report.contains("...") && report.contains("f299: u8; x: pont; }"), "{report}");
+        let text = report.lines().nth(3).unwrap_or("");
+        let caret = report.lines().nth(4).unwrap_or("");
+        let at = caret.find('^').unwrap_or(0);
+        assert_eq!(text.get(at..at + 4), Some("pont"), "{report}");
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //!
 //! Does not own: Karmem's own layout (`karmem-format`).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
+)]
+
 use anyhow::{Result, anyhow, bail};
 use karmem_idl::Schema;
 use karmem_idl::ast::{AttrKind, Evolution, HandleKind, Item, Prim, TypeKind, TypeRef};

@@ -13,6 +13,11 @@
 //! Does not own: the patterns and memories WIT cannot express (`overlay`),
 //! printing (`karmem_idl::print`), or checking (`karmem_idl::resolve`).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
+)]
+
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, Result, anyhow, bail};

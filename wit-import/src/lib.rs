@@ -33,7 +33,7 @@ pub mod overlay;
 
 pub use abi::{AbiType, FlatType};
 pub use convert::{FunctionOrigin, Imported, InterfaceOrigin, Side, import_world, origin_of};
-pub use load::{LoadedWorld, load_path, load_wasm, load_wit_text};
+pub use load::{LoadedWorld, in_guarded_parse, load_path, load_wasm, load_wit_text};
 pub use overlay::Overlay;
 
 /// Loads `path`, maps the chosen world and applies `overlay`: the whole of

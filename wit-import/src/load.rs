@@ -10,6 +10,11 @@
 //!
 //! Does not own: the mapping itself (`convert`) or reading `-` from stdin (the CLI).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
+)]
+
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -130,6 +135,20 @@ fn select(resolve: Resolve, pkg: PackageId, world: Option<&str>) -> Result<Loade
 /// `fuzz/regressions/wit_import/wit-parser-unwrap-panic.wit`). Bad input must
 /// give an error, not a crash, so the parser runs behind `catch_unwind`.
 fn guard_wit_parser<T>(name: &str, parse: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
-        .map_err(|_| anyhow::anyhow!("failed to parse `{name}` as WIT: wit-parser hit an internal error on this input"))
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse));
+    GUARDED.with(|g| g.set(g.get().saturating_sub(1)));
+    outcome.map_err(|_| anyhow::anyhow!("failed to parse `{name}` as WIT: wit-parser hit an internal error on this input"))
+}
+
+std::thread_local! {
+    /// How many guarded wit-parser calls are running on this thread.
+    static GUARDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// True while this thread runs wit-parser behind the guard above, whose panics
+/// become errors. A program's panic hook uses it to stay quiet about them (the
+/// `karmem-bridge` CLI does), so the user sees the error and not a backtrace hint.
+pub fn in_guarded_parse() -> bool {
+    GUARDED.with(|g| g.get() > 0)
 }
