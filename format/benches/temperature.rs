@@ -10,7 +10,7 @@
 //! dynamic `Value` encoder. FlatBuffers uses the `flatbuffers` crate with the
 //! table code flatc would generate written out by hand (no flatc here).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, unsafe_code)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -80,8 +80,8 @@ impl AlignedBuf {
             let old = self.len;
             // Bytes past `len` in existing chunks may be stale: zero what is reused.
             let reused_end = len.min(self.chunks.len() * 64);
-            if reused_end > old {
-                self.all_bytes_mut()[old..reused_end].fill(0);
+            if let Some(stale) = self.all_bytes_mut().get_mut(old..reused_end) {
+                stale.fill(0);
             }
             if chunks > self.chunks.len() {
                 self.chunks.resize(chunks, Chunk([0; 64]));
@@ -103,7 +103,9 @@ impl AlignedBuf {
         let reused_end = len.min(self.chunks.len() * 64);
         if reused_end > old {
             let end = zero_until.min(reused_end);
-            self.all_bytes_mut()[old..end].fill(0);
+            if let Some(stale) = self.all_bytes_mut().get_mut(old..end) {
+                stale.fill(0);
+            }
         }
         let chunks = len.div_ceil(64);
         if chunks > self.chunks.len() {
@@ -125,7 +127,11 @@ impl AlignedBuf {
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let len = self.len;
-        &mut self.all_bytes_mut()[..len]
+        let all = self.all_bytes_mut();
+        let total = all.len();
+        // `len <= chunks.len() * 64` is an invariant of `resize`.
+        debug_assert!(len <= total);
+        all.split_at_mut(len.min(total)).0
     }
 
     fn all_bytes_mut(&mut self) -> &mut [u8] {
@@ -164,15 +170,16 @@ impl Builder {
     pub fn with_capacity(bytes: usize) -> Builder {
         let mut buf = AlignedBuf::with_capacity(bytes.max(raw::MESSAGE_HEADER_SIZE as usize));
         buf.resize(raw::MESSAGE_HEADER_SIZE as usize);
-        buf.as_mut_slice()[..4].copy_from_slice(&raw::MESSAGE_HEADER_WORD.to_le_bytes());
-        Builder { buf }
+        let mut builder = Builder { buf };
+        builder.put(0, raw::MESSAGE_HEADER_WORD);
+        builder
     }
 
     /// Starts over, keeping the allocation (paper: memory reuse).
     pub fn reset(&mut self) {
         self.buf.resize(0);
         self.buf.resize(raw::MESSAGE_HEADER_SIZE as usize);
-        self.buf.as_mut_slice()[..4].copy_from_slice(&raw::MESSAGE_HEADER_WORD.to_le_bytes());
+        self.put(0, raw::MESSAGE_HEADER_WORD);
     }
 
     pub fn len(&self) -> u32 {
@@ -331,8 +338,7 @@ impl Builder {
     /// If `offset` is outside what this builder allocated: a bug in the writer.
     #[inline]
     pub fn put<T: Scalar>(&mut self, offset: u32, value: T) {
-        let start = offset as usize;
-        value.write_le(&mut self.buf.as_mut_slice()[start..start + T::SIZE as usize]);
+        value.write_le(self.bytes_mut(offset, T::SIZE as usize));
     }
 
     /// Writes an unsigned integer of `width` bytes.
@@ -351,7 +357,12 @@ impl Builder {
     /// If the range is outside what this builder allocated.
     pub fn bytes_mut(&mut self, offset: u32, len: usize) -> &mut [u8] {
         let start = offset as usize;
-        &mut self.buf.as_mut_slice()[start..start + len]
+        let allocated = self.buf.len();
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= allocated),
+            "writer bug: {len} bytes at offset {offset} lie outside the {allocated} allocated bytes"
+        );
+        self.buf.as_mut_slice().get_mut(start..start + len).unwrap_or_default()
     }
 
     /// A column (or plain array block) as a native slice to fill, on

@@ -184,6 +184,20 @@ pub struct Layout {
 /// A placeholder while the table is being built.
 const PENDING: Kind = Kind::Prim(Prim::U8);
 
+/// What [`Layout::get`] returns for an id that is not in the layout.
+static UNKNOWN_TYPE: TypeInfo = TypeInfo {
+    kind: Kind::Struct(StructInfo {
+        name: String::new(),
+        dynamic: false,
+        fields: Vec::new(),
+        used: 0,
+        body_size: 0,
+        columns: Vec::new(),
+    }),
+    size: 0,
+    align: 1,
+};
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Todo,
@@ -223,7 +237,7 @@ impl Layout {
             let name = item.name().name.clone();
             let Some(&id) = b.by_name.get(&name) else { continue };
             let kind = b.item_kind(item)?;
-            b.types[id.0 as usize].kind = kind;
+            b.info_mut(id)?.kind = kind;
         }
         let mut functions = HashMap::new();
         for item in schema.items() {
@@ -248,9 +262,10 @@ impl Layout {
         Ok(Layout { types: b.types, by_name: b.by_name, functions })
     }
 
+    /// The type `id`. Ids come from this layout; an id from another layout
+    /// that is out of range reads as an empty inline struct (size 0).
     pub fn get(&self, id: TypeId) -> &TypeInfo {
-        // Ids are only handed out by this layout, so they are in range.
-        &self.types[id.0 as usize]
+        self.types.get(id.0 as usize).unwrap_or(&UNKNOWN_TYPE)
     }
 
     /// The named item `name` (struct, union, enum, flags or resource).
@@ -640,8 +655,23 @@ impl Builder<'_> {
         }
     }
 
+    fn info(&self, id: TypeId) -> Result<&TypeInfo, LayoutError> {
+        match self.types.get(id.0 as usize) {
+            Some(info) => Ok(info),
+            None => err(&format!("type #{}", id.0), "no such type in this layout"),
+        }
+    }
+
+    fn info_mut(&mut self, id: TypeId) -> Result<&mut TypeInfo, LayoutError> {
+        match self.types.get_mut(id.0 as usize) {
+            Some(info) => Ok(info),
+            None => err(&format!("type #{}", id.0), "no such type in this layout"),
+        }
+    }
+
     fn name_of(&self, id: TypeId) -> String {
-        match &self.types[id.0 as usize].kind {
+        let Some(info) = self.types.get(id.0 as usize) else { return format!("type #{}", id.0) };
+        match &info.kind {
             Kind::Struct(s) => s.name.clone(),
             Kind::Union(u) => u.name.clone(),
             Kind::Enum(e) => e.name.clone(),
@@ -652,23 +682,34 @@ impl Builder<'_> {
 
     /// Computes inline size and alignment of `id` (recursing through inline parts).
     fn compute(&mut self, id: TypeId) -> Result<(u32, u32), LayoutError> {
-        let i = id.0 as usize;
-        match self.state[i] {
-            State::Done => return Ok((self.types[i].size, self.types[i].align)),
-            State::Busy => {
+        let state = self.state.get(id.0 as usize).copied();
+        match state {
+            Some(State::Done) => {
+                let info = self.info(id)?;
+                return Ok((info.size, info.align));
+            }
+            Some(State::Busy) => {
                 return err(&self.name_of(id), "type contains itself inline (use a dynamic struct or an array)");
             }
-            State::Todo => {}
+            Some(State::Todo) => {}
+            None => return err(&self.name_of(id), "no such type in this layout"),
         }
-        self.state[i] = State::Busy;
-        let mut kind = std::mem::replace(&mut self.types[i].kind, PENDING);
+        self.set_state(id, State::Busy);
+        let mut kind = std::mem::replace(&mut self.info_mut(id)?.kind, PENDING);
         let result = self.compute_kind(id, &mut kind);
-        self.types[i].kind = kind;
+        let info = self.info_mut(id)?;
+        info.kind = kind;
         let (size, align) = result?;
-        self.types[i].size = size;
-        self.types[i].align = align;
-        self.state[i] = State::Done;
+        info.size = size;
+        info.align = align;
+        self.set_state(id, State::Done);
         Ok((size, align))
+    }
+
+    fn set_state(&mut self, id: TypeId, state: State) {
+        if let Some(s) = self.state.get_mut(id.0 as usize) {
+            *s = state;
+        }
     }
 
     fn compute_kind(&mut self, id: TypeId, kind: &mut Kind) -> Result<(u32, u32), LayoutError> {
@@ -757,8 +798,7 @@ impl Builder<'_> {
 
     /// Lays out dynamic struct bodies and dynamic union cases (not inline parts).
     fn complete_bodies(&mut self, id: TypeId) -> Result<(), LayoutError> {
-        let i = id.0 as usize;
-        let mut kind = std::mem::replace(&mut self.types[i].kind, PENDING);
+        let mut kind = std::mem::replace(&mut self.info_mut(id)?.kind, PENDING);
         let result = match &mut kind {
             Kind::Struct(s) if s.dynamic => self.lay_out_fields(s, raw::DYNAMIC_FIELDS_START).map(|(used, size)| {
                 s.used = used;
@@ -777,14 +817,13 @@ impl Builder<'_> {
             }
             _ => Ok(()),
         };
-        self.types[i].kind = kind;
+        self.info_mut(id)?.kind = kind;
         result
     }
 
     /// Flattens structs into SoA columns (FORMAT.md §6.3) and unions into two.
     fn columns(&mut self, id: TypeId) -> Result<(), LayoutError> {
-        let i = id.0 as usize;
-        let columns = match &self.types[i].kind {
+        let columns = match &self.info(id)?.kind {
             Kind::Struct(s) => {
                 let mut out = Vec::new();
                 self.flatten(s, &mut vec![], raw::COLUMN_HASH_SEED, 0, &mut out);
@@ -814,7 +853,7 @@ impl Builder<'_> {
             ],
             _ => return Ok(()),
         };
-        match &mut self.types[i].kind {
+        match &mut self.info_mut(id)?.kind {
             Kind::Struct(s) => s.columns = columns,
             Kind::Union(u) => u.columns = columns,
             _ => {}
@@ -827,7 +866,10 @@ impl Builder<'_> {
             let pos = pos as u32;
             path.push(pos);
             let h = raw::column_hash_step(hash, pos);
-            let info = &self.types[f.ty.0 as usize];
+            let Some(info) = self.types.get(f.ty.0 as usize) else {
+                path.pop();
+                continue;
+            };
             match &info.kind {
                 Kind::Struct(inner) if !inner.dynamic => {
                     self.flatten(inner, path, h, base + f.offset, out);

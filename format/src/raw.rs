@@ -36,11 +36,11 @@ const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// Extends a column hash by one field position (FORMAT.md §6.3).
 pub const fn column_hash_step(mut hash: u32, position: u32) -> u32 {
     let bytes = position.to_le_bytes();
-    let mut i = 0;
-    while i < 4 {
-        hash ^= bytes[i] as u32;
+    let mut rest: &[u8] = &bytes;
+    while let [b, tail @ ..] = rest {
+        hash ^= *b as u32;
         hash = hash.wrapping_mul(FNV32_PRIME);
-        i += 1;
+        rest = tail;
     }
     hash
 }
@@ -48,10 +48,10 @@ pub const fn column_hash_step(mut hash: u32, position: u32) -> u32 {
 /// The column hash of a path of field positions.
 pub const fn column_hash(path: &[u32]) -> u32 {
     let mut hash = COLUMN_HASH_SEED;
-    let mut i = 0;
-    while i < path.len() {
-        hash = column_hash_step(hash, path[i]);
-        i += 1;
+    let mut rest = path;
+    while let [p, tail @ ..] = rest {
+        hash = column_hash_step(hash, *p);
+        rest = tail;
     }
     hash
 }
@@ -59,11 +59,11 @@ pub const fn column_hash(path: &[u32]) -> u32 {
 /// FNV-1a 64-bit over `bytes` (layout hashes, FORMAT.md §11).
 pub const fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash = FNV64_BASIS;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
+    let mut rest = bytes;
+    while let [b, tail @ ..] = rest {
+        hash ^= *b as u64;
         hash = hash.wrapping_mul(FNV64_PRIME);
-        i += 1;
+        rest = tail;
     }
     hash
 }
@@ -138,13 +138,8 @@ pub fn read_array<const N: usize>(bytes: &[u8], offset: u32) -> Result<[u8; N]> 
 #[inline]
 pub fn read_bytes(bytes: &[u8], offset: u32, len: u64) -> Result<&[u8]> {
     let end = offset as u64 + len;
-    if end > bytes.len() as u64 {
-        return Err(Error::new(
-            ErrorKind::OutOfBounds { size: len, len: bytes.len() as u32 },
-            offset,
-        ));
-    }
-    Ok(&bytes[offset as usize..end as usize])
+    let range = usize::try_from(end).ok().and_then(|end| bytes.get(offset as usize..end));
+    range.ok_or(Error::new(ErrorKind::OutOfBounds { size: len, len: bytes.len() as u32 }, offset))
 }
 
 #[inline]
@@ -180,7 +175,10 @@ pub fn read_uint(bytes: &[u8], offset: u32, width: u32) -> Result<u64> {
 /// A fixed-size value stored little-endian: the integers and floats.
 pub trait Scalar: Copy + Default + 'static {
     const SIZE: u32;
+    /// The value in the first `SIZE` bytes of `bytes`; callers pass exactly
+    /// `SIZE` bytes (a shorter slice reads as zero rather than panicking).
     fn from_le_slice(bytes: &[u8]) -> Self;
+    /// Writes the value into the first `SIZE` bytes of `out` (nothing if shorter).
     fn write_le(self, out: &mut [u8]);
 }
 
@@ -190,13 +188,16 @@ macro_rules! scalar {
             const SIZE: u32 = core::mem::size_of::<$t>() as u32;
             #[inline]
             fn from_le_slice(bytes: &[u8]) -> Self {
-                let mut raw = [0u8; core::mem::size_of::<$t>()];
-                raw.copy_from_slice(&bytes[..core::mem::size_of::<$t>()]);
-                <$t>::from_le_bytes(raw)
+                match bytes.first_chunk::<{ core::mem::size_of::<$t>() }>() {
+                    Some(raw) => <$t>::from_le_bytes(*raw),
+                    None => <$t>::default(),
+                }
             }
             #[inline]
             fn write_le(self, out: &mut [u8]) {
-                out[..core::mem::size_of::<$t>()].copy_from_slice(&self.to_le_bytes());
+                if let Some(dst) = out.first_chunk_mut::<{ core::mem::size_of::<$t>() }>() {
+                    *dst = self.to_le_bytes();
+                }
             }
         }
         impl sealed::Pod for $t {}

@@ -197,7 +197,7 @@ impl Walker<'_, '_> {
                 self.block(slot.offset, slot.capacity as u64 * unit)?;
                 let bytes = msg.slice(slot.offset, slot.length as u64 * unit)?;
                 if *utf16 {
-                    let units = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+                    let units = bytes.chunks_exact(2).map(<u16 as raw::Scalar>::from_le_slice);
                     if char::decode_utf16(units).any(|r| r.is_err()) {
                         return Err(Error::new(ErrorKind::InvalidUtf16, slot.offset));
                     }

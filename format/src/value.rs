@@ -612,7 +612,7 @@ impl Decoder<'_, '_> {
                 let slot = msg.slot(at)?;
                 if *utf16 {
                     let bytes = msg.slice(slot.offset, slot.length as u64 * 2)?;
-                    let units = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+                    let units = bytes.chunks_exact(2).map(<u16 as raw::Scalar>::from_le_slice);
                     let text: Result<String, _> = char::decode_utf16(units).collect();
                     Value::String(text.map_err(|_| Error::new(ErrorKind::InvalidUtf16, slot.offset))?)
                 } else {

@@ -3,7 +3,7 @@
 //! limits exist for: overlapping and cyclic offsets, giant lengths, deep nesting.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 

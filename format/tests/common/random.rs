@@ -1,7 +1,7 @@
 //! Random schemas (as syntax trees) and random values of their types, from a
 //! seed. Used by the round-trip property test and the hostile-bytes test.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::indexing_slicing)] // test data generation
 
 use karmem_format::Layout;
 use karmem_format::layout::{ArrayForm, Kind, TypeId};
