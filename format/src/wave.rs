@@ -3,7 +3,9 @@
 //! Owns: [`ValueType`], a [`Layout`] type seen through `wasm_wave::wasm::WasmType`,
 //! and the `WasmValue` impl of [`Value`], so that `wasm-wave` parses and prints
 //! values. IDL names are snake_case; WAVE (like WIT) writes them in kebab-case,
-//! so the impls convert. Resource handles appear as `u32`; `[N]T` as a list.
+//! so the impls convert. Resource handles appear as `u32`; `[N]T` as a list;
+//! a struct whose fields are `_0`, `_1`, … (how WIT tuples map to KarmemIDL,
+//! docs/IDL.md "From WIT") as a WAVE tuple `(a, b)`, as wasmtime writes tuples.
 //!
 //! Does not own: the binary format (`value` encodes and decodes).
 
@@ -16,7 +18,7 @@ use std::vec::Vec;
 use karmem_idl::ast::Prim;
 use wasm_wave::wasm::{WasmType, WasmTypeKind, WasmValue, WasmValueError};
 
-use crate::layout::{Kind, Layout, TypeId};
+use crate::layout::{Kind, Layout, StructInfo, TypeId};
 use crate::value::Value;
 
 /// A type of a shared [`Layout`], for parsing WAVE text.
@@ -38,6 +40,24 @@ impl ValueType {
     fn kind_of(&self) -> &Kind {
         &self.layout.get(self.id).kind
     }
+}
+
+/// Whether field names `names` are `_0`, `_1`, … in order (at least one):
+/// the shape of a WIT tuple in KarmemIDL. No WIT field can have these names,
+/// and they have no WAVE record form (`-0` is not a label).
+pub fn is_tuple_shaped<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut count = 0usize;
+    for (i, name) in names.into_iter().enumerate() {
+        if name.strip_prefix('_') != Some(i.to_string().as_str()) {
+            return false;
+        }
+        count += 1;
+    }
+    count > 0
+}
+
+fn is_tuple_struct(s: &StructInfo) -> bool {
+    is_tuple_shaped(s.fields.iter().map(|f| f.name.as_str()))
 }
 
 /// `snake_case` to `kebab-case`.
@@ -75,6 +95,7 @@ impl WasmType for ValueType {
             Kind::Handle { .. } => WasmTypeKind::U32,
             Kind::Enum(_) => WasmTypeKind::Enum,
             Kind::Flags(_) => WasmTypeKind::Flags,
+            Kind::Struct(s) if is_tuple_struct(s) => WasmTypeKind::Tuple,
             Kind::Struct(_) => WasmTypeKind::Record,
             Kind::Union(_) => WasmTypeKind::Variant,
             Kind::Array { .. } | Kind::FixedArray { .. } => WasmTypeKind::List,
@@ -99,7 +120,10 @@ impl WasmType for ValueType {
     }
 
     fn tuple_element_types(&self) -> Box<dyn Iterator<Item = Self> + '_> {
-        Box::new(std::iter::empty())
+        match self.kind_of() {
+            Kind::Struct(s) if is_tuple_struct(s) => Box::new(s.fields.iter().map(|f| self.with(f.ty))),
+            _ => Box::new(std::iter::empty()),
+        }
     }
 
     fn variant_cases(&self) -> Box<dyn Iterator<Item = (Cow<'_, str>, Option<Self>)> + '_> {
@@ -166,6 +190,7 @@ impl WasmValue for Value {
             Value::Char(_) => WasmTypeKind::Char,
             Value::String(_) => WasmTypeKind::String,
             Value::List(_) => WasmTypeKind::List,
+            Value::Record(fields) if is_tuple_shaped(fields.iter().map(|(n, _)| n.as_str())) => WasmTypeKind::Tuple,
             Value::Record(_) => WasmTypeKind::Record,
             Value::Variant(..) => WasmTypeKind::Variant,
             Value::Enum(_) => WasmTypeKind::Enum,
@@ -247,6 +272,19 @@ impl WasmValue for Value {
             }
         }
         Ok(Value::Record(out))
+    }
+
+    fn make_tuple(ty: &Self::Type, vals: impl IntoIterator<Item = Self>) -> Result<Self, WasmValueError> {
+        let Kind::Struct(s) = ty.kind_of() else { return Err(wrong(ty, "tuple")) };
+        let values: Vec<Value> = vals.into_iter().collect();
+        if values.len() != s.fields.len() {
+            return Err(WasmValueError::Other(std::format!(
+                "expected a tuple of {} values, found {}",
+                s.fields.len(),
+                values.len()
+            )));
+        }
+        Ok(Value::Record(s.fields.iter().map(|f| f.name.clone()).zip(values).collect()))
     }
 
     fn make_variant(ty: &Self::Type, case: &str, val: Option<Self>) -> Result<Self, WasmValueError> {
@@ -344,7 +382,10 @@ impl WasmValue for Value {
         }
     }
     fn unwrap_tuple(&self) -> Box<dyn Iterator<Item = Cow<'_, Self>> + '_> {
-        Box::new(std::iter::empty())
+        match self {
+            Value::Record(fields) => Box::new(fields.iter().map(|(_, v)| Cow::Borrowed(v))),
+            _ => Box::new(std::iter::empty()),
+        }
     }
     fn unwrap_variant(&self) -> (Cow<'_, str>, Option<Cow<'_, Self>>) {
         match self {
