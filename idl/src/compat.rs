@@ -534,7 +534,10 @@ impl Compare<'_> {
                     None,
                 ),
                 (Member::Memory(o), Some(Member::Memory(n))) => self.memory(path, o, n),
-                (Member::Function(o), Some(Member::Function(n))) => self.function(path, o, n),
+                (Member::Function(o), Some(Member::Function(n))) => {
+                    let evolves = old.evolution == Evolution::Dynamic && new.evolution == Evolution::Dynamic;
+                    self.function(path, o, n, evolves)
+                }
                 (Member::Memory(o), Some(n)) => self.breaking(
                     path,
                     format!("memory `{name}` is now a function"),
@@ -613,33 +616,70 @@ impl Compare<'_> {
         }
     }
 
-    fn function(&mut self, path: &str, old: &FunctionDef, new: &FunctionDef) {
+    /// A function's parameters and results travel as dynamic argument and
+    /// result structs (docs/FORMAT.md §10), so on a dynamic interface they
+    /// evolve like a dynamic struct's fields: appending one (of a type with a
+    /// zero value: parameters have no defaults) is safe, anything else that
+    /// changes the list breaks. Inline interfaces never evolve.
+    fn function(&mut self, path: &str, old: &FunctionDef, new: &FunctionDef, evolves: bool) {
         let function = format!("function `{}`", old.name.name);
-        let signature = |f: &FunctionDef, schema: &Schema| {
-            let list = |params: &[Param]| {
-                params
-                    .iter()
-                    .map(|p| {
-                        let mut s = self.canonical(&p.ty, schema);
-                        if let Some(m) = &p.memory {
-                            let _ = write!(s, " @ {}", m.name);
-                        }
-                        s
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("({}) -> ({})", list(&f.params), list(&f.results))
+        let item = |p: &Param, schema: &Schema| {
+            let mut s = self.canonical(&p.ty, schema);
+            if let Some(m) = &p.memory {
+                let _ = write!(s, " @ {}", m.name);
+            }
+            s
         };
-        let (o, n) = (signature(old, self.old), signature(new, self.new));
-        if o != n {
-            self.breaking(
-                path,
-                format!("signature of {function} changed from `{o}` to `{n}`"),
-                old.span,
-                new.span,
-            );
-            return;
+        let list = |params: &[Param], schema: &Schema| {
+            params.iter().map(|p| item(p, schema)).collect::<Vec<_>>()
+        };
+        let (op, np) = (list(&old.params, self.old), list(&new.params, self.new));
+        let (or, nr) = (list(&old.results, self.old), list(&new.results, self.new));
+        let signature = |p: &[String], r: &[String]| format!("({}) -> ({})", p.join(", "), r.join(", "));
+        if op != np || or != nr {
+            let appended_only = evolves && np.starts_with(&op) && nr.starts_with(&or);
+            if !appended_only {
+                self.breaking(
+                    path,
+                    format!(
+                        "signature of {function} changed from `{}` to `{}`",
+                        signature(&op, &or),
+                        signature(&np, &nr)
+                    ),
+                    old.span,
+                    new.span,
+                );
+                return;
+            }
+            for (what, params, from) in [
+                ("parameter", &new.params, old.params.len()),
+                ("result", &new.results, old.results.len()),
+            ] {
+                for (i, p) in params.iter().enumerate().skip(from) {
+                    let name = p
+                        .name
+                        .as_ref()
+                        .map_or_else(|| format!("#{i}"), |n| n.name.clone());
+                    let ty = type_ref(&p.ty);
+                    if has_zero_value(&p.ty, self.new, &mut Vec::new()) {
+                        self.safe(
+                            path,
+                            format!("{what} `{name}: {ty}` appended to {function}"),
+                            Some(old.span),
+                            Some(p.span),
+                        );
+                    } else {
+                        self.breaking(
+                            path,
+                            format!(
+                                "{what} `{name}` appended to {function}, and `{ty}` has no zero value for older messages to read as"
+                            ),
+                            old.span,
+                            p.span,
+                        );
+                    }
+                }
+            }
         }
         let names = |params: &[Param]| {
             params
@@ -647,13 +687,91 @@ impl Compare<'_> {
                 .map(|p| p.name.as_ref().map(|n| n.name.clone()))
                 .collect::<Vec<_>>()
         };
-        if names(&old.params) != names(&new.params) || names(&old.results) != names(&new.results) {
+        let common = |a: &[Param], b: &[Param]| {
+            let n = a.len().min(b.len());
+            names(a.get(..n).unwrap_or_default()) != names(b.get(..n).unwrap_or_default())
+        };
+        if common(&old.params, &new.params) || common(&old.results, &new.results) {
             self.safe(
                 path,
                 format!("parameters of {function} renamed"),
                 Some(old.span),
                 Some(new.span),
             );
+        }
+    }
+}
+
+/// The changes between two versions of one function as a caller and a
+/// callee see them: the function's signature (with the rules of
+/// [`compare`]) and every item its parameters and results reach, in either
+/// version. A function missing from either schema is one breaking change.
+pub fn compare_function(old: &Schema, new: &Schema, interface: &str, function: &str) -> Vec<Change> {
+    let mut cx = Compare {
+        old,
+        new,
+        changes: Vec::new(),
+    };
+    let path = format!("interface `{interface}`");
+    fn find<'s>(schema: &'s Schema, interface: &str, function: &str) -> Option<(&'s InterfaceDef, &'s FunctionDef)> {
+        let Some(Item::Interface(i)) = schema.get(interface) else {
+            return None;
+        };
+        let f = i.functions().find(|f| f.name.name == function)?;
+        Some((i, f))
+    }
+    let find = |schema| find(schema, interface, function);
+    let (Some((oi, of)), Some((ni, nf))) = (find(old), find(new)) else {
+        let side = if find(old).is_none() { "old" } else { "new" };
+        cx.push(
+            true,
+            &path,
+            format!("function `{function}` is missing from the {side} schema"),
+            None,
+            None,
+        );
+        return cx.changes;
+    };
+    let evolves = oi.evolution == Evolution::Dynamic && ni.evolution == Evolution::Dynamic;
+    cx.function(&path, of, nf, evolves);
+    let mut names = Vec::new();
+    for (schema, f) in [(old, of), (new, nf)] {
+        for p in f.params.iter().chain(&f.results) {
+            reach(&p.ty, schema, &mut names);
+        }
+    }
+    // In the old schema's order, like `compare`.
+    for old_item in old.items() {
+        if !names.contains(&old_item.name().name) {
+            continue;
+        }
+        if let Some(new_item) = new.get(&old_item.name().name) {
+            cx.item(&item_path(old_item), old_item, new_item);
+        }
+    }
+    cx.changes
+}
+
+/// Adds the names of every item `ty` reaches in `schema` to `out`.
+fn reach(ty: &TypeRef, schema: &Schema, out: &mut Vec<String>) {
+    match &ty.kind {
+        TypeKind::Prim(_) => {}
+        TypeKind::Named(id) | TypeKind::Handle(_, id) => {
+            if out.contains(&id.name) {
+                return;
+            }
+            out.push(id.name.clone());
+            match schema.get(&id.name) {
+                Some(Item::Struct(s)) => s.fields.iter().for_each(|f| reach(&f.ty, schema, out)),
+                Some(Item::Union(u)) => u.cases.iter().filter_map(|c| c.ty.as_ref()).for_each(|t| reach(t, schema, out)),
+                _ => {}
+            }
+        }
+        TypeKind::Array(elem) | TypeKind::FixedArray(elem, _) | TypeKind::Option(elem) => reach(elem, schema, out),
+        TypeKind::Result { ok, err } => {
+            for t in [ok, err].into_iter().flatten() {
+                reach(t, schema, out);
+            }
         }
     }
 }
