@@ -35,6 +35,7 @@ pub mod link;
 pub mod merge;
 pub mod module_info;
 pub mod parse;
+pub mod preview1;
 pub mod types;
 
 /// The ABI at the lowered module's edge.
@@ -84,8 +85,41 @@ pub fn lower_with_stats(component: &[u8], options: &Options) -> Result<(Vec<u8>,
     let parsed = parse::parse(component)?;
     let (graph, infos) = inline::Inliner::new(&parsed).run().context("failed to evaluate the component")?;
     let merged = merge::merge(&parsed, &graph, &infos, options).context("failed to merge the core modules")?;
+    finish(merged, &graph, options)
+}
+
+/// [`lower_with_stats`] for a `wasm32-wasip1` component under `--wasi preview1`:
+/// the core module `recognise` accepts as the preview1 adapter is dropped and
+/// the main module's `wasi_snapshot_preview1` imports become the output's
+/// (`preview1`). `None` when no module is recognised.
+pub fn lower_dropping_preview1_adapter(
+    component: &[u8],
+    options: &Options,
+    recognise: preview1::Recognise<'_>,
+) -> Result<Option<(Vec<u8>, preview1::Preview1Report)>> {
+    if options.abi == Abi::Karmem {
+        bail!("`--abi karmem` is not implemented yet: use `--abi canonical`");
+    }
+    let parsed = parse::parse(component)?;
+    let (graph, infos) = inline::Inliner::new(&parsed).run().context("failed to evaluate the component")?;
+    let Some((graph, report)) = preview1::drop_adapter(&parsed, &graph, &infos, recognise)
+        .context("failed to drop the preview1 adapter")?
+    else {
+        return Ok(None);
+    };
+    let mut merged = merge::merge(&parsed, &graph, &infos, options).context("failed to merge the core modules")?;
+    merged.plan.canonical_abi = preview1::prune_boundary(&merged.plan.canonical_abi)?;
+    let (bytes, _) = finish(merged, &graph, options)?;
+    let bytes = preview1::export_memory(&bytes)?;
+    wasmparser::Validator::new_with_features(output_features(options))
+        .validate_all(&bytes)
+        .context("internal error: the lowered module does not validate after exporting its memory")?;
+    Ok(Some((bytes, report)))
+}
+
+fn finish(merged: merge::Merged, graph: &graph::Graph, options: &Options) -> Result<(Vec<u8>, LowerStats)> {
     let idl = options.idl.as_deref().unwrap_or("");
-    let (bytes, link_stats) = link::link(&merged, &graph, idl).context("failed to link the merged module")?;
+    let (bytes, link_stats) = link::link(&merged, graph, idl).context("failed to link the merged module")?;
     wasmparser::Validator::new_with_features(output_features(options))
         .validate_all(&bytes)
         .context("internal error: the lowered module does not validate")?;

@@ -1,0 +1,544 @@
+//! `--wasi preview1`: drop a `wasm32-wasip1` component's preview1 adapter.
+//!
+//! Owns: rewriting the instance graph so that the adapter instance is gone.
+//! A `wasm32-wasip1` component instantiates its main module, then the
+//! preview1 adapter (which implements `wasi_snapshot_preview1` on WASI 0.2
+//! imports, with the main module's memory and `cabi_realloc`), and routes
+//! the main module's preview1 imports to the adapter through wit-component's
+//! shim/fixup table. Here every use of an adapter export named like a
+//! preview1 function becomes an import `wasi_snapshot_preview1` `<name>`
+//! of the output, the adapter instance is removed, and so is everything only
+//! it used: its WASI 0.2 `canon lower`s (they are no longer reached), its
+//! globals, functions and state. `link`'s shim-table pass then turns the main
+//! module's calls through the table into direct calls of those imports. For
+//! a command adapter, the component's `wasi:cli/run` export becomes the
+//! main module's own `_start`, which the adapter's `run` would have called.
+//!
+//! Which module is the adapter is the caller's to say ([`Recognise`]): the
+//! structural test lives with the WASI work in `karmem-adapters`
+//! (`wasi::recognize_preview1_adapter`). Anything else that uses the adapter
+//! (another of its exports, another instance of it) is refused, naming it.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use wasmparser::TypeRef;
+
+use crate::graph::*;
+use crate::module_info::ModuleInfo;
+use crate::parse::{ParsedComponent, StaticModuleId};
+
+/// The import module of every preview1 function.
+pub const PREVIEW1_MODULE: &str = "wasi_snapshot_preview1";
+
+/// What the caller's recogniser knows of the adapter module.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdapterShape {
+    /// Exports named like preview1 functions (`fd_write`, ...).
+    pub preview1_exports: Vec<String>,
+    /// The `wasi:cli/run@0.2.x#run` export of a command adapter.
+    pub run_export: Option<String>,
+}
+
+/// Says whether a core module (its bytes) is the preview1 adapter.
+pub type Recognise<'a> = &'a dyn Fn(&[u8]) -> Result<Option<AdapterShape>>;
+
+/// What dropping the adapter did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview1Report {
+    /// Where the dropped adapter instance was (`root/core instance 22`).
+    pub adapter: String,
+    /// The preview1 functions the output imports in the adapter's place.
+    pub preview1_imports: Vec<String>,
+    /// `wasi:` imports still used after the drop (by modules other than the
+    /// adapter), as `module#field`.
+    pub wasi_imports_left: Vec<String>,
+    /// Whether `wasi:cli/run` became the main module's `_start`.
+    pub command: bool,
+}
+
+/// The graph without the adapter, or `None` when no module is recognised.
+pub fn drop_adapter(
+    parsed: &ParsedComponent<'_>,
+    graph: &Graph,
+    infos: &BTreeMap<StaticModuleId, Rc<ModuleInfo>>,
+    recognise: Recognise<'_>,
+) -> Result<Option<(Graph, Preview1Report)>> {
+    let mut shapes: BTreeMap<StaticModuleId, Option<AdapterShape>> = BTreeMap::new();
+    let mut found: Vec<(usize, AdapterShape)> = Vec::new();
+    for (index, instance) in graph.instances.iter().enumerate() {
+        if !shapes.contains_key(&instance.module) {
+            let bytes = parsed.modules.get(instance.module.0).context("module missing")?.bytes;
+            let shape = recognise(bytes)
+                .with_context(|| format!("failed to look for the preview1 adapter in `{}`", instance.location))?;
+            shapes.insert(instance.module, shape);
+        }
+        if let Some(Some(shape)) = shapes.get(&instance.module) {
+            found.push((index, shape.clone()));
+        }
+    }
+    let (adapter, shape) = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => one.clone(),
+        [first, second, ..] => bail!(
+            "the preview1 adapter is instantiated more than once (`{}` and `{}`); `--wasi preview1` drops exactly one",
+            location(graph, first.0),
+            location(graph, second.0)
+        ),
+    };
+    let adapter_instance = graph.instances.get(adapter).context("adapter instance missing")?;
+    let adapter_info = infos.get(&adapter_instance.module).context("adapter summary missing")?;
+
+    let mut rewrite = Rewrite {
+        graph,
+        adapter,
+        location: adapter_instance.location.clone(),
+        shape: shape.clone(),
+        lowered: Vec::new(),
+        lowered_map: BTreeMap::new(),
+        lifted: Vec::new(),
+        lifted_map: BTreeMap::new(),
+        preview1: BTreeMap::new(),
+    };
+
+    let mut instances = Vec::new();
+    for (index, instance) in graph.instances.iter().enumerate() {
+        if index == adapter {
+            continue;
+        }
+        let info = infos.get(&instance.module).context("module summary missing")?;
+        let mut imports = Vec::new();
+        for (position, def) in instance.imports.iter().enumerate() {
+            let user = match info.imports.get(position) {
+                Some(import) => format!("`{}` (import `{}` `{}`)", instance.location, import.module, import.field),
+                None => format!("`{}`", instance.location),
+            };
+            imports.push(rewrite.def(def, &user)?);
+        }
+        instances.push(ModuleInstance { module: instance.module, location: instance.location.clone(), imports });
+    }
+
+    let mut exports = Vec::new();
+    let mut command = false;
+    for export in &graph.exports {
+        let lifted = graph.lifted.get(export.lifted.0).context("lifted function missing")?;
+        let runs_adapter = matches!(&lifted.core, CoreDef::Export(id, name)
+            if id.0 == adapter && Some(name) == shape.run_export.as_ref());
+        if !runs_adapter {
+            exports.push(ExportedFunc { name: export.name.clone(), lifted: rewrite.lifted(export.lifted)? });
+            continue;
+        }
+        // The adapter's `run` calls the main module's `_start` (and turns a
+        // trap-free return into `ok`); a preview1 host calls `_start` itself.
+        let start = adapter_info
+            .imports
+            .iter()
+            .position(|import| import.field == "_start" && matches!(import.ty, TypeRef::Func(_)))
+            .and_then(|position| adapter_instance.imports.get(position))
+            .with_context(|| {
+                format!("the command adapter `{}` does not import the main module's `_start`", rewrite.location)
+            })?;
+        let core = rewrite.def(start, &format!("the export `{}`", export.name))?;
+        let id = LiftedId(rewrite.lifted.len());
+        rewrite.lifted.push(Lifted {
+            owner: lifted.owner,
+            core,
+            options: CanonOptions { memory: None, realloc: None, post_return: None, encoding: StringEncoding::Utf8 },
+            sig: lifted.sig.clone(),
+            location: format!("`_start` of the main module (was {})", lifted.location),
+        });
+        exports.push(ExportedFunc { name: "_start".to_string(), lifted: id });
+        command = true;
+    }
+
+    let mut resources = Vec::new();
+    for resource in &graph.resources {
+        let dtor = match &resource.dtor {
+            Some(dtor) => Some(rewrite.def(dtor, &format!("the destructor of {}", resource.location))?),
+            None => None,
+        };
+        resources.push(DefinedResource { dtor, ..resource.clone() });
+    }
+
+    let wasi_imports_left = rewrite
+        .lowered
+        .iter()
+        .filter_map(|lowered| match &lowered.target {
+            LowerTarget::Import(path) if path.first().is_some_and(|name| name.starts_with("wasi:")) => {
+                Some(path.join("#"))
+            }
+            _ => None,
+        })
+        .collect();
+    let report = Preview1Report {
+        adapter: rewrite.location.clone(),
+        preview1_imports: rewrite.preview1.keys().cloned().collect(),
+        wasi_imports_left,
+        command,
+    };
+    let dropped = Graph {
+        instances,
+        lifted: rewrite.lifted,
+        lowered: rewrite.lowered,
+        builtins: graph.builtins.clone(),
+        resources,
+        exports,
+        imports: graph.imports.clone(),
+        alias_count: graph.alias_count,
+        component_instances: graph.component_instances,
+    };
+    Ok(Some((dropped, report)))
+}
+
+/// Removes what the drop added to the `karmem:canonical-abi` section: the
+/// preview1 imports and `_start` are plain core functions, not
+/// canonical-ABI ones.
+pub fn prune_boundary(json: &str) -> Result<String> {
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_str(json).context("failed to read the canonical-ABI description")?;
+    let kept: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|entry| {
+            let name = entry.get("name").and_then(serde_json::Value::as_str).unwrap_or("");
+            let kind = entry.get("kind").and_then(serde_json::Value::as_str).unwrap_or("");
+            let preview1 = kind == "import" && name.starts_with(&format!("{PREVIEW1_MODULE}#"));
+            let start = kind == "export" && name == "_start";
+            !(preview1 || start)
+        })
+        .collect();
+    serde_json::to_string(&kept).context("failed to describe the boundary")
+}
+
+fn location(graph: &Graph, instance: usize) -> String {
+    graph.instances.get(instance).map_or_else(|| format!("instance {instance}"), |i| i.location.clone())
+}
+
+/// Rebuilds the graph's arenas without the adapter, keeping only the
+/// `canon lower`s and `canon lift`s something left still reaches.
+struct Rewrite<'g> {
+    graph: &'g Graph,
+    adapter: usize,
+    location: String,
+    shape: AdapterShape,
+    lowered: Vec<Lowered>,
+    lowered_map: BTreeMap<usize, LoweredId>,
+    lifted: Vec<Lifted>,
+    lifted_map: BTreeMap<usize, LiftedId>,
+    /// preview1 function name -> its new `canon lower`-like import.
+    preview1: BTreeMap<String, LoweredId>,
+}
+
+impl Rewrite<'_> {
+    fn def(&mut self, def: &CoreDef, user: &str) -> Result<CoreDef> {
+        Ok(match def {
+            CoreDef::Export(id, name) if id.0 == self.adapter => {
+                if !self.shape.preview1_exports.contains(name) {
+                    bail!(
+                        "{user} uses `{name}` of the preview1 adapter `{}`, which `--wasi preview1` drops; \
+                         `--wasi shim` keeps the adapter",
+                        self.location
+                    );
+                }
+                CoreDef::Lowered(self.preview1_import(name))
+            }
+            CoreDef::Export(id, name) if id.0 > self.adapter => {
+                CoreDef::Export(ModuleInstanceId(id.0 - 1), name.clone())
+            }
+            CoreDef::Export(id, name) => CoreDef::Export(*id, name.clone()),
+            CoreDef::Lowered(id) => CoreDef::Lowered(self.lowered(*id, user)?),
+            CoreDef::Builtin(id) => CoreDef::Builtin(*id),
+        })
+    }
+
+    fn preview1_import(&mut self, name: &str) -> LoweredId {
+        if let Some(id) = self.preview1.get(name) {
+            return *id;
+        }
+        let id = LoweredId(self.lowered.len());
+        self.lowered.push(Lowered {
+            target: LowerTarget::Import(vec![PREVIEW1_MODULE.to_string(), name.to_string()]),
+            options: CanonOptions { memory: None, realloc: None, post_return: None, encoding: StringEncoding::Utf8 },
+            sig: None,
+            location: format!("preview1 function `{name}` (in place of the adapter's export)"),
+        });
+        self.preview1.insert(name.to_string(), id);
+        id
+    }
+
+    fn options(&mut self, options: &CanonOptions, user: &str) -> Result<CanonOptions> {
+        let mut def = |def: &Option<CoreDef>| def.as_ref().map(|d| self.def(d, user)).transpose();
+        Ok(CanonOptions {
+            memory: def(&options.memory)?,
+            realloc: def(&options.realloc)?,
+            post_return: def(&options.post_return)?,
+            encoding: options.encoding,
+        })
+    }
+
+    fn lowered(&mut self, old: LoweredId, user: &str) -> Result<LoweredId> {
+        if let Some(id) = self.lowered_map.get(&old.0) {
+            return Ok(*id);
+        }
+        let original = self.graph.lowered.get(old.0).context("lowered function missing")?.clone();
+        // Reserve the slot first, so a (malformed) cycle ends here.
+        let id = LoweredId(self.lowered.len());
+        self.lowered_map.insert(old.0, id);
+        self.lowered.push(original.clone());
+        let user = format!("{} (used by {user})", original.location);
+        let options = self.options(&original.options, &user)?;
+        let target = match &original.target {
+            LowerTarget::Import(path) => LowerTarget::Import(path.clone()),
+            LowerTarget::Lifted(lifted) => LowerTarget::Lifted(self.lifted(*lifted)?),
+        };
+        let slot = self.lowered.get_mut(id.0).context("lowered slot missing")?;
+        *slot = Lowered { target, options, ..original };
+        Ok(id)
+    }
+
+    fn lifted(&mut self, old: LiftedId) -> Result<LiftedId> {
+        if let Some(id) = self.lifted_map.get(&old.0) {
+            return Ok(*id);
+        }
+        let original = self.graph.lifted.get(old.0).context("lifted function missing")?.clone();
+        let id = LiftedId(self.lifted.len());
+        self.lifted_map.insert(old.0, id);
+        self.lifted.push(original.clone());
+        let user = original.location.clone();
+        let core = self.def(&original.core, &user)?;
+        let options = self.options(&original.options, &user)?;
+        let slot = self.lifted.get_mut(id.0).context("lifted slot missing")?;
+        *slot = Lifted { core, options, ..original };
+        Ok(id)
+    }
+}
+
+/// Preview1 functions read and write the memory exported as `memory`. The
+/// lowering exports memories only for canonical options, so a command (or a
+/// reactor whose exports pass no strings or lists) would export none: export
+/// the module's one memory. More than one memory is refused, since nothing
+/// says which one the preview1 imports use.
+pub fn export_memory(module: &[u8]) -> Result<Vec<u8>> {
+    use wasmparser::{ExternalKind, Parser, Payload};
+    let mut memories = 0u32;
+    let mut exported = false;
+    for payload in Parser::new(0).parse_all(module) {
+        match payload.context("failed to read the lowered module")? {
+            Payload::ImportSection(section) => {
+                for import in section.into_imports() {
+                    memories += u32::from(matches!(import?.ty, TypeRef::Memory(_)));
+                }
+            }
+            Payload::MemorySection(section) => memories += section.count(),
+            Payload::ExportSection(section) => {
+                for export in section {
+                    let export = export?;
+                    exported |= export.name == "memory" && export.kind == ExternalKind::Memory;
+                }
+            }
+            _ => {}
+        }
+    }
+    if exported || memories == 0 {
+        return Ok(module.to_vec());
+    }
+    if memories > 1 {
+        bail!("the lowered module has {memories} memories; preview1 imports need exactly one, exported as `memory`");
+    }
+    let mut out = wasm_encoder::Module::new();
+    let mut wrote_exports = false;
+    let push_memory_only = |out: &mut wasm_encoder::Module| {
+        let mut exports = wasm_encoder::ExportSection::new();
+        exports.export("memory", wasm_encoder::ExportKind::Memory, 0);
+        out.section(&exports);
+    };
+    for payload in Parser::new(0).parse_all(module) {
+        let payload = payload.context("failed to read the lowered module")?;
+        if let Payload::ExportSection(section) = &payload {
+            let mut exports = wasm_encoder::ExportSection::new();
+            for export in section.clone() {
+                let export = export?;
+                let kind = match export.kind {
+                    ExternalKind::Func | ExternalKind::FuncExact => wasm_encoder::ExportKind::Func,
+                    ExternalKind::Table => wasm_encoder::ExportKind::Table,
+                    ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+                    ExternalKind::Global => wasm_encoder::ExportKind::Global,
+                    ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+                };
+                exports.export(export.name, kind, export.index);
+            }
+            exports.export("memory", wasm_encoder::ExportKind::Memory, 0);
+            out.section(&exports);
+            wrote_exports = true;
+            continue;
+        }
+        // The export section sits between globals and start/elements: write
+        // one there when the module has none.
+        let after_exports = matches!(
+            payload,
+            Payload::StartSection { .. }
+                | Payload::ElementSection(_)
+                | Payload::DataCountSection { .. }
+                | Payload::CodeSectionStart { .. }
+                | Payload::DataSection(_)
+        );
+        if after_exports && !wrote_exports {
+            push_memory_only(&mut out);
+            wrote_exports = true;
+        }
+        if let Some((id, range)) = payload.as_section() {
+            let data = module.get(range).context("a section lies outside the module")?;
+            out.section(&wasm_encoder::RawSection { id, data });
+        }
+    }
+    if !wrote_exports {
+        push_memory_only(&mut out);
+    }
+    Ok(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape wit-component gives a wasip1 command: main, shim table,
+    /// adapter (one imported memory, its own state, a `run` calling main's
+    /// `_start`), fixup filling the table with the adapter's exports.
+    const COMMAND: &str = r#"
+      (component
+        (core module $main
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 8))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
+            (call $proc_exit (i32.const 3))))
+        (core module $shim
+          (table (export "$imports") 2 2 funcref)
+          (func (export "0") (param i32 i32 i32 i32) (result i32)
+            local.get 0 local.get 1 local.get 2 local.get 3 i32.const 0
+            call_indirect (param i32 i32 i32 i32) (result i32))
+          (func (export "1") (param i32) local.get 0 i32.const 1 call_indirect (param i32)))
+        (core module $adapter
+          (import "env" "memory" (memory 0))
+          (import "__main_module__" "_start" (func $start))
+          (global $state (mut i32) (i32.const 7))
+          (func (export "fd_write") (param i32 i32 i32 i32) (result i32) global.get $state)
+          (func (export "proc_exit") (param i32) unreachable)
+          (func (export "wasi:cli/run@0.2.0#run") (result i32) call $start i32.const 0))
+        (core module $fixup
+          (import "" "0" (func $a (param i32 i32 i32 i32) (result i32)))
+          (import "" "1" (func $b (param i32)))
+          (import "" "$imports" (table 2 2 funcref))
+          (elem (i32.const 0) func $a $b))
+        (core instance $shim (instantiate $shim))
+        (core instance $main (instantiate $main
+          (with "wasi_snapshot_preview1" (instance
+            (export "fd_write" (func $shim "0"))
+            (export "proc_exit" (func $shim "1"))))))
+        (core instance $adapter (instantiate $adapter
+          (with "env" (instance (export "memory" (memory $main "memory"))))
+          (with "__main_module__" (instance $main))))
+        (core instance (instantiate $fixup
+          (with "" (instance
+            (export "0" (func $adapter "fd_write"))
+            (export "1" (func $adapter "proc_exit"))
+            (export "$imports" (table $shim "$imports"))))))
+        (type $run (func (result (result))))
+        (func $run (type $run) (canon lift (core func $adapter "wasi:cli/run@0.2.0#run")))
+        (instance $cli (export "run" (func $run)))
+        (export "wasi:cli/run@0.2.0" (instance $cli)))
+    "#;
+
+    fn recognise(bytes: &[u8]) -> Result<Option<AdapterShape>> {
+        let info = ModuleInfo::read(bytes, "test")?;
+        if info.imported_memories != 1 || info.defined_memories != 0 {
+            return Ok(None);
+        }
+        let names: Vec<String> = info.exports.keys().cloned().collect();
+        Ok(Some(AdapterShape {
+            preview1_exports: names.iter().filter(|n| ["fd_write", "proc_exit"].contains(&n.as_str())).cloned().collect(),
+            run_export: names.iter().find(|n| n.starts_with("wasi:cli/run@")).cloned(),
+        }))
+    }
+
+    fn interface(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>, u32)> {
+        let (mut imports, mut exports, mut globals) = (Vec::new(), Vec::new(), 0);
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload? {
+                wasmparser::Payload::ImportSection(s) => {
+                    for i in s.into_imports() {
+                        let i = i?;
+                        imports.push(format!("{}#{}", i.module, i.name));
+                    }
+                }
+                wasmparser::Payload::ExportSection(s) => {
+                    for e in s {
+                        exports.push(e?.name.to_string());
+                    }
+                }
+                wasmparser::Payload::GlobalSection(s) => globals += s.count(),
+                _ => {}
+            }
+        }
+        Ok((imports, exports, globals))
+    }
+
+    #[test]
+    fn command_adapter_is_dropped() -> Result<()> {
+        let component = wat::parse_str(COMMAND)?;
+        let (bytes, report) = crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)?
+            .context("the adapter must be recognised")?;
+        let (imports, mut exports, globals) = interface(&bytes)?;
+        exports.sort();
+        assert_eq!(imports, ["wasi_snapshot_preview1#fd_write", "wasi_snapshot_preview1#proc_exit"]);
+        assert_eq!(exports, ["_start", "memory"]);
+        assert_eq!(globals, 0, "the adapter's state must be gone");
+        assert!(report.command);
+        assert_eq!(report.preview1_imports, ["fd_write", "proc_exit"]);
+        assert!(report.wasi_imports_left.is_empty());
+        assert!(report.adapter.contains("core instance"), "{report:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn without_an_adapter_nothing_is_dropped() -> Result<()> {
+        let component = wat::parse_str(
+            r#"(component (core module $m (func (export "f") (result i32) i32.const 7))
+                 (core instance $i (instantiate $m))
+                 (func (export "seven") (result u32) (canon lift (core func $i "f"))))"#,
+        )?;
+        assert!(crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn other_uses_of_the_adapter_are_refused() -> Result<()> {
+        // The main module also calls the adapter's non-preview1 export.
+        let component = COMMAND
+            .replace(
+                r#"(export "1" (func $adapter "proc_exit"))"#,
+                r#"(export "1" (func $adapter "cabi_import_realloc"))"#,
+            )
+            .replace(
+                r#"(func (export "proc_exit") (param i32) unreachable)"#,
+                r#"(func (export "proc_exit") (param i32) unreachable)
+                   (func (export "cabi_import_realloc") (param i32))"#,
+            );
+        let component = wat::parse_str(&component)?;
+        let error = crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)
+            .err()
+            .context("must be refused")?;
+        let message = format!("{error:#}");
+        assert!(message.contains("`cabi_import_realloc` of the preview1 adapter"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn boundary_loses_preview1_entries() -> Result<()> {
+        let json = r#"[{"kind":"import","name":"wasi_snapshot_preview1#fd_write"},{"kind":"export","name":"_start"},{"kind":"export","name":"a#b"}]"#;
+        assert_eq!(prune_boundary(json)?, r#"[{"kind":"export","name":"a#b"}]"#);
+        Ok(())
+    }
+}
