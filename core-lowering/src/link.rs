@@ -26,6 +26,33 @@ pub const IDL_SECTION: &str = "karmem:idl";
 /// (JSON: a list of `{kind, name, memory, realloc, string-encoding}`).
 pub const CANONICAL_ABI_SECTION: &str = "karmem:canonical-abi";
 
+/// One entry of the [`CANONICAL_ABI_SECTION`]: the memory, realloc and
+/// string encoding one boundary function uses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct BoundaryEntry {
+    /// `export` or `import`.
+    pub kind: String,
+    /// `iface#fn`: the export's name, or the import's module and field.
+    pub name: String,
+    pub memory: Option<String>,
+    pub realloc: Option<String>,
+    #[serde(rename = "string-encoding")]
+    pub string_encoding: String,
+}
+
+/// The [`CANONICAL_ABI_SECTION`] of a lowered module (empty when it has none).
+pub fn read_canonical_abi(module: &[u8]) -> Result<Vec<BoundaryEntry>> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the lowered module")? {
+            if section.name() == CANONICAL_ABI_SECTION {
+                return serde_json::from_slice(section.data())
+                    .with_context(|| format!("the `{CANONICAL_ABI_SECTION}` section is malformed"));
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Statistics of a link, for `inspect` and tests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkStats {
