@@ -341,7 +341,11 @@ impl Layout {
         raw::fnv1a64(self.signature(id).as_bytes())
     }
 
-    /// The function type hash of `interface.function` (FORMAT.md §11).
+    /// The function type hash of `interface.function` (FORMAT.md §11): an
+    /// identity of the function's wire shape (equal hashes, same layout of
+    /// every parameter and result), not its compatibility rule — a function
+    /// that gained a parameter has another hash yet still talks to its older
+    /// peer; [`crate::compat::check_function`] decides that from the schemas.
     pub fn function_hash(&self, interface: &str, function: &str) -> Option<u64> {
         let f = self.function(interface, function)?;
         let list = |id: TypeId| -> String {

@@ -8,8 +8,9 @@
 //! adds the builder; `schema` (which needs `std`) adds everything driven by a
 //! `karmem_idl::Schema`.
 //!
-//! Does not own: the IDL itself (`karmem-idl`), the compatibility checker, or
-//! any wasm.
+//! Does not own: the IDL itself (`karmem-idl`), the compatibility rules
+//! (`karmem_idl::compat`; [`compat`] applies them to one function for the ABI
+//! handshake), or any wasm.
 //!
 //! ```
 //! # #[cfg(feature = "schema")] {
@@ -43,6 +44,8 @@ pub mod builder;
 
 #[cfg(feature = "schema")]
 pub mod access;
+#[cfg(feature = "schema")]
+pub mod compat;
 #[cfg(feature = "schema")]
 pub mod gen_rust;
 #[cfg(feature = "schema")]
