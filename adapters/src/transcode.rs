@@ -28,6 +28,7 @@
 //! Does not own: the byte layout (`karmem-format`), the canonical shapes
 //! (`canon`), flat values and the entry points (`abi`).
 
+mod bunch;
 pub(crate) mod read;
 mod strings;
 mod write;
@@ -60,6 +61,29 @@ pub struct Env {
     pub free: FunctionId,
 }
 
+/// The decode limit's fixed part (docs/ABI.md §7): the guest memory the
+/// readers may allocate for one message, before the per-byte allowance.
+pub const DECODE_BASE_LIMIT: u32 = 16 << 20;
+/// The decode limit's allowance per byte of the message (docs/ABI.md §7).
+pub const DECODE_LIMIT_PER_BYTE: u32 = 8;
+
+/// How much guest memory decoding one message may allocate:
+/// `base + per_byte × message length` bytes (docs/ABI.md §7). Lists count
+/// `length × element size` (at least one byte per element), strings their
+/// worst-case transcoded size. Past it the reader traps, so a small hostile
+/// message cannot make the guest allocate without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimit {
+    pub base: u32,
+    pub per_byte: u32,
+}
+
+impl Default for DecodeLimit {
+    fn default() -> Self {
+        DecodeLimit { base: DECODE_BASE_LIMIT, per_byte: DECODE_LIMIT_PER_BYTE }
+    }
+}
+
 /// Knobs of the generated code.
 #[derive(Debug, Clone, Copy)]
 pub struct TranscodeOptions {
@@ -68,11 +92,13 @@ pub struct TranscodeOptions {
     /// Estimated instruction count up to which a type is emitted inline at
     /// its use (a heuristic, like wasmtime's adapter compiler's).
     pub inline_budget: u32,
+    /// Guest memory a message's decoding may allocate.
+    pub decode_limit: DecodeLimit,
 }
 
 impl Default for TranscodeOptions {
     fn default() -> Self {
-        TranscodeOptions { string_encoding: StringEncoding::Utf8, inline_budget: 48 }
+        TranscodeOptions { string_encoding: StringEncoding::Utf8, inline_budget: 48, decode_limit: DecodeLimit::default() }
     }
 }
 
@@ -99,6 +125,10 @@ pub(crate) struct Runtime {
     pub in_block: FunctionId,
     /// `(size, align) -> offset`: zeroed space in the output message.
     pub out_alloc: FunctionId,
+    /// Bytes the reader may still allocate for the message being read (i64).
+    pub budget: GlobalId,
+    /// `(bytes: i64)`: take bytes from `budget`, trapping when it runs out.
+    pub charge: FunctionId,
 }
 
 /// Where the static area's parts are.
@@ -200,11 +230,10 @@ impl<'a> Transcoder<'a> {
                 }
             }
             Kind::Array { elem, form } => {
-                if let ArrayForm::Bunch { .. } = form {
-                    bail!(
-                        "arrays in `#bovoa`/`#bovos` form have no adapter yet (element `{}`)",
-                        layout.signature(*elem)
-                    );
+                if let ArrayForm::Bunch { .. } = form
+                    && !matches!(layout.get(*elem).kind, Kind::Union(_))
+                {
+                    bail!("a `#bovoa`/`#bovos` array of `{}`, which is not a union", layout.signature(*elem));
                 }
                 self.check_type(*elem, seen)?;
             }
@@ -292,6 +321,18 @@ impl<'a> Transcoder<'a> {
         }
         asm::trap_if(f, full);
         f.instr_seq(full).local_get(ptr).global_set(rt.in_base).local_get(len).global_set(rt.in_len);
+        // the decode limit of this message: base + per_byte * len
+        let limit = self.options.decode_limit;
+        let mut b = f.instr_seq(seq);
+        b.local_get(len);
+        asm::widen(&mut b);
+        b.i64_const(i64::from(limit.per_byte)).binop(BinaryOp::I64Mul);
+        b.i64_const(i64::from(limit.base)).binop(BinaryOp::I64Add).global_set(rt.budget);
+    }
+
+    /// Emits: charge the i64 on the stack to the decode limit.
+    pub(crate) fn charge(&self, b: &mut walrus::InstrSeqBuilder) {
+        b.call(self.rt.charge);
     }
 
     /// A function `(src) -> i64` that writes a message whose root (of type
@@ -616,7 +657,41 @@ fn runtime(module: &mut Module, env: Env) -> Runtime {
         f.finish(vec![size, align], &mut module.funcs)
     };
 
-    Runtime { in_base, in_len, out_base, out_len, out_cap, out_fixed, statics, zeros, in_obj, in_block, out_alloc }
+    let budget = module.globals.add_local(ValType::I64, true, false, ConstExpr::Value(Value::I64(0)));
+    module.globals.get_mut(budget).name = Some("karmem decode_budget".to_string());
+    // charge(bytes: i64): budget -= bytes, trapping when it goes below 0
+    let charge = {
+        let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I64], &[]);
+        f.name("karmem charge".to_string());
+        let bytes = module.locals.add(ValType::I64);
+        let body = f.func_body_id();
+        f.instr_seq(body)
+            .global_get(budget)
+            .local_get(bytes)
+            .binop(BinaryOp::I64Sub)
+            .global_set(budget)
+            .global_get(budget)
+            .i64_const(0)
+            .binop(BinaryOp::I64LtS);
+        asm::trap_if(&mut f, body);
+        f.finish(vec![bytes], &mut module.funcs)
+    };
+
+    Runtime {
+        in_base,
+        in_len,
+        out_base,
+        out_len,
+        out_cap,
+        out_fixed,
+        statics,
+        zeros,
+        in_obj,
+        in_block,
+        out_alloc,
+        budget,
+        charge,
+    }
 }
 
 /// Emits: trap unless `off + <extent pushed by push_extent, i64>` <= `in_len`.

@@ -328,3 +328,264 @@ proptest! {
         }
     }
 }
+
+const BUNCH_SCHEMA: &str = "
+    struct point_xy (inline) { x: f32; y: f32; }
+    struct body (dynamic) { n: u32; name: []u8 #string; }
+    union any_point (dynamic, u8) { point_2d: point_xy = 1; nothing = 7; }
+    union event (inline, u16) { moved: point_xy = 3; named: []u8 #string = 4; b: body = 9; closed = 2; tick: u64 = 20; }
+    struct root (dynamic) {
+        bunch: []any_point #bovoa; soa_bunch: []any_point #bovos;
+        events: []event #bovoa; soa_events: []event #bovos; empty: []event #bovos;
+    }";
+
+fn variant(case: &str, payload: Option<Value>) -> Value {
+    Value::Variant(case.into(), payload.map(Box::new))
+}
+
+fn point_value(x: f32) -> Value {
+    rec(vec![("x", Value::F32(x)), ("y", Value::F32(x * 2.0))])
+}
+
+/// The same values, in the order a bunch keeps: grouped by case, cases in
+/// tag order, insertion order inside a case.
+fn events_grouped() -> Value {
+    Value::List(vec![
+        variant("closed", None),
+        variant("closed", None),
+        variant("moved", Some(point_value(1.0))),
+        variant("moved", Some(point_value(-3.5))),
+        variant("named", Some(s("caf\u{e9} \u{1F600}"))),
+        variant("b", Some(rec(vec![("n", Value::U32(7)), ("name", s("seven"))]))),
+        variant("tick", Some(Value::U64(u64::MAX))),
+    ])
+}
+
+#[test]
+fn bunch_arrays_go_round_in_both_directions() -> Result<()> {
+    let points = Value::List(vec![
+        variant("point_2d", Some(point_value(3.0))),
+        variant("point_2d", Some(point_value(f32::NAN))),
+        variant("nothing", None),
+        variant("nothing", None),
+    ]);
+    let value = rec(vec![
+        ("bunch", points.clone()),
+        ("soa_bunch", points),
+        ("events", events_grouped()),
+        ("soa_events", events_grouped()),
+        ("empty", Value::List(Vec::new())),
+    ]);
+    round_trip(BUNCH_SCHEMA, &value)?;
+    // one case only, and only payload-less values
+    let value = rec(vec![
+        ("bunch", Value::List(vec![variant("nothing", None); 3])),
+        ("soa_bunch", Value::List(vec![variant("point_2d", Some(point_value(0.5)))])),
+        ("events", Value::List(vec![variant("tick", Some(Value::U64(1)))])),
+        ("soa_events", Value::List(vec![variant("b", Some(rec(vec![("n", Value::U32(1)), ("name", s(""))])))])),
+        ("empty", Value::List(Vec::new())),
+    ]);
+    round_trip(BUNCH_SCHEMA, &value)
+}
+
+/// Values in any order come out grouped, exactly as `karmem-format`'s own
+/// decoder returns what its encoder wrote.
+#[test]
+fn bunch_arrays_group_like_the_format_codec() -> Result<()> {
+    let layout = layout_of(BUNCH_SCHEMA)?;
+    let root = root_of(&layout)?;
+    let mixed = Value::List(vec![
+        variant("tick", Some(Value::U64(5))),
+        variant("moved", Some(point_value(1.0))),
+        variant("closed", None),
+        variant("b", Some(rec(vec![("n", Value::U32(2)), ("name", s("x"))]))),
+        variant("moved", Some(point_value(2.0))),
+        variant("closed", None),
+        variant("tick", Some(Value::U64(6))),
+    ]);
+    let value = rec(vec![
+        ("bunch", Value::List(vec![variant("nothing", None), variant("point_2d", Some(point_value(9.0)))])),
+        ("soa_bunch", Value::List(Vec::new())),
+        ("events", mixed.clone()),
+        ("soa_events", mixed),
+        ("empty", Value::List(Vec::new())),
+    ]);
+    let message = karmem_format::value::encode(&layout, root, &value)?;
+    let want = karmem_format::value::decode(&layout, root, message.as_slice(), &karmem_format::Limits::default())?;
+    ensure!(!canonical::same(&want, &value), "the format codec kept the insertion order; the test proves nothing");
+    let engine = Engine::default();
+    for encoding in ENCODINGS {
+        let wasm = harness::build(&layout, root, encoding)?;
+        let mut runner = Runner::new(&engine, &wasm, encoding)?;
+        let read = runner.karmem_to_canonical(&layout, root, &value)?;
+        ensure!(canonical::same(&read, &want), "{encoding:?} karmem -> canonical:\n  got  {read:?}\n  want {want:?}");
+        let (written, _) = runner.canonical_to_karmem(&layout, root, &value)?;
+        ensure!(canonical::same(&written, &want), "{encoding:?} canonical -> karmem:\n  got  {written:?}\n  want {want:?}");
+    }
+    Ok(())
+}
+
+/// The bunch example of FORMAT.md §8, byte for byte, read by the adapter.
+#[test]
+fn bunch_golden_message_of_the_format_spec_reads() -> Result<()> {
+    let layout = layout_of(
+        "struct point_xy (inline) { x: f32; y: f32; }
+         union any_point (dynamic, u8) { point_2d: point_xy = 1; nothing = 7; }
+         struct root (dynamic) { pos: []any_point #soa; bunch: []any_point #bovoa; }",
+    )?;
+    let root = root_of(&layout)?;
+    let mut message = vec![0u8; 448];
+    let mut put = |at: usize, words: &[u32]| {
+        for (i, w) in words.iter().enumerate() {
+            message[at + 4 * i..at + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+    };
+    put(0x00, &[0x0c, 0x08]);
+    put(0x08, &[0x24, 0x40, 2, 2, 0x140, 3, 3]);
+    put(0x40, &[2, 0x4b95f515, 0xfb69b604, 0x80, 0xc0]);
+    put(0x80, &[0x0701]);
+    put(0xc0, &[0x100, 0]);
+    put(0x100, &[1.0f32.to_bits(), 2.0f32.to_bits()]);
+    put(0x140, &[2, 0, 1, 0x180, 1, 1, 7, 0, 2, 2]);
+    put(0x180, &[3.0f32.to_bits(), 4.0f32.to_bits()]);
+    let engine = Engine::default();
+    let wasm = harness::build(&layout, root, StringEncoding::Utf8)?;
+    let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+    let dst = runner.read_bytes(&layout, root, &message)?;
+    let got = canonical::read(runner_mem(&mut runner), &layout, root, dst, StringEncoding::Utf8)?;
+    let xy = |x: f32, y: f32| rec(vec![("x", Value::F32(x)), ("y", Value::F32(y))]);
+    let want = rec(vec![
+        ("pos", Value::List(vec![variant("point_2d", Some(xy(1.0, 2.0))), variant("nothing", None)])),
+        (
+            "bunch",
+            Value::List(vec![variant("point_2d", Some(xy(3.0, 4.0))), variant("nothing", None), variant("nothing", None)]),
+        ),
+    ]);
+    ensure!(canonical::same(&got, &want), "FORMAT.md §8 example read as {got:?}");
+    Ok(())
+}
+
+/// Corrupt bunch tables trap.
+#[test]
+fn bad_bunch_tables_trap() -> Result<()> {
+    let layout = layout_of(BUNCH_SCHEMA)?;
+    let root = root_of(&layout)?;
+    let value = rec(vec![
+        ("bunch", Value::List(Vec::new())),
+        ("soa_bunch", Value::List(Vec::new())),
+        ("events", events_grouped()),
+        ("soa_events", Value::List(Vec::new())),
+        ("empty", Value::List(Vec::new())),
+    ]);
+    let good = karmem_format::value::encode(&layout, root, &value)?.as_slice().to_vec();
+    let word = |m: &[u8], at: usize| u32::from_le_bytes(m.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or_default());
+    let body = word(&good, 4) as usize;
+    let slot = body + layout.as_struct(root).context("root")?.fields.iter().find(|f| f.name == "events").context("events")?.offset as usize;
+    let table = word(&good, slot) as usize;
+    ensure!(word(&good, table) == 5, "expected 5 entries (closed, moved, named, b, tick)");
+    let entry = |j: usize| table + 8 + 16 * j;
+    let corruptions: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        ("capacity != length", Box::new(move |m: &mut Vec<u8>| m[slot + 8] += 1)),
+        ("tags not increasing", Box::new(move |m: &mut Vec<u8>| m[entry(1)] = 2)),
+        ("undeclared tag", Box::new(move |m: &mut Vec<u8>| m[entry(4)] = 21)),
+        // an entry: tag, then its slot (offset, length, capacity)
+        ("entry lengths sum too high", Box::new(move |m: &mut Vec<u8>| m[entry(0) + 8] += 1)),
+        ("entry lengths sum too low", Box::new(move |m: &mut Vec<u8>| {
+            m[entry(0) + 8] -= 1;
+            m[entry(0) + 12] -= 1;
+        })),
+        ("entry length past capacity", Box::new(move |m: &mut Vec<u8>| {
+            m[entry(1) + 8] += 1;
+            m[entry(0) + 8] -= 1;
+        })),
+        ("storage for payload-less values", Box::new(move |m: &mut Vec<u8>| m[entry(0) + 5] = 1)),
+        ("table past the end", Box::new(move |m: &mut Vec<u8>| m[table..table + 4].copy_from_slice(&0x1000_0000u32.to_le_bytes()))),
+        ("misaligned table", Box::new(move |m: &mut Vec<u8>| m[slot] += 8)),
+        ("entry block out of bounds", Box::new(move |m: &mut Vec<u8>| {
+            let at = entry(1) + 4;
+            m[at..at + 4].copy_from_slice(&0x0100_0000u32.to_le_bytes());
+        })),
+    ];
+    let engine = Engine::default();
+    let wasm = harness::build(&layout, root, StringEncoding::Utf8)?;
+    Runner::new(&engine, &wasm, StringEncoding::Utf8)?.read_bytes(&layout, root, &good)?;
+    for (what, corrupt) in corruptions {
+        let mut bad = good.clone();
+        corrupt(&mut bad);
+        let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+        let outcome = runner.read_bytes(&layout, root, &bad);
+        ensure!(outcome.is_err(), "{what}: the reader accepted a corrupt bunch table");
+        let trap = outcome.err().map(|e| e.downcast_ref::<wasmtime::Trap>().copied());
+        ensure!(trap == Some(Some(wasmtime::Trap::UnreachableCodeReached)), "{what}: expected a trap, got {trap:?}");
+    }
+    Ok(())
+}
+
+/// A message whose SoA array claims `length` items but has no columns:
+/// every item reads as its default, so the message stays 128 bytes.
+fn columnless_message(length: u32) -> Vec<u8> {
+    let mut m = vec![0u8; 128];
+    for (at, word) in [(0, 0x0C), (4, 8), (8, 0x10), (12, 64), (16, length), (20, length), (64, 0)] {
+        m[at..at + 4].copy_from_slice(&(word as u32).to_le_bytes());
+    }
+    m
+}
+
+const COLUMNLESS_SCHEMA: &str = "struct item (inline) { a: u64; b: u64; } struct root (dynamic) { items: []item; }";
+
+/// docs/ABI.md §7: a small hostile message cannot make the reader allocate
+/// without bound; the reader traps before it allocates past the limit.
+#[test]
+fn decode_limit_stops_amplification() -> Result<()> {
+    let layout = layout_of(COLUMNLESS_SCHEMA)?;
+    let root = root_of(&layout)?;
+    let engine = Engine::default();
+    let wasm = harness::build(&layout, root, StringEncoding::Utf8)?;
+    // 2^24 items of 16 bytes: 256 MiB from 128 bytes
+    let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+    let before = runner_mem(&mut runner).len();
+    let outcome = runner.read_bytes(&layout, root, &columnless_message(1 << 24));
+    let trap = outcome.err().map(|e| e.downcast_ref::<wasmtime::Trap>().copied());
+    ensure!(trap == Some(Some(wasmtime::Trap::UnreachableCodeReached)), "expected a trap, got {trap:?}");
+    let after = runner_mem(&mut runner).len();
+    ensure!(after - before < 1 << 20, "the reader grew memory by {} bytes before trapping", after - before);
+    // within the limit the same shape reads (every item its default)
+    let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+    let dst = runner.read_bytes(&layout, root, &columnless_message(1000))?;
+    let got = canonical::read(runner_mem(&mut runner), &layout, root, dst, StringEncoding::Utf8)?;
+    let zero = rec(vec![("a", Value::U64(0)), ("b", Value::U64(0))]);
+    ensure!(canonical::same(&got, &rec(vec![("items", Value::List(vec![zero; 1000]))])), "defaults not read");
+    Ok(())
+}
+
+/// The limit is `base + per_byte × message length`, counted in canonical
+/// bytes (at least one per list element; strings at their worst case).
+#[test]
+fn decode_limit_is_base_plus_per_byte() -> Result<()> {
+    let layout = layout_of(COLUMNLESS_SCHEMA)?;
+    let root = root_of(&layout)?;
+    let engine = Engine::default();
+    let options = |base, per_byte| karmem_adapters::transcode::TranscodeOptions {
+        decode_limit: karmem_adapters::transcode::DecodeLimit { base, per_byte },
+        ..Default::default()
+    };
+    // 128-byte message: the limit is base + 256; 100 items take 1600 bytes
+    for (base, fits) in [(1344, true), (1343, false)] {
+        let wasm = harness::build_with(&layout, root, options(base, 2))?;
+        let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+        let outcome = runner.read_bytes(&layout, root, &columnless_message(100));
+        ensure!(outcome.is_ok() == fits, "base {base}: expected fits = {fits}, got {outcome:?}");
+    }
+    // strings: a 300-byte UTF-8 string for a UTF-8 guest takes 300 bytes
+    let layout = layout_of("struct root (dynamic) { s: []u8 #string; }")?;
+    let root = root_of(&layout)?;
+    let text = "x".repeat(300);
+    let message = karmem_format::value::encode(&layout, root, &rec(vec![("s", s(&text))]))?.as_slice().to_vec();
+    for (base, fits) in [(300, true), (299, false)] {
+        let wasm = harness::build_with(&layout, root, options(base, 0))?;
+        let mut runner = Runner::new(&engine, &wasm, StringEncoding::Utf8)?;
+        let outcome = runner.read_bytes(&layout, root, &message);
+        ensure!(outcome.is_ok() == fits, "string, base {base}: expected fits = {fits}, got {outcome:?}");
+    }
+    Ok(())
+}

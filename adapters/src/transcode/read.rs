@@ -491,6 +491,14 @@ impl Transcoder<'_> {
                 }
                 asm::trap_if(&mut f, seq);
                 {
+                    // the decode limit: at least one byte per element
+                    let mut b = f.instr_seq(seq);
+                    b.local_get(len);
+                    asm::widen(&mut b);
+                    b.i64_const(i64::from(csize.max(1))).binop(BinaryOp::I64Mul);
+                    self.charge(&mut b);
+                }
+                {
                     let mut b = f.instr_seq(seq);
                     b.i32_const(0).i32_const(0).i32_const(calign as i32);
                     b.local_get(len).i32_const(csize as i32).binop(BinaryOp::I32Mul);
@@ -528,11 +536,10 @@ impl Transcoder<'_> {
                     ArrayForm::Soa => {
                         f.instr_seq(seq).local_get(len);
                         let some = asm::if_(&mut f, seq);
-                        self.read_soa(&mut f, some, elem, &canon_elem, off, len, ptr);
+                        self.read_soa(&mut f, some, elem, &canon_elem, off, len, ptr, csize, 0);
                     }
-                    ArrayForm::Bunch { .. } => {
-                        // Refused by `check`.
-                        f.instr_seq(seq).unreachable();
+                    ArrayForm::Bunch { soa } => {
+                        self.read_bunch(&mut f, seq, elem, *soa, &canon_elem, slot, off, len, ptr);
                     }
                 }
             }
@@ -544,9 +551,11 @@ impl Transcoder<'_> {
     }
 
     /// Emits: read `len` (> 0) elements of an SoA array whose directory is at
-    /// message offset `off` into the canonical list at `ptr`.
+    /// message offset `off` into canonical memory: element `i` goes to
+    /// `ptr + i * stride + dst_off` (a list: `stride` is the element size
+    /// and `dst_off` 0; a bunch entry: the variant's size and payload offset).
     #[allow(clippy::too_many_arguments)]
-    fn read_soa(
+    pub(super) fn read_soa(
         &mut self,
         f: &mut FunctionBuilder,
         seq: InstrSeqId,
@@ -555,12 +564,13 @@ impl Transcoder<'_> {
         off: LocalId,
         len: LocalId,
         ptr: LocalId,
+        stride: u32,
+        dst_off: u32,
     ) {
         let m = self.env.memory;
         let rt = self.rt;
         let layout = self.layout;
         let columns = layout.columns(elem).to_vec();
-        let csize = canon_elem.size();
         let [dir, count, j, index, to, found] = [(); 6].map(|_| self.module.locals.add(ValType::I32));
         // the directory: n, then n hashes, then n offsets
         {
@@ -637,13 +647,16 @@ impl Transcoder<'_> {
             let tag = cols.iter().find(|(c, ..)| c.leaf == Leaf::UnionTag).map(|(_, at, _)| *at);
             let payload = cols.iter().find(|(c, ..)| c.leaf == Leaf::UnionPayload).map(|(_, at, _)| *at);
             if let (Some(tag), Some(payload)) = (tag, payload) {
-                f.instr_seq(body).local_get(tag).local_get(payload).local_get(to).call(reader);
+                let mut b = f.instr_seq(body);
+                b.local_get(tag).local_get(payload);
+                asm::addr(&mut b, to, dst_off);
+                b.call(reader);
             }
         } else {
             for (column, at, _) in &cols {
                 if let Leaf::Field(t) = column.leaf {
                     let canon = leaf_offset(canon_elem, &column.path);
-                    self.read_inline(f, body, t, *at, 0, to, canon);
+                    self.read_inline(f, body, t, *at, 0, to, dst_off + canon);
                 }
             }
         }
@@ -651,7 +664,7 @@ impl Transcoder<'_> {
         for (_, at, stride) in &cols {
             asm::bump_by(&mut b, *at, *stride);
         }
-        asm::bump(&mut b, to, csize as i32);
+        asm::bump(&mut b, to, stride as i32);
     }
 }
 

@@ -53,6 +53,21 @@ impl Transcoder<'_> {
             b.i64_const(worst_factor).binop(BinaryOp::I64Mul).i64_const(u32::MAX as i64).binop(BinaryOp::I64GtU);
         }
         asm::trap_if(f, seq);
+        // the decode limit: what the allocations below may take at most
+        // (Latin-1 first, then UTF-16 when a character does not fit)
+        let charged = match (utf16, self.options.string_encoding) {
+            (_, StringEncoding::Latin1Utf16) => 3,
+            (false, StringEncoding::Utf8) => 1,
+            (true, StringEncoding::Utf16) => 2,
+            _ => worst_factor,
+        };
+        {
+            let mut b = f.instr_seq(seq);
+            b.local_get(len);
+            asm::widen(&mut b);
+            b.i64_const(charged).binop(BinaryOp::I64Mul);
+            self.charge(&mut b);
+        }
         let store = |f: &mut FunctionBuilder, seq: InstrSeqId, length: &dyn Fn(&mut walrus::InstrSeqBuilder)| {
             let mut b = f.instr_seq(seq);
             b.local_get(dst).local_get(ptr);

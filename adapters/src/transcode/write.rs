@@ -11,7 +11,7 @@
 //!
 //! Does not own: strings (`strings.rs`), the other direction (`read.rs`).
 
-use karmem_format::layout::{ArrayForm, Kind, Leaf, TypeId};
+use karmem_format::layout::{ArrayForm, ColumnInfo, Kind, Leaf, TypeId};
 use karmem_format::raw::StructHeader;
 use karmem_idl::ast::Prim;
 use walrus::ir::{BinaryOp, InstrSeqId, UnaryOp};
@@ -24,7 +24,7 @@ use crate::canon::AbiType;
 
 impl Transcoder<'_> {
     /// Pushes the absolute address of message offset `dst`.
-    fn out_addr(&self, b: &mut InstrSeqBuilder, dst: LocalId) {
+    pub(super) fn out_addr(&self, b: &mut InstrSeqBuilder, dst: LocalId) {
         b.global_get(self.rt.out_base).local_get(dst).binop(BinaryOp::I32Add);
     }
 
@@ -448,8 +448,8 @@ impl Transcoder<'_> {
                     ArrayForm::Soa => {
                         self.write_soa(&mut f, some, elem, &canon_elem, ptr, len, slot);
                     }
-                    ArrayForm::Bunch { .. } => {
-                        f.instr_seq(some).unreachable();
+                    ArrayForm::Bunch { soa } => {
+                        self.write_bunch(&mut f, some, elem, *soa, &canon_elem, ptr, len, slot);
                     }
                 }
             }
@@ -462,7 +462,7 @@ impl Transcoder<'_> {
 
     /// Emits: `blk = out_alloc(align_up(len * size, 64), 64)` (0 for 0 bytes),
     /// trapping when the block would not fit a message.
-    fn alloc_block(&mut self, f: &mut FunctionBuilder, seq: InstrSeqId, len: LocalId, size: u32, blk: LocalId) {
+    pub(super) fn alloc_block(&mut self, f: &mut FunctionBuilder, seq: InstrSeqId, len: LocalId, size: u32, blk: LocalId) {
         if size == 0 {
             f.instr_seq(seq).i32_const(0).local_set(blk);
             return;
@@ -489,7 +489,7 @@ impl Transcoder<'_> {
     }
 
     /// Emits: the slot at `slot` = {blk, len, len}.
-    fn store_slot(&mut self, f: &mut FunctionBuilder, seq: InstrSeqId, slot: LocalId, blk: LocalId, len: LocalId) {
+    pub(super) fn store_slot(&mut self, f: &mut FunctionBuilder, seq: InstrSeqId, slot: LocalId, blk: LocalId, len: LocalId) {
         let m = self.env.memory;
         let mut b = f.instr_seq(seq);
         for (at, value) in [(0, blk), (4, len), (8, len)] {
@@ -511,13 +511,31 @@ impl Transcoder<'_> {
         len: LocalId,
         slot: LocalId,
     ) {
+        let from = self.module.locals.add(ValType::I32);
+        let index = self.module.locals.add(ValType::I32);
+        let cols = self.soa_alloc(f, seq, elem, len, slot);
+        f.instr_seq(seq).local_get(ptr).local_set(from);
+        let body = asm::counted_loop(f, seq, len, index);
+        self.soa_element(f, body, elem, canon_elem, from, 0, &cols);
+        asm::bump(&mut f.instr_seq(body), from, canon_elem.size() as i32);
+    }
+
+    /// Emits: allocate an SoA array of `len` (> 0) elements of `elem` (its
+    /// column directory and columns) and store its slot at `slot`; returns
+    /// each column with the local holding its block's offset.
+    pub(super) fn soa_alloc(
+        &mut self,
+        f: &mut FunctionBuilder,
+        seq: InstrSeqId,
+        elem: TypeId,
+        len: LocalId,
+        slot: LocalId,
+    ) -> Vec<(ColumnInfo, LocalId)> {
         let m = self.env.memory;
         let rt = self.rt;
-        let layout = self.layout;
-        let columns = layout.columns(elem).to_vec();
+        let columns = self.layout.columns(elem).to_vec();
         let n = columns.len() as u32;
-        let csize = canon_elem.size();
-        let [dir, from, index] = [(); 3].map(|_| self.module.locals.add(ValType::I32));
+        let dir = self.module.locals.add(ValType::I32);
         let dir_size = (4 + 8 * n).next_multiple_of(64);
         f.instr_seq(seq).i32_const(dir_size as i32).i32_const(64).call(rt.out_alloc).local_set(dir);
         {
@@ -532,37 +550,53 @@ impl Transcoder<'_> {
             }
         }
         let mut cols = Vec::with_capacity(columns.len());
-        for (j, column) in columns.iter().enumerate() {
+        for (j, column) in columns.into_iter().enumerate() {
             let at = self.module.locals.add(ValType::I32);
             self.alloc_block(f, seq, len, column.size, at);
             let mut b = f.instr_seq(seq);
             self.out_addr(&mut b, dir);
             b.local_get(at);
             asm::store(&mut b, m, Width::I32, 4 + 4 * n + 4 * j as u32);
-            cols.push((column.clone(), at));
+            cols.push((column, at));
         }
         self.store_slot(f, seq, slot, dir, len);
-        f.instr_seq(seq).local_get(ptr).local_set(from);
-        let body = asm::counted_loop(f, seq, len, index);
-        if let Kind::Union(_) = &layout.get(elem).kind {
+        cols
+    }
+
+    /// Emits: the canonical element at `from + so` -> the next row of the
+    /// SoA columns `cols` (from [`Self::soa_alloc`]), whose offsets then
+    /// move to the row after.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn soa_element(
+        &mut self,
+        f: &mut FunctionBuilder,
+        seq: InstrSeqId,
+        elem: TypeId,
+        canon_elem: &AbiType,
+        from: LocalId,
+        so: u32,
+        cols: &[(ColumnInfo, LocalId)],
+    ) {
+        if let Kind::Union(_) = &self.layout.get(elem).kind {
             let writer = self.helper(Role::WriteUnion, elem);
             let tag = cols.iter().find(|(c, _)| c.leaf == Leaf::UnionTag).map(|(_, at)| *at);
             let payload = cols.iter().find(|(c, _)| c.leaf == Leaf::UnionPayload).map(|(_, at)| *at);
             if let (Some(tag), Some(payload)) = (tag, payload) {
-                f.instr_seq(body).local_get(from).local_get(tag).local_get(payload).call(writer);
+                let mut b = f.instr_seq(seq);
+                asm::addr(&mut b, from, so);
+                b.local_get(tag).local_get(payload).call(writer);
             }
         } else {
-            for (column, at) in &cols {
+            for (column, at) in cols {
                 if let Leaf::Field(t) = column.leaf {
                     let canon = leaf_offset(canon_elem, &column.path);
-                    self.write_inline(f, body, t, from, canon, *at, 0);
+                    self.write_inline(f, seq, t, from, so + canon, *at, 0);
                 }
             }
         }
-        let mut b = f.instr_seq(body);
-        for (column, at) in &cols {
+        let mut b = f.instr_seq(seq);
+        for (column, at) in cols {
             asm::bump(&mut b, *at, column.size as i32);
         }
-        asm::bump(&mut b, from, csize as i32);
     }
 }

@@ -47,12 +47,16 @@ pub const SCAFFOLD: &str = r#"
 
 /// The scaffold plus `read`, `write` and `init` for `root`.
 pub fn build(layout: &Layout, root: TypeId, encoding: StringEncoding) -> Result<Vec<u8>> {
+    build_with(layout, root, TranscodeOptions { string_encoding: encoding, ..TranscodeOptions::default() })
+}
+
+/// [`build`] with every option given.
+pub fn build_with(layout: &Layout, root: TypeId, options: TranscodeOptions) -> Result<Vec<u8>> {
     let scaffold = wat::parse_str(SCAFFOLD)?;
     let mut module = walrus::Module::from_buffer(&scaffold).map_err(|e| anyhow!("{e:#}"))?;
     let memory = module.memories.iter().next().map(|m| m.id()).context("no memory")?;
     let func = |name: &str| module.exports.get_func(name).map_err(|e| anyhow!("{e:#}"));
     let env = Env { memory, realloc: func("cabi_realloc")?, alloc: func("alloc")?, free: func("free")? };
-    let options = TranscodeOptions { string_encoding: encoding, ..TranscodeOptions::default() };
     let mut transcoder = Transcoder::new(&mut module, layout, env, options);
     let read = transcoder.message_reader(root)?;
     let write = transcoder.message_writer(root)?;

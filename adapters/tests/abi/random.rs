@@ -138,7 +138,9 @@ fn ty(rng: &mut Rng, items: &[(String, ItemKind)], depth: u32) -> String {
                 ItemKind::InlineStruct | ItemKind::DynamicStruct => {
                     format!("[]{name}{}", rng.pick(&["", " #soa", " #aos"]))
                 }
-                ItemKind::InlineUnion | ItemKind::DynamicUnion => format!("[]{name}{}", rng.pick(&["", " #aos", " #soa"])),
+                ItemKind::InlineUnion | ItemKind::DynamicUnion => {
+                    format!("[]{name}{}", rng.pick(&["", " #aos", " #soa", " #bovoa", " #bovos"]))
+                }
                 _ => format!("[]{name}"),
             }
         }
@@ -171,9 +173,18 @@ pub fn value(rng: &mut Rng, layout: &Layout, ty: TypeId, depth: u32) -> Value {
             Value::Variant(case.name.clone(), case.ty.map(|t| Box::new(value(rng, layout, t, depth + 1))))
         }
         Kind::Array { elem, form } => {
-            debug_assert!(!matches!(form, ArrayForm::Bunch { .. }));
             let n = list_len(rng);
-            Value::List((0..n).map(|_| value(rng, layout, *elem, depth + 1)).collect())
+            let mut items: Vec<Value> = (0..n).map(|_| value(rng, layout, *elem, depth + 1)).collect();
+            if let (ArrayForm::Bunch { .. }, Kind::Union(u)) = (form, &layout.get(*elem).kind) {
+                // a bunch keeps values grouped by case in tag order (FORMAT.md §8):
+                // generate them in that order so they go round unchanged
+                let tag = |v: &Value| match v {
+                    Value::Variant(name, _) => u.cases.iter().find(|c| c.name == *name).map_or(0, |c| c.tag),
+                    _ => 0,
+                };
+                items.sort_by_key(tag);
+            }
+            Value::List(items)
         }
         Kind::FixedArray { elem, len } => Value::List((0..*len).map(|_| value(rng, layout, *elem, depth + 1)).collect()),
         Kind::String { .. } => Value::String(string(rng)),
