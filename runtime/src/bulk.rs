@@ -1,25 +1,36 @@
-//! Rewrites `memory.copy` and `memory.fill` into calls to two appended wasm
-//! functions, so every write they make is a wasm store.
+//! Rewrites `memory.copy`, `memory.fill` and `memory.init` so that no write
+//! wasmtime performs in host code can reach a protected shared window.
 //!
-//! Why: wasmtime runs both instructions (copies above 128 constant bytes,
-//! all fills) in host libcalls. Aimed at a read-only or inaccessible shared
-//! window, the host faults outside compiled code and the process dies. After
-//! this rewrite the same access faults inside compiled code and becomes an
-//! ordinary out-of-bounds trap of that guest. Real guests need it: Rust's
-//! wasm targets emit `memory.copy` for `memcpy` since bulk memory became a
-//! default feature.
+//! Why: wasmtime runs these instructions (copies above 128 constant bytes,
+//! all fills, all inits) in host libcalls. Aimed at a read-only or
+//! inaccessible shared window, the host faults outside compiled code and the
+//! process dies. After this rewrite the same access faults inside compiled
+//! code and becomes an ordinary out-of-bounds trap of that guest. Real guests
+//! need it: Rust's wasm targets emit `memory.copy` for `memcpy`, and lowered
+//! modules copy their descriptors in with `memory.init` at `KarmemInit`.
 //!
-//! Semantics kept: bounds are checked before anything is written (an
-//! out-of-bounds call traps with `MemoryOutOfBounds`, like the instruction);
-//! overlapping copies behave like `memmove`; the loops carry wasmtime's epoch
-//! and fuel checks, so long copies stay interruptible. The price is speed:
-//! the loops move 8 bytes per iteration instead of calling `memmove`.
+//! - `memory.copy` and `memory.fill` become calls to two appended wasm
+//!   functions that do the work with loads and stores. Semantics kept: bounds
+//!   are checked before anything is written (an out-of-bounds call traps with
+//!   `MemoryOutOfBounds`, like the instruction); overlapping copies behave like
+//!   `memmove`; the loops carry wasmtime's epoch and fuel checks, so long
+//!   copies stay interruptible. The price is speed: the loops move 8 bytes
+//!   per iteration instead of calling `memmove`.
+//! - `memory.init` cannot be done in wasm (its source is a data segment wasm
+//!   cannot address), so it becomes a call to an appended function per data
+//!   segment that first *probes* the destination: it stores back the byte it
+//!   loads at the first address and at every 64 KiB page start inside the
+//!   range (windows are whole, aligned pages, so each window the range
+//!   touches contains a probe), then runs the original `memory.init`. A probe
+//!   into a read-only or inaccessible window traps in compiled code before
+//!   the host writes anything; a probe elsewhere rewrites a byte that the
+//!   `memory.init` overwrites right after. Windows cannot change in between:
+//!   mapping one needs the guest's store exclusively.
 //!
-//! `memory.init` is left alone (its source is a data segment wasm cannot
-//! address); `crate::module` still refuses it next to protected windows. Only
-//! memory 0 of single-memory, 32-bit modules is rewritten.
+//! Only memory 0 of single-memory, 32-bit modules is rewritten.
 //!
-//! Leaves to `crate::runtime` when to apply it (`RuntimeConfig::rewrite_bulk_memory`).
+//! Leaves to `crate::runtime` when to apply it (`RuntimeConfig::rewrite_bulk_memory`,
+//! or always for sessions with interface memories, `crate::invoke`).
 
 use std::convert::Infallible;
 
@@ -29,7 +40,7 @@ use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType};
 use wasmparser::{Operator, Parser, Payload, TypeRef};
 
 /// Whether [`rewrite`] would change `bytes`: the module has one 32-bit memory
-/// and uses `memory.copy` or `memory.fill` on it.
+/// and uses `memory.copy`, `memory.fill` or `memory.init` on it.
 pub fn applies(bytes: &[u8]) -> Result<bool> {
     Ok(Plan::scan(bytes)?.is_some())
 }
@@ -50,12 +61,15 @@ pub fn rewrite(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
 }
 
 /// Indices of what the rewrite appends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Plan {
     /// `(i32, i32, i32) -> ()`, appended to the type section.
     helper_type: u32,
     copy_func: u32,
     fill_func: u32,
+    /// `(data segment, probing init function)`, one per segment that
+    /// `memory.init` reads, in first-use order.
+    init_funcs: Vec<(u32, u32)>,
 }
 
 impl Plan {
@@ -65,6 +79,7 @@ impl Plan {
         let mut defined_functions = 0u32;
         let mut memories = Vec::new();
         let mut uses_bulk = false;
+        let mut init_segments: Vec<u32> = Vec::new();
         for payload in Parser::new(0).parse_all(bytes) {
             match payload.context("failed to parse the module")? {
                 Payload::TypeSection(section) => {
@@ -91,11 +106,17 @@ impl Plan {
                 Payload::CodeSectionEntry(body) => {
                     let mut reader = body.get_operators_reader()?;
                     while !reader.eof() {
-                        if matches!(
-                            reader.read()?,
-                            Operator::MemoryCopy { .. } | Operator::MemoryFill { .. }
-                        ) {
-                            uses_bulk = true;
+                        match reader.read()? {
+                            Operator::MemoryCopy { .. } | Operator::MemoryFill { .. } => {
+                                uses_bulk = true;
+                            }
+                            Operator::MemoryInit { data_index, .. } => {
+                                uses_bulk = true;
+                                if !init_segments.contains(&data_index) {
+                                    init_segments.push(data_index);
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -108,10 +129,15 @@ impl Plan {
             return Ok(None);
         }
         let first_new = imported_functions + defined_functions;
+        let init_funcs = init_segments
+            .into_iter()
+            .zip(first_new + 2..)
+            .collect();
         Ok(Some(Plan {
             helper_type: types,
             copy_func: first_new,
             fill_func: first_new + 1,
+            init_funcs,
         }))
     }
 }
@@ -133,6 +159,12 @@ impl Reencode for BulkRewriter {
                 src_mem: 0,
             } => Ok(Instruction::Call(self.plan.copy_func)),
             Operator::MemoryFill { mem: 0 } => Ok(Instruction::Call(self.plan.fill_func)),
+            Operator::MemoryInit { data_index, mem: 0 } => {
+                match self.plan.init_funcs.iter().find(|(segment, _)| *segment == data_index) {
+                    Some((_, func)) => Ok(Instruction::Call(*func)),
+                    None => reencode::utils::instruction(self, op),
+                }
+            }
             other => reencode::utils::instruction(self, other),
         }
     }
@@ -157,6 +189,9 @@ impl Reencode for BulkRewriter {
         reencode::utils::parse_function_section(self, functions, section)?;
         functions.function(self.plan.helper_type);
         functions.function(self.plan.helper_type);
+        for _ in &self.plan.init_funcs {
+            functions.function(self.plan.helper_type);
+        }
         Ok(())
     }
 
@@ -168,6 +203,9 @@ impl Reencode for BulkRewriter {
         reencode::utils::parse_code_section(self, code, section)?;
         code.function(&copy_function());
         code.function(&fill_function());
+        for (segment, _) in &self.plan.init_funcs {
+            code.function(&init_function(*segment));
+        }
         Ok(())
     }
 }
@@ -356,6 +394,61 @@ fn fill_function() -> Function {
     f.instruction(&Instruction::I32Store8(BYTE));
     step_index(&mut f, 1);
     close_loop(&mut f);
+    f.instruction(&Instruction::End);
+    f
+}
+
+/// `(dst, src, len)`: probes the destination (module docs), then
+/// `memory.init segment`.
+fn init_function(segment: u32) -> Function {
+    // INDEX: the address being probed; NEXT: the next page start, in i64.
+    const NEXT: u32 = 4;
+    let mut f = Function::new([(1, ValType::I32), (1, ValType::I64)]);
+    f.instruction(&Instruction::LocalGet(LEN));
+    f.instruction(&Instruction::If(BlockType::Empty));
+    f.instruction(&Instruction::LocalGet(DST));
+    f.instruction(&Instruction::LocalSet(INDEX));
+    f.instruction(&Instruction::Loop(BlockType::Empty));
+    // Store back the byte at the probe: traps on a protected window.
+    f.instruction(&Instruction::LocalGet(INDEX));
+    f.instruction(&Instruction::LocalGet(INDEX));
+    f.instruction(&Instruction::I32Load8U(BYTE));
+    f.instruction(&Instruction::I32Store8(BYTE));
+    f.instruction(&Instruction::LocalGet(INDEX));
+    f.instruction(&Instruction::I32Const(-65536));
+    f.instruction(&Instruction::I32And);
+    f.instruction(&Instruction::I64ExtendI32U);
+    f.instruction(&Instruction::I64Const(65536));
+    f.instruction(&Instruction::I64Add);
+    f.instruction(&Instruction::LocalTee(NEXT));
+    // Continue while next < dst + len (in i64, so nothing wraps) and next is
+    // a 32-bit address; a range past 4 GiB is out of bounds, and the
+    // `memory.init` below traps on it before writing.
+    f.instruction(&Instruction::LocalGet(DST));
+    f.instruction(&Instruction::I64ExtendI32U);
+    f.instruction(&Instruction::LocalGet(LEN));
+    f.instruction(&Instruction::I64ExtendI32U);
+    f.instruction(&Instruction::I64Add);
+    f.instruction(&Instruction::I64LtU);
+    f.instruction(&Instruction::LocalGet(NEXT));
+    f.instruction(&Instruction::I64Const(1 << 32));
+    f.instruction(&Instruction::I64LtU);
+    f.instruction(&Instruction::I32And);
+    f.instruction(&Instruction::If(BlockType::Empty));
+    f.instruction(&Instruction::LocalGet(NEXT));
+    f.instruction(&Instruction::I32WrapI64);
+    f.instruction(&Instruction::LocalSet(INDEX));
+    f.instruction(&Instruction::Br(1));
+    f.instruction(&Instruction::End);
+    f.instruction(&Instruction::End);
+    f.instruction(&Instruction::End);
+    f.instruction(&Instruction::LocalGet(DST));
+    f.instruction(&Instruction::LocalGet(SRC_OR_VALUE));
+    f.instruction(&Instruction::LocalGet(LEN));
+    f.instruction(&Instruction::MemoryInit {
+        mem: 0,
+        data_index: segment,
+    });
     f.instruction(&Instruction::End);
     f
 }

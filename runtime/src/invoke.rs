@@ -1,14 +1,25 @@
 //! Running one lowered module with WASI: a [`Session`] instantiates it with
 //! `wasi_snapshot_preview1` served by `wasmtime_wasi::p1`, serves its
 //! `karmem:*` imports from host functions registered per interface
-//! ([`HostFunctions`]) or from other sessions' exports (the direct pattern,
-//! [`SessionOptions::links`]), runs the handshake ([`crate::handshake`]),
-//! and calls exports with `Value`s (docs/ABI.md §3) or runs `_start`.
+//! ([`HostFunctions`]), from other sessions' exports ([`SessionOptions::links`],
+//! the direct pattern) or from guests wired by pattern
+//! ([`crate::compose::Composition`]), runs the handshake
+//! ([`crate::handshake`]), and calls exports with `Value`s (docs/ABI.md §3) or
+//! runs `_start`.
 //!
-//! Owns: the store data with the WASI context, import serving, value calls.
-//! Leaves to [`crate::Guest`] the shared-memory windows and pooling: a
-//! session has no shared memories (an interface with memories is refused),
-//! and its memory limit and timeout are its own, set like a guest's.
+//! Interface memories (docs/ABI.md §6): a module whose schema declares any is
+//! loaded with the bulk-memory rewrite ([`crate::bulk`]), so shared windows
+//! with any access can be mapped into it after the handshake has reported
+//! their offsets ([`Session::map_shared`]). Every host access to a session's
+//! memory is checked against its windows: a write aimed at a read-only window
+//! is an error, never a fault. An import whose argument message lies in a
+//! shared window reaches the serving guest in place when that guest maps the
+//! same region ([`Message::InRegion`]): no copy.
+//!
+//! Owns: the store data with the WASI context, import serving, value calls,
+//! a session's windows. Leaves to [`crate::compose`] which guest serves which
+//! import and who shares which region, and to [`crate::Guest`] the
+//! layout-at-creation path for plain modules.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,13 +30,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use karmem_format::layout::Layout;
 use karmem_format::{Limits, Value};
-use wasmtime::{Caller, Extern, Instance, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Val, ValType};
+use wasmtime::{
+    AsContextMut, Caller, Extern, Instance, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Val, ValType,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::WasmtimeResultExt;
 use crate::handshake::{self, AbiInstance, ModuleAbi};
-use crate::link::GuestInterfaces;
-use crate::runtime::{EpochTicker, Runtime};
+use crate::link::{GuestInterfaces, InterfaceInfo, Pattern, PoolMember};
+use crate::runtime::{EpochTicker, LoadedModule, Runtime};
+use crate::shared::{MemoryCore, MemoryLayout, RegionPlacement, SharedRegion};
 
 /// An epoch deadline that never fires (as in `guest.rs`).
 const NO_DEADLINE: u64 = u64::MAX / 2;
@@ -75,10 +89,12 @@ pub struct SessionOptions {
     pub timeout: Option<Duration>,
     /// Maximum linear-memory size in bytes.
     pub max_memory_bytes: Option<usize>,
-    /// Host functions for `karmem:*` imports.
+    /// Host functions for `karmem:*` imports; they take precedence over
+    /// linked guests.
     pub hosts: HostFunctions,
     /// Sessions whose exported interfaces serve this one's imports of the
-    /// same name (direct pattern), checked by type hash.
+    /// same name (direct pattern, no shared memories), checked by type hash.
+    /// [`crate::compose::Composition`] wires by every pattern.
     pub links: Vec<LinkedSession>,
 }
 
@@ -90,6 +106,140 @@ pub type LinkedSession = Arc<Mutex<Session>>;
 pub struct SessionState {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
+    /// The runtime-created memory, for its windows (set after instantiation).
+    memory: Option<Arc<MemoryCore>>,
+    host_bytes_written: u64,
+    host_bytes_read: u64,
+}
+
+/// Where the argument message of a call served by another guest lies.
+#[derive(Debug, Clone, Copy)]
+pub enum Message<'a> {
+    /// Bytes copied out of the caller.
+    Bytes(&'a [u8]),
+    /// In place in a shared region: `len` bytes at `offset` from the
+    /// region's start. A guest that maps the region reads it there.
+    InRegion {
+        /// The region.
+        region: &'a Arc<SharedRegion>,
+        /// Byte offset in the region.
+        offset: u64,
+        /// Message length.
+        len: u32,
+    },
+}
+
+/// Serves the imports of one interface from other guests (by pattern:
+/// [`crate::compose`]).
+pub trait Route: Send + Sync {
+    /// Calls `function` of the interface with the argument message; returns
+    /// a copy of the result message for the importer.
+    fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>>;
+}
+
+/// The direct route of [`SessionOptions::links`]: one shared session.
+struct LinkRoute {
+    interface: String,
+    session: LinkedSession,
+}
+
+impl Route for LinkRoute {
+    fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+        let mut exporter = self.session.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        exporter.call_message(&self.interface, function, message).context("the linked module failed")
+    }
+}
+
+/// A lowered module compiled for sessions: its ABI sections and the
+/// compiled code, ready to be instantiated any number of times.
+#[derive(Debug, Clone)]
+pub struct SessionModule {
+    abi: Option<Arc<ModuleAbi>>,
+    module: LoadedModule,
+}
+
+impl SessionModule {
+    /// Reads the module's ABI sections and loads it through the runtime (and
+    /// its cache). A module whose schema declares interface memories is
+    /// loaded with the bulk-memory rewrite, so it can take protected windows.
+    pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self> {
+        let abi = match ModuleAbi::from_module_bytes(bytes) {
+            Ok(abi) => Some(Arc::new(abi)),
+            Err(error) if has_section(bytes, "karmem:abi") || is_component(bytes) => return Err(error),
+            Err(_) => None,
+        };
+        let memories = abi.as_ref().is_some_and(|abi| schema_has_memories(&abi.schema));
+        let module = if memories { runtime.load_with_bulk_rewrite(bytes) } else { runtime.load(bytes) }
+            .context("failed to load the module")?;
+        Ok(SessionModule { abi, module })
+    }
+
+    /// The module's ABI sections (`None` for a plain WASI module).
+    pub fn abi(&self) -> Option<&ModuleAbi> {
+        self.abi.as_deref()
+    }
+
+    pub(crate) fn abi_arc(&self) -> Option<Arc<ModuleAbi>> {
+        self.abi.clone()
+    }
+
+    /// The compiled module.
+    pub fn loaded(&self) -> &LoadedModule {
+        &self.module
+    }
+
+    /// Interfaces the module imports (`karmem:<interface>` import modules),
+    /// in import order.
+    pub fn imported_interfaces(&self) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for import in self.module.module().imports() {
+            if let Some(name) = import.module().strip_prefix("karmem:")
+                && !found.iter().any(|f| f == name)
+            {
+                found.push(name.to_string());
+            }
+        }
+        found
+    }
+
+    /// Interfaces the module exports (`<interface>.<function>` exports), in
+    /// export order.
+    pub fn exported_interfaces(&self) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for export in self.module.module().exports() {
+            if export.ty().func().is_none() {
+                continue;
+            }
+            if let Some((name, _)) = export.name().split_once('.')
+                && !found.iter().any(|f| f == name)
+            {
+                found.push(name.to_string());
+            }
+        }
+        found
+    }
+
+    /// The pattern the module's schema declares for `interface`
+    /// (`pool_size` instances for `pool`, the host's choice).
+    pub fn declared_pattern(&self, interface: &str, pool_size: std::num::NonZeroUsize) -> Option<Pattern> {
+        let abi = self.abi.as_ref()?;
+        match abi.schema.get(interface)? {
+            karmem_idl::ast::Item::Interface(def) => Some(match def.pattern {
+                karmem_idl::ast::Pattern::Direct => Pattern::Direct,
+                karmem_idl::ast::Pattern::Fanout => Pattern::Fanout,
+                karmem_idl::ast::Pattern::Singleton => Pattern::Singleton,
+                karmem_idl::ast::Pattern::Pool => Pattern::Pool { instances: pool_size },
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn schema_has_memories(schema: &karmem_idl::Schema) -> bool {
+    schema.file().items.iter().any(|item| match item {
+        karmem_idl::ast::Item::Interface(def) => def.memories().next().is_some(),
+        _ => false,
+    })
 }
 
 /// One instantiated lowered module with WASI.
@@ -97,10 +247,13 @@ pub struct Session {
     store: Store<SessionState>,
     instance: Instance,
     memory: Memory,
+    module: LoadedModule,
     abi: Option<Arc<ModuleAbi>>,
     interfaces: GuestInterfaces,
     timeout: Option<Duration>,
     tick: Duration,
+    poisoned: Option<String>,
+    linked: BTreeMap<String, Vec<LinkedSession>>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -110,10 +263,17 @@ impl fmt::Debug for Session {
     }
 }
 
+impl PoolMember for Session {
+    fn usable(&self) -> bool {
+        self.poisoned.is_none()
+    }
+}
+
 /// What serves one `karmem:*` import.
+#[derive(Clone)]
 enum Server {
     Host(HostFn),
-    Linked(LinkedSession),
+    Route(Arc<dyn Route>),
     Missing,
 }
 
@@ -123,18 +283,44 @@ impl Session {
     /// `karmem:idl` schema. A module without the Karmem ABI (a plain WASI
     /// command) can still run `_start`.
     pub fn new(runtime: &Runtime, bytes: &[u8], options: &SessionOptions) -> Result<Session> {
-        let abi = match ModuleAbi::from_module_bytes(bytes) {
-            Ok(abi) => Some(Arc::new(abi)),
-            Err(error) if has_section(bytes, "karmem:abi") || is_component(bytes) => return Err(error),
-            Err(_) => None,
-        };
-        let module = runtime.load(bytes).context("failed to load the module")?;
+        let module = SessionModule::load(runtime, bytes)?;
+        Session::from_module(runtime, &module, options)
+    }
+
+    /// [`Session::new`] for a module loaded before.
+    pub fn from_module(runtime: &Runtime, module: &SessionModule, options: &SessionOptions) -> Result<Session> {
+        let mut routes: BTreeMap<String, Arc<dyn Route>> = BTreeMap::new();
+        let mut linked: BTreeMap<String, Vec<LinkedSession>> = BTreeMap::new();
+        for interface in module.imported_interfaces() {
+            if let Some(link) = find_link(&options.links, &interface)? {
+                let route = LinkRoute { interface: interface.clone(), session: Arc::clone(&link) };
+                routes.insert(interface.clone(), Arc::new(route));
+                linked.insert(interface, vec![link]);
+            }
+        }
+        let mut session = Session::instantiate(runtime, module, options, &routes)?;
+        for (interface, sessions) in linked {
+            session.check_exporters(&interface, &sessions)?;
+            session.linked.insert(interface, sessions);
+        }
+        Ok(session)
+    }
+
+    /// Instantiates `module` with its `karmem:*` imports served by host
+    /// functions first, then `routes` (by interface); runs the handshake.
+    pub(crate) fn instantiate(
+        runtime: &Runtime,
+        module: &SessionModule,
+        options: &SessionOptions,
+        routes: &BTreeMap<String, Arc<dyn Route>>,
+    ) -> Result<Session> {
+        let abi = module.abi.clone();
+        let loaded = &module.module;
         let mut linker: Linker<SessionState> = Linker::new(runtime.engine());
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut SessionState| &mut state.wasi)
             .into_anyhow()
             .context("failed to add WASI preview1 to the linker")?;
-        let mut served_links = Vec::new();
-        for import in module.module().imports() {
+        for import in loaded.module().imports() {
             let (module_name, field) = (import.module().to_string(), import.name().to_string());
             let Some(interface) = module_name.strip_prefix("karmem:") else { continue };
             let ty = import
@@ -144,11 +330,8 @@ impl Session {
                 .with_context(|| format!("import `{module_name}`/`{field}` is not a function"))?;
             let server = match options.hosts.functions.get(&(interface.to_string(), field.clone())) {
                 Some(host) => Server::Host(Arc::clone(host)),
-                None => match find_link(&options.links, interface)? {
-                    Some(link) => {
-                        served_links.push((interface.to_string(), Arc::clone(&link)));
-                        Server::Linked(link)
-                    }
+                None => match routes.get(interface) {
+                    Some(route) => Server::Route(Arc::clone(route)),
                     None => Server::Missing,
                 },
             };
@@ -156,7 +339,11 @@ impl Session {
                 && ty.results().map(|r| matches!(r, ValType::I64)).eq([true]);
             if !karmem_shape || matches!(server, Server::Missing) {
                 let what = format!("import `{module_name}`/`{field}`");
-                let why = if karmem_shape { "is not served (no host function and no linked module exports it)" } else { "is not served (only Karmem ABI message functions are)" };
+                let why = if karmem_shape {
+                    "is not served (no host function and no linked module exports it)"
+                } else {
+                    "is not served (only Karmem ABI message functions are)"
+                };
                 linker
                     .func_new(&module_name, &field, ty, move |_, _, _| Err(wasmtime::Error::msg(format!("{what} {why}"))))
                     .into_anyhow()?;
@@ -173,7 +360,9 @@ impl Session {
                             }
                             Ok(())
                         }
-                        Err(error) => Err(wasmtime::Error::msg(format!("import `karmem:{iface}`/`{function}`: {error:#}"))),
+                        Err(error) => {
+                            Err(wasmtime::Error::msg(format!("import `karmem:{iface}`/`{function}`: {error:#}")))
+                        }
                     }
                 })
                 .into_anyhow()?;
@@ -195,40 +384,43 @@ impl Session {
         if let Some(max) = options.max_memory_bytes {
             limits = limits.memory_size(max);
         }
-        let state = SessionState { wasi: wasi.build_p1(), limits: limits.build() };
+        let state = SessionState {
+            wasi: wasi.build_p1(),
+            limits: limits.build(),
+            memory: None,
+            host_bytes_written: 0,
+            host_bytes_read: 0,
+        };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(options.timeout, runtime.config().epoch_tick));
         let instance = linker
-            .instantiate(&mut store, module.module())
+            .instantiate(&mut store, loaded.module())
             .into_anyhow()
             .context("failed to instantiate the module")?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .context("the module does not export a memory named `memory`")?;
+        let core = runtime.creator().lookup(memory.data_ptr(&store));
+        store.data_mut().memory = core;
         let mut session = Session {
             store,
             instance,
             memory,
+            module: loaded.clone(),
             abi,
             interfaces: GuestInterfaces::default(),
             timeout: options.timeout,
             tick: runtime.config().epoch_tick,
+            poisoned: None,
+            linked: BTreeMap::new(),
             _ticker: runtime.ticker(),
         };
         if let Some(abi) = session.abi.clone() {
             let interfaces = handshake::discover(&mut session).context("the Karmem handshake failed")?;
             handshake::check_type_hashes(&interfaces, &abi.layout)?;
-            for interface in interfaces.imports.iter().chain(&interfaces.exports) {
-                ensure!(
-                    interface.memories.is_empty(),
-                    "interface `{}` has interface memories, which `run` does not map yet",
-                    interface.name
-                );
-            }
             session.interfaces = interfaces;
-            session.check_links(&served_links)?;
         }
         Ok(session)
     }
@@ -238,9 +430,92 @@ impl Session {
         &self.interfaces
     }
 
+    /// The imported interface `name`, as the handshake found it.
+    pub fn imported(&self, name: &str) -> Option<&InterfaceInfo> {
+        self.interfaces.imports.iter().find(|i| i.name == name)
+    }
+
+    /// The exported interface `name`, as the handshake found it.
+    pub fn exported(&self, name: &str) -> Option<&InterfaceInfo> {
+        self.interfaces.exports.iter().find(|i| i.name == name)
+    }
+
     /// The module's schema (`None` without the Karmem ABI).
     pub fn abi(&self) -> Option<&ModuleAbi> {
         self.abi.as_deref()
+    }
+
+    /// The sessions serving imported interface `name` (direct: one,
+    /// fanout: every exporter in order, singleton: the shared one; empty for
+    /// a pool, host functions or an unserved import).
+    pub fn exporters(&self, name: &str) -> Vec<LinkedSession> {
+        self.linked.get(name).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn set_exporters(&mut self, name: &str, sessions: Vec<LinkedSession>) {
+        self.linked.insert(name.to_string(), sessions);
+    }
+
+    /// Why the session refuses calls, if a previous call failed
+    /// (docs/ABI.md §7: a trapped instance is unusable).
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// Bytes the host has copied into this session's memory (argument and
+    /// result messages; not messages read in place from a shared window).
+    pub fn host_bytes_written(&self) -> u64 {
+        self.store.data().host_bytes_written
+    }
+
+    /// Bytes the host has copied out of this session's memory.
+    pub fn host_bytes_read(&self) -> u64 {
+        self.store.data().host_bytes_read
+    }
+
+    /// The shared windows mapped into this session's memory.
+    pub fn windows(&self) -> Vec<RegionPlacement> {
+        self.store.data().memory.as_ref().map(|core| core.windows()).unwrap_or_default()
+    }
+
+    /// The window onto `region`, if mapped.
+    pub fn window_of(&self, region: &Arc<SharedRegion>) -> Option<RegionPlacement> {
+        self.windows().into_iter().find(|w| Arc::ptr_eq(&w.region, region))
+    }
+
+    /// Maps a shared window into the live memory, at the offset the
+    /// handshake reported (see [`crate::link::MemoryInfo::placement`]). The
+    /// range's contents are replaced by the region's.
+    pub fn map_shared(&mut self, placement: &RegionPlacement) -> Result<()> {
+        let name = placement.region.name().to_owned();
+        let core = self
+            .store
+            .data()
+            .memory
+            .clone()
+            .context("the session's memory was not created by the runtime, so shared memories cannot be mapped")?;
+        let mut layout = MemoryLayout::new(core.windows())?;
+        layout.push(placement.clone())?;
+        self.module
+            .facts
+            .check_layout(&layout, false)
+            .with_context(|| format!("cannot map shared memory `{name}` into this module"))?;
+        // `&mut self` holds the store: no wasm runs on this memory and no
+        // host borrow of it is live while the pages are replaced.
+        core.map_window(placement)
+    }
+
+    /// Copies `bytes` into the session's memory at `offset`; refused (not a
+    /// crash) out of bounds or into a window the guest may not write.
+    pub fn write_memory(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let memory = self.memory;
+        host_write(&mut self.store, memory, offset, bytes)
+    }
+
+    /// Copies `buf.len()` bytes out of the session's memory at `offset`.
+    pub fn read_memory(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let memory = self.memory;
+        host_read(&mut self.store, memory, offset, buf)
     }
 
     /// Resolves a function name as written on the command line:
@@ -252,9 +527,9 @@ impl Session {
         for interface in &self.interfaces.exports {
             for function in &interface.functions {
                 let qualified = format!("{}.{}", interface.name, function.name);
-                let by_qualified = written
-                    .rsplit_once('.')
-                    .is_some_and(|(i, f)| i == interface.name && (f == function.name || karmem_format::wave::kebab(&function.name) == f));
+                let by_qualified = written.rsplit_once('.').is_some_and(|(i, f)| {
+                    i == interface.name && (f == function.name || karmem_format::wave::kebab(&function.name) == f)
+                });
                 if by_qualified || matches(&function.name) || qualified == written {
                     found.push((interface.name.clone(), function.name.clone()));
                 }
@@ -269,7 +544,10 @@ impl Session {
                     .iter()
                     .flat_map(|i| i.functions.iter().map(move |f| format!("`{}.{}`", i.name, f.name)))
                     .collect();
-                bail!("the module exports no function `{written}` (it exports {})", if all.is_empty() { "none".to_string() } else { all.join(", ") })
+                bail!(
+                    "the module exports no function `{written}` (it exports {})",
+                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                )
             }
             _ => {
                 let names: Vec<String> = found.iter().map(|(i, f)| format!("`{i}.{f}`")).collect();
@@ -301,18 +579,49 @@ impl Session {
             0
         } else {
             let ptr = self.call_i32("KarmemAlloc", &[Val::I32(len), Val::I32(64)])?;
-            self.memory
-                .write(&mut self.store, ptr as u32 as usize, message)
-                .map_err(|_| anyhow!("`KarmemAlloc` returned a buffer outside the guest's memory"))?;
+            self.write_memory(u64::from(ptr as u32), message)
+                .context("cannot copy the argument message into the buffer `KarmemAlloc` returned")?;
             ptr
         };
-        let name = format!("{interface}.{function}");
-        let packed = handshake::single_i64(self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?, &name)?;
-        let result = handshake::read_packed(self, packed).with_context(|| format!("result of `{name}`"))?;
+        let result = self.call_at(interface, function, ptr, len)?;
         if ptr != 0 {
             self.call_export("KarmemFree", &[Val::I32(ptr), Val::I32(len), Val::I32(64)])?;
         }
         Ok(result)
+    }
+
+    /// Calls exported `interface.function` with an argument message already
+    /// in this guest's memory (in a shared window, say: read in place, no
+    /// copy); returns a copy of the result message.
+    pub fn call_in_place(&mut self, interface: &str, function: &str, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let ptr = u32::try_from(offset).context("the message offset is past 4 GiB")?;
+        let len = i32::try_from(len).context("the argument message is larger than 2 GiB")?;
+        self.call_at(interface, function, ptr as i32, len)
+    }
+
+    /// Calls exported `interface.function` with `message` wherever it lies:
+    /// in place when it is in a region this session maps readable, else
+    /// copied in.
+    pub fn call_message(&mut self, interface: &str, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+        match *message {
+            Message::Bytes(bytes) => self.call_raw(interface, function, bytes),
+            Message::InRegion { region, offset, len } => {
+                if let Some(window) = self.window_of(region)
+                    && window.access.readable()
+                {
+                    return self.call_in_place(interface, function, window.offset + offset, len);
+                }
+                let mut bytes = vec![0; len as usize];
+                region.read(offset, &mut bytes).context("cannot read the argument message from its region")?;
+                self.call_raw(interface, function, &bytes)
+            }
+        }
+    }
+
+    fn call_at(&mut self, interface: &str, function: &str, ptr: i32, len: i32) -> Result<Vec<u8>> {
+        let name = format!("{interface}.{function}");
+        let packed = handshake::single_i64(self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?, &name)?;
+        handshake::read_packed(self, packed).with_context(|| format!("result of `{name}`"))
     }
 
     /// Runs `_start` (a WASI command); returns its exit code (0 when it
@@ -338,42 +647,60 @@ impl Session {
         }
     }
 
-    fn check_links(&self, served: &[(String, LinkedSession)]) -> Result<()> {
-        for (name, link) in served {
-            let Some(import) = self.interfaces.imports.iter().find(|i| &i.name == name) else { continue };
+    /// Checks that every function this session imports from `interface` is
+    /// exported by each of `exporters` with the same type hash.
+    pub(crate) fn check_exporters(&self, interface: &str, exporters: &[LinkedSession]) -> Result<()> {
+        let Some(import) = self.imported(interface) else { return Ok(()) };
+        for link in exporters {
             let exporter = link.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-            let Some(export) = exporter.interfaces.exports.iter().find(|i| &i.name == name) else { continue };
-            for function in &import.functions {
-                let theirs = export
-                    .functions
-                    .iter()
-                    .find(|f| f.name == function.name)
-                    .with_context(|| format!("the linked module's `{name}` has no function `{}`", function.name))?;
-                ensure!(
-                    theirs.type_hash == function.type_hash,
-                    "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
-                    function.name,
-                    function.type_hash,
-                    theirs.type_hash
-                );
-            }
+            check_interface_hashes(import, &exporter)?;
         }
         Ok(())
     }
 }
 
+/// Checks the importer's view of an interface against an exporter's.
+pub(crate) fn check_interface_hashes(import: &InterfaceInfo, exporter: &Session) -> Result<()> {
+    let name = &import.name;
+    let export = exporter
+        .exported(name)
+        .with_context(|| format!("the linked module does not export interface `{name}`"))?;
+    for function in &import.functions {
+        let theirs = export
+            .functions
+            .iter()
+            .find(|f| f.name == function.name)
+            .with_context(|| format!("the linked module's `{name}` has no function `{}`", function.name))?;
+        ensure!(
+            theirs.type_hash == function.type_hash,
+            "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
+            function.name,
+            function.type_hash,
+            theirs.type_hash
+        );
+    }
+    Ok(())
+}
+
 impl AbiInstance for Session {
     fn call_export(&mut self, name: &str, params: &[Val]) -> Result<Vec<Val>> {
+        if let Some(reason) = &self.poisoned {
+            bail!("refusing to call `{name}`: the module is unusable after an earlier failure ({reason})");
+        }
         let func = self
             .instance
             .get_func(&mut self.store, name)
             .with_context(|| format!("the module has no exported function `{name}`"))?;
         let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
         self.store.set_epoch_deadline(deadline_ticks(self.timeout, self.tick));
-        func.call(&mut self.store, params, &mut results)
-            .into_anyhow()
-            .with_context(|| format!("call to `{name}` failed"))?;
-        Ok(results)
+        match func.call(&mut self.store, params, &mut results).into_anyhow() {
+            Ok(()) => Ok(results),
+            Err(error) => {
+                let failure = crate::Failure::of(&error);
+                self.poisoned = Some(format!("`{name}` failed: {failure:?}"));
+                Err(error.context(format!("call to `{name}` failed")))
+            }
+        }
     }
 
     fn has_export(&mut self, name: &str) -> bool {
@@ -381,8 +708,7 @@ impl AbiInstance for Session {
     }
 
     fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let start = usize::try_from(offset)?;
-        self.memory.read(&self.store, start, buf).map_err(|_| anyhow!("read outside the guest's memory"))
+        self.read_memory(offset, buf)
     }
 }
 
@@ -396,6 +722,55 @@ fn deadline_ticks(timeout: Option<Duration>, tick: Duration) -> u64 {
     }
 }
 
+/// Copies `bytes` into `memory` at `offset` after checking bounds and the
+/// windows: a write into a window the guest may not write would fault in
+/// host code and kill the process.
+fn host_write(
+    mut store: impl AsContextMut<Data = SessionState>,
+    memory: Memory,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<()> {
+    let mut ctx = store.as_context_mut();
+    let len = bytes.len() as u64;
+    check_range(memory.data_size(&ctx) as u64, offset, len)?;
+    if let Some(core) = &ctx.data().memory {
+        core.check_host_access(offset, len, true)?;
+    }
+    memory
+        .write(&mut ctx, usize::try_from(offset)?, bytes)
+        .map_err(|_| anyhow!("host write of {len} bytes at {offset:#x} is out of bounds"))?;
+    ctx.data_mut().host_bytes_written += len;
+    Ok(())
+}
+
+/// Copies bytes out of `memory`, with the same checks as [`host_write`].
+fn host_read(
+    mut store: impl AsContextMut<Data = SessionState>,
+    memory: Memory,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let mut ctx = store.as_context_mut();
+    let len = buf.len() as u64;
+    check_range(memory.data_size(&ctx) as u64, offset, len)?;
+    if let Some(core) = &ctx.data().memory {
+        core.check_host_access(offset, len, false)?;
+    }
+    memory
+        .read(&ctx, usize::try_from(offset)?, buf)
+        .map_err(|_| anyhow!("host read of {len} bytes at {offset:#x} is out of bounds"))?;
+    ctx.data_mut().host_bytes_read += len;
+    Ok(())
+}
+
+fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => bail!("host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"),
+    }
+}
+
 fn decode_results(layout: &Layout, results: karmem_format::layout::TypeId, bytes: &[u8]) -> Result<Value> {
     if bytes.is_empty() && layout.as_struct(results).is_some_and(|s| s.fields.is_empty()) {
         return Ok(Value::Record(Vec::new()));
@@ -403,19 +778,31 @@ fn decode_results(layout: &Layout, results: karmem_format::layout::TypeId, bytes
     karmem_format::value::decode(layout, results, bytes, &Limits::default()).map_err(|e| anyhow!("{e}"))
 }
 
+/// Decodes a result message of `interface.function` with `layout` (for
+/// hosts observing calls between guests).
+pub(crate) fn decode_result_message(layout: &Layout, interface: &str, function: &str, bytes: &[u8]) -> Result<Value> {
+    let shape = layout
+        .function(interface, function)
+        .with_context(|| format!("the schema has no function `{interface}.{function}`"))?;
+    decode_results(layout, shape.results, bytes)
+}
+
 fn find_link(links: &[LinkedSession], interface: &str) -> Result<Option<LinkedSession>> {
     for link in links {
         let session = link.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-        if session.interfaces.exports.iter().any(|i| i.name == interface) {
+        if session.exported(interface).is_some() {
             return Ok(Some(Arc::clone(link)));
         }
     }
     Ok(None)
 }
 
-/// Serves one `karmem:*` import call: reads and checks the argument
-/// message, runs the host function or the linked export, and writes the
-/// result message into the caller through its `KarmemAlloc`.
+/// Serves one `karmem:*` import call. A host function gets the decoded
+/// (hence checked: the caller is untrusted) argument struct. A route gets
+/// the message in place when it lies in one of the caller's shared windows,
+/// else a copy; the serving guest checks it while decoding (docs/ABI.md §7),
+/// and the caller checks the result the same way. The result message is
+/// written into the caller through its `KarmemAlloc` (§4).
 fn serve_import(
     caller: &mut Caller<'_, SessionState>,
     layout: &Layout,
@@ -425,21 +812,25 @@ fn serve_import(
     params: &[Val],
 ) -> Result<i64> {
     let (ptr, len) = match params {
-        [Val::I32(ptr), Val::I32(len)] => (*ptr as u32 as usize, *len as u32 as usize),
+        [Val::I32(ptr), Val::I32(len)] => (u64::from(*ptr as u32), *len as u32),
         _ => bail!("expected `(ptr: i32, len: i32)`"),
     };
     let memory = match caller.get_export("memory") {
         Some(Extern::Memory(memory)) => memory,
         _ => bail!("the caller exports no `memory`"),
     };
-    let mut message = vec![0; len];
-    memory.read(&*caller, ptr, &mut message).map_err(|_| anyhow!("argument message outside the caller's memory"))?;
-    let shape = layout
-        .function(interface, function)
-        .with_context(|| format!("the schema has no function `{interface}.{function}`"))?;
-    let args = decode_results(layout, shape.params, &message).context("invalid argument message")?;
+    let copy_out = |caller: &mut Caller<'_, SessionState>| -> Result<Vec<u8>> {
+        let mut message = vec![0; len as usize];
+        host_read(&mut *caller, memory, ptr, &mut message).context("cannot read the argument message")?;
+        Ok(message)
+    };
     let result = match server {
         Server::Host(host) => {
+            let message = copy_out(caller)?;
+            let shape = layout
+                .function(interface, function)
+                .with_context(|| format!("the schema has no function `{interface}.{function}`"))?;
+            let args = decode_results(layout, shape.params, &message).context("invalid argument message")?;
             let value = host(&args)?;
             if layout.as_struct(shape.results).is_some_and(|s| s.fields.is_empty()) {
                 Vec::new()
@@ -450,11 +841,22 @@ fn serve_import(
                     .to_vec()
             }
         }
-        Server::Linked(link) => {
-            let mut exporter = link.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-            let bytes = exporter.call_raw(interface, function, &message).context("the linked module failed")?;
-            decode_results(layout, shape.results, &bytes).context("invalid result message from the linked module")?;
-            bytes
+        Server::Route(route) => {
+            let window = caller.data().memory.as_ref().and_then(|core| {
+                core.windows()
+                    .into_iter()
+                    .find(|w| len > 0 && w.offset <= ptr && ptr + u64::from(len) <= w.end())
+            });
+            match window {
+                Some(window) => {
+                    let message = Message::InRegion { region: &window.region, offset: ptr - window.offset, len };
+                    route.call(function, &message)?
+                }
+                None => {
+                    let message = copy_out(caller)?;
+                    route.call(function, &Message::Bytes(&message))?
+                }
+            }
         }
         Server::Missing => bail!("not served"),
     };
@@ -470,9 +872,8 @@ fn serve_import(
         .into_anyhow()
         .context("`KarmemAlloc` has the wrong type")?;
     let at = alloc.call(&mut *caller, (result_len, 64)).into_anyhow().context("`KarmemAlloc` failed")?;
-    memory
-        .write(&mut *caller, at as u32 as usize, &result)
-        .map_err(|_| anyhow!("`KarmemAlloc` returned a buffer outside the caller's memory"))?;
+    host_write(&mut *caller, memory, u64::from(at as u32), &result)
+        .context("cannot copy the result message into the buffer `KarmemAlloc` returned")?;
     Ok((i64::from(result_len) << 32) | i64::from(at as u32))
 }
 

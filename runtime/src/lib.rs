@@ -49,6 +49,7 @@
 pub mod bulk;
 #[allow(unsafe_code)]
 mod cache;
+pub mod compose;
 mod guest;
 pub mod handshake;
 pub mod invoke;

@@ -1,18 +1,17 @@
-//! The seam where the Karmem handshake and interface linking plug in.
+//! The host-side vocabulary of interface linking (docs/ABI.md §5) and the
+//! call-level halves of the patterns (paper §4.3.2).
 //!
-//! What exists now: the vocabulary of docs/ABI.md §5 on the host side
-//! ([`Pattern`], [`MemoryInfo`], [`InterfaceInfo`], [`GuestInterfaces`]), the
-//! [`Handshake`] trait a decoder of `KarmemInit`/`KarmemImport`/`KarmemExport`
-//! will implement, and the call-level halves of the patterns that do not
-//! need descriptors: [`fanout_call`] (one call reaching every consumer,
-//! results in order, one consumer's failure contained to it), [`GuestPool`]
-//! (N instances, calls spread over threads, failed members replaced) and
-//! [`SharedGuest`] (one instance shared by everyone).
+//! Owns: [`Pattern`], [`MemoryInfo`], [`InterfaceInfo`], [`GuestInterfaces`]
+//! (what a handshake learns), the [`Handshake`] trait and its Karmem ABI
+//! implementation [`AbiHandshake`] (decoding is [`crate::handshake`]'s), and
+//! the building blocks the patterns are made of: [`fanout_call`] (one call
+//! reaching every consumer, results in order, one consumer's failure
+//! contained to it), [`Pool`] (N instances, calls spread over threads, failed
+//! members replaced; [`GuestPool`] for raw guests) and [`SharedGuest`] (one
+//! instance shared by everyone).
 //!
-//! What does not exist yet, and is refused rather than faked: decoding the
-//! descriptors ([`AbiHandshake`] returns an error), type-hash checks, and
-//! wiring a guest's imports to other guests' exports by pattern, which needs
-//! decoded descriptors to know which import goes to which export.
+//! Wiring one guest's imports to other guests' exports by pattern, with
+//! their shared memories, is [`crate::compose`]'s.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -162,37 +161,52 @@ pub fn fanout_call(consumers: &mut [Guest], export: &str, params: &[Val]) -> Vec
 /// Makes a fresh exporter guest (instantiate plus, later, the handshake).
 pub type GuestFactory = Arc<dyn Fn() -> Result<Guest> + Send + Sync>;
 
-/// The call-level half of the pool pattern: N instances of one exporter,
-/// calls spread across them from any number of threads. A member whose call
-/// failed is unusable (it is poisoned) and is replaced by a fresh instance
-/// before its next call, so one bad request does not shrink the pool.
-pub struct GuestPool {
-    members: Vec<Mutex<Option<Guest>>>,
-    factory: GuestFactory,
+/// What a [`Pool`] needs to know about a member.
+pub trait PoolMember {
+    /// Whether the member can take more calls (it is not poisoned).
+    fn usable(&self) -> bool;
+}
+
+impl PoolMember for Guest {
+    fn usable(&self) -> bool {
+        self.poisoned().is_none()
+    }
+}
+
+/// N instances of one exporter, calls spread across them from any number of
+/// threads. A member whose call failed is unusable (it is poisoned) and is
+/// replaced by a fresh instance before its next call, so one bad request
+/// does not shrink the pool.
+pub struct Pool<T> {
+    members: Vec<Mutex<Option<T>>>,
+    factory: Arc<dyn Fn() -> Result<T> + Send + Sync>,
     next: AtomicUsize,
     replaced: AtomicU64,
 }
 
-impl fmt::Debug for GuestPool {
+/// The pool pattern over raw guests.
+pub type GuestPool = Pool<Guest>;
+
+impl<T> fmt::Debug for Pool<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuestPool")
+        f.debug_struct("Pool")
             .field("size", &self.members.len())
-            .field("replaced", &self.replaced())
+            .field("replaced", &self.replaced.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-impl GuestPool {
+impl<T: PoolMember> Pool<T> {
     /// Instantiates `size` members with `factory`.
-    pub fn new(size: NonZeroUsize, factory: GuestFactory) -> Result<Self> {
+    pub fn new(size: NonZeroUsize, factory: Arc<dyn Fn() -> Result<T> + Send + Sync>) -> Result<Self> {
         let members = (0..size.get())
             .map(|index| {
                 factory()
                     .with_context(|| format!("failed to instantiate pool member {index}"))
-                    .map(|guest| Mutex::new(Some(guest)))
+                    .map(|member| Mutex::new(Some(member)))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(GuestPool {
+        Ok(Pool {
             members,
             factory,
             next: AtomicUsize::new(0),
@@ -210,11 +224,12 @@ impl GuestPool {
         self.replaced.load(Ordering::Relaxed)
     }
 
-    /// Calls `export` on an idle member (round robin from a rotating start;
-    /// waits for the starting member when all are busy).
-    pub fn call(&self, export: &str, params: &[Val]) -> Result<Vec<Val>> {
+    /// Runs `call` on an idle member (round robin from a rotating start;
+    /// waits for the starting member when all are busy), replacing the
+    /// member first if an earlier call left it unusable.
+    pub fn with<R>(&self, call: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
         let count = self.members.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
         let idle = (0..count)
             .map(|step| (start + step) % count)
             .find_map(|index| self.members.get(index)?.try_lock().ok());
@@ -227,16 +242,33 @@ impl GuestPool {
                 .lock()
                 .map_err(|_| anyhow!("a pool member's lock was poisoned"))?,
         };
-        let usable = member.as_ref().is_some_and(|g| g.poisoned().is_none());
+        let usable = member.as_ref().is_some_and(PoolMember::usable);
         if !usable {
             *member = None;
             *member = Some((self.factory)().context("failed to replace a failed pool member")?);
             self.replaced.fetch_add(1, Ordering::Relaxed);
         }
-        member
-            .as_mut()
-            .context("a pool member is missing")?
-            .call(export, params)
+        call(member.as_mut().context("a pool member is missing")?)
+    }
+
+    /// Runs `visit` on every member in turn (waiting for busy ones), for
+    /// inspection; a member that is missing after a failed replacement is
+    /// skipped.
+    pub fn for_each(&self, mut visit: impl FnMut(&mut T) -> Result<()>) -> Result<()> {
+        for member in &self.members {
+            let mut member = member.lock().map_err(|_| anyhow!("a pool member's lock was poisoned"))?;
+            if let Some(member) = member.as_mut() {
+                visit(member)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pool<Guest> {
+    /// Calls `export` on an idle member (see [`Pool::with`]).
+    pub fn call(&self, export: &str, params: &[Val]) -> Result<Vec<Val>> {
+        self.with(|guest| guest.call(export, params))
     }
 }
 

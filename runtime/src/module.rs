@@ -7,9 +7,8 @@
 //! (above a small constant length) and `memory.init` run as host libcalls. A
 //! fault in host code is not a wasm trap: aimed at a read-only or
 //! inaccessible window it kills the process. So a module with such a window
-//! must not contain those instructions (unless [`crate::bulk`] replaced
-//! `memory.fill`/`memory.copy` with wasm loops that trap cleanly) and must
-//! not place data segments on any window.
+//! must not contain those instructions (unless [`crate::bulk`] rewrote them
+//! so that they trap cleanly) and must not place data segments on any window.
 //!
 //! Does not own: validation of the module itself (wasmtime does that when it
 //! compiles).

@@ -30,7 +30,7 @@ use crate::module::ModuleFacts;
 use crate::shared::WindowedMemoryCreator;
 
 /// Cache variant of modules compiled after the bulk-memory rewrite.
-const BULK_VARIANT: &str = "bulk-memory-rewrite-v1";
+const BULK_VARIANT: &str = "bulk-memory-rewrite-v2";
 
 /// How a [`Runtime`] is built.
 #[derive(Debug, Clone)]
@@ -165,10 +165,21 @@ impl Runtime {
     }
 
     /// Loads a binary module through the cache (compiles when there is no
-    /// cache).
+    /// cache), with the bulk-memory rewrite when the configuration asks.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule> {
+        self.load_rewriting(bytes, self.config.rewrite_bulk_memory)
+    }
+
+    /// [`Runtime::load`] with the bulk-memory rewrite whatever the
+    /// configuration says: for modules that will take shared windows with
+    /// any access after instantiation (interface memories).
+    pub fn load_with_bulk_rewrite(&self, bytes: &[u8]) -> Result<LoadedModule> {
+        self.load_rewriting(bytes, true)
+    }
+
+    fn load_rewriting(&self, bytes: &[u8], rewrite_bulk_memory: bool) -> Result<LoadedModule> {
         let mut facts = ModuleFacts::scan(bytes)?;
-        let rewrite = self.config.rewrite_bulk_memory && bulk::applies(bytes)?;
+        let rewrite = rewrite_bulk_memory && bulk::applies(bytes)?;
         let compile = || self.compile_bytes(bytes, rewrite);
         let (module, outcome) = match &self.cache {
             Some(cache) => {
@@ -178,10 +189,8 @@ impl Runtime {
             None => (compile()?, CacheOutcome::Uncached),
         };
         if rewrite {
-            // The rewrite replaced every `memory.copy`/`memory.fill`.
-            facts
-                .bulk_sites
-                .retain(|site| site.instruction == "memory.init");
+            // The rewrite replaced every bulk-memory instruction.
+            facts.bulk_sites.clear();
         }
         Ok(LoadedModule {
             module,
@@ -197,9 +206,7 @@ impl Runtime {
         let rewrite = self.config.rewrite_bulk_memory && bulk::applies(bytes)?;
         let module = self.compile_bytes(bytes, rewrite)?;
         if rewrite {
-            facts
-                .bulk_sites
-                .retain(|site| site.instruction == "memory.init");
+            facts.bulk_sites.clear();
         }
         Ok(LoadedModule {
             module,
