@@ -7,12 +7,25 @@
 //! call the host import `karmem:fixtures/host` (the CLI has no way to
 //! register host functions), use resource handles (`$name`), big generated
 //! arguments (`@repeat`), abbreviated results or traps.
+//!
+//! `--link`: the lowered `client` fixture's imports served by the lowered
+//! `counter` fixture, by pattern. Every run shares one temporary module cache
+//! (`KARMEM_CACHE_DIR`), so a module compiles once per test binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The module cache shared by every run of this test binary.
+fn cache_dir() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().expect("cache tempdir")).path()
+}
 
 fn bridge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_karmem-bridge"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_karmem-bridge"));
+    command.env("KARMEM_CACHE_DIR", cache_dir());
+    command
 }
 
 fn root() -> PathBuf {
@@ -21,6 +34,9 @@ fn root() -> PathBuf {
 
 fn lower(component: &str, dir: &Path) -> PathBuf {
     let out = dir.join(format!("{component}.wasm"));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).expect("output dir");
+    }
     let input = root().join("fixtures/components").join(format!("{component}.wasm"));
     let status = bridge().arg("lower").arg(&input).arg("-o").arg(&out).output().expect("run lower");
     assert!(status.status.success(), "lower {component}: {}", String::from_utf8_lossy(&status.stderr));
@@ -165,4 +181,70 @@ fn wasi_command_prints_what_the_component_printed() {
     let out = bridge().arg("run").arg(&module).output().expect("run command");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not copy input.txt"));
+}
+
+fn run_linked(module: &Path, links: &[&Path], extra: &[&str], call: &str) -> Output {
+    let mut command = bridge();
+    command.arg("run").arg(module);
+    for link in links {
+        command.arg("--link").arg(link);
+    }
+    command.args(extra).arg("--invoke").arg(call).output().expect("run run")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Two real lowered modules: `client`'s `karmem:counter` imports are served
+/// by `counter`'s exports.
+#[test]
+fn link_serves_imports_from_another_lowered_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = lower("linked/client.core", dir.path());
+    let counter = lower("linked/counter.core", dir.path());
+    // Direct (what the WIT-lowered modules declare): one counter.
+    assert_eq!(stdout(&run_linked(&client, &[&counter], &[], "bump(2, 3)")), "6");
+    let sum: u32 = (0..1000).map(|i| i % 251).sum();
+    assert_eq!(stdout(&run_linked(&client, &[&counter], &[], "client.send(1000)")), sum.to_string());
+    // The host's pattern: a pool of two takes the four calls in turn.
+    let pool = ["--pattern", "counter=pool:2"];
+    assert_eq!(stdout(&run_linked(&client, &[&counter], &pool, "bump(1, 4)")), "2");
+    // Fanout over two linked counters: both are called, the importer gets
+    // the first one's result.
+    let fanout = ["--pattern", "counter=fanout"];
+    assert_eq!(stdout(&run_linked(&client, &[&counter, &counter], &fanout, "bump(1, 3)")), "3");
+
+    // Without the link the import is not served, and says so.
+    let out = run_invoke(&client, "bump(1, 1)");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("import `karmem:counter`/`incr` is not served"));
+    let out = run_linked(&client, &[&counter], &["--pattern", "counter=sometimes"], "bump(1, 1)");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown pattern `sometimes`"));
+}
+
+/// `run` caches compiled modules where it is told, and not with `--no-cache`.
+#[test]
+fn run_caches_compiled_modules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower("linked/counter.core", dir.path());
+    let cache = dir.path().join("cache");
+    let entries = || -> usize {
+        std::fs::read_dir(&cache)
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count())
+            .unwrap_or(0)
+    };
+    let run = |extra: &[&str]| {
+        let out = bridge().arg("run").arg(&module).args(extra).arg("--invoke").arg("incr(5)").output().expect("run");
+        stdout(&out)
+    };
+    assert_eq!(run(&["--no-cache"]), "5");
+    assert_eq!(entries(), 0);
+    let flag = ["--cache-dir", cache.to_str().expect("utf-8 path")];
+    assert_eq!(run(&flag), "5");
+    assert_eq!(entries(), 1, "one compiled module stored");
+    assert_eq!(run(&flag), "5", "and loaded again");
+    assert_eq!(entries(), 1);
 }

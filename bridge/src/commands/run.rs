@@ -1,17 +1,26 @@
-//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)']`: run a lowered
-//! module on wasmtime with the component model off.
+//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)'] [--link OTHER.wasm]...`:
+//! run a lowered module on wasmtime with the component model off.
 //!
-//! Owns: the command only. Instantiation, the Karmem handshake, WASI
-//! preview1 and import serving are `karmem-runtime`'s ([`Session`]);
+//! Owns: the command only: options, the module cache's location, WAVE in and
+//! out. Instantiation, the Karmem handshake, WASI preview1, linking modules
+//! by pattern ([`Composition`]) and the cache itself are `karmem-runtime`'s;
 //! WAVE parsing and printing are `karmem-format`'s. Without `--invoke` the
 //! module's `_start` runs (a lowered command) and its exit code is ours.
+//!
+//! Compiled modules are cached (docs/RUNTIME.md, "Module cache") in
+//! `--cache-dir`, else `$KARMEM_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/karmem-bridge/modules`, else
+//! `$HOME/.cache/karmem-bridge/modules`; `--no-cache` compiles every time.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use karmem_runtime::compose::Composition;
 use karmem_runtime::invoke::{Session, SessionOptions, WasiOptions};
+use karmem_runtime::link::Pattern;
 use karmem_runtime::{Runtime, RuntimeConfig};
 
 use super::{display_name, read_input};
@@ -30,9 +39,22 @@ pub struct Opts {
     /// Set a WASI environment variable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Serve `karmem:*` imports from another lowered module's exports (direct pattern).
+    /// Serve `karmem:*` imports from another lowered module's exports, by
+    /// the interface's pattern (repeatable; fanout reaches every linked
+    /// exporter, in the order given).
     #[arg(long = "link", value_name = "OTHER.wasm")]
     pub links: Vec<PathBuf>,
+    /// Override an interface's pattern: `IFACE=direct|fanout|singleton|pool[:N]`
+    /// (modules lowered from WIT declare `direct`).
+    #[arg(long = "pattern", value_name = "IFACE=PATTERN")]
+    pub patterns: Vec<String>,
+    /// Directory of the compiled-module cache (default: `$KARMEM_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/karmem-bridge/modules`, else `~/.cache/karmem-bridge/modules`).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every module instead of using the cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Per-call wall-clock budget, in seconds (e.g. `2.5`).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -50,18 +72,20 @@ pub struct Opts {
 pub fn run(opts: Opts) -> Result<()> {
     let name = display_name(&opts.module);
     let bytes = read_input(&opts.module)?;
-    let options = session_options(&opts, &name)?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let mut linked = Vec::new();
+    let config = RuntimeConfig { cache_dir: cache_dir(&opts), ..RuntimeConfig::default() };
+    let runtime = Arc::new(Runtime::new(config)?);
+    let composition = Composition::new(runtime);
+    let main = composition.add(&name, &bytes, session_options(&opts, &name)?)?;
     for path in &opts.links {
         let other = display_name(path);
         let bytes = read_input(path)?;
-        let link_options = SessionOptions { links: linked.clone(), ..session_options(&opts, &other)? };
-        let session = Session::new(&runtime, &bytes, &link_options).with_context(|| format!("failed to load `{other}`"))?;
-        linked.push(Arc::new(Mutex::new(session)));
+        composition.add(&other, &bytes, session_options(&opts, &other)?)?;
     }
-    let options = SessionOptions { links: linked, ..options };
-    let mut session = Session::new(&runtime, &bytes, &options).with_context(|| format!("failed to load `{name}`"))?;
+    for text in &opts.patterns {
+        let (interface, pattern) = parse_pattern(text)?;
+        composition.set_pattern(interface, pattern)?;
+    }
+    let mut session = composition.instantiate(main).with_context(|| format!("failed to load `{name}`"))?;
     match &opts.invoke {
         Some(text) => {
             let printed = invoke(&mut session, text).with_context(|| format!("`{name}`: `{text}` failed"))?;
@@ -76,6 +100,42 @@ pub fn run(opts: Opts) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The cache directory: `--cache-dir`, `$KARMEM_CACHE_DIR`,
+/// `$XDG_CACHE_HOME/karmem-bridge/modules`, `$HOME/.cache/karmem-bridge/modules`;
+/// none with `--no-cache` or when no variable says where.
+fn cache_dir(opts: &Opts) -> Option<PathBuf> {
+    if opts.no_cache {
+        return None;
+    }
+    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    opts.cache_dir
+        .clone()
+        .or_else(|| from_env("KARMEM_CACHE_DIR"))
+        .or_else(|| from_env("XDG_CACHE_HOME").map(|d| d.join("karmem-bridge").join("modules")))
+        .or_else(|| from_env("HOME").map(|d| d.join(".cache").join("karmem-bridge").join("modules")))
+}
+
+/// `IFACE=direct|fanout|singleton|pool[:N]` (pool without `N`: the machine's parallelism).
+fn parse_pattern(text: &str) -> Result<(&str, Pattern)> {
+    let (interface, pattern) =
+        text.split_once('=').with_context(|| format!("`--pattern {text}`: expected `IFACE=PATTERN`"))?;
+    let pattern = match pattern.split_once(':') {
+        Some(("pool", size)) => {
+            let size: usize = size.parse().with_context(|| format!("`--pattern {text}`: expected a pool size such as `pool:4`"))?;
+            let instances = NonZeroUsize::new(size).with_context(|| format!("`--pattern {text}`: a pool needs at least one instance"))?;
+            Pattern::Pool { instances }
+        }
+        _ => match pattern {
+            "direct" => Pattern::Direct,
+            "fanout" => Pattern::Fanout,
+            "singleton" | "single" => Pattern::Singleton,
+            "pool" => Pattern::Pool { instances: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN) },
+            other => bail!("`--pattern {text}`: unknown pattern `{other}` (expected direct, fanout, singleton or pool[:N])"),
+        },
+    };
+    Ok((interface, pattern))
 }
 
 /// Parses `text`, calls the function, prints its results as WAVE.
