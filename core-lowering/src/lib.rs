@@ -102,15 +102,14 @@ pub fn lower_dropping_preview1_adapter(
     }
     let parsed = parse::parse(component)?;
     let (graph, infos) = inline::Inliner::new(&parsed).run().context("failed to evaluate the component")?;
-    let Some((graph, report)) = preview1::drop_adapter(&parsed, &graph, &infos, recognise)
+    let Some((graph, mut report)) = preview1::drop_adapter(&parsed, &graph, &infos, recognise)
         .context("failed to drop the preview1 adapter")?
     else {
         return Ok(None);
     };
-    let mut merged = merge::merge(&parsed, &graph, &infos, options).context("failed to merge the core modules")?;
-    merged.plan.canonical_abi = preview1::prune_boundary(&merged.plan.canonical_abi)?;
+    let merged = merge::merge(&parsed, &graph, &infos, options).context("failed to merge the core modules")?;
     let (bytes, _) = finish(merged, &graph, options)?;
-    let bytes = preview1::export_memory(&bytes)?;
+    let bytes = preview1::finish_module(&bytes, &mut report)?;
     wasmparser::Validator::new_with_features(output_features(options))
         .validate_all(&bytes)
         .context("internal error: the lowered module does not validate after exporting its memory")?;

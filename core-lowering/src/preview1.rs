@@ -8,9 +8,13 @@
 //! shim/fixup table. Here every use of an adapter export named like a
 //! preview1 function becomes an import `wasi_snapshot_preview1` `<name>`
 //! of the output, the adapter instance is removed, and so is everything only
-//! it used: its WASI 0.2 `canon lower`s (they are no longer reached), its
-//! globals, functions and state. `link`'s shim-table pass then turns the main
-//! module's calls through the table into direct calls of those imports. For
+//! it used: its globals, functions and state, and its WASI 0.2 `canon
+//! lower`s. Those still fill slots of the shim table (the fixup module fills
+//! every slot), so they are kept *detached*: without the adapter's realloc.
+//! `link`'s shim-table pass turns the main module's calls through the table
+//! into direct calls of the preview1 imports, and its gc then drops the
+//! table, the slots nobody calls and the imports only they used;
+//! [`finish_module`] refuses a detached import that survived. For
 //! a command adapter, the component's `wasi:cli/run` export becomes the
 //! main module's own `_start`, which the adapter's `run` would have called.
 //!
@@ -51,9 +55,12 @@ pub struct Preview1Report {
     pub adapter: String,
     /// The preview1 functions the output imports in the adapter's place.
     pub preview1_imports: Vec<String>,
-    /// `wasi:` imports still used after the drop (by modules other than the
-    /// adapter), as `module#field`.
+    /// `wasi:` imports of the output (used by modules other than the
+    /// adapter), as `module#field`; filled in by [`finish_module`].
     pub wasi_imports_left: Vec<String>,
+    /// Imports lowered for the adapter only (with its realloc), as
+    /// `module#field`: none may survive into the output.
+    pub detached_imports: Vec<String>,
     /// Whether `wasi:cli/run` became the main module's `_start`.
     pub command: bool,
 }
@@ -100,6 +107,7 @@ pub fn drop_adapter(
         lifted: Vec::new(),
         lifted_map: BTreeMap::new(),
         preview1: BTreeMap::new(),
+        detached: Vec::new(),
     };
 
     let mut instances = Vec::new();
@@ -161,20 +169,11 @@ pub fn drop_adapter(
         resources.push(DefinedResource { dtor, ..resource.clone() });
     }
 
-    let wasi_imports_left = rewrite
-        .lowered
-        .iter()
-        .filter_map(|lowered| match &lowered.target {
-            LowerTarget::Import(path) if path.first().is_some_and(|name| name.starts_with("wasi:")) => {
-                Some(path.join("#"))
-            }
-            _ => None,
-        })
-        .collect();
     let report = Preview1Report {
         adapter: rewrite.location.clone(),
         preview1_imports: rewrite.preview1.keys().cloned().collect(),
-        wasi_imports_left,
+        wasi_imports_left: Vec::new(),
+        detached_imports: rewrite.detached.clone(),
         command,
     };
     let dropped = Graph {
@@ -189,25 +188,6 @@ pub fn drop_adapter(
         component_instances: graph.component_instances,
     };
     Ok(Some((dropped, report)))
-}
-
-/// Removes what the drop added to the `karmem:canonical-abi` section: the
-/// preview1 imports and `_start` are plain core functions, not
-/// canonical-ABI ones.
-pub fn prune_boundary(json: &str) -> Result<String> {
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(json).context("failed to read the canonical-ABI description")?;
-    let kept: Vec<serde_json::Value> = entries
-        .into_iter()
-        .filter(|entry| {
-            let name = entry.get("name").and_then(serde_json::Value::as_str).unwrap_or("");
-            let kind = entry.get("kind").and_then(serde_json::Value::as_str).unwrap_or("");
-            let preview1 = kind == "import" && name.starts_with(&format!("{PREVIEW1_MODULE}#"));
-            let start = kind == "export" && name == "_start";
-            !(preview1 || start)
-        })
-        .collect();
-    serde_json::to_string(&kept).context("failed to describe the boundary")
 }
 
 fn location(graph: &Graph, instance: usize) -> String {
@@ -227,6 +207,8 @@ struct Rewrite<'g> {
     lifted_map: BTreeMap<usize, LiftedId>,
     /// preview1 function name -> its new `canon lower`-like import.
     preview1: BTreeMap<String, LoweredId>,
+    /// Imports lowered with an option of the adapter (`module#field`).
+    detached: Vec<String>,
 }
 
 impl Rewrite<'_> {
@@ -276,6 +258,11 @@ impl Rewrite<'_> {
         })
     }
 
+    /// Whether `def` is an item of the adapter itself.
+    fn is_adapter(&self, def: &Option<CoreDef>) -> bool {
+        matches!(def, Some(CoreDef::Export(id, _)) if id.0 == self.adapter)
+    }
+
     fn lowered(&mut self, old: LoweredId, user: &str) -> Result<LoweredId> {
         if let Some(id) = self.lowered_map.get(&old.0) {
             return Ok(*id);
@@ -286,7 +273,18 @@ impl Rewrite<'_> {
         self.lowered_map.insert(old.0, id);
         self.lowered.push(original.clone());
         let user = format!("{} (used by {user})", original.location);
-        let options = self.options(&original.options, &user)?;
+        let mut options = original.options.clone();
+        if let LowerTarget::Import(path) = &original.target {
+            // The adapter's own lowering of an import: it only fills a shim
+            // slot the adapter called (see the module docs).
+            if self.is_adapter(&options.realloc) || self.is_adapter(&options.post_return) {
+                options.realloc = None;
+                options.post_return = None;
+                let (module, field) = crate::merge::host_name(path);
+                self.detached.push(format!("{module}#{field}"));
+            }
+        }
+        let options = self.options(&options, &user)?;
         let target = match &original.target {
             LowerTarget::Import(path) => LowerTarget::Import(path.clone()),
             LowerTarget::Lifted(lifted) => LowerTarget::Lifted(self.lifted(*lifted)?),
@@ -313,20 +311,33 @@ impl Rewrite<'_> {
     }
 }
 
-/// Preview1 functions read and write the memory exported as `memory`. The
-/// lowering exports memories only for canonical options, so a command (or a
-/// reactor whose exports pass no strings or lists) would export none: export
-/// the module's one memory. More than one memory is refused, since nothing
-/// says which one the preview1 imports use.
-pub fn export_memory(module: &[u8]) -> Result<Vec<u8>> {
+/// The last step after `link`: checks the output's imports against the
+/// report (a detached import that survived is refused; `wasi:` imports left
+/// are noted in `report.wasi_imports_left`), keeps only the
+/// `karmem:canonical-abi` entries of canonical functions that still exist
+/// (not the preview1 imports, not `_start`, not imports gc dropped), and
+/// exports the module's memory as `memory` when nothing does: preview1
+/// functions read and write the memory exported under that name, and the
+/// lowering exports memories only for canonical options (a command, or a
+/// reactor whose exports pass no strings or lists, would export none). More
+/// than one memory is refused, since nothing says which one preview1 uses.
+pub fn finish_module(module: &[u8], report: &mut Preview1Report) -> Result<Vec<u8>> {
     use wasmparser::{ExternalKind, Parser, Payload};
     let mut memories = 0u32;
     let mut exported = false;
+    let mut imports: Vec<String> = Vec::new();
     for payload in Parser::new(0).parse_all(module) {
         match payload.context("failed to read the lowered module")? {
             Payload::ImportSection(section) => {
                 for import in section.into_imports() {
-                    memories += u32::from(matches!(import?.ty, TypeRef::Memory(_)));
+                    let import = import?;
+                    match import.ty {
+                        TypeRef::Memory(_) => memories += 1,
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => {
+                            imports.push(format!("{}#{}", import.module, import.name));
+                        }
+                        _ => {}
+                    }
                 }
             }
             Payload::MemorySection(section) => memories += section.count(),
@@ -339,62 +350,98 @@ pub fn export_memory(module: &[u8]) -> Result<Vec<u8>> {
             _ => {}
         }
     }
-    if exported || memories == 0 {
-        return Ok(module.to_vec());
+    if let Some(import) = imports.iter().find(|import| report.detached_imports.contains(import)) {
+        bail!(
+            "`{import}` was lowered for the preview1 adapter `{}` and is still used without it",
+            report.adapter
+        );
     }
-    if memories > 1 {
+    report.wasi_imports_left = imports.iter().filter(|import| import.starts_with("wasi:")).cloned().collect();
+    let add_memory = !exported && memories > 0;
+    if add_memory && memories > 1 {
         bail!("the lowered module has {memories} memories; preview1 imports need exactly one, exported as `memory`");
     }
+
     let mut out = wasm_encoder::Module::new();
     let mut wrote_exports = false;
-    let push_memory_only = |out: &mut wasm_encoder::Module| {
+    let only_memory = |out: &mut wasm_encoder::Module| {
         let mut exports = wasm_encoder::ExportSection::new();
         exports.export("memory", wasm_encoder::ExportKind::Memory, 0);
         out.section(&exports);
     };
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.context("failed to read the lowered module")?;
-        if let Payload::ExportSection(section) = &payload {
-            let mut exports = wasm_encoder::ExportSection::new();
-            for export in section.clone() {
-                let export = export?;
-                let kind = match export.kind {
-                    ExternalKind::Func | ExternalKind::FuncExact => wasm_encoder::ExportKind::Func,
-                    ExternalKind::Table => wasm_encoder::ExportKind::Table,
-                    ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
-                    ExternalKind::Global => wasm_encoder::ExportKind::Global,
-                    ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
-                };
-                exports.export(export.name, kind, export.index);
+        match &payload {
+            Payload::ExportSection(section) => {
+                let mut exports = wasm_encoder::ExportSection::new();
+                for export in section.clone() {
+                    let export = export?;
+                    let kind = match export.kind {
+                        ExternalKind::Func | ExternalKind::FuncExact => wasm_encoder::ExportKind::Func,
+                        ExternalKind::Table => wasm_encoder::ExportKind::Table,
+                        ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+                        ExternalKind::Global => wasm_encoder::ExportKind::Global,
+                        ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+                    };
+                    exports.export(export.name, kind, export.index);
+                }
+                if add_memory {
+                    exports.export("memory", wasm_encoder::ExportKind::Memory, 0);
+                }
+                out.section(&exports);
+                wrote_exports = true;
+                continue;
             }
-            exports.export("memory", wasm_encoder::ExportKind::Memory, 0);
-            out.section(&exports);
-            wrote_exports = true;
-            continue;
-        }
-        // The export section sits between globals and start/elements: write
-        // one there when the module has none.
-        let after_exports = matches!(
-            payload,
+            Payload::CustomSection(section) if section.name() == crate::link::CANONICAL_ABI_SECTION => {
+                let data = prune_boundary(section.data(), &imports)?;
+                out.section(&wasm_encoder::CustomSection { name: section.name().into(), data: data.into() });
+                continue;
+            }
+            // The export section sits before start, elements, code and data:
+            // write one there when the module has none.
             Payload::StartSection { .. }
-                | Payload::ElementSection(_)
-                | Payload::DataCountSection { .. }
-                | Payload::CodeSectionStart { .. }
-                | Payload::DataSection(_)
-        );
-        if after_exports && !wrote_exports {
-            push_memory_only(&mut out);
-            wrote_exports = true;
+            | Payload::ElementSection(_)
+            | Payload::DataCountSection { .. }
+            | Payload::CodeSectionStart { .. }
+            | Payload::DataSection(_)
+                if add_memory && !wrote_exports =>
+            {
+                only_memory(&mut out);
+                wrote_exports = true;
+            }
+            _ => {}
         }
         if let Some((id, range)) = payload.as_section() {
             let data = module.get(range).context("a section lies outside the module")?;
             out.section(&wasm_encoder::RawSection { id, data });
         }
     }
-    if !wrote_exports {
-        push_memory_only(&mut out);
+    if add_memory && !wrote_exports {
+        only_memory(&mut out);
     }
     Ok(out.finish())
+}
+
+/// The `karmem:canonical-abi` entries that describe canonical functions of
+/// the output: not the preview1 imports, not `_start`, and no import the
+/// output no longer has.
+fn prune_boundary(json: &[u8], imports: &[String]) -> Result<Vec<u8>> {
+    let entries: Vec<serde_json::Value> =
+        serde_json::from_slice(json).context("failed to read the canonical-ABI description")?;
+    let kept: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|entry| {
+            let name = entry.get("name").and_then(serde_json::Value::as_str).unwrap_or("");
+            match entry.get("kind").and_then(serde_json::Value::as_str) {
+                Some("import") => {
+                    !name.starts_with(&format!("{PREVIEW1_MODULE}#")) && imports.iter().any(|i| i == name)
+                }
+                Some("export") => name != "_start",
+                _ => true,
+            }
+        })
+        .collect();
+    serde_json::to_vec(&kept).context("failed to describe the boundary")
 }
 
 #[cfg(test)]
@@ -537,8 +584,12 @@ mod tests {
 
     #[test]
     fn boundary_loses_preview1_entries() -> Result<()> {
-        let json = r#"[{"kind":"import","name":"wasi_snapshot_preview1#fd_write"},{"kind":"export","name":"_start"},{"kind":"export","name":"a#b"}]"#;
-        assert_eq!(prune_boundary(json)?, r#"[{"kind":"export","name":"a#b"}]"#);
+        let json = br#"[{"kind":"import","name":"wasi_snapshot_preview1#fd_write"},{"kind":"export","name":"_start"},{"kind":"export","name":"a#b"},{"kind":"import","name":"x#gone"},{"kind":"import","name":"x#kept"}]"#;
+        let pruned = prune_boundary(json, &["x#kept".to_string()])?;
+        assert_eq!(
+            String::from_utf8(pruned)?,
+            r#"[{"kind":"export","name":"a#b"},{"kind":"import","name":"x#kept"}]"#
+        );
         Ok(())
     }
 }
