@@ -13,9 +13,10 @@
 //! - recognising the preview1 adapter module of a `wasm32-wasip1` component
 //!   by structure ([`recognize_preview1_adapter`]).
 //!
-//! Does not own: parsing components and merging their core modules
-//! (`karmem-core-lowering`), nor the `--wasi` flag of the CLI (the lowering
-//! wires it to [`WasiMode`]). The contract is written in `docs/LOWERING.md`,
+//! Does not own: parsing components, merging their core modules and dropping
+//! the preview1 adapter from the instance graph (`karmem-core-lowering`,
+//! `preview1.rs`, which asks [`recognize_preview1_adapter`]), nor the `--wasi`
+//! flag of the CLI (`karmem-bridge lower` wires it to [`WasiMode`]). The contract is written in `docs/LOWERING.md`,
 //! section `## WASI`.
 
 #[path = "wasi_adapter.rs"]
@@ -233,13 +234,16 @@ pub struct Preview1Module {
     pub module: Vec<u8>,
     /// What the linker did.
     pub report: LinkReport,
-    /// Whether `wasi:cli/run` became `_start`.
+    /// Whether the module is a preview1 command: `wasi:cli/run` became
+    /// `_start`, or it already exported `_start` (a dropped command adapter).
     pub is_command: bool,
 }
 
-/// The WASI step of `lower` after merging, for `--wasi shim|passthrough|deny`:
-/// link the shim ([`link_preview2_shim_with`]), then turn a
-/// `wasi:cli/run@0.2.x#run` export into `_start` ([`add_command_start`]).
+/// The WASI step of `lower` after merging: link the shim
+/// ([`link_preview2_shim_with`]), then turn a `wasi:cli/run@0.2.x#run` export
+/// into `_start` ([`add_command_start`]). Under [`WasiMode::Preview1`] (the
+/// lowering dropped the preview1 adapter) there is nothing to link, and any
+/// WASI 0.2 import left is refused.
 pub fn finish_for_preview1(
     lowered: &[u8],
     mode: WasiMode,
@@ -247,7 +251,9 @@ pub fn finish_for_preview1(
 ) -> Result<Preview1Module> {
     let (linked, report) = link_preview2_shim_with(lowered, mode, realloc_of)?;
     let mut module = walrus::Module::from_buffer(&linked).context("failed to re-read the linked module")?;
-    let is_command = add_command_start(&mut module)?.is_some();
+    // Under `--wasi preview1` the lowering already exports the main module's `_start`.
+    let is_command =
+        add_command_start(&mut module)?.is_some() || module.exports.iter().any(|export| export.name == "_start");
     Ok(Preview1Module { module: module.emit_wasm(), report, is_command })
 }
 

@@ -11,11 +11,13 @@
 #[path = "wasi/hosts.rs"]
 mod hosts;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use hosts::{CoreGuest, Invocation, Outcome, Step};
-use karmem_adapters::wasi::{WasiMode, finish_for_preview1, link_preview2_shim_with};
+use karmem_adapters::wasi::{WasiMode, finish_for_preview1, link_preview2_shim_with, recognize_preview1_adapter};
+use karmem_core_lowering::preview1::AdapterShape;
 
 fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/components").join(name);
@@ -26,60 +28,82 @@ fn fixture(name: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?))
 }
 
-/// Component -> one core module that imports only preview1.
+/// Component -> one core module that imports only preview1, through the
+/// shim (`--wasi shim`).
 ///
-/// Every WASI 0.2 import must allocate through the realloc its `canon lower`
-/// names. In a wasip2 component that is the main module's `cabi_realloc`; in
-/// a wasip1 component every WASI 0.2 import is the adapter's, with the
-/// adapter's `cabi_import_realloc`. `lower` does not report the realloc per
-/// import yet; it exports the reallocs of exports first and those of imports
-/// after them, so the adapter's is its last `cabi_realloc*` export. This
-/// test relies on that until the lowering passes `realloc_of` itself.
+/// Every WASI 0.2 import allocates through the realloc its `canon lower`
+/// names: in a wasip2 component the main module's `cabi_realloc`, in a
+/// wasip1 component the adapter's `cabi_import_realloc`. The lowering records
+/// which one per import in `karmem:canonical-abi`; this reads it back.
 fn lower_and_link(component: &[u8]) -> Result<Vec<u8>> {
     let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
-    let realloc = realloc_for_wasi_imports(component, &merged)?;
-    Ok(link_preview2_shim_with(&merged, WasiMode::Shim, &|_, _| realloc.clone())?.0)
+    let reallocs = import_reallocs(&merged)?;
+    Ok(link_preview2_shim_with(&merged, WasiMode::Shim, &|module, field| realloc_of(&reallocs, module, field))?.0)
 }
 
-fn realloc_for_wasi_imports(component: &[u8], merged: &[u8]) -> Result<String> {
-    Ok(if has_preview1_adapter(component)? {
-        let mut reallocs = Vec::new();
-        for payload in wasmparser::Parser::new(0).parse_all(merged) {
-            if let wasmparser::Payload::ExportSection(section) = payload? {
-                for export in section {
-                    let export = export?;
-                    if export.name.starts_with("cabi_realloc") {
-                        reallocs.push(export.name.to_string());
-                    }
-                }
-            }
-        }
-        reallocs.pop().context("the lowered wasip1 component exports no realloc")?
-    } else {
-        "cabi_realloc".to_string()
-    })
+/// `module#field` -> the realloc export of that import's `canon lower`.
+fn import_reallocs(lowered: &[u8]) -> Result<BTreeMap<String, String>> {
+    Ok(karmem_core_lowering::link::read_canonical_abi(lowered)?
+        .into_iter()
+        .filter(|entry| entry.kind == "import")
+        .filter_map(|entry| Some((entry.name, entry.realloc?)))
+        .collect())
 }
 
-fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
-    for payload in wasmparser::Parser::new(0).parse_all(component) {
-        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload? {
-            let module = component.get(unchecked_range).context("module range")?;
-            if karmem_adapters::wasi::recognize_preview1_adapter(module)?.is_some() {
-                return Ok(true);
-            }
+fn realloc_of(reallocs: &BTreeMap<String, String>, module: &str, field: &str) -> String {
+    reallocs.get(&format!("{module}#{field}")).cloned().unwrap_or_else(|| "cabi_realloc".to_string())
+}
+
+/// `karmem-adapters`' recogniser in the lowering's terms.
+fn adapter_shape(module: &[u8]) -> Result<Option<AdapterShape>> {
+    Ok(recognize_preview1_adapter(module)?.map(|adapter| AdapterShape {
+        preview1_exports: adapter.preview1_exports,
+        run_export: adapter.run_export,
+    }))
+}
+
+/// How a test lowers a component for preview1 hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lowering {
+    /// `--wasi shim`: the shim serves every WASI 0.2 import (a wasip1
+    /// component's adapter stays, and its WASI 0.2 calls go to the shim).
+    Shim,
+    /// `--wasi preview1`: the adapter is dropped; the main module's own
+    /// preview1 imports are the output's.
+    Preview1,
+}
+
+/// Component -> one core module that imports only preview1 (and exports
+/// `_start` for a command), through the APIs `karmem-bridge lower` uses.
+fn lower_for_preview1(component: &[u8], how: Lowering) -> Result<(Vec<u8>, bool)> {
+    let options = karmem_core_lowering::Options::default();
+    let (merged, mode) = match how {
+        Lowering::Shim => (karmem_core_lowering::lower(component, &options)?, WasiMode::Shim),
+        Lowering::Preview1 => {
+            let (lowered, report) =
+                karmem_core_lowering::lower_dropping_preview1_adapter(component, &options, &adapter_shape)?
+                    .context("no preview1 adapter to drop")?;
+            ensure!(report.wasi_imports_left.is_empty(), "WASI 0.2 imports left: {report:?}");
+            (lowered, WasiMode::Preview1)
         }
+    };
+    let reallocs = import_reallocs(&merged)?;
+    let finished = finish_for_preview1(&merged, mode, &|module, field| realloc_of(&reallocs, module, field))?;
+    if how == Lowering::Preview1 {
+        ensure!(finished.report.shimmed.is_empty(), "nothing may be shimmed: {:?}", finished.report);
     }
-    Ok(false)
+    Ok((finished.module, finished.is_command))
 }
 
-/// Component -> one core module that imports only preview1 and exports
-/// `_start`, through the one-call API the lowering uses.
-fn lower_for_preview1(component: &[u8]) -> Result<Vec<u8>> {
-    let merged = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())?;
-    let realloc = realloc_for_wasi_imports(component, &merged)?;
-    let finished = finish_for_preview1(&merged, WasiMode::Shim, &|_, _| realloc.clone())?;
-    ensure!(finished.is_command, "a command component must get `_start`");
-    Ok(finished.module)
+/// Without its adapter a wasip1 program's `proc_exit(n)` reaches the host as
+/// is; through the adapter, WASI 0.2's `exit` carries only `ok`/`err`, so the
+/// component runtime reports every non-zero code as 1. Compared that way;
+/// everything else must be equal.
+fn as_the_component_reports(mut outcome: Outcome, how: Lowering) -> Outcome {
+    if how == Lowering::Preview1 {
+        outcome.exit_code = outcome.exit_code.map(|code| i32::from(code != 0));
+    }
+    outcome
 }
 
 fn invocations() -> Vec<(&'static str, Invocation)> {
@@ -96,15 +120,18 @@ fn invocations() -> Vec<(&'static str, Invocation)> {
     vec![("input present", with_input), ("input missing", base), ("no GREETING", without_env)]
 }
 
-fn check_command(name: &str) -> Result<()> {
+fn check_command(name: &str, how: Lowering) -> Result<()> {
     let Some(component) = fixture(name)? else {
         return Ok(());
     };
-    let lowered = lower_for_preview1(&component).with_context(|| format!("failed to lower `{name}`"))?;
+    let (lowered, is_command) =
+        lower_for_preview1(&component, how).with_context(|| format!("failed to lower `{name}`"))?;
+    ensure!(is_command, "{name}: a command component must export `_start`");
     for (case, invocation) in invocations() {
         let reference = hosts::run_component(&component, &invocation, None)?;
         assert!(reference.exit_code.is_some(), "{name}, {case}: the reference trapped: {reference:?}");
         let check = |host: &str, outcome: Outcome| {
+            let outcome = as_the_component_reports(outcome, how);
             assert_eq!(outcome, reference, "{name}, {case}: {host} differs from the component runtime");
         };
         check("wasmtime (preview1)", hosts::run_wasmtime(&lowered, &invocation)?);
@@ -119,15 +146,21 @@ fn check_command(name: &str) -> Result<()> {
 
 #[test]
 fn wasip2_command_runs_the_same_on_preview1_hosts() -> Result<()> {
-    check_command("command.p2.wasm")
+    check_command("command.p2.wasm", Lowering::Shim)
 }
 
-/// The wasip1 build carries the preview1 adapter; lowered with the default
-/// merge, the adapter's WASI 0.2 calls go through the shim as well
-/// (`--wasi preview1`, which drops the adapter, is the lowering's to wire).
+/// The wasip1 build under `--wasi shim`: the adapter stays, and its WASI 0.2
+/// calls go through the shim.
 #[test]
-fn wasip1_adapted_command_runs_the_same_on_preview1_hosts() -> Result<()> {
-    check_command("command.p1-command.wasm")
+fn wasip1_adapted_command_runs_the_same_through_the_shim() -> Result<()> {
+    check_command("command.p1-command.wasm", Lowering::Shim)
+}
+
+/// The wasip1 build under `--wasi preview1` (its default): the adapter is
+/// dropped and the main module calls the host's preview1 directly.
+#[test]
+fn wasip1_adapted_command_runs_the_same_without_its_adapter() -> Result<()> {
+    check_command("command.p1-command.wasm", Lowering::Preview1)
 }
 
 const PROBE: &str = "karmem:fixtures/wasi-probe";
@@ -287,20 +320,31 @@ fn component_probe(
 /// files and the exit code of `exit-with`, on the reference and three hosts.
 #[test]
 fn wasip2_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
-    check_reactor("wasi-reactor.p2.wasm")
+    check_reactor("wasi-reactor.p2.wasm", Lowering::Shim)
 }
 
-/// The wasip1 build: the adapter's WASI 0.2 calls go through the shim.
+/// The wasip1 build under `--wasi shim`: the adapter's WASI 0.2 calls go
+/// through the shim, with the adapter's own realloc.
 #[test]
-fn wasip1_adapted_reactor_answers_the_same_on_preview1_hosts() -> Result<()> {
-    check_reactor("wasi-reactor.p1-reactor.wasm")
+fn wasip1_adapted_reactor_answers_the_same_through_the_shim() -> Result<()> {
+    check_reactor("wasi-reactor.p1-reactor.wasm", Lowering::Shim)
 }
 
-fn check_reactor(name: &str) -> Result<()> {
+/// The wasip1 build under `--wasi preview1`: no adapter, the main module's
+/// preview1 imports go straight to the host.
+#[test]
+fn wasip1_adapted_reactor_answers_the_same_without_its_adapter() -> Result<()> {
+    check_reactor("wasi-reactor.p1-reactor.wasm", Lowering::Preview1)
+}
+
+fn check_reactor(name: &str, how: Lowering) -> Result<()> {
     let Some(component) = fixture(name)? else {
         return Ok(());
     };
-    let lowered = lower_and_link(&component)?;
+    let lowered = match how {
+        Lowering::Shim => lower_and_link(&component)?,
+        Lowering::Preview1 => lower_for_preview1(&component, how)?.0,
+    };
     let invocation = Invocation {
         args: ["reactor", "x y"].map(String::from).to_vec(),
         env: vec![("GREETING".to_string(), "hallo".to_string())],
@@ -309,6 +353,11 @@ fn check_reactor(name: &str) -> Result<()> {
     let reference = hosts::run_component(&component, &invocation, Some(&component_probe))?;
     assert!(reference.transcript.len() == 12, "the reference stopped early: {reference:?}");
     let check = |host: &str, outcome: Outcome| {
+        if how == Lowering::Preview1 {
+            // `exit-with(3)` is the program's `proc_exit(3)`, now the host's own.
+            assert_eq!(outcome.exit_code, Some(3), "{name}: {host} lost the program's exit code");
+        }
+        let outcome = as_the_component_reports(outcome, how);
         assert_eq!(outcome, reference, "{name}: {host} differs from the component runtime");
     };
     check("wasmtime (preview1)", hosts::run_wasmtime_entry(&lowered, &invocation, hosts::Entry::Reactor(&core_probe))?);
@@ -325,7 +374,6 @@ fn check_reactor(name: &str) -> Result<()> {
 /// recognised, and it is the command adapter (it exports `run`).
 #[test]
 fn preview1_adapter_of_a_fixture_is_recognised() -> Result<()> {
-    use karmem_adapters::wasi::recognize_preview1_adapter;
     for (name, command) in [("command.p1-command.wasm", true), ("wasi-reactor.p1-reactor.wasm", false), ("command.p2.wasm", false)] {
         let Some(component) = fixture(name)? else {
             continue;
@@ -344,6 +392,100 @@ fn preview1_adapter_of_a_fixture_is_recognised() -> Result<()> {
         if let Some(adapter) = found.first() {
             assert!(adapter.preview1_exports.iter().any(|export| export == "fd_write"), "{name}: {adapter:?}");
             assert_eq!(adapter.run_export.is_some(), command, "{name}: {adapter:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Counts of one core module: (imports as `module#field`, exports, defined
+/// globals, defined functions, `karmem:canonical-abi` import entries).
+fn shape(module: &[u8]) -> Result<(Vec<String>, Vec<String>, u32, u32, usize)> {
+    let (mut imports, mut exports, mut globals, mut funcs) = (Vec::new(), Vec::new(), 0, 0);
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload? {
+            wasmparser::Payload::ImportSection(section) => {
+                for import in section.into_imports() {
+                    let import = import?;
+                    imports.push(format!("{}#{}", import.module, import.name));
+                }
+            }
+            wasmparser::Payload::ExportSection(section) => {
+                for export in section {
+                    exports.push(export?.name.to_string());
+                }
+            }
+            wasmparser::Payload::GlobalSection(section) => globals += section.count(),
+            wasmparser::Payload::FunctionSection(section) => funcs += section.count(),
+            _ => {}
+        }
+    }
+    let boundary_imports = karmem_core_lowering::link::read_canonical_abi(module)?
+        .iter()
+        .filter(|entry| entry.kind == "import")
+        .count();
+    Ok((imports, exports, globals, funcs, boundary_imports))
+}
+
+/// `--wasi preview1` keeps the main module and nothing of the adapter: the
+/// output imports only `wasi_snapshot_preview1` (exactly the main module's
+/// preview1 imports), has the main module's globals and no more functions
+/// (plus one start function at most), exports no realloc of the adapter, and
+/// its `karmem:canonical-abi` section names no import.
+#[test]
+fn dropping_the_adapter_leaves_only_the_main_module() -> Result<()> {
+    for name in ["command.p1-command.wasm", "wasi-reactor.p1-reactor.wasm"] {
+        let Some(component) = fixture(name)? else {
+            continue;
+        };
+        // The main module: the one importing `wasi_snapshot_preview1` that is not the adapter.
+        let mut main = None;
+        for payload in wasmparser::Parser::new(0).parse_all(&component) {
+            if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload? {
+                let module = component.get(unchecked_range).context("module range")?;
+                let (imports, ..) = shape(module)?;
+                let preview1 = imports.iter().any(|import| import.starts_with("wasi_snapshot_preview1#"));
+                if preview1 && recognize_preview1_adapter(module)?.is_none() {
+                    main = Some(shape(module)?);
+                }
+            }
+        }
+        let (main_imports, _, main_globals, main_funcs, _) = main.context("no main module")?;
+        let (lowered, is_command) = lower_for_preview1(&component, Lowering::Preview1)?;
+        let (imports, exports, globals, funcs, boundary_imports) = shape(&lowered)?;
+        let mut expected: Vec<String> =
+            main_imports.into_iter().filter(|import| import.starts_with("wasi_snapshot_preview1#")).collect();
+        expected.sort();
+        let mut sorted = imports.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "{name}: the output must import exactly the main module's preview1 functions");
+        assert_eq!(globals, main_globals, "{name}: the adapter's globals must be gone");
+        assert!(funcs <= main_funcs + 1, "{name}: {funcs} functions, the main module has {main_funcs}");
+        assert!(exports.iter().any(|export| export == "memory"), "{name}: {exports:?}");
+        assert!(!exports.iter().any(|export| export.starts_with("cabi_realloc1")), "{name}: {exports:?}");
+        assert!(!exports.iter().any(|export| export.starts_with("wasi:")), "{name}: {exports:?}");
+        assert_eq!(exports.iter().any(|export| export == "_start"), is_command, "{name}: {exports:?}");
+        assert_eq!(is_command, name.starts_with("command"), "{name}");
+        assert_eq!(boundary_imports, 0, "{name}: no canonical-ABI import is left");
+    }
+    Ok(())
+}
+
+/// The shim path takes each WASI 0.2 import's realloc from the lowering's
+/// `karmem:canonical-abi` section: in the wasip1 reactor (adapter kept) every
+/// one is the adapter's realloc, which is not the main module's
+/// `cabi_realloc`; in the wasip2 reactor every one is `cabi_realloc`.
+#[test]
+fn wasi_imports_name_their_realloc() -> Result<()> {
+    for (name, adapter) in [("wasi-reactor.p1-reactor.wasm", true), ("wasi-reactor.p2.wasm", false)] {
+        let Some(component) = fixture(name)? else {
+            continue;
+        };
+        let merged = karmem_core_lowering::lower(&component, &karmem_core_lowering::Options::default())?;
+        let reallocs = import_reallocs(&merged)?;
+        let wasi: Vec<(&String, &String)> = reallocs.iter().filter(|(import, _)| import.starts_with("wasi:")).collect();
+        assert!(!wasi.is_empty(), "{name}: no WASI import names a realloc");
+        for (import, realloc) in wasi {
+            assert_eq!(realloc != "cabi_realloc", adapter, "{name}: `{import}` allocates with `{realloc}`");
         }
     }
     Ok(())
