@@ -33,13 +33,14 @@
 //!
 //! Interface memories: for direct, fanout and singleton, every interface
 //! memory of `I` is one [`SharedRegion`] per group (the importer and the
-//! instances serving it; for a singleton, all its importers), mapped into
+//! instances serving it; for a singleton, its first importer), mapped into
 //! each participant at the offset its handshake reported, with its declared
 //! access (import side or export side). An argument message the importer
 //! writes into its window reaches every serving guest in place: one
-//! physical copy however many consumers. Pool members run concurrently, so
-//! they do not share windows: their messages are copied, and the importer's
-//! regions stay private to it.
+//! physical copy however many consumers. Where guests could run
+//! concurrently on one region — a singleton's later importers, pool members
+//! — windows are not shared: messages are copied, and the importer's regions
+//! stay private to it.
 //!
 //! Owns: the registry of modules, pattern resolution, the routes and their
 //! regions. Leaves to [`crate::invoke`] serving one import call and mapping
@@ -250,10 +251,8 @@ impl Composition {
             let mut plan = Vec::new();
             for interface in &entry.imports {
                 let exporters = exporters_of(&registry, id, interface);
-                if exporters.is_empty() {
-                    continue;
-                }
-                let chosen = registry.chosen.get(interface).copied().unwrap_or(exporters[0]);
+                let Some(first) = exporters.first().copied() else { continue };
+                let chosen = registry.chosen.get(interface).copied().unwrap_or(first);
                 plan.push((interface.clone(), resolve_pattern(&registry, &entry, interface), exporters, chosen));
             }
             (entry, plan)
@@ -420,13 +419,19 @@ struct GroupRoute {
 
 impl GroupRoute {
     /// Maps every memory of the interface into `importer` and, where not
-    /// mapped yet, into each target, one region per memory name.
+    /// mapped yet, into each target, one region per memory name. A
+    /// singleton shares its regions with its first importer only: importers
+    /// may run concurrently, and two writing one region would overwrite each
+    /// other's messages; later importers' messages are copied.
     fn map_memories(&self, importer: &mut Session) -> Result<()> {
         let Some(import) = importer.imported(&self.interface).cloned() else { return Ok(()) };
         if import.memories.is_empty() {
             return Ok(());
         }
         let mut regions = self.regions.lock().map_err(|_| anyhow!("a route's lock was poisoned"))?;
+        if matches!(self.pattern, Pattern::Singleton) && !regions.is_empty() {
+            return Ok(());
+        }
         for memory in &import.memories {
             let region = match regions.get(&memory.name) {
                 Some(region) => Arc::clone(region),

@@ -3,21 +3,24 @@
 //!
 //! Owns:
 //! - the engine and its settings ([`Runtime`], [`RuntimeConfig`]);
+//! - the Karmem ABI handshake: `KarmemInit`, the descriptors decoded, type
+//!   hashes checked against the module's `karmem:idl` schema ([`handshake`]);
+//! - running a lowered module with WASI preview1, calling its exports with
+//!   `Value`s and serving its imports from host functions ([`invoke::Session`]);
+//! - linking guests to guests by pattern — direct, fanout, singleton, pool —
+//!   with their interface memories shared ([`compose::Composition`]), on the
+//!   call-level building blocks of [`link`];
 //! - zero-copy interface memories: one memfd per memory mapped into each
 //!   participant's linear memory with its access ([`shared`]);
 //! - containment: per-call timeouts (epoch interruption), memory limits,
 //!   optional fuel, poisoning of failed guests ([`Guest`], [`GuestLimits`]);
 //! - the bulk-memory rewrite that lets guests with read-only windows use
-//!   `memory.copy`/`memory.fill` safely ([`bulk`]);
-//! - the on-disk cache of compiled modules ([`ModuleCache`]);
-//! - the seam for the handshake and linking patterns, with the call-level
-//!   fanout, pool and singleton ([`link`]).
+//!   `memory.copy`/`memory.fill`/`memory.init` safely ([`bulk`]);
+//! - the on-disk cache of compiled modules ([`ModuleCache`]).
 //!
 //! Does not own: producing lowered modules (`karmem-core-lowering`,
 //! `karmem-adapters`), the message format (`karmem-format`), the CLI
-//! (`karmem-bridge`). Not implemented yet (refused, see [`link`]): the
-//! `KarmemInit` handshake and wiring guests' imports to exports by pattern.
-//! Design: docs/RUNTIME.md.
+//! (`karmem-bridge`). Design: docs/RUNTIME.md.
 //!
 //! ```
 //! use karmem_runtime::{Access, GuestOptions, MemoryLayout, RegionPlacement, Runtime,

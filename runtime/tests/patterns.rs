@@ -347,3 +347,44 @@ fn an_import_no_module_exports_traps_naming_it() -> Result<()> {
     assert!(format!("{error:#}").contains("import `karmem:counter`/`incr` is not served"), "{error:#}");
     Ok(())
 }
+
+/// A singleton shares its regions with its first importer only (importers
+/// may run concurrently); later importers' messages are copied, and every
+/// importer still reaches the same instance.
+#[test]
+fn a_singleton_shares_its_regions_with_one_importer() -> Result<()> {
+    let fixtures = lowered()?;
+    let composition = Composition::new(runtime()?);
+    composition.add("counter", &fixtures.counter_shared, SessionOptions::default())?;
+    let client = composition.add("client", &fixtures.client_shared, SessionOptions::default())?;
+    composition.set_pattern("counter", Pattern::Singleton)?;
+    let mut first = composition.instantiate(client)?;
+    let mut second = composition.instantiate(client)?;
+    assert_eq!(first.windows().len(), 1);
+    assert!(second.windows().is_empty());
+    assert_eq!(bump(&mut first, 7, 1)?, 7);
+    assert_eq!(send(&mut first, 3000)?, expected_checksum(3000) + 7);
+    assert_eq!(send(&mut second, 3000)?, expected_checksum(3000) + 7);
+    Ok(())
+}
+
+/// Modules that import from each other are refused before anything runs.
+#[test]
+fn modules_importing_from_each_other_are_refused() -> Result<()> {
+    let composition = Composition::new(runtime()?);
+    let module = |import: &str, export: &str| -> Result<Vec<u8>> {
+        Ok(wat::parse_str(format!(
+            r#"(module (import "karmem:{import}" "f" (func (param i32 i32) (result i64)))
+                 (memory (export "memory") 1)
+                 (func (export "{export}.f") (param i32 i32) (result i64) (i64.const 0)))"#
+        ))?)
+    };
+    let ping = composition.add("ping", &module("pong", "ping")?, SessionOptions::default())?;
+    composition.add("pong", &module("ping", "pong")?, SessionOptions::default())?;
+    let error = composition.instantiate(ping).err().context("a cycle")?;
+    assert!(
+        format!("{error:#}").contains("modules import from each other in a cycle: `ping` -> `pong` -> `ping`"),
+        "{error:#}"
+    );
+    Ok(())
+}

@@ -323,3 +323,61 @@ fn a_real_rust_guest_gives_the_same_results_after_the_rewrite() -> Result<()> {
     assert_eq!(rewritten, native);
     Ok(())
 }
+
+/// `memory.init` from a passive segment: the rewrite probes the destination
+/// first, so an init aimed at a read-only window traps (the host lives) and
+/// one elsewhere writes what the native instruction writes, across pages.
+const INIT: &str = r#"(module
+  (memory (export "memory") 4)
+  (data $d "0123456789abcdef")
+  (func (export "init") (param i32 i32 i32) (memory.init $d (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0))))"#;
+
+#[test]
+fn rewritten_memory_init_matches_native_and_traps_on_a_read_only_window() -> Result<()> {
+    let bytes = wat::parse_str(INIT)?;
+    let rewriting = rewriting_runtime()?;
+    let module = rewriting.load(&bytes)?;
+    assert!(module.facts().bulk_sites.is_empty(), "the rewrite must apply to memory.init");
+
+    // Same bytes as the native instruction, including a range across a page
+    // boundary, a zero-length init and an out-of-bounds one (a trap).
+    let native = Runtime::new(RuntimeConfig::default())?;
+    let calls: [[i32; 3]; 4] = [[10, 0, 16], [0xFFF8, 2, 14], [0x3FFFF, 0, 0], [0x3FFFA, 0, 16]];
+    let mut outcomes = Vec::new();
+    for runtime in [&native, &rewriting] {
+        let module = runtime.load(&bytes)?;
+        let mut results = Vec::new();
+        for [dst, src, len] in calls {
+            let mut guest = runtime.instantiate(&module, &GuestOptions::default())?;
+            let outcome = guest.call("init", &[Val::I32(dst), Val::I32(src), Val::I32(len)]);
+            let mut memory = vec![0u8; 32];
+            let start = u64::try_from(dst.max(16) - 16)?.min(0x40000 - 32);
+            guest.read_memory(start, &mut memory)?;
+            results.push((outcome.map(|_| ()).map_err(|e| Failure::of(&e)), memory));
+        }
+        outcomes.push(results);
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert!(matches!(outcomes[1][3].0, Err(Failure::MemoryAccess)), "{:?}", outcomes[1][3].0);
+
+    // Aimed at a read-only window (even ending inside it): a trap of that
+    // guest, not a fault in the host.
+    let region = SharedRegion::new("ro", 1)?;
+    let options = GuestOptions {
+        layout: MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, Access::Read)])?,
+        ..GuestOptions::default()
+    };
+    for dst in [WINDOW_OFFSET as i32 + 100, WINDOW_OFFSET as i32 - 4] {
+        let mut guest = rewriting.instantiate(&module, &options)?;
+        let error = guest
+            .call("init", &[Val::I32(dst), Val::I32(0), Val::I32(16)])
+            .err()
+            .context("an init into a read-only window must trap")?;
+        assert_eq!(Failure::of(&error), Failure::MemoryAccess);
+    }
+    let mut guest = rewriting.instantiate(&module, &options)?;
+    guest.call("init", &[Val::I32(0x100), Val::I32(0), Val::I32(16)])?;
+    assert_eq!(guest.call("peek", &[Val::I32(0x10f)])?[0].unwrap_i32(), i32::from(b'f'));
+    Ok(())
+}
