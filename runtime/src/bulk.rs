@@ -129,10 +129,7 @@ impl Plan {
             return Ok(None);
         }
         let first_new = imported_functions + defined_functions;
-        let init_funcs = init_segments
-            .into_iter()
-            .zip(first_new + 2..)
-            .collect();
+        let init_funcs = init_segments.into_iter().zip(first_new + 2..).collect();
         Ok(Some(Plan {
             helper_type: types,
             copy_func: first_new,
@@ -160,7 +157,12 @@ impl Reencode for BulkRewriter {
             } => Ok(Instruction::Call(self.plan.copy_func)),
             Operator::MemoryFill { mem: 0 } => Ok(Instruction::Call(self.plan.fill_func)),
             Operator::MemoryInit { data_index, mem: 0 } => {
-                match self.plan.init_funcs.iter().find(|(segment, _)| *segment == data_index) {
+                match self
+                    .plan
+                    .init_funcs
+                    .iter()
+                    .find(|(segment, _)| *segment == data_index)
+                {
                     Some((_, func)) => Ok(Instruction::Call(*func)),
                     None => reencode::utils::instruction(self, op),
                 }

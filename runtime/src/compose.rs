@@ -96,7 +96,9 @@ impl fmt::Debug for Composition {
             .read()
             .map(|r| r.modules.iter().map(|m| m.name.clone()).collect())
             .unwrap_or_default();
-        f.debug_struct("Composition").field("modules", &names).finish_non_exhaustive()
+        f.debug_struct("Composition")
+            .field("modules", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,22 +166,36 @@ impl Composition {
     /// registers it as `name`. Its `options` apply to every instance of it
     /// (its host functions take precedence over linked guests).
     pub fn add(&self, name: &str, bytes: &[u8], options: SessionOptions) -> Result<ModuleId> {
-        let module = SessionModule::load(&self.inner.runtime, bytes).with_context(|| format!("failed to load `{name}`"))?;
+        let module = SessionModule::load(&self.inner.runtime, bytes)
+            .with_context(|| format!("failed to load `{name}`"))?;
         self.add_module(name, module, options)
     }
 
     /// Registers a module loaded before.
-    pub fn add_module(&self, name: &str, module: SessionModule, options: SessionOptions) -> Result<ModuleId> {
+    pub fn add_module(
+        &self,
+        name: &str,
+        module: SessionModule,
+        options: SessionOptions,
+    ) -> Result<ModuleId> {
         let imports = module.imported_interfaces();
         let exports = module.exported_interfaces();
         let mut registry = self.write()?;
-        registry.modules.push(Entry { name: name.to_string(), module, options, imports, exports });
+        registry.modules.push(Entry {
+            name: name.to_string(),
+            module,
+            options,
+            imports,
+            exports,
+        });
         Ok(ModuleId(registry.modules.len() - 1))
     }
 
     /// The host's pattern for `interface`, overriding what importers declare.
     pub fn set_pattern(&self, interface: &str, pattern: Pattern) -> Result<()> {
-        self.write()?.patterns.insert(interface.to_string(), pattern);
+        self.write()?
+            .patterns
+            .insert(interface.to_string(), pattern);
         Ok(())
     }
 
@@ -187,7 +203,10 @@ impl Composition {
     /// patterns (default: the first registered module exporting it).
     pub fn choose(&self, interface: &str, exporter: ModuleId) -> Result<()> {
         let mut registry = self.write()?;
-        let entry = registry.modules.get(exporter.0).context("unknown module id")?;
+        let entry = registry
+            .modules
+            .get(exporter.0)
+            .context("unknown module id")?;
         if !entry.exports.iter().any(|e| e == interface) {
             bail!("`{}` does not export interface `{interface}`", entry.name);
         }
@@ -204,14 +223,21 @@ impl Composition {
 
     /// Calls `observer` with the collected results of every fanout call.
     pub fn on_fanout(&self, observer: FanoutObserver) -> Result<()> {
-        *self.inner.observer.write().map_err(|_| anyhow!("the composition's lock was poisoned"))? = Some(observer);
+        *self
+            .inner
+            .observer
+            .write()
+            .map_err(|_| anyhow!("the composition's lock was poisoned"))? = Some(observer);
         Ok(())
     }
 
     /// The pattern `importer`'s imports of `interface` are served by.
     pub fn pattern_of(&self, importer: ModuleId, interface: &str) -> Result<Pattern> {
         let registry = self.read()?;
-        let entry = registry.modules.get(importer.0).context("unknown module id")?;
+        let entry = registry
+            .modules
+            .get(importer.0)
+            .context("unknown module id")?;
         Ok(resolve_pattern(&registry, entry, interface))
     }
 
@@ -247,25 +273,51 @@ impl Composition {
     fn instantiate_unchecked(&self, id: ModuleId) -> Result<Session> {
         let (entry, plan) = {
             let registry = self.read()?;
-            let entry = registry.modules.get(id.0).context("unknown module id")?.clone();
+            let entry = registry
+                .modules
+                .get(id.0)
+                .context("unknown module id")?
+                .clone();
             let mut plan = Vec::new();
             for interface in &entry.imports {
                 let exporters = exporters_of(&registry, id, interface);
-                let Some(first) = exporters.first().copied() else { continue };
+                let Some(first) = exporters.first().copied() else {
+                    continue;
+                };
                 let chosen = registry.chosen.get(interface).copied().unwrap_or(first);
-                plan.push((interface.clone(), resolve_pattern(&registry, &entry, interface), exporters, chosen));
+                plan.push((
+                    interface.clone(),
+                    resolve_pattern(&registry, &entry, interface),
+                    exporters,
+                    chosen,
+                ));
             }
             (entry, plan)
         };
         let mut routes: BTreeMap<String, Arc<dyn Route>> = BTreeMap::new();
         let mut wired = Vec::new();
         for (interface, pattern, exporters, chosen) in plan {
-            let context = || format!("failed to link `{}`'s import `{interface}` ({pattern:?})", entry.name);
+            let context = || {
+                format!(
+                    "failed to link `{}`'s import `{interface}` ({pattern:?})",
+                    entry.name
+                )
+            };
             let route = match pattern {
-                Pattern::Direct => Wired::Group(self.group(&interface, pattern, &[chosen], &entry).with_context(context)?),
-                Pattern::Fanout => Wired::Group(self.group(&interface, pattern, &exporters, &entry).with_context(context)?),
-                Pattern::Singleton => self.shared(&interface, pattern, chosen, &entry).with_context(context)?,
-                Pattern::Pool { .. } => self.shared(&interface, pattern, chosen, &entry).with_context(context)?,
+                Pattern::Direct => Wired::Group(
+                    self.group(&interface, pattern, &[chosen], &entry)
+                        .with_context(context)?,
+                ),
+                Pattern::Fanout => Wired::Group(
+                    self.group(&interface, pattern, &exporters, &entry)
+                        .with_context(context)?,
+                ),
+                Pattern::Singleton => self
+                    .shared(&interface, pattern, chosen, &entry)
+                    .with_context(context)?,
+                Pattern::Pool { .. } => self
+                    .shared(&interface, pattern, chosen, &entry)
+                    .with_context(context)?,
             };
             let as_route: Arc<dyn Route> = match &route {
                 Wired::Group(group) => Arc::clone(group) as Arc<dyn Route>,
@@ -274,19 +326,24 @@ impl Composition {
             routes.insert(interface.clone(), as_route);
             wired.push((interface, route));
         }
-        let mut session = Session::instantiate(&self.inner.runtime, &entry.module, &entry.options, &routes)
-            .with_context(|| format!("failed to instantiate `{}`", entry.name))?;
+        let mut session =
+            Session::instantiate(&self.inner.runtime, &entry.module, &entry.options, &routes)
+                .with_context(|| format!("failed to instantiate `{}`", entry.name))?;
         for (interface, route) in wired {
             let context = || format!("failed to link `{}`'s import `{interface}`", entry.name);
             match route {
                 Wired::Group(group) => {
-                    session.check_exporters(&interface, &group.targets).with_context(context)?;
+                    session
+                        .check_exporters(&interface, &group.targets)
+                        .with_context(context)?;
                     group.map_memories(&mut session).with_context(context)?;
                     session.set_exporters(&interface, group.targets.clone());
                 }
                 Wired::Pool(pool) => {
                     if let Some(import) = session.imported(&interface) {
-                        pool.pool.with(|member| check_interface_hashes(import, member)).with_context(context)?;
+                        pool.pool
+                            .with(|member| check_interface_hashes(import, member))
+                            .with_context(context)?;
                     }
                 }
             }
@@ -295,14 +352,28 @@ impl Composition {
     }
 
     /// Private instances of `exporters`, in order, as one group.
-    fn group(&self, interface: &str, pattern: Pattern, exporters: &[ModuleId], importer: &Entry) -> Result<Arc<GroupRoute>> {
+    fn group(
+        &self,
+        interface: &str,
+        pattern: Pattern,
+        exporters: &[ModuleId],
+        importer: &Entry,
+    ) -> Result<Arc<GroupRoute>> {
         let targets = exporters
             .iter()
-            .map(|id| self.instantiate_unchecked(*id).map(|s| Arc::new(Mutex::new(s))))
+            .map(|id| {
+                self.instantiate_unchecked(*id)
+                    .map(|s| Arc::new(Mutex::new(s)))
+            })
             .collect::<Result<Vec<_>>>()?;
         let observer = match pattern {
             Pattern::Fanout => {
-                let observer = self.inner.observer.read().map_err(|_| anyhow!("the composition's lock was poisoned"))?.clone();
+                let observer = self
+                    .inner
+                    .observer
+                    .read()
+                    .map_err(|_| anyhow!("the composition's lock was poisoned"))?
+                    .clone();
                 observer.zip(importer.module.abi_arc())
             }
             _ => None,
@@ -317,8 +388,20 @@ impl Composition {
     }
 
     /// The singleton or pool of `interface`, made on first use.
-    fn shared(&self, interface: &str, pattern: Pattern, exporter: ModuleId, importer: &Entry) -> Result<Wired> {
-        let existing = self.inner.shared.lock().map_err(|_| anyhow!("the composition's lock was poisoned"))?.get(interface).cloned();
+    fn shared(
+        &self,
+        interface: &str,
+        pattern: Pattern,
+        exporter: ModuleId,
+        importer: &Entry,
+    ) -> Result<Wired> {
+        let existing = self
+            .inner
+            .shared
+            .lock()
+            .map_err(|_| anyhow!("the composition's lock was poisoned"))?
+            .get(interface)
+            .cloned();
         let made = match existing {
             Some(made) => made,
             // Made without holding the lock: the exporter may have imports
@@ -332,18 +415,32 @@ impl Composition {
                             Composition { inner }.instantiate_unchecked(exporter)
                         });
                         let pool = Pool::new(instances, factory)?;
-                        Shared::Pool(Arc::new(PoolRoute { interface: interface.to_string(), pool: Arc::new(pool) }))
+                        Shared::Pool(Arc::new(PoolRoute {
+                            interface: interface.to_string(),
+                            pool: Arc::new(pool),
+                        }))
                     }
-                    _ => Shared::Singleton(self.group(interface, Pattern::Singleton, &[exporter], importer)?),
+                    _ => Shared::Singleton(self.group(
+                        interface,
+                        Pattern::Singleton,
+                        &[exporter],
+                        importer,
+                    )?),
                 };
-                let mut shared = self.inner.shared.lock().map_err(|_| anyhow!("the composition's lock was poisoned"))?;
+                let mut shared = self
+                    .inner
+                    .shared
+                    .lock()
+                    .map_err(|_| anyhow!("the composition's lock was poisoned"))?;
                 shared.entry(interface.to_string()).or_insert(made).clone()
             }
         };
         match (made, pattern) {
             (Shared::Singleton(group), Pattern::Singleton) => Ok(Wired::Group(group)),
             (Shared::Pool(pool), Pattern::Pool { .. }) => Ok(Wired::Pool(pool)),
-            _ => bail!("interface `{interface}` is already served by another pattern in this composition"),
+            _ => bail!(
+                "interface `{interface}` is already served by another pattern in this composition"
+            ),
         }
     }
 
@@ -351,19 +448,36 @@ impl Composition {
     /// call would re-enter a guest that is running).
     fn check_acyclic(&self, start: ModuleId) -> Result<()> {
         let registry = self.read()?;
-        let name = |id: ModuleId| registry.modules.get(id.0).map(|m| m.name.clone()).unwrap_or_default();
+        let name = |id: ModuleId| {
+            registry
+                .modules
+                .get(id.0)
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        };
         let mut path = vec![start];
         let mut next_child = vec![0usize];
         while let (Some(&current), Some(child)) = (path.last(), next_child.last_mut()) {
-            let entry = registry.modules.get(current.0).context("unknown module id")?;
-            let children: Vec<ModuleId> = entry.imports.iter().flat_map(|i| exporters_of(&registry, current, i)).collect();
+            let entry = registry
+                .modules
+                .get(current.0)
+                .context("unknown module id")?;
+            let children: Vec<ModuleId> = entry
+                .imports
+                .iter()
+                .flat_map(|i| exporters_of(&registry, current, i))
+                .collect();
             match children.get(*child) {
                 Some(&next) => {
                     *child += 1;
                     if path.contains(&next) {
-                        let mut names: Vec<String> = path.iter().map(|id| format!("`{}`", name(*id))).collect();
+                        let mut names: Vec<String> =
+                            path.iter().map(|id| format!("`{}`", name(*id))).collect();
                         names.push(format!("`{}`", name(next)));
-                        bail!("modules import from each other in a cycle: {}", names.join(" -> "));
+                        bail!(
+                            "modules import from each other in a cycle: {}",
+                            names.join(" -> ")
+                        );
                     }
                     path.push(next);
                     next_child.push(0);
@@ -378,11 +492,17 @@ impl Composition {
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Registry>> {
-        self.inner.registry.read().map_err(|_| anyhow!("the composition's lock was poisoned"))
+        self.inner
+            .registry
+            .read()
+            .map_err(|_| anyhow!("the composition's lock was poisoned"))
     }
 
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Registry>> {
-        self.inner.registry.write().map_err(|_| anyhow!("the composition's lock was poisoned"))
+        self.inner
+            .registry
+            .write()
+            .map_err(|_| anyhow!("the composition's lock was poisoned"))
     }
 }
 
@@ -391,7 +511,9 @@ fn exporters_of(registry: &Registry, importer: ModuleId, interface: &str) -> Vec
         .modules
         .iter()
         .enumerate()
-        .filter(|(index, entry)| *index != importer.0 && entry.exports.iter().any(|e| e == interface))
+        .filter(|(index, entry)| {
+            *index != importer.0 && entry.exports.iter().any(|e| e == interface)
+        })
         .map(|(index, _)| ModuleId(index))
         .collect()
 }
@@ -401,7 +523,11 @@ fn resolve_pattern(registry: &Registry, importer: &Entry, interface: &str) -> Pa
         .patterns
         .get(interface)
         .copied()
-        .or_else(|| importer.module.declared_pattern(interface, registry.pool_size))
+        .or_else(|| {
+            importer
+                .module
+                .declared_pattern(interface, registry.pool_size)
+        })
         .unwrap_or(Pattern::Direct)
 }
 
@@ -424,11 +550,16 @@ impl GroupRoute {
     /// may run concurrently, and two writing one region would overwrite each
     /// other's messages; later importers' messages are copied.
     fn map_memories(&self, importer: &mut Session) -> Result<()> {
-        let Some(import) = importer.imported(&self.interface).cloned() else { return Ok(()) };
+        let Some(import) = importer.imported(&self.interface).cloned() else {
+            return Ok(());
+        };
         if import.memories.is_empty() {
             return Ok(());
         }
-        let mut regions = self.regions.lock().map_err(|_| anyhow!("a route's lock was poisoned"))?;
+        let mut regions = self
+            .regions
+            .lock()
+            .map_err(|_| anyhow!("a route's lock was poisoned"))?;
         if matches!(self.pattern, Pattern::Singleton) && !regions.is_empty() {
             return Ok(());
         }
@@ -443,9 +574,16 @@ impl GroupRoute {
             };
             importer
                 .map_shared(&memory.placement(&region)?)
-                .with_context(|| format!("failed to map shared memory `{}` into the importer", memory.name))?;
+                .with_context(|| {
+                    format!(
+                        "failed to map shared memory `{}` into the importer",
+                        memory.name
+                    )
+                })?;
             for target in &self.targets {
-                let mut exporter = target.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+                let mut exporter = target
+                    .lock()
+                    .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
                 if exporter.window_of(&region).is_some() {
                     continue;
                 }
@@ -453,10 +591,17 @@ impl GroupRoute {
                     .exported(&self.interface)
                     .and_then(|i| i.memories.iter().find(|m| m.name == memory.name))
                     .cloned()
-                    .with_context(|| format!("the exporter declares no memory `{}`", memory.name))?;
+                    .with_context(|| {
+                        format!("the exporter declares no memory `{}`", memory.name)
+                    })?;
                 exporter
                     .map_shared(&info.placement(&region)?)
-                    .with_context(|| format!("failed to map shared memory `{}` into the exporter", memory.name))?;
+                    .with_context(|| {
+                        format!(
+                            "failed to map shared memory `{}` into the exporter",
+                            memory.name
+                        )
+                    })?;
             }
         }
         Ok(())
@@ -467,8 +612,12 @@ impl Route for GroupRoute {
     fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
         if !matches!(self.pattern, Pattern::Fanout) {
             let target = self.targets.first().context("the route has no exporter")?;
-            let mut exporter = target.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-            return exporter.call_message(&self.interface, function, message).context("the linked module failed");
+            let mut exporter = target
+                .lock()
+                .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+            return exporter
+                .call_message(&self.interface, function, message)
+                .context("the linked module failed");
         }
         let mut results: Vec<Result<Vec<u8>>> = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
@@ -482,12 +631,18 @@ impl Route for GroupRoute {
             let decoded: Vec<Result<Value, String>> = results
                 .iter()
                 .map(|outcome| match outcome {
-                    Ok(bytes) => decode_result_message(&abi.layout, &self.interface, function, bytes)
-                        .map_err(|e| format!("{e:#}")),
+                    Ok(bytes) => {
+                        decode_result_message(&abi.layout, &self.interface, function, bytes)
+                            .map_err(|e| format!("{e:#}"))
+                    }
                     Err(e) => Err(format!("{e:#}")),
                 })
                 .collect();
-            observer(&FanoutCall { interface: &self.interface, function, results: &decoded });
+            observer(&FanoutCall {
+                interface: &self.interface,
+                function,
+                results: &decoded,
+            });
         }
         let count = results.len();
         let mut first_error = None;
@@ -500,7 +655,9 @@ impl Route for GroupRoute {
             }
         }
         match first_error {
-            Some(error) => Err(error.context(format!("all {count} exporters of the fanout failed; the first error"))),
+            Some(error) => Err(error.context(format!(
+                "all {count} exporters of the fanout failed; the first error"
+            ))),
             None => bail!("the fanout has no exporter"),
         }
     }

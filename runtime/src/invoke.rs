@@ -31,7 +31,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use karmem_format::layout::Layout;
 use karmem_format::{Limits, Value};
 use wasmtime::{
-    AsContextMut, Caller, Extern, Instance, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Val, ValType,
+    AsContextMut, Caller, Extern, Instance, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder,
+    Val, ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -63,7 +64,8 @@ impl fmt::Debug for HostFunctions {
 impl HostFunctions {
     /// Serves `interface.function` with `host`.
     pub fn register(&mut self, interface: &str, function: &str, host: HostFn) {
-        self.functions.insert((interface.to_string(), function.to_string()), host);
+        self.functions
+            .insert((interface.to_string(), function.to_string()), host);
     }
 }
 
@@ -145,8 +147,13 @@ struct LinkRoute {
 
 impl Route for LinkRoute {
     fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
-        let mut exporter = self.session.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-        exporter.call_message(&self.interface, function, message).context("the linked module failed")
+        let mut exporter = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        exporter
+            .call_message(&self.interface, function, message)
+            .context("the linked module failed")
     }
 }
 
@@ -165,12 +172,20 @@ impl SessionModule {
     pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self> {
         let abi = match ModuleAbi::from_module_bytes(bytes) {
             Ok(abi) => Some(Arc::new(abi)),
-            Err(error) if has_section(bytes, "karmem:abi") || is_component(bytes) => return Err(error),
+            Err(error) if has_section(bytes, "karmem:abi") || is_component(bytes) => {
+                return Err(error);
+            }
             Err(_) => None,
         };
-        let memories = abi.as_ref().is_some_and(|abi| schema_has_memories(&abi.schema));
-        let module = if memories { runtime.load_with_bulk_rewrite(bytes) } else { runtime.load(bytes) }
-            .context("failed to load the module")?;
+        let memories = abi
+            .as_ref()
+            .is_some_and(|abi| schema_has_memories(&abi.schema));
+        let module = if memories {
+            runtime.load_with_bulk_rewrite(bytes)
+        } else {
+            runtime.load(bytes)
+        }
+        .context("failed to load the module")?;
         Ok(SessionModule { abi, module })
     }
 
@@ -221,14 +236,20 @@ impl SessionModule {
 
     /// The pattern the module's schema declares for `interface`
     /// (`pool_size` instances for `pool`, the host's choice).
-    pub fn declared_pattern(&self, interface: &str, pool_size: std::num::NonZeroUsize) -> Option<Pattern> {
+    pub fn declared_pattern(
+        &self,
+        interface: &str,
+        pool_size: std::num::NonZeroUsize,
+    ) -> Option<Pattern> {
         let abi = self.abi.as_ref()?;
         match abi.schema.get(interface)? {
             karmem_idl::ast::Item::Interface(def) => Some(match def.pattern {
                 karmem_idl::ast::Pattern::Direct => Pattern::Direct,
                 karmem_idl::ast::Pattern::Fanout => Pattern::Fanout,
                 karmem_idl::ast::Pattern::Singleton => Pattern::Singleton,
-                karmem_idl::ast::Pattern::Pool => Pattern::Pool { instances: pool_size },
+                karmem_idl::ast::Pattern::Pool => Pattern::Pool {
+                    instances: pool_size,
+                },
             }),
             _ => None,
         }
@@ -259,7 +280,9 @@ pub struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session").field("interfaces", &self.interfaces).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
     }
 }
 
@@ -288,12 +311,19 @@ impl Session {
     }
 
     /// [`Session::new`] for a module loaded before.
-    pub fn from_module(runtime: &Runtime, module: &SessionModule, options: &SessionOptions) -> Result<Session> {
+    pub fn from_module(
+        runtime: &Runtime,
+        module: &SessionModule,
+        options: &SessionOptions,
+    ) -> Result<Session> {
         let mut routes: BTreeMap<String, Arc<dyn Route>> = BTreeMap::new();
         let mut linked: BTreeMap<String, Vec<LinkedSession>> = BTreeMap::new();
         for interface in module.imported_interfaces() {
             if let Some(link) = find_link(&options.links, &interface)? {
-                let route = LinkRoute { interface: interface.clone(), session: Arc::clone(&link) };
+                let route = LinkRoute {
+                    interface: interface.clone(),
+                    session: Arc::clone(&link),
+                };
                 routes.insert(interface.clone(), Arc::new(route));
                 linked.insert(interface, vec![link]);
             }
@@ -317,18 +347,25 @@ impl Session {
         let abi = module.abi.clone();
         let loaded = &module.module;
         let mut linker: Linker<SessionState> = Linker::new(runtime.engine());
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut SessionState| &mut state.wasi)
-            .into_anyhow()
-            .context("failed to add WASI preview1 to the linker")?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut SessionState| {
+            &mut state.wasi
+        })
+        .into_anyhow()
+        .context("failed to add WASI preview1 to the linker")?;
         for import in loaded.module().imports() {
             let (module_name, field) = (import.module().to_string(), import.name().to_string());
-            let Some(interface) = module_name.strip_prefix("karmem:") else { continue };
-            let ty = import
-                .ty()
-                .func()
-                .cloned()
-                .with_context(|| format!("import `{module_name}`/`{field}` is not a function"))?;
-            let server = match options.hosts.functions.get(&(interface.to_string(), field.clone())) {
+            let Some(interface) = module_name.strip_prefix("karmem:") else {
+                continue;
+            };
+            let ty =
+                import.ty().func().cloned().with_context(|| {
+                    format!("import `{module_name}`/`{field}` is not a function")
+                })?;
+            let server = match options
+                .hosts
+                .functions
+                .get(&(interface.to_string(), field.clone()))
+            {
                 Some(host) => Server::Host(Arc::clone(host)),
                 None => match routes.get(interface) {
                     Some(route) => Server::Route(Arc::clone(route)),
@@ -345,26 +382,40 @@ impl Session {
                     "is not served (only Karmem ABI message functions are)"
                 };
                 linker
-                    .func_new(&module_name, &field, ty, move |_, _, _| Err(wasmtime::Error::msg(format!("{what} {why}"))))
+                    .func_new(&module_name, &field, ty, move |_, _, _| {
+                        Err(wasmtime::Error::msg(format!("{what} {why}")))
+                    })
                     .into_anyhow()?;
                 continue;
             }
-            let abi = abi.clone().context("a module with `karmem:*` imports has no Karmem ABI sections")?;
+            let abi = abi
+                .clone()
+                .context("a module with `karmem:*` imports has no Karmem ABI sections")?;
             let (iface, function) = (interface.to_string(), field.clone());
             linker
-                .func_new(&module_name, &field, ty, move |mut caller, params, results| {
-                    match serve_import(&mut caller, &abi.layout, &server, &iface, &function, params) {
+                .func_new(
+                    &module_name,
+                    &field,
+                    ty,
+                    move |mut caller, params, results| match serve_import(
+                        &mut caller,
+                        &abi.layout,
+                        &server,
+                        &iface,
+                        &function,
+                        params,
+                    ) {
                         Ok(packed) => {
                             if let Some(slot) = results.first_mut() {
                                 *slot = Val::I64(packed);
                             }
                             Ok(())
                         }
-                        Err(error) => {
-                            Err(wasmtime::Error::msg(format!("import `karmem:{iface}`/`{function}`: {error:#}")))
-                        }
-                    }
-                })
+                        Err(error) => Err(wasmtime::Error::msg(format!(
+                            "import `karmem:{iface}`/`{function}`: {error:#}"
+                        ))),
+                    },
+                )
                 .into_anyhow()?;
         }
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
@@ -418,7 +469,8 @@ impl Session {
             _ticker: runtime.ticker(),
         };
         if let Some(abi) = session.abi.clone() {
-            let interfaces = handshake::discover(&mut session).context("the Karmem handshake failed")?;
+            let interfaces =
+                handshake::discover(&mut session).context("the Karmem handshake failed")?;
             handshake::check_type_hashes(&interfaces, &abi.layout)?;
             session.interfaces = interfaces;
         }
@@ -475,12 +527,19 @@ impl Session {
 
     /// The shared windows mapped into this session's memory.
     pub fn windows(&self) -> Vec<RegionPlacement> {
-        self.store.data().memory.as_ref().map(|core| core.windows()).unwrap_or_default()
+        self.store
+            .data()
+            .memory
+            .as_ref()
+            .map(|core| core.windows())
+            .unwrap_or_default()
     }
 
     /// The window onto `region`, if mapped.
     pub fn window_of(&self, region: &Arc<SharedRegion>) -> Option<RegionPlacement> {
-        self.windows().into_iter().find(|w| Arc::ptr_eq(&w.region, region))
+        self.windows()
+            .into_iter()
+            .find(|w| Arc::ptr_eq(&w.region, region))
     }
 
     /// Maps a shared window into the live memory, at the offset the
@@ -528,7 +587,8 @@ impl Session {
             for function in &interface.functions {
                 let qualified = format!("{}.{}", interface.name, function.name);
                 let by_qualified = written.rsplit_once('.').is_some_and(|(i, f)| {
-                    i == interface.name && (f == function.name || karmem_format::wave::kebab(&function.name) == f)
+                    i == interface.name
+                        && (f == function.name || karmem_format::wave::kebab(&function.name) == f)
                 });
                 if by_qualified || matches(&function.name) || qualified == written {
                     found.push((interface.name.clone(), function.name.clone()));
@@ -542,11 +602,19 @@ impl Session {
                     .interfaces
                     .exports
                     .iter()
-                    .flat_map(|i| i.functions.iter().map(move |f| format!("`{}.{}`", i.name, f.name)))
+                    .flat_map(|i| {
+                        i.functions
+                            .iter()
+                            .map(move |f| format!("`{}.{}`", i.name, f.name))
+                    })
                     .collect();
                 bail!(
                     "the module exports no function `{written}` (it exports {})",
-                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.join(", ")
+                    }
                 )
             }
             _ => {
@@ -574,13 +642,15 @@ impl Session {
     /// Calls exported `interface.function` with an argument message; returns
     /// a copy of the result message.
     pub fn call_raw(&mut self, interface: &str, function: &str, message: &[u8]) -> Result<Vec<u8>> {
-        let len = i32::try_from(message.len()).context("the argument message is larger than 2 GiB")?;
+        let len =
+            i32::try_from(message.len()).context("the argument message is larger than 2 GiB")?;
         let ptr = if message.is_empty() {
             0
         } else {
             let ptr = self.call_i32("KarmemAlloc", &[Val::I32(len), Val::I32(64)])?;
-            self.write_memory(u64::from(ptr as u32), message)
-                .context("cannot copy the argument message into the buffer `KarmemAlloc` returned")?;
+            self.write_memory(u64::from(ptr as u32), message).context(
+                "cannot copy the argument message into the buffer `KarmemAlloc` returned",
+            )?;
             ptr
         };
         let result = self.call_at(interface, function, ptr, len)?;
@@ -593,7 +663,13 @@ impl Session {
     /// Calls exported `interface.function` with an argument message already
     /// in this guest's memory (in a shared window, say: read in place, no
     /// copy); returns a copy of the result message.
-    pub fn call_in_place(&mut self, interface: &str, function: &str, offset: u64, len: u32) -> Result<Vec<u8>> {
+    pub fn call_in_place(
+        &mut self,
+        interface: &str,
+        function: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
         let ptr = u32::try_from(offset).context("the message offset is past 4 GiB")?;
         let len = i32::try_from(len).context("the argument message is larger than 2 GiB")?;
         self.call_at(interface, function, ptr as i32, len)
@@ -602,17 +678,28 @@ impl Session {
     /// Calls exported `interface.function` with `message` wherever it lies:
     /// in place when it is in a region this session maps readable, else
     /// copied in.
-    pub fn call_message(&mut self, interface: &str, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+    pub fn call_message(
+        &mut self,
+        interface: &str,
+        function: &str,
+        message: &Message<'_>,
+    ) -> Result<Vec<u8>> {
         match *message {
             Message::Bytes(bytes) => self.call_raw(interface, function, bytes),
-            Message::InRegion { region, offset, len } => {
+            Message::InRegion {
+                region,
+                offset,
+                len,
+            } => {
                 if let Some(window) = self.window_of(region)
                     && window.access.readable()
                 {
                     return self.call_in_place(interface, function, window.offset + offset, len);
                 }
                 let mut bytes = vec![0; len as usize];
-                region.read(offset, &mut bytes).context("cannot read the argument message from its region")?;
+                region
+                    .read(offset, &mut bytes)
+                    .context("cannot read the argument message from its region")?;
                 self.call_raw(interface, function, &bytes)
             }
         }
@@ -620,7 +707,10 @@ impl Session {
 
     fn call_at(&mut self, interface: &str, function: &str, ptr: i32, len: i32) -> Result<Vec<u8>> {
         let name = format!("{interface}.{function}");
-        let packed = handshake::single_i64(self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?, &name)?;
+        let packed = handshake::single_i64(
+            self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?,
+            &name,
+        )?;
         handshake::read_packed(self, packed).with_context(|| format!("result of `{name}`"))
     }
 
@@ -649,10 +739,18 @@ impl Session {
 
     /// Checks that every function this session imports from `interface` is
     /// exported by each of `exporters` with the same type hash.
-    pub(crate) fn check_exporters(&self, interface: &str, exporters: &[LinkedSession]) -> Result<()> {
-        let Some(import) = self.imported(interface) else { return Ok(()) };
+    pub(crate) fn check_exporters(
+        &self,
+        interface: &str,
+        exporters: &[LinkedSession],
+    ) -> Result<()> {
+        let Some(import) = self.imported(interface) else {
+            return Ok(());
+        };
         for link in exporters {
-            let exporter = link.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+            let exporter = link
+                .lock()
+                .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
             check_interface_hashes(import, &exporter)?;
         }
         Ok(())
@@ -670,7 +768,12 @@ pub(crate) fn check_interface_hashes(import: &InterfaceInfo, exporter: &Session)
             .functions
             .iter()
             .find(|f| f.name == function.name)
-            .with_context(|| format!("the linked module's `{name}` has no function `{}`", function.name))?;
+            .with_context(|| {
+                format!(
+                    "the linked module's `{name}` has no function `{}`",
+                    function.name
+                )
+            })?;
         ensure!(
             theirs.type_hash == function.type_hash,
             "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
@@ -685,15 +788,21 @@ pub(crate) fn check_interface_hashes(import: &InterfaceInfo, exporter: &Session)
 impl AbiInstance for Session {
     fn call_export(&mut self, name: &str, params: &[Val]) -> Result<Vec<Val>> {
         if let Some(reason) = &self.poisoned {
-            bail!("refusing to call `{name}`: the module is unusable after an earlier failure ({reason})");
+            bail!(
+                "refusing to call `{name}`: the module is unusable after an earlier failure ({reason})"
+            );
         }
         let func = self
             .instance
             .get_func(&mut self.store, name)
             .with_context(|| format!("the module has no exported function `{name}`"))?;
         let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
-        self.store.set_epoch_deadline(deadline_ticks(self.timeout, self.tick));
-        match func.call(&mut self.store, params, &mut results).into_anyhow() {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.timeout, self.tick));
+        match func
+            .call(&mut self.store, params, &mut results)
+            .into_anyhow()
+        {
             Ok(()) => Ok(results),
             Err(error) => {
                 let failure = crate::Failure::of(&error);
@@ -767,20 +876,36 @@ fn host_read(
 fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
-        _ => bail!("host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"),
+        _ => bail!(
+            "host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"
+        ),
     }
 }
 
-fn decode_results(layout: &Layout, results: karmem_format::layout::TypeId, bytes: &[u8]) -> Result<Value> {
-    if bytes.is_empty() && layout.as_struct(results).is_some_and(|s| s.fields.is_empty()) {
+fn decode_results(
+    layout: &Layout,
+    results: karmem_format::layout::TypeId,
+    bytes: &[u8],
+) -> Result<Value> {
+    if bytes.is_empty()
+        && layout
+            .as_struct(results)
+            .is_some_and(|s| s.fields.is_empty())
+    {
         return Ok(Value::Record(Vec::new()));
     }
-    karmem_format::value::decode(layout, results, bytes, &Limits::default()).map_err(|e| anyhow!("{e}"))
+    karmem_format::value::decode(layout, results, bytes, &Limits::default())
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// Decodes a result message of `interface.function` with `layout` (for
 /// hosts observing calls between guests).
-pub(crate) fn decode_result_message(layout: &Layout, interface: &str, function: &str, bytes: &[u8]) -> Result<Value> {
+pub(crate) fn decode_result_message(
+    layout: &Layout,
+    interface: &str,
+    function: &str,
+    bytes: &[u8],
+) -> Result<Value> {
     let shape = layout
         .function(interface, function)
         .with_context(|| format!("the schema has no function `{interface}.{function}`"))?;
@@ -789,7 +914,9 @@ pub(crate) fn decode_result_message(layout: &Layout, interface: &str, function: 
 
 fn find_link(links: &[LinkedSession], interface: &str) -> Result<Option<LinkedSession>> {
     for link in links {
-        let session = link.lock().map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        let session = link
+            .lock()
+            .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
         if session.exported(interface).is_some() {
             return Ok(Some(Arc::clone(link)));
         }
@@ -821,7 +948,8 @@ fn serve_import(
     };
     let copy_out = |caller: &mut Caller<'_, SessionState>| -> Result<Vec<u8>> {
         let mut message = vec![0; len as usize];
-        host_read(&mut *caller, memory, ptr, &mut message).context("cannot read the argument message")?;
+        host_read(&mut *caller, memory, ptr, &mut message)
+            .context("cannot read the argument message")?;
         Ok(message)
     };
     let result = match server {
@@ -830,9 +958,13 @@ fn serve_import(
             let shape = layout
                 .function(interface, function)
                 .with_context(|| format!("the schema has no function `{interface}.{function}`"))?;
-            let args = decode_results(layout, shape.params, &message).context("invalid argument message")?;
+            let args = decode_results(layout, shape.params, &message)
+                .context("invalid argument message")?;
             let value = host(&args)?;
-            if layout.as_struct(shape.results).is_some_and(|s| s.fields.is_empty()) {
+            if layout
+                .as_struct(shape.results)
+                .is_some_and(|s| s.fields.is_empty())
+            {
                 Vec::new()
             } else {
                 karmem_format::value::encode(layout, shape.results, &value)
@@ -849,7 +981,11 @@ fn serve_import(
             });
             match window {
                 Some(window) => {
-                    let message = Message::InRegion { region: &window.region, offset: ptr - window.offset, len };
+                    let message = Message::InRegion {
+                        region: &window.region,
+                        offset: ptr - window.offset,
+                        len,
+                    };
                     route.call(function, &message)?
                 }
                 None => {
@@ -871,7 +1007,10 @@ fn serve_import(
         .typed::<(i32, i32), i32>(&*caller)
         .into_anyhow()
         .context("`KarmemAlloc` has the wrong type")?;
-    let at = alloc.call(&mut *caller, (result_len, 64)).into_anyhow().context("`KarmemAlloc` failed")?;
+    let at = alloc
+        .call(&mut *caller, (result_len, 64))
+        .into_anyhow()
+        .context("`KarmemAlloc` failed")?;
     host_write(&mut *caller, memory, u64::from(at as u32), &result)
         .context("cannot copy the result message into the buffer `KarmemAlloc` returned")?;
     Ok((i64::from(result_len) << 32) | i64::from(at as u32))

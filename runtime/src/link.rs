@@ -198,7 +198,10 @@ impl<T> fmt::Debug for Pool<T> {
 
 impl<T: PoolMember> Pool<T> {
     /// Instantiates `size` members with `factory`.
-    pub fn new(size: NonZeroUsize, factory: Arc<dyn Fn() -> Result<T> + Send + Sync>) -> Result<Self> {
+    pub fn new(
+        size: NonZeroUsize,
+        factory: Arc<dyn Fn() -> Result<T> + Send + Sync>,
+    ) -> Result<Self> {
         let members = (0..size.get())
             .map(|index| {
                 factory()
@@ -256,7 +259,9 @@ impl<T: PoolMember> Pool<T> {
     /// skipped.
     pub fn for_each(&self, mut visit: impl FnMut(&mut T) -> Result<()>) -> Result<()> {
         for member in &self.members {
-            let mut member = member.lock().map_err(|_| anyhow!("a pool member's lock was poisoned"))?;
+            let mut member = member
+                .lock()
+                .map_err(|_| anyhow!("a pool member's lock was poisoned"))?;
             if let Some(member) = member.as_mut() {
                 visit(member)?;
             }

@@ -29,7 +29,8 @@ fn lower(guest: &str, overlay: Option<&str>) -> Result<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/components/linked")
         .join(format!("{guest}.core.wasm"));
-    let component = std::fs::read(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    let component =
+        std::fs::read(&path).with_context(|| format!("reading `{}`", path.display()))?;
     let loaded = karmem_wit_import::load_wasm(&component, None)?;
     let mut imported = karmem_wit_import::import_world(&loaded.resolve, loaded.world)?;
     if let Some(text) = overlay {
@@ -46,7 +47,11 @@ fn lower(guest: &str, overlay: Option<&str>) -> Result<Vec<u8>> {
         idl: Some(idl),
     };
     let canonical = karmem_core_lowering::lower(&component, &options)?;
-    karmem_adapters::abi::karmem_abi(&canonical, &world, &karmem_adapters::abi::Options::default())
+    karmem_adapters::abi::karmem_abi(
+        &canonical,
+        &world,
+        &karmem_adapters::abi::Options::default(),
+    )
 }
 
 struct Lowered {
@@ -92,7 +97,12 @@ fn runtime() -> Result<Arc<Runtime>> {
 }
 
 fn args(fields: &[(&str, Value)]) -> Value {
-    Value::Record(fields.iter().map(|(n, v)| (n.to_string(), v.clone())).collect())
+    Value::Record(
+        fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect(),
+    )
 }
 
 fn ret(value: Value) -> Result<u64> {
@@ -103,7 +113,11 @@ fn ret(value: Value) -> Result<u64> {
 }
 
 fn bump(client: &mut Session, amount: u32, times: u32) -> Result<u64> {
-    ret(client.invoke("client", "bump", &args(&[("amount", Value::U32(amount)), ("times", Value::U32(times))]))?)
+    ret(client.invoke(
+        "client",
+        "bump",
+        &args(&[("amount", Value::U32(amount)), ("times", Value::U32(times))]),
+    )?)
 }
 
 fn read(client: &mut Session) -> Result<u64> {
@@ -138,17 +152,28 @@ fn direct_gives_each_importer_its_own_exporter() -> Result<()> {
     let client = composition.add("client", &fixtures.client, SessionOptions::default())?;
     // WIT declares no pattern: the lowered module says `direct`.
     assert_eq!(composition.pattern_of(client, "counter")?, Pattern::Direct);
-    assert!(composition.choose("counter", client).is_err(), "the client does not export `counter`");
+    assert!(
+        composition.choose("counter", client).is_err(),
+        "the client does not export `counter`"
+    );
     composition.choose("counter", counter)?;
 
     let mut first = composition.instantiate(client)?;
     let mut second = composition.instantiate(client)?;
     assert_eq!(bump(&mut first, 1, 3)?, 3);
-    assert_eq!(bump(&mut second, 1, 2)?, 2, "the second importer has its own counter");
+    assert_eq!(
+        bump(&mut second, 1, 2)?,
+        2,
+        "the second importer has its own counter"
+    );
     assert_eq!(read(&mut first)?, 3);
     let exporters = first.exporters("counter");
     assert_eq!(exporters.len(), 1);
-    assert_eq!(get(&exporters[0])?, 3, "the host sees the exporter the importer used");
+    assert_eq!(
+        get(&exporters[0])?,
+        3,
+        "the host sees the exporter the importer used"
+    );
     Ok(())
 }
 
@@ -164,12 +189,19 @@ fn singleton_shares_one_exporter_and_its_state_between_importers() -> Result<()>
     let mut first = composition.instantiate(client)?;
     let mut second = composition.instantiate(client)?;
     assert_eq!(bump(&mut first, 1, 3)?, 3);
-    assert_eq!(bump(&mut second, 1, 2)?, 5, "the state persists from one importer to the other");
+    assert_eq!(
+        bump(&mut second, 1, 2)?,
+        5,
+        "the state persists from one importer to the other"
+    );
     assert_eq!(read(&mut first)?, 5);
     let singleton = composition.singleton("counter").context("the singleton")?;
     assert_eq!(incr(&singleton, 10)?, 15, "the host shares it too");
     assert_eq!(read(&mut second)?, 15);
-    assert!(Arc::ptr_eq(&first.exporters("counter")[0], &second.exporters("counter")[0]));
+    assert!(Arc::ptr_eq(
+        &first.exporters("counter")[0],
+        &second.exporters("counter")[0]
+    ));
     Ok(())
 }
 
@@ -182,7 +214,8 @@ fn fanout_reaches_every_exporter_and_collects_results_in_order() -> Result<()> {
     }
     let client = composition.add("client", &fixtures.client, SessionOptions::default())?;
     composition.set_pattern("counter", Pattern::Fanout)?;
-    let seen: Arc<Mutex<Vec<Vec<Result<u64, String>>>>> = Arc::default();
+    type Calls = Vec<Vec<Result<u64, String>>>;
+    let seen: Arc<Mutex<Calls>> = Arc::default();
     let record = Arc::clone(&seen);
     composition.on_fanout(Arc::new(move |call: &FanoutCall<'_>| {
         assert_eq!((call.interface, call.function), ("counter", "incr"));
@@ -206,20 +239,32 @@ fn fanout_reaches_every_exporter_and_collects_results_in_order() -> Result<()> {
     let totals: Vec<u64> = consumers.iter().map(get).collect::<Result<_>>()?;
     assert_eq!(totals, [11, 21, 1]);
     let calls = seen.lock().map_err(|_| anyhow!("poisoned"))?.clone();
-    assert_eq!(calls, [vec![Ok(11), Ok(21), Ok(1)]], "results collected in registration order");
+    assert_eq!(
+        calls,
+        [vec![Ok(11), Ok(21), Ok(1)]],
+        "results collected in registration order"
+    );
 
     // A consumer that failed is poisoned and reported; the others still run.
     {
         let mut broken = consumers[1].lock().map_err(|_| anyhow!("poisoned"))?;
         let bad_header = [1, 2, 3, 4, 5, 6, 7, 8];
-        assert!(broken.call_raw("counter", "incr", &bad_header).is_err(), "a malformed message traps");
+        assert!(
+            broken.call_raw("counter", "incr", &bad_header).is_err(),
+            "a malformed message traps"
+        );
         assert!(broken.poisoned().is_some());
     }
     assert_eq!(bump(&mut importer, 1, 1)?, 12);
     let calls = seen.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     let last = calls.last().context("a second fanout call")?;
     assert_eq!(last.first(), Some(&Ok(12)));
-    assert!(last.get(1).is_some_and(|r| r.as_ref().is_err_and(|e| e.contains("unusable after an earlier failure"))), "{last:?}");
+    assert!(
+        last.get(1).is_some_and(|r| r
+            .as_ref()
+            .is_err_and(|e| e.contains("unusable after an earlier failure"))),
+        "{last:?}"
+    );
     assert_eq!(last.get(2), Some(&Ok(2)));
     Ok(())
 }
@@ -235,7 +280,11 @@ fn a_pool_spreads_calls_over_its_members_from_several_threads() -> Result<()> {
 
     // One thread, idle members: the calls alternate between the two.
     let mut importer = composition.instantiate(client)?;
-    assert_eq!(bump(&mut importer, 1, 4)?, 2, "four increments over two members");
+    assert_eq!(
+        bump(&mut importer, 1, 4)?,
+        2,
+        "four increments over two members"
+    );
 
     // Four importers on four threads share the pool.
     std::thread::scope(|scope| -> Result<()> {
@@ -260,7 +309,11 @@ fn a_pool_spreads_calls_over_its_members_from_several_threads() -> Result<()> {
         totals.push(ret(member.invoke("counter", "get", &args(&[]))?)?);
         Ok(())
     })?;
-    assert_eq!(totals.iter().sum::<u64>(), 104, "every call ran exactly once: {totals:?}");
+    assert_eq!(
+        totals.iter().sum::<u64>(),
+        104,
+        "every call ran exactly once: {totals:?}"
+    );
     assert_eq!(pool.replaced(), 0);
     Ok(())
 }
@@ -292,7 +345,11 @@ fn fanout_consumers_read_one_physical_copy_of_a_message() -> Result<()> {
         let consumers = importer.exporters("counter");
         let before: Vec<u64> = consumers
             .iter()
-            .map(|c| c.lock().map(|c| c.host_bytes_written()).map_err(|_| anyhow!("poisoned")))
+            .map(|c| {
+                c.lock()
+                    .map(|c| c.host_bytes_written())
+                    .map_err(|_| anyhow!("poisoned"))
+            })
             .collect::<Result<_>>()?;
         assert_eq!(send(&mut importer, len)?, expected_checksum(len));
         let mut copied = Vec::new();
@@ -305,20 +362,37 @@ fn fanout_consumers_read_one_physical_copy_of_a_message() -> Result<()> {
             let windows = importer.windows();
             ensure!(windows.len() == 1, "the importer maps `input`: {windows:?}");
             let window = &windows[0];
-            assert_eq!((window.region.name(), window.access, window.pages), ("input", Access::ReadWrite, 4));
+            assert_eq!(
+                (window.region.name(), window.access, window.pages),
+                ("input", Access::ReadWrite, 4)
+            );
             for consumer in &consumers {
                 let mut consumer = consumer.lock().map_err(|_| anyhow!("poisoned"))?;
-                let theirs = consumer.window_of(&window.region).context("the consumer maps the same region")?;
+                let theirs = consumer
+                    .window_of(&window.region)
+                    .context("the consumer maps the same region")?;
                 assert_eq!(theirs.access, Access::Read);
                 // The host refuses to write where the consumer may only read.
-                let refused = consumer.write_memory(theirs.offset, &[1]).err().context("write refused")?;
+                let refused = consumer
+                    .write_memory(theirs.offset, &[1])
+                    .err()
+                    .context("write refused")?;
                 assert!(format!("{refused:#}").contains("read"), "{refused:#}");
             }
         }
     }
-    let [copied, in_place] = copied_per_consumer.as_slice() else { anyhow::bail!("two runs") };
-    assert!(copied.iter().all(|&bytes| bytes >= u64::from(len)), "without memories each consumer gets a copy: {copied:?}");
-    assert_eq!(in_place, &[0, 0, 0], "with the shared region no consumer gets a copy");
+    let [copied, in_place] = copied_per_consumer.as_slice() else {
+        anyhow::bail!("two runs")
+    };
+    assert!(
+        copied.iter().all(|&bytes| bytes >= u64::from(len)),
+        "without memories each consumer gets a copy: {copied:?}"
+    );
+    assert_eq!(
+        in_place,
+        &[0, 0, 0],
+        "with the shared region no consumer gets a copy"
+    );
     Ok(())
 }
 
@@ -328,12 +402,24 @@ fn fanout_consumers_read_one_physical_copy_of_a_message() -> Result<()> {
 fn a_pool_copies_messages_placed_in_shared_memory() -> Result<()> {
     let fixtures = lowered()?;
     let composition = Composition::new(runtime()?);
-    composition.add("counter", &fixtures.counter_shared, SessionOptions::default())?;
+    composition.add(
+        "counter",
+        &fixtures.counter_shared,
+        SessionOptions::default(),
+    )?;
     let client = composition.add("client", &fixtures.client_shared, SessionOptions::default())?;
-    composition.set_pattern("counter", Pattern::Pool { instances: NonZeroUsize::new(2).context("two")? })?;
+    composition.set_pattern(
+        "counter",
+        Pattern::Pool {
+            instances: NonZeroUsize::new(2).context("two")?,
+        },
+    )?;
     let mut importer = composition.instantiate(client)?;
     assert_eq!(send(&mut importer, 5000)?, expected_checksum(5000));
-    assert!(importer.windows().is_empty(), "no window is shared with a pool");
+    assert!(
+        importer.windows().is_empty(),
+        "no window is shared with a pool"
+    );
     Ok(())
 }
 
@@ -344,7 +430,10 @@ fn an_import_no_module_exports_traps_naming_it() -> Result<()> {
     let client = composition.add("client", &fixtures.client, SessionOptions::default())?;
     let mut importer = composition.instantiate(client)?;
     let error = bump(&mut importer, 1, 1).err().context("unserved")?;
-    assert!(format!("{error:#}").contains("import `karmem:counter`/`incr` is not served"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("import `karmem:counter`/`incr` is not served"),
+        "{error:#}"
+    );
     Ok(())
 }
 
@@ -355,7 +444,11 @@ fn an_import_no_module_exports_traps_naming_it() -> Result<()> {
 fn a_singleton_shares_its_regions_with_one_importer() -> Result<()> {
     let fixtures = lowered()?;
     let composition = Composition::new(runtime()?);
-    composition.add("counter", &fixtures.counter_shared, SessionOptions::default())?;
+    composition.add(
+        "counter",
+        &fixtures.counter_shared,
+        SessionOptions::default(),
+    )?;
     let client = composition.add("client", &fixtures.client_shared, SessionOptions::default())?;
     composition.set_pattern("counter", Pattern::Singleton)?;
     let mut first = composition.instantiate(client)?;
@@ -383,7 +476,8 @@ fn modules_importing_from_each_other_are_refused() -> Result<()> {
     composition.add("pong", &module("ping", "pong")?, SessionOptions::default())?;
     let error = composition.instantiate(ping).err().context("a cycle")?;
     assert!(
-        format!("{error:#}").contains("modules import from each other in a cycle: `ping` -> `pong` -> `ping`"),
+        format!("{error:#}")
+            .contains("modules import from each other in a cycle: `ping` -> `pong` -> `ping`"),
         "{error:#}"
     );
     Ok(())

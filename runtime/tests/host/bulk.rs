@@ -290,17 +290,23 @@ fn greet_with_real_guest(rewrite_bulk_memory: bool, name: &str) -> Result<(Strin
     let mut guest = runtime.instantiate_with(&linker, &module, &GuestOptions::default())?;
 
     let len = name.len() as i32;
-    let ptr = guest.call(
-        "cabi_realloc",
-        &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len)],
-    )?[0]
-        .unwrap_i32();
+    let ptr = guest
+        .call(
+            "cabi_realloc",
+            &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len)],
+        )?
+        .first()
+        .and_then(Val::i32)
+        .context("`cabi_realloc` returns an i32")?;
     guest.write_memory(ptr as u32 as u64, name.as_bytes())?;
-    let ret = guest.call(
-        "karmem:fixtures/basics#greet",
-        &[Val::I32(ptr), Val::I32(len)],
-    )?[0]
-        .unwrap_i32();
+    let ret = guest
+        .call(
+            "karmem:fixtures/basics#greet",
+            &[Val::I32(ptr), Val::I32(len)],
+        )?
+        .first()
+        .and_then(Val::i32)
+        .context("`greet` returns an i32")?;
     let mut pair = [0u8; 8];
     guest.read_memory(ret as u32 as u64, &mut pair)?;
     let [a, b, c, d, e, f, g, h] = pair;
@@ -338,12 +344,20 @@ fn rewritten_memory_init_matches_native_and_traps_on_a_read_only_window() -> Res
     let bytes = wat::parse_str(INIT)?;
     let rewriting = rewriting_runtime()?;
     let module = rewriting.load(&bytes)?;
-    assert!(module.facts().bulk_sites.is_empty(), "the rewrite must apply to memory.init");
+    assert!(
+        module.facts().bulk_sites.is_empty(),
+        "the rewrite must apply to memory.init"
+    );
 
     // Same bytes as the native instruction, including a range across a page
     // boundary, a zero-length init and an out-of-bounds one (a trap).
     let native = Runtime::new(RuntimeConfig::default())?;
-    let calls: [[i32; 3]; 4] = [[10, 0, 16], [0xFFF8, 2, 14], [0x3FFFF, 0, 0], [0x3FFFA, 0, 16]];
+    let calls: [[i32; 3]; 4] = [
+        [10, 0, 16],
+        [0xFFF8, 2, 14],
+        [0x3FFFF, 0, 0],
+        [0x3FFFA, 0, 16],
+    ];
     let mut outcomes = Vec::new();
     for runtime in [&native, &rewriting] {
         let module = runtime.load(&bytes)?;
@@ -359,13 +373,21 @@ fn rewritten_memory_init_matches_native_and_traps_on_a_read_only_window() -> Res
         outcomes.push(results);
     }
     assert_eq!(outcomes[0], outcomes[1]);
-    assert!(matches!(outcomes[1][3].0, Err(Failure::MemoryAccess)), "{:?}", outcomes[1][3].0);
+    assert!(
+        matches!(outcomes[1][3].0, Err(Failure::MemoryAccess)),
+        "{:?}",
+        outcomes[1][3].0
+    );
 
     // Aimed at a read-only window (even ending inside it): a trap of that
     // guest, not a fault in the host.
     let region = SharedRegion::new("ro", 1)?;
     let options = GuestOptions {
-        layout: MemoryLayout::new(vec![RegionPlacement::new(&region, WINDOW_OFFSET, Access::Read)])?,
+        layout: MemoryLayout::new(vec![RegionPlacement::new(
+            &region,
+            WINDOW_OFFSET,
+            Access::Read,
+        )])?,
         ..GuestOptions::default()
     };
     for dst in [WINDOW_OFFSET as i32 + 100, WINDOW_OFFSET as i32 - 4] {
@@ -378,6 +400,9 @@ fn rewritten_memory_init_matches_native_and_traps_on_a_read_only_window() -> Res
     }
     let mut guest = rewriting.instantiate(&module, &options)?;
     guest.call("init", &[Val::I32(0x100), Val::I32(0), Val::I32(16)])?;
-    assert_eq!(guest.call("peek", &[Val::I32(0x10f)])?[0].unwrap_i32(), i32::from(b'f'));
+    assert_eq!(
+        guest.call("peek", &[Val::I32(0x10f)])?[0].unwrap_i32(),
+        i32::from(b'f')
+    );
     Ok(())
 }

@@ -19,7 +19,11 @@ fn cached_runtime(dir: &std::path::Path, fuel: bool) -> Result<Runtime> {
 fn assert_runs(runtime: &Runtime, module: &karmem_runtime::LoadedModule) -> Result<()> {
     let mut guest = runtime.instantiate(module, &GuestOptions::default())?;
     guest.call("poke", &[wasmtime::Val::I32(64), wasmtime::Val::I64(5)])?;
-    let value = guest.call("peek", &[wasmtime::Val::I32(64)])?[0].unwrap_i64();
+    let value = guest
+        .call("peek", &[wasmtime::Val::I32(64)])?
+        .first()
+        .and_then(wasmtime::Val::i64)
+        .context("`peek` returns an i64")?;
     anyhow::ensure!(value == 5, "the module misbehaves after loading: {value}");
     Ok(())
 }

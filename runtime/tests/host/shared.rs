@@ -17,7 +17,11 @@ fn options(region: &Arc<SharedRegion>, access: Access) -> Result<GuestOptions> {
 }
 
 fn peek(guest: &mut karmem_runtime::Guest, offset: u64) -> Result<i64> {
-    Ok(guest.call("peek", &[Val::I32(offset as i32)])?[0].unwrap_i64())
+    guest
+        .call("peek", &[Val::I32(offset as i32)])?
+        .first()
+        .and_then(Val::i64)
+        .context("`peek` returns an i64")
 }
 
 #[test]
