@@ -409,6 +409,7 @@ fn export_adapter(
 
 /// Replaces the lowered import `import` with an adapter that calls
 /// `karmem:<interface>`/`<function>` with messages.
+#[allow(clippy::too_many_arguments)]
 fn import_adapter(
     t: &mut Transcoder<'_>,
     import: walrus::ImportId,
@@ -460,10 +461,11 @@ fn import_adapter(
     let seq = f.func_body_id();
     // arguments -> message
     if spill_params {
-        f.instr_seq(seq).local_get(args[0]).local_set(area);
+        let first = args.first().copied().context("missing parameter pointer")?;
+        f.instr_seq(seq).local_get(first).local_set(area);
     } else {
         f.instr_seq(seq).global_get(scratch).local_set(area);
-        let flat_args = &args[..param_flat.len()];
+        let flat_args = args.get(..param_flat.len()).context("missing flat parameters")?;
         flat::store_flat(&mut f, seq, &mut t.module.locals, m, &params, area, 0, flat_args);
     }
     let saved = enter_region(t, &mut f, seq, region);
@@ -502,7 +504,11 @@ fn import_adapter(
 
 /// The descriptors as one blob: a table of `(offset, length)` per export
 /// then import interface, then each message at a 64-byte boundary.
-fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<(Vec<u8>, u32, u32, Vec<(u32, GlobalId)>)> {
+/// The descriptor blob, the export and import interface counts, and where
+/// in the blob `KarmemInit` writes each region's address.
+type Descriptors = (Vec<u8>, u32, u32, Vec<(u32, GlobalId)>);
+
+fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Descriptors> {
     let (desc_layout, root) = descriptor_layout()?;
     let package = world
         .schema
@@ -582,18 +588,24 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<(Ve
     }
     let export_count = world.interfaces.iter().filter(|i| i.side == Side::Export).count() as u32;
     let import_count = messages.len() as u32 - export_count;
-    let mut blob = vec![0u8; (8 * messages.len()).next_multiple_of(64)];
+    // the table, then the messages
+    let mut table = Vec::with_capacity(8 * messages.len());
+    let mut body = Vec::new();
+    let table_size = (8 * messages.len()).next_multiple_of(64);
     let mut region_patches = Vec::new();
     for (i, message) in messages.iter().enumerate() {
-        let at = blob.len() as u32;
+        let at = (table_size + body.len()) as u32;
         for (_, offset, region) in patches.iter().filter(|(m, ..)| *m == i) {
             region_patches.push((at + *offset as u32, *region));
         }
-        blob[8 * i..8 * i + 4].copy_from_slice(&at.to_le_bytes());
-        blob[8 * i + 4..8 * i + 8].copy_from_slice(&(message.len() as u32).to_le_bytes());
-        blob.extend_from_slice(message);
-        blob.resize(blob.len().next_multiple_of(64), 0);
+        table.extend_from_slice(&at.to_le_bytes());
+        table.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        body.extend_from_slice(message);
+        body.resize(body.len().next_multiple_of(64), 0);
     }
+    let mut blob = table;
+    blob.resize(table_size, 0);
+    blob.extend_from_slice(&body);
     Ok((blob, export_count, import_count, region_patches))
 }
 
@@ -663,15 +675,16 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
         let seq = f.func_body_id();
         f.instr_seq(seq).global_get(initialised);
         asm::trap_if(&mut f, seq);
-        let mut b = f.instr_seq(seq);
-        b.i32_const(1).global_set(initialised);
-        b.call(inputs.statics_init);
-        b.i32_const(blob_len).i32_const(64).call(inputs.alloc).global_set(desc_base);
-        b.global_get(desc_base).i32_const(0).i32_const(blob_len).memory_init(m, data).data_drop(data);
-        for scratch in [inputs.export_scratch, inputs.import_scratch] {
-            b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
+        {
+            let mut b = f.instr_seq(seq);
+            b.i32_const(1).global_set(initialised);
+            b.call(inputs.statics_init);
+            b.i32_const(blob_len).i32_const(64).call(inputs.alloc).global_set(desc_base);
+            b.global_get(desc_base).i32_const(0).i32_const(blob_len).memory_init(m, data).data_drop(data);
+            for scratch in [inputs.export_scratch, inputs.import_scratch] {
+                b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
+            }
         }
-        drop(b);
         // interface memories: fresh pages, never handed out by KarmemAlloc
         for (base, pages) in &inputs.regions {
             f.instr_seq(seq).i32_const(*pages as i32).memory_grow(m).local_tee(grown).i32_const(-1).binop(BinaryOp::I32Eq);

@@ -454,7 +454,7 @@ impl<'a> Transcoder<'a> {
         let bytes = default_bytes(self.layout, ty, lit).unwrap_or_default();
         let at = self.statics.bytes.len() as u32;
         self.statics.bytes.extend_from_slice(&bytes);
-        while self.statics.bytes.len() % 8 != 0 {
+        while !self.statics.bytes.len().is_multiple_of(8) {
             self.statics.bytes.push(0);
         }
         self.defaults.insert(key, at);
@@ -494,9 +494,7 @@ impl<'a> Transcoder<'a> {
         b.global_get(rt.statics).i32_const(0).i32_const(total as i32).memory_fill(m);
         b.global_get(rt.statics).i32_const(data_len as i32).binop(BinaryOp::I32Add).global_set(rt.zeros);
         for (i, chunk) in data.chunks(8).enumerate() {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            let word = u64::from_le_bytes(word);
+            let word = chunk.iter().rev().fold(0u64, |word, byte| (word << 8) | u64::from(*byte));
             if word != 0 {
                 b.global_get(rt.statics).i64_const(word as i64);
                 asm::store(&mut b, m, Width::I64, 8 * i as u32);
@@ -746,7 +744,7 @@ pub(crate) fn prim_width(p: Prim) -> Width {
 /// one the adapters can place (a string default would need message bytes).
 pub(crate) fn default_bytes(layout: &Layout, ty: TypeId, lit: &Literal) -> Result<Vec<u8>> {
     let size = layout.get(ty).size as usize;
-    let int = |v: i128| -> Vec<u8> { v.to_le_bytes()[..size].to_vec() };
+    let int = |v: i128| -> Vec<u8> { v.to_le_bytes().into_iter().take(size).collect() };
     Ok(match (&layout.get(ty).kind, lit) {
         (Kind::Prim(Prim::F32), Literal::Float(v)) => (*v as f32).to_le_bytes().to_vec(),
         (Kind::Prim(Prim::F64), Literal::Float(v)) => v.to_le_bytes().to_vec(),

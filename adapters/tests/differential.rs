@@ -1,33 +1,22 @@
-//! Must-show: fixture components lowered with the Karmem ABI and called
-//! through `karmem-format`'s `Value` codec return what the reference runner
-//! (wasmtime's component runtime) returns, invocation by invocation, with
-//! the same host-observed effects; the host serves the fixtures' imports
-//! over the Karmem ABI. Components that import WASI are left to the WASI
-//! shim's tests (as in `tests/tests/lowering.rs`). Every fixture component,
-//! WASI or not, must get a Karmem-ABI module that validates.
+//! Must-show: every fixture component — each guest in every variant it is
+//! built as (`core`, `p2`, `p1-reactor`, `p1-command`) — lowered the way
+//! `karmem-bridge lower` does by default (`--abi karmem`, `--wasi shim`) and
+//! called through `karmem-format`'s `Value` codec returns what the reference
+//! runner (wasmtime's component runtime) returns, invocation by invocation,
+//! value for value, with the same host-observed effects (host imports,
+//! stdout, stderr, files), on two core runtimes: wasmtime with the
+//! component model off and wasmi. The host serves the fixtures' own imports
+//! over the Karmem ABI and WASI through each runtime's preview1
+//! implementation.
 
 #[path = "abi/karmem_runner.rs"]
 mod karmem_runner;
 
-use anyhow::{Context, Result, bail};
-use karmem_runner::{KarmemRunner, lower_karmem};
+use anyhow::{Context, Result, bail, ensure};
+use karmem_runner::{Engine, KarmemRunner, lower_karmem};
 use karmem_tests::fixtures::{component_fixtures, invocations};
 use karmem_tests::harness::{Runner, compare};
 use karmem_tests::reference::ReferenceRunner;
-
-fn imports_wasi(bytes: &[u8]) -> Result<bool> {
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        if let wasmparser::Payload::ImportSection(reader) = payload? {
-            for import in reader.into_imports() {
-                let import = import?;
-                if import.module.starts_with("wasi") {
-                    return Ok(true);
-                }
-            }
-        }
-    }
-    Ok(false)
-}
 
 #[test]
 fn every_fixture_component_gets_a_karmem_abi_module() -> Result<()> {
@@ -37,12 +26,27 @@ fn every_fixture_component_gets_a_karmem_abi_module() -> Result<()> {
         let bytes = std::fs::read(&fixture.path)?;
         let (_, lowered) = lower_karmem(&bytes).with_context(|| format!("`{}`", fixture.path.display()))?;
         wasmparser::Validator::new().validate_all(&lowered)?;
+        // only preview1 WASI and Karmem ABI imports are left
+        for payload in wasmparser::Parser::new(0).parse_all(&lowered) {
+            if let wasmparser::Payload::ImportSection(reader) = payload? {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    ensure!(
+                        import.module == "wasi_snapshot_preview1" || import.module.starts_with("karmem:"),
+                        "`{}` imports `{}`/`{}`",
+                        fixture.path.display(),
+                        import.module,
+                        import.name
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
 
 #[test]
-fn karmem_abi_agrees_with_the_reference() -> Result<()> {
+fn karmem_abi_agrees_with_the_reference_on_wasmtime_and_wasmi() -> Result<()> {
     std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(compare_all)?
@@ -51,35 +55,39 @@ fn karmem_abi_agrees_with_the_reference() -> Result<()> {
 }
 
 fn compare_all() -> Result<()> {
-    let engine = wasmtime::Engine::default();
     let mut compared = 0;
-    let mut guests = Vec::new();
+    let mut variants = Vec::new();
     for fixture in component_fixtures()? {
         let bytes = std::fs::read(&fixture.path)?;
-        let canonical = karmem_core_lowering::lower(&bytes, &karmem_core_lowering::Options::default())?;
-        if imports_wasi(&canonical)? {
-            continue;
-        }
-        let (world, lowered) = lower_karmem(&bytes)?;
-        guests.push(fixture.guest.clone());
+        let name = fixture.path.display().to_string();
+        let (world, lowered) = lower_karmem(&bytes).with_context(|| format!("lowering `{name}`"))?;
         let calls = invocations(&fixture.guest)?;
         let mut reference = ReferenceRunner::new(&bytes)?;
-        let mut candidate = KarmemRunner::from_lowered(&engine, &bytes, world, &lowered)
-            .with_context(|| format!("loading the Karmem-ABI `{}`", fixture.path.display()))?;
+        let mut expected = Vec::with_capacity(calls.len());
         for invocation in &calls {
-            let expected = reference.invoke(invocation)?;
-            let actual = candidate
-                .invoke(invocation)
-                .with_context(|| format!("{}: line {}: `{}`", fixture.path.display(), invocation.line, invocation.text))?;
-            compare(&expected, &actual).with_context(|| {
-                format!("{}: line {}: `{}`", fixture.path.display(), invocation.line, invocation.text)
-            })?;
-            compared += 1;
+            expected.push(reference.invoke(invocation)?);
+        }
+        for engine in [Engine::Wasmtime, Engine::Wasmi] {
+            let mut candidate = KarmemRunner::from_lowered(engine, &bytes, world.clone(), &lowered)
+                .with_context(|| format!("loading the Karmem-ABI `{name}` on {engine:?}"))?;
+            for (invocation, expected) in calls.iter().zip(&expected) {
+                let at = || format!("{name} on {engine:?}: line {}: `{}`", invocation.line, invocation.text);
+                let actual = candidate.invoke(invocation).with_context(at)?;
+                compare(expected, &actual).with_context(at)?;
+                compared += 1;
+            }
+        }
+        variants.push(format!("{}.{}", fixture.guest, fixture.variant));
+    }
+    for guest in ["basics", "edges", "resources", "types", "wasi-reactor"] {
+        for variant in ["p2", "p1-reactor"] {
+            let name = format!("{guest}.{variant}");
+            ensure!(variants.contains(&name), "`{name}` was not compared");
         }
     }
     if compared == 0 {
         bail!("no invocation was compared");
     }
-    eprintln!("compared {compared} invocations of {guests:?}");
+    eprintln!("compared {compared} invocations (both runtimes) of {variants:?}");
     Ok(())
 }

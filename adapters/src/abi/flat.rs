@@ -59,6 +59,9 @@ pub fn load_flat(
     off: u32,
     out: &[LocalId],
 ) {
+    // `out` holds one local per flat value of `ty` (the callers make them
+    // with `flat_locals`); were it short, the module would fail validation.
+    let Some((&first, rest)) = out.split_first() else { return };
     if let Some((width, signed)) = scalar(ty) {
         let mut b = f.instr_seq(seq);
         b.local_get(addr);
@@ -67,7 +70,7 @@ pub fn load_flat(
             let shift = 32 - 8 * width.bytes() as i32;
             b.i32_const(shift).binop(BinaryOp::I32Shl).i32_const(shift).binop(BinaryOp::I32ShrS);
         }
-        b.local_set(out[0]);
+        b.local_set(first);
         return;
     }
     match ty {
@@ -75,15 +78,18 @@ pub fn load_flat(
             let mut b = f.instr_seq(seq);
             b.local_get(addr);
             asm::load(&mut b, m, Width::I32, off);
-            b.local_set(out[0]).local_get(addr);
-            asm::load(&mut b, m, Width::I32, off + 4);
-            b.local_set(out[1]);
+            b.local_set(first);
+            if let Some(&second) = rest.first() {
+                b.local_get(addr);
+                asm::load(&mut b, m, Width::I32, off + 4);
+                b.local_set(second);
+            }
         }
         AbiType::Record(_) | AbiType::Tuple(_) | AbiType::FixedList(..) => {
             let mut at = 0;
             for (member, offset) in members(ty) {
                 let n = member.flatten().len();
-                load_flat(f, seq, locals, m, &member, addr, off + offset, &out[at..at + n]);
+                load_flat(f, seq, locals, m, &member, addr, off + offset, out.get(at..at + n).unwrap_or_default());
                 at += n;
             }
         }
@@ -103,9 +109,9 @@ pub fn load_flat(
                 let mut b = f.instr_seq(seq);
                 b.local_get(addr);
                 asm::load(&mut b, m, disc, off);
-                b.local_set(out[0]);
+                b.local_set(first);
             }
-            let payload = &out[1..];
+            let payload = rest;
             for local in payload {
                 zero(f, seq, locals, *local);
             }
@@ -113,7 +119,7 @@ pub fn load_flat(
             if payload.is_empty() {
                 return;
             }
-            let arms = switch_arms(f, seq, out[0], cases.len());
+            let arms = switch_arms(f, seq, first, cases.len());
             let po = ty.payload_offset();
             for (arm, case) in arms.into_iter().zip(cases) {
                 let Some(case) = case else { continue };
@@ -143,25 +149,29 @@ pub fn store_flat(
     off: u32,
     vals: &[LocalId],
 ) {
+    // as in `load_flat`: one local per flat value
+    let Some((&first, rest)) = vals.split_first() else { return };
     if let Some((width, _)) = scalar(ty) {
         let mut b = f.instr_seq(seq);
-        b.local_get(addr).local_get(vals[0]);
+        b.local_get(addr).local_get(first);
         asm::store(&mut b, m, width, off);
         return;
     }
     match ty {
         AbiType::String | AbiType::List(_) => {
             let mut b = f.instr_seq(seq);
-            b.local_get(addr).local_get(vals[0]);
+            b.local_get(addr).local_get(first);
             asm::store(&mut b, m, Width::I32, off);
-            b.local_get(addr).local_get(vals[1]);
-            asm::store(&mut b, m, Width::I32, off + 4);
+            if let Some(&second) = rest.first() {
+                b.local_get(addr).local_get(second);
+                asm::store(&mut b, m, Width::I32, off + 4);
+            }
         }
         AbiType::Record(_) | AbiType::Tuple(_) | AbiType::FixedList(..) => {
             let mut at = 0;
             for (member, offset) in members(ty) {
                 let n = member.flatten().len();
-                store_flat(f, seq, locals, m, &member, addr, off + offset, &vals[at..at + n]);
+                store_flat(f, seq, locals, m, &member, addr, off + offset, vals.get(at..at + n).unwrap_or_default());
                 at += n;
             }
         }
@@ -177,18 +187,18 @@ pub fn store_flat(
             let cases = cases(ty);
             let disc = Width::for_bytes(ty.discriminant().map(|d| d.size()).unwrap_or(1));
             // canonical lifting: the discriminant names a case
-            f.instr_seq(seq).local_get(vals[0]).i32_const(cases.len() as i32).binop(BinaryOp::I32GeU);
+            f.instr_seq(seq).local_get(first).i32_const(cases.len() as i32).binop(BinaryOp::I32GeU);
             asm::trap_if(f, seq);
             {
                 let mut b = f.instr_seq(seq);
-                b.local_get(addr).local_get(vals[0]);
+                b.local_get(addr).local_get(first);
                 asm::store(&mut b, m, disc, off);
             }
-            let payload = &vals[1..];
+            let payload = rest;
             if payload.is_empty() {
                 return;
             }
-            let arms = switch_arms(f, seq, vals[0], cases.len());
+            let arms = switch_arms(f, seq, first, cases.len());
             let po = ty.payload_offset();
             for (arm, case) in arms.into_iter().zip(cases) {
                 let Some(case) = case else { continue };

@@ -55,7 +55,7 @@ impl World {
         let schema = karmem_idl::resolve(imported.file.clone()).map_err(|errors| {
             anyhow!("the IDL of the world does not resolve: {}", errors.first().map(|e| e.to_string()).unwrap_or_default())
         })?;
-        let w = &resolve.worlds[world];
+        let w = resolve.worlds.get(world).context("the world is not in the resolve")?;
         let mut interfaces = Vec::new();
         for origin in &imported.interfaces {
             let Some(Item::Interface(def)) = schema.get(&origin.name) else {
@@ -73,7 +73,10 @@ impl World {
                 _ => None,
             });
             match found {
-                Some(id) => wit_functions.extend(resolve.interfaces[id].functions.keys().cloned()),
+                Some(id) => {
+                    let iface = resolve.interfaces.get(id).context("an interface is not in the resolve")?;
+                    wit_functions.extend(iface.functions.keys().cloned());
+                }
                 None => {
                     is_world_level = true;
                     for item in items.values() {

@@ -746,24 +746,23 @@ pub(crate) fn switch(f: &mut FunctionBuilder, seq: InstrSeqId, index: LocalId, a
     }
     // $end { $b[n] { ... $b[1] { $b[0] { br_table } arm0; br $end } arm1; br $end ... } unreachable }
     let end = asm::block(f, seq);
-    let mut blocks = Vec::with_capacity(arms + 1);
     let mut parent = end;
-    // create from the outside in: blocks[arms] is the outermost
-    let mut chain = Vec::new();
+    // create from the outside in, then list them innermost first
+    let mut blocks = Vec::with_capacity(arms + 1);
     for _ in 0..=arms {
         let inner = asm::block(f, parent);
-        chain.push(inner);
+        blocks.push(inner);
         parent = inner;
     }
-    chain.reverse(); // chain[0] innermost ... chain[arms] outermost
-    blocks.extend_from_slice(&chain);
-    let targets: Box<[InstrSeqId]> = blocks[..arms].to_vec().into_boxed_slice();
-    f.instr_seq(blocks[0]).local_get(index).br_table(targets, blocks[arms]);
-    // after chain[k] ends (inside chain[k+1]) comes arm k
+    blocks.reverse(); // blocks[0] innermost ... blocks[arms] outermost
+    let (innermost, default) = (parent, blocks.last().copied().unwrap_or(end));
+    let targets: Box<[InstrSeqId]> = blocks.iter().take(arms).copied().collect();
+    f.instr_seq(innermost).local_get(index).br_table(targets, default);
+    // after blocks[k] ends (inside blocks[k + 1]) comes arm k
     let mut out = Vec::with_capacity(arms);
-    for k in 0..arms {
-        let arm = asm::block(f, blocks[k + 1]);
-        f.instr_seq(blocks[k + 1]).br(end);
+    for outer in blocks.iter().skip(1) {
+        let arm = asm::block(f, *outer);
+        f.instr_seq(*outer).br(end);
         out.push(arm);
     }
     // after the outermost ends: the default, unreachable

@@ -280,8 +280,8 @@ impl Transcoder<'_> {
         let value = self.module.locals.add(if wide { ValType::I64 } else { ValType::I32 });
         let base = values.first().copied().unwrap_or(0);
         let consecutive = values.iter().enumerate().all(|(i, v)| *v == base.wrapping_add(i as u64));
-        let mut b = f.instr_seq(seq);
         if consecutive {
+            let mut b = f.instr_seq(seq);
             b.local_get(index);
             if wide {
                 b.unop(UnaryOp::I64ExtendUI32).i64_const(base as i64).binop(BinaryOp::I64Add);
@@ -291,7 +291,6 @@ impl Transcoder<'_> {
             b.local_set(value);
             return value;
         }
-        drop(b);
         for (i, v) in values.iter().enumerate() {
             f.instr_seq(seq).local_get(index).i32_const(i as i32).binop(BinaryOp::I32Eq);
             let hit = asm::if_(f, seq);
