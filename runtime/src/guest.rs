@@ -7,7 +7,8 @@
 //! *poisoned*: docs/ABI.md §7 says a trapped instance is unusable, so later
 //! calls are refused instead of running on half-updated state.
 //!
-//! Leaves to `runtime` the engine and to `link` how guests are wired together.
+//! Leaves to `runtime` the engine, to `invoke` sessions with the Karmem ABI
+//! and WASI, and to `compose` how guests are wired together.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -158,7 +158,7 @@ pub fn fanout_call(consumers: &mut [Guest], export: &str, params: &[Val]) -> Vec
         .collect()
 }
 
-/// Makes a fresh exporter guest (instantiate plus, later, the handshake).
+/// Makes a fresh exporter guest for a [`GuestPool`].
 pub type GuestFactory = Arc<dyn Fn() -> Result<Guest> + Send + Sync>;
 
 /// What a [`Pool`] needs to know about a member.

@@ -4,7 +4,9 @@
 //!
 //! `region` describes regions and placements; `memory` is the wasmtime
 //! `MemoryCreator` that maps them. Which guest gets which placement is decided
-//! by whoever builds the layout (today the host API, later the handshake).
+//! by whoever builds the layout: the host API ([`crate::GuestOptions::layout`],
+//! [`crate::Guest::map_shared`]) or, from the handshake's descriptors,
+//! [`crate::compose::Composition`] through [`crate::invoke::Session::map_shared`].
 
 #[allow(unsafe_code)]
 mod memory;
