@@ -11,10 +11,10 @@
 //! it used: its globals, functions and state, and its WASI 0.2 `canon
 //! lower`s. Those still fill slots of the shim table (the fixup module fills
 //! every slot), so they are kept *detached*: without the adapter's realloc.
-//! `link`'s shim-table pass turns the main module's calls through the table
-//! into direct calls of the preview1 imports, and its gc then drops the
-//! table, the slots nobody calls and the imports only they used;
-//! [`finish_module`] refuses a detached import that survived. For
+//! The shim-table resolution turns the main module's calls through the
+//! table into direct calls of the preview1 imports; [`finish_module`] then
+//! drops (walrus' gc) the table, the slots nobody calls and the imports only
+//! they used, and refuses a detached import that survived. For
 //! a command adapter, the component's `wasi:cli/run` export becomes the
 //! main module's own `_start`, which the adapter's `run` would have called.
 //!
@@ -322,6 +322,46 @@ impl Rewrite<'_> {
 /// reactor whose exports pass no strings or lists, would export none). More
 /// than one memory is refused, since nothing says which one preview1 uses.
 pub fn finish_module(module: &[u8], report: &mut Preview1Report) -> Result<Vec<u8>> {
+    let collected;
+    let module = if function_imports(module)?.iter().any(|import| report.detached_imports.contains(import)) {
+        collected = collect_garbage(module)?;
+        collected.as_slice()
+    } else {
+        module
+    };
+    finish_collected(module, report)
+}
+
+/// The function imports of `module`, as `module#field`.
+fn function_imports(module: &[u8]) -> Result<Vec<String>> {
+    let mut imports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(section) = payload.context("failed to read the lowered module")? {
+            for import in section.into_imports() {
+                let import = import?;
+                if matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                    imports.push(format!("{}#{}", import.module, import.name));
+                }
+            }
+        }
+    }
+    Ok(imports)
+}
+
+/// Drops what nothing reaches (walrus' gc): the shim table and the slots
+/// only the adapter called, and with them the detached imports.
+fn collect_garbage(module: &[u8]) -> Result<Vec<u8>> {
+    let mut config = walrus::ModuleConfig::new();
+    config.generate_producers_section(false);
+    let mut parsed = config
+        .parse(module)
+        .map_err(|error| anyhow::anyhow!("{error:#}"))
+        .context("failed to re-read the lowered module to drop the adapter's leftovers")?;
+    walrus::passes::gc::run(&mut parsed);
+    Ok(parsed.emit_wasm())
+}
+
+fn finish_collected(module: &[u8], report: &mut Preview1Report) -> Result<Vec<u8>> {
     use wasmparser::{ExternalKind, Parser, Payload};
     let mut memories = 0u32;
     let mut exported = false;
