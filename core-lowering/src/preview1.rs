@@ -493,6 +493,8 @@ mod tests {
     /// `_start`), fixup filling the table with the adapter's exports.
     const COMMAND: &str = r#"
       (component
+        (import "wasi:cli/environment@0.2.0" (instance $env
+          (export "get-arguments" (func (result (list string))))))
         (core module $main
           (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
@@ -502,23 +504,27 @@ mod tests {
             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
             (call $proc_exit (i32.const 3))))
         (core module $shim
-          (table (export "$imports") 2 2 funcref)
+          (table (export "$imports") 3 3 funcref)
           (func (export "0") (param i32 i32 i32 i32) (result i32)
             local.get 0 local.get 1 local.get 2 local.get 3 i32.const 0
             call_indirect (param i32 i32 i32 i32) (result i32))
-          (func (export "1") (param i32) local.get 0 i32.const 1 call_indirect (param i32)))
+          (func (export "1") (param i32) local.get 0 i32.const 1 call_indirect (param i32))
+          (func (export "2") (param i32) local.get 0 i32.const 2 call_indirect (param i32)))
         (core module $adapter
           (import "env" "memory" (memory 0))
           (import "__main_module__" "_start" (func $start))
+          (import "wasi:cli/environment@0.2.0" "get-arguments" (func $args (param i32)))
           (global $state (mut i32) (i32.const 7))
+          (func (export "cabi_import_realloc") (param i32 i32 i32 i32) (result i32) global.get $state)
           (func (export "fd_write") (param i32 i32 i32 i32) (result i32) global.get $state)
-          (func (export "proc_exit") (param i32) unreachable)
+          (func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)
           (func (export "wasi:cli/run@0.2.0#run") (result i32) call $start i32.const 0))
         (core module $fixup
           (import "" "0" (func $a (param i32 i32 i32 i32) (result i32)))
           (import "" "1" (func $b (param i32)))
-          (import "" "$imports" (table 2 2 funcref))
-          (elem (i32.const 0) func $a $b))
+          (import "" "2" (func $c (param i32)))
+          (import "" "$imports" (table 3 3 funcref))
+          (elem (i32.const 0) func $a $b $c))
         (core instance $shim (instantiate $shim))
         (core instance $main (instantiate $main
           (with "wasi_snapshot_preview1" (instance
@@ -526,11 +532,15 @@ mod tests {
             (export "proc_exit" (func $shim "1"))))))
         (core instance $adapter (instantiate $adapter
           (with "env" (instance (export "memory" (memory $main "memory"))))
-          (with "__main_module__" (instance $main))))
+          (with "__main_module__" (instance $main))
+          (with "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func $shim "2"))))))
+        (core func $get-args (canon lower (func $env "get-arguments")
+          (memory $main "memory") (realloc (func $adapter "cabi_import_realloc"))))
         (core instance (instantiate $fixup
           (with "" (instance
             (export "0" (func $adapter "fd_write"))
             (export "1" (func $adapter "proc_exit"))
+            (export "2" (func $get-args))
             (export "$imports" (table $shim "$imports"))))))
         (type $run (func (result (result))))
         (func $run (type $run) (canon lift (core func $adapter "wasi:cli/run@0.2.0#run")))
@@ -585,6 +595,9 @@ mod tests {
         assert!(report.command);
         assert_eq!(report.preview1_imports, ["fd_write", "proc_exit"]);
         assert!(report.wasi_imports_left.is_empty());
+        // The adapter's own `get-arguments` (with its realloc) fills a slot
+        // only the adapter called: detached, then gone.
+        assert_eq!(report.detached_imports, ["wasi:cli/environment@0.2.0#get-arguments"]);
         assert!(report.adapter.contains("core instance"), "{report:?}");
         Ok(())
     }
@@ -605,20 +618,17 @@ mod tests {
         // The main module also calls the adapter's non-preview1 export.
         let component = COMMAND
             .replace(
-                r#"(export "1" (func $adapter "proc_exit"))"#,
-                r#"(export "1" (func $adapter "cabi_import_realloc"))"#,
+                r#"(func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)"#,
+                r#"(func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)
+                   (func (export "adapter_close_badfd") (param i32))"#,
             )
-            .replace(
-                r#"(func (export "proc_exit") (param i32) unreachable)"#,
-                r#"(func (export "proc_exit") (param i32) unreachable)
-                   (func (export "cabi_import_realloc") (param i32))"#,
-            );
+            .replace(r#"(export "1" (func $adapter "proc_exit"))"#, r#"(export "1" (func $adapter "adapter_close_badfd"))"#);
         let component = wat::parse_str(&component)?;
         let error = crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)
             .err()
             .context("must be refused")?;
         let message = format!("{error:#}");
-        assert!(message.contains("`cabi_import_realloc` of the preview1 adapter"), "{message}");
+        assert!(message.contains("`adapter_close_badfd` of the preview1 adapter"), "{message}");
         Ok(())
     }
 
