@@ -40,12 +40,14 @@ pub struct Opts {
     /// multi-memory module instead of refusing.
     #[arg(long)]
     pub multi_memory: bool,
-    /// What to do with WASI 0.2 imports: `shim` (the default) serves them with
+    /// How the module reaches WASI. `preview1` (the default for a wasip1
+    /// component whose only WASI user is the preview1 adapter) drops the
+    /// adapter and keeps the main module's own `wasi_snapshot_preview1`
+    /// imports; `shim` (the default otherwise) serves WASI 0.2 imports with
     /// the preview2-on-preview1 shim, so the module imports only
     /// `wasi_snapshot_preview1` (and `karmem:*`); `deny` refuses what the shim
     /// does not cover, naming the interface; `passthrough` keeps that as
-    /// imports; `preview1` (dropping a wasip1 component's adapter) is not
-    /// implemented yet and is refused.
+    /// imports.
     #[arg(long, value_enum)]
     pub wasi: Option<WasiArg>,
 }
@@ -70,17 +72,17 @@ pub fn run(opts: Opts) -> Result<()> {
         multi_memory: opts.multi_memory,
         idl: idl.as_ref().ok().cloned(),
     };
-    let lowered = karmem_core_lowering::lower(&bytes, &options)
-        .with_context(|| format!("failed to lower `{name}`"))?;
+    let (lowered, mode) =
+        lower_for_wasi(&bytes, &options, opts.wasi).with_context(|| format!("failed to lower `{name}`"))?;
     // Warn only about a module that is written: when lowering fails, its
     // error says why and the warning would be noise before it.
     if let Err(e) = &idl {
         eprintln!("warning: `karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}");
     }
     // The shim goes in first: it allocates through the module's
-    // `cabi_realloc` export, which the Karmem ABI pass does not keep.
-    let lowered = serve_wasi(&bytes, lowered, opts.wasi.unwrap_or(WasiArg::Shim))
-        .with_context(|| format!("failed to serve the WASI imports of `{name}`"))?;
+    // `cabi_realloc` exports, which the Karmem ABI pass does not keep.
+    let lowered =
+        serve_wasi(lowered, mode).with_context(|| format!("failed to serve the WASI imports of `{name}`"))?;
     let lowered = match opts.abi {
         AbiArg::Canonical => lowered,
         AbiArg::Karmem => karmem_edge(&bytes, &lowered)
@@ -96,45 +98,69 @@ fn karmem_edge(component: &[u8], lowered: &[u8]) -> Result<Vec<u8>> {
     karmem_adapters::abi::karmem_abi(lowered, &world, &karmem_adapters::abi::Options::default())
 }
 
-/// Links the preview2-on-preview1 shim into the canonical-ABI module
-/// `lowered` (before the Karmem ABI pass) and turns `wasi:cli/run` into
-/// `_start`.
-fn serve_wasi(component: &[u8], lowered: Vec<u8>, wasi: WasiArg) -> Result<Vec<u8>> {
+/// Lowers to the canonical boundary and picks the WASI mode. `--wasi
+/// preview1` drops the preview1 adapter (refused when there is none). Without
+/// `--wasi`, a component carrying the adapter lowers that way when the drop
+/// works and leaves no WASI 0.2 import behind (the adapter was the only WASI
+/// user); anything else lowers as is, for `--wasi shim`.
+fn lower_for_wasi(component: &[u8], options: &Options, wasi: Option<WasiArg>) -> Result<(Vec<u8>, WasiMode)> {
     let mode = match wasi {
-        WasiArg::Preview1 => anyhow::bail!(
-            "`--wasi preview1` (dropping the preview1 adapter of a wasip1 component) is not implemented yet; \
-             `--wasi shim` serves the adapter's WASI 0.2 imports instead"
-        ),
-        WasiArg::Shim => WasiMode::Shim,
-        WasiArg::Passthrough => WasiMode::Passthrough,
-        WasiArg::Deny => WasiMode::Deny,
+        Some(WasiArg::Preview1) => {
+            let (lowered, _) = karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape)?
+                .context(
+                    "`--wasi preview1` drops the preview1 adapter of a wasm32-wasip1 component, and this component has \
+                     none; `--wasi shim` serves its WASI 0.2 imports",
+                )?;
+            return Ok((lowered, WasiMode::Preview1));
+        }
+        Some(WasiArg::Shim) | None => WasiMode::Shim,
+        Some(WasiArg::Passthrough) => WasiMode::Passthrough,
+        Some(WasiArg::Deny) => WasiMode::Deny,
     };
-    let realloc = realloc_for_wasi_imports(component, &lowered)?;
-    let finished = karmem_adapters::wasi::finish_for_preview1(&lowered, mode, &|_, _| realloc.clone())?;
-    Ok(finished.module)
-}
-
-/// The realloc the component's WASI 0.2 imports allocate their results with:
-/// the main module's `cabi_realloc` in a wasip2 component; in a wasip1
-/// component every WASI 0.2 import is the preview1 adapter's, whose realloc
-/// the lowering exports last among the `cabi_realloc*` exports (the lowering
-/// does not report the realloc per import yet).
-fn realloc_for_wasi_imports(component: &[u8], lowered: &[u8]) -> Result<String> {
-    if !has_preview1_adapter(component)? {
-        return Ok("cabi_realloc".to_string());
-    }
-    let mut last = None;
-    for payload in wasmparser::Parser::new(0).parse_all(lowered) {
-        if let wasmparser::Payload::ExportSection(section) = payload.context("failed to read the lowered module")? {
-            for export in section {
-                let export = export.context("failed to read the lowered module's exports")?;
-                if export.name.starts_with("cabi_realloc") {
-                    last = Some(export.name.to_string());
-                }
+    if wasi.is_none() && has_preview1_adapter(component)? {
+        match karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape) {
+            Ok(Some((lowered, report))) if report.wasi_imports_left.is_empty() => {
+                return Ok((lowered, WasiMode::Preview1));
+            }
+            Ok(Some((_, report))) => eprintln!(
+                "note: the preview1 adapter is kept (lowered as `--wasi shim`): other modules import WASI 0.2 ({})",
+                report.wasi_imports_left.join(", ")
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!("note: the preview1 adapter is kept (lowered as `--wasi shim`): {error:#}");
             }
         }
     }
-    last.context("the lowered wasip1 component exports no `cabi_realloc`")
+    Ok((karmem_core_lowering::lower(component, options)?, mode))
+}
+
+/// `karmem-adapters`' structural test, in the lowering's terms.
+fn adapter_shape(module: &[u8]) -> Result<Option<karmem_core_lowering::preview1::AdapterShape>> {
+    Ok(karmem_adapters::wasi::recognize_preview1_adapter(module)?.map(|adapter| {
+        karmem_core_lowering::preview1::AdapterShape {
+            preview1_exports: adapter.preview1_exports,
+            run_export: adapter.run_export,
+        }
+    }))
+}
+
+/// Links the preview2-on-preview1 shim into the canonical-ABI module
+/// `lowered` (before the Karmem ABI pass) and turns `wasi:cli/run` into
+/// `_start`. Each WASI 0.2 import allocates its results with the realloc
+/// its `canon lower` names, as the lowering recorded in
+/// `karmem:canonical-abi` (a wasip1 adapter's differs from the main module's).
+fn serve_wasi(lowered: Vec<u8>, mode: WasiMode) -> Result<Vec<u8>> {
+    let reallocs: std::collections::BTreeMap<String, String> = karmem_core_lowering::link::read_canonical_abi(&lowered)?
+        .into_iter()
+        .filter(|entry| entry.kind == "import")
+        .filter_map(|entry| Some((entry.name, entry.realloc?)))
+        .collect();
+    let realloc_of = |module: &str, field: &str| {
+        reallocs.get(&format!("{module}#{field}")).cloned().unwrap_or_else(|| "cabi_realloc".to_string())
+    };
+    let finished = karmem_adapters::wasi::finish_for_preview1(&lowered, mode, &realloc_of)?;
+    Ok(finished.module)
 }
 
 fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
