@@ -136,9 +136,22 @@ fn check_command(name: &str, how: Lowering) -> Result<()> {
         };
         check("wasmtime (preview1)", hosts::run_wasmtime(&lowered, &invocation)?);
         check("wasmi", hosts::run_wasmi(&lowered, &invocation)?);
-        match hosts::run_node(&lowered, &invocation)? {
-            Some(outcome) => check("node", outcome),
+        let node = hosts::run_node(&lowered, &invocation)?;
+        match &node {
+            Some(outcome) => check("node", outcome.clone()),
             None => eprintln!("node is not installed: the node host was skipped"),
+        }
+        // The script checks by itself too, as a user would run it: against
+        // the reference (with the program's own exit code under `preview1`).
+        let mut expected = reference.clone();
+        expected.exit_code = node.as_ref().map_or(reference.exit_code, |outcome| outcome.exit_code);
+        if let Some((ok, report)) = hosts::node_check_outcome(&lowered, &invocation, &expected)? {
+            assert!(ok, "{name}, {case}: node-wasi-check.mjs reported: {report}");
+        }
+        if case == "input present" {
+            expected.stdout.push('!');
+            let wrong = hosts::node_check_outcome(&lowered, &invocation, &expected)?;
+            assert!(!wrong.is_some_and(|(ok, _)| ok), "{name}: a different stdout must be reported");
         }
     }
     Ok(())

@@ -416,3 +416,40 @@ pub fn node_check(wasm: &[u8], invocation: &Invocation, stdout: &Path, exit_code
     let stderr = String::from_utf8_lossy(&output.stderr);
     Ok(Some(output.status.success() && stderr.ends_with("ok\n")))
 }
+
+/// The node script's own check of everything a run shows (`--expect-stdout`,
+/// `--expect-stderr`, `--expect-files`, `--expect-exit`), as a user would run
+/// it: `None` without node, else whether it reported `ok` (and its report).
+pub fn node_check_outcome(wasm: &[u8], invocation: &Invocation, expected: &Outcome) -> Result<Option<(bool, String)>> {
+    if Command::new("node").arg("--version").stdout(Stdio::null()).status().is_err() {
+        return Ok(None);
+    }
+    let exit_code = expected.exit_code.context("a trap cannot be expected by the node script")?;
+    let sandbox = invocation.sandbox()?;
+    let scratch = tempfile::tempdir()?;
+    let module_path = scratch.path().join("module.wasm");
+    std::fs::write(&module_path, wasm)?;
+    let (stdout, stderr, files) =
+        (scratch.path().join("expected.stdout"), scratch.path().join("expected.stderr"), scratch.path().join("files"));
+    std::fs::write(&stdout, &expected.stdout)?;
+    std::fs::write(&stderr, &expected.stderr)?;
+    std::fs::create_dir(&files)?;
+    for (path, contents) in &expected.files {
+        match path.strip_suffix('/') {
+            Some(dir) => std::fs::create_dir_all(files.join(dir))?,
+            None => std::fs::write(files.join(path), contents)?,
+        }
+    }
+    let mut command = Command::new("node");
+    command.arg("--no-warnings").arg(script_path());
+    command.arg("--dir").arg(format!("{}::{GUEST_DIR}", sandbox.path().display()));
+    for (key, value) in &invocation.env {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    command.arg("--expect-stdout").arg(&stdout).arg("--expect-stderr").arg(&stderr);
+    command.arg("--expect-files").arg(&files).arg("--expect-exit").arg(exit_code.to_string());
+    command.arg(&module_path).args(&invocation.args);
+    let output = command.stdin(Stdio::null()).output().context("failed to run node")?;
+    let report = String::from_utf8_lossy(&output.stderr).into_owned();
+    Ok(Some((output.status.success() && report.ends_with("ok\n"), report)))
+}
