@@ -191,3 +191,31 @@ fn interface_memories_are_regions() -> Result<()> {
     ensure!(at >= output as usize && at < output as usize + 2 * 65536, "result at {at:#x}, region at {output:#x}");
     Ok(())
 }
+
+/// docs/ABI.md §7, the decode limit, at an export: an argument message of
+/// 128 bytes whose `list<reading>` claims 2^24 items with no SoA columns
+/// (each would read as its default: 384 MiB of canonical records) traps
+/// before the guest allocates them; the same shape within the limit runs.
+#[test]
+fn hostile_argument_message_hits_the_decode_limit() -> Result<()> {
+    let message = |length: u32| {
+        let mut m = vec![0u8; 128];
+        for (at, word) in [(0usize, 0x0Cu32), (4, 8), (8, 0x10), (12, 64), (16, length), (20, length), (64, 0)] {
+            m[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        m
+    };
+    let mut host = demo()?;
+    host.init()?;
+    let before = host.memory_size();
+    let outcome = host.call_bytes("api.sum", &message(1 << 24));
+    let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<wasmtime::Trap>().copied());
+    ensure!(trap == Some(wasmtime::Trap::UnreachableCodeReached), "expected the limit's trap, got {outcome:?}");
+    let grown = host.memory_size() - before;
+    ensure!(grown < 4 << 20, "the guest grew its memory by {grown} bytes before trapping");
+    let mut host = demo()?;
+    host.init()?;
+    let sum = host.call_bytes("api.sum", &message(1000))?;
+    ensure!(sum == rec(vec![("ret", Value::F64(0.0))]), "{sum:?}");
+    Ok(())
+}
