@@ -37,6 +37,7 @@ extern crate std;
 
 pub mod error;
 pub mod raw;
+pub mod typed;
 pub mod view;
 
 #[cfg(feature = "alloc")]

@@ -1,47 +1,59 @@
-//! The Rust code generator: generated code for every schema of the fixture
-//! corpus (`fixtures/idl/*.km`) compiles against `karmem-format` without std,
-//! also for `wasm32-unknown-unknown`; and a value written with generated
-//! builders and read with generated views round-trips through the dynamic
-//! decoder.
+//! The Rust code generator, end to end: the code generated for every schema
+//! of the fixture corpus (`fixtures/idl/*.km` and `fixtures/wit/*.km`)
+//! compiles against `karmem-format` without std (and for
+//! `wasm32-unknown-unknown` when that target is installed); and for every
+//! struct and union of every schema, random values round-trip through it:
+//! the generated value types write exactly the bytes the reference encoder
+//! (`value::encode`) writes, and the generated views read the reference
+//! bytes back to the same value (compared as `typed::Dump` text).
+//! A hand-written driver also exercises the builders of the paper's Figure 32.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
-use karmem_format::gen_rust::generate;
-use karmem_format::value::decode;
-use karmem_format::{Layout, Limits};
+use karmem_format::gen_rust::{camel, field_name, generate, type_names};
+use karmem_format::layout::{ArrayForm, Kind, Layout, TypeId};
+use karmem_format::value::{Value, decode, encode};
+use karmem_format::Limits;
+
+use common::random::{self, Rng};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn corpus() -> Vec<(String, String)> {
-    let dir = workspace().join("fixtures/idl");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures/idl")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "km"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
-            (name, std::fs::read_to_string(&p).unwrap())
-        })
-        .collect()
+/// (module name, source path, source) of every corpus schema.
+fn corpus() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (dir, prefix) in [("fixtures/idl", "idl"), ("fixtures/wit", "wit")] {
+        let mut files: Vec<_> = std::fs::read_dir(workspace().join(dir))
+            .expect("fixture directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "km"))
+            .collect();
+        files.sort();
+        for p in files {
+            let stem = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
+            let path = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
+            out.push((format!("{prefix}_{stem}"), path, std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+    out
 }
 
-const DRIVER: &str = r#"
-use karmem_format::builder::Builder;
-use karmem_gen_check::paper_fig32::*;
+const FIG32_DRIVER: &str = r#"
+fn fig32_builders() {
+    use karmem_format::builder::Builder;
+    use karmem_gen_check::idl_paper_fig32::*;
 
-fn main() {
     let mut b = Builder::new();
     let batch = TemperatureBatchBuilder::new_root(&mut b).unwrap();
     let readings = batch.alloc_readings(&mut b, 3, 3).unwrap();
@@ -67,35 +79,263 @@ fn main() {
     let rv = AnalysisResultView::root(&result).unwrap();
     assert_eq!((rv.average_temperature().unwrap(), rv.min_temperature().unwrap()), (2.5, 0.0));
 
-    for byte in bytes.iter() {
-        print!("{byte:02x}");
-    }
-    println!();
+    // The same batch from a value type.
+    let value = TemperatureBatch {
+        readings: karmem_format::typed::SoaOf(&[
+            TemperatureReading { timestamp: 10, value: 1.5 },
+            TemperatureReading { timestamp: 20, value: 2.5 },
+            TemperatureReading { timestamp: 30, value: 3.5 },
+        ]),
+    };
+    let encoded = karmem_format::typed::encode(&value).unwrap();
+    assert_eq!(&encoded[..], &bytes[..], "value type and builder write the same bytes");
+    println!("fig32 {}", hex(&bytes));
 }
 "#;
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Rust expression of the generated value type for `value`.
+struct Exprs<'l> {
+    layout: &'l Layout,
+    names: HashMap<TypeId, String>,
+    module: String,
+}
+
+impl Exprs<'_> {
+    fn path(&self, ty: TypeId) -> String {
+        format!("karmem_gen_check::{}::{}", self.module, self.names[&ty])
+    }
+
+    fn expr(&self, ty: TypeId, value: &Value) -> String {
+        let layout = self.layout;
+        match (&layout.get(ty).kind, value) {
+            (_, Value::Bool(v)) => v.to_string(),
+            (_, Value::U8(v)) => format!("{v}u8"),
+            (_, Value::U16(v)) => format!("{v}u16"),
+            (_, Value::U32(v)) => format!("{v}u32"),
+            (_, Value::U64(v)) => format!("{v}u64"),
+            (_, Value::S8(v)) => format!("({}u8 as i8)", *v as u8),
+            (_, Value::S16(v)) => format!("({}u16 as i16)", *v as u16),
+            (_, Value::S32(v)) => format!("({}u32 as i32)", *v as u32),
+            (_, Value::S64(v)) => format!("({}u64 as i64)", *v as u64),
+            (_, Value::F32(v)) => format!("f32::from_bits({:#x})", v.to_bits()),
+            (_, Value::F64(v)) => format!("f64::from_bits({:#x})", v.to_bits()),
+            (_, Value::Char(c)) => format!("'\\u{{{:x}}}'", *c as u32),
+            (Kind::String { utf16: true }, Value::String(s)) => {
+                format!("&[{}]", s.encode_utf16().map(|u| format!("{u}u16")).collect::<Vec<_>>().join(", "))
+            }
+            (_, Value::String(s)) => format!("{s:?}"),
+            (Kind::Enum(_), Value::Enum(case)) => format!("{}::{}", self.path(ty), camel(case)),
+            (Kind::Flags(f), Value::Flags(set)) => {
+                let size = layout.get(ty).size;
+                let bit = |i: usize| set.contains(&f.flags[i]);
+                if size <= 4 {
+                    let bits: u64 = (0..f.flags.len()).filter(|&i| bit(i)).map(|i| 1u64 << i).sum();
+                    format!("{}({bits})", self.path(ty))
+                } else {
+                    let mut words = vec![0u32; size as usize / 4];
+                    for i in (0..f.flags.len()).filter(|&i| bit(i)) {
+                        words[i / 32] |= 1 << (i % 32);
+                    }
+                    format!("{}({words:?})", self.path(ty))
+                }
+            }
+            (Kind::Struct(s), Value::Record(fields)) => {
+                let parts: Vec<String> = s
+                    .fields
+                    .iter()
+                    .zip(fields)
+                    .map(|(f, (_, v))| format!("{}: {}", field_name(&f.name), self.expr(f.ty, v)))
+                    .collect();
+                format!("{} {{ {} }}", self.path(ty), parts.join(", "))
+            }
+            (Kind::Union(u), Value::Variant(case, payload)) => {
+                let c = u.cases.iter().find(|c| c.name == *case).expect("case");
+                match (c.ty, payload) {
+                    (Some(t), Some(p)) => format!("{}::{}({})", self.path(ty), camel(case), self.expr(t, p)),
+                    _ => format!("{}::{}", self.path(ty), camel(case)),
+                }
+            }
+            (Kind::Array { elem, form }, Value::List(items)) => {
+                let items: Vec<String> = items.iter().map(|v| self.expr(*elem, v)).collect();
+                let slice = format!("&[{}]", items.join(", "));
+                match form {
+                    ArrayForm::Plain => slice,
+                    ArrayForm::Soa => format!("karmem_format::typed::SoaOf({slice})"),
+                    ArrayForm::Bunch { .. } => format!("karmem_format::typed::BunchOf({slice})"),
+                }
+            }
+            (Kind::FixedArray { elem, .. }, Value::List(items)) => {
+                format!("[{}]", items.iter().map(|v| self.expr(*elem, v)).collect::<Vec<_>>().join(", "))
+            }
+            (Kind::Option { some, .. }, Value::Option(v)) => match v {
+                Some(v) => format!("::core::option::Option::Some({})", self.expr(*some, v)),
+                None => "::core::option::Option::None".into(),
+            },
+            (Kind::Result { ok, err, .. }, Value::Result(r)) => {
+                let side = |t: Option<TypeId>, v: &Option<Box<Value>>| match (t, v) {
+                    (Some(t), Some(v)) => self.expr(t, v),
+                    _ => "()".into(),
+                };
+                match r {
+                    Ok(v) => format!("::core::result::Result::Ok({})", side(*ok, v)),
+                    Err(v) => format!("::core::result::Result::Err({})", side(*err, v)),
+                }
+            }
+            (kind, v) => panic!("no expression for {v:?} of {kind:?}"),
+        }
+    }
+}
+
+/// The `typed::Dump` text of `value` as the generated views print it.
+fn dump(layout: &Layout, ty: TypeId, value: &Value) -> String {
+    let mut out = String::new();
+    dump_into(layout, ty, value, &mut out);
+    out
+}
+
+fn dump_into(layout: &Layout, ty: TypeId, value: &Value, out: &mut String) {
+    let list = |items: &[Value], elem: TypeId, out: &mut String| {
+        out.push('[');
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            dump_into(layout, elem, v, out);
+        }
+        out.push(']');
+    };
+    match (&layout.get(ty).kind, value) {
+        (_, Value::Bool(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::U8(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::U16(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::U32(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::U64(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::S8(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::S16(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::S32(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::S64(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::F32(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::F64(v)) => write!(out, "{v:?}").unwrap(),
+        (_, Value::Char(v)) => write!(out, "{v:?}").unwrap(),
+        (Kind::String { utf16: true }, Value::String(s)) => {
+            out.push('"');
+            for c in s.chars() {
+                write!(out, "{}", c.escape_debug()).unwrap();
+            }
+            out.push('"');
+        }
+        (_, Value::String(s)) => write!(out, "{s:?}").unwrap(),
+        (_, Value::Enum(case)) => out.push_str(case),
+        (_, Value::Flags(set)) => write!(out, "{{{}}}", set.join(", ")).unwrap(),
+        (Kind::Struct(s), Value::Record(fields)) => {
+            out.push('{');
+            for (i, (f, (_, v))) in s.fields.iter().zip(fields).enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write!(out, "{}: ", f.name).unwrap();
+                dump_into(layout, f.ty, v, out);
+            }
+            out.push('}');
+        }
+        (Kind::Union(u), Value::Variant(case, payload)) => {
+            out.push_str(case);
+            let c = u.cases.iter().find(|c| c.name == *case).expect("case");
+            if let (Some(t), Some(p)) = (c.ty, payload) {
+                out.push('(');
+                dump_into(layout, t, p, out);
+                out.push(')');
+            }
+        }
+        (Kind::Array { elem, .. } | Kind::FixedArray { elem, .. }, Value::List(items)) => list(items, *elem, out),
+        (Kind::Option { some, .. }, Value::Option(v)) => match v {
+            None => out.push_str("none"),
+            Some(v) => {
+                out.push_str("some(");
+                dump_into(layout, *some, v, out);
+                out.push(')');
+            }
+        },
+        (Kind::Result { ok, err, .. }, Value::Result(r)) => {
+            let (name, t, v) = match r {
+                Ok(v) => ("ok", *ok, v),
+                Err(v) => ("err", *err, v),
+            };
+            out.push_str(name);
+            if let (Some(t), Some(v)) = (t, v) {
+                let inner = dump(layout, t, v);
+                if !inner.is_empty() {
+                    write!(out, "({inner})").unwrap();
+                }
+            }
+        }
+        (kind, v) => panic!("no dump for {v:?} of {kind:?}"),
+    }
+}
 
 #[test]
 fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace().join("target/gen-rust-check");
     let src = root.join("src");
+    let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(src.join("bin")).unwrap();
     let mut lib = String::from("//! Generated code for every fixture schema.\n#![no_std]\nextern crate alloc;\n");
-    for (name, source) in corpus() {
-        let layout = common::layout(&source);
-        let code = generate(&layout, &format!("fixtures/idl/{name}.km"));
-        std::fs::write(src.join(format!("{name}.rs")), code).unwrap();
-        lib.push_str(&format!("pub mod {name};\n"));
+    let mut driver = String::from(
+        "//! Round trips through the generated code (written by format/tests/gen_rust.rs).\n\
+         #![allow(unused_parens, clippy::all)]\n\
+         use core::fmt::Write as _;\n\n\
+         fn hex(bytes: &[u8]) -> String {\n    bytes.iter().map(|b| format!(\"{b:02x}\")).collect()\n}\n\n\
+         fn show<T: karmem_format::typed::Dump>(r: Result<T, karmem_format::Error>) -> String {\n    let mut s = String::new();\n    let _ = karmem_format::typed::dump_result(&mut s, &r);\n    s\n}\n",
+    );
+    driver.push_str(FIG32_DRIVER);
+    let mut calls = String::new();
+    let mut expected: Vec<String> = Vec::new();
+    let mut cases = 0;
+    for (module, path, source) in corpus() {
+        let layout: Arc<Layout> = common::layout(&source);
+        std::fs::write(src.join(format!("{module}.rs")), generate(&layout, &path)).unwrap();
+        lib.push_str(&format!("pub mod {module};\n"));
+        let exprs = Exprs { layout: &layout, names: type_names(&layout), module: module.clone() };
+        let mut rng = Rng(0x5eed ^ module.len() as u64);
+        for i in 0..layout.len() {
+            let ty = TypeId(i as u32);
+            if !matches!(layout.get(ty).kind, Kind::Struct(_) | Kind::Union(_)) {
+                continue;
+            }
+            for _ in 0..2 {
+                let value = random::value(&layout, ty, &mut rng, 0);
+                let bytes = encode(&layout, ty, &value).unwrap_or_else(|e| panic!("{module}: reference encode: {e}"));
+                let back = decode(&layout, ty, &bytes, &Limits::default()).expect("reference decode");
+                let id = format!("c{cases}");
+                cases += 1;
+                let view = format!("karmem_gen_check::{module}::{}View", exprs.names[&ty]);
+                let _ = writeln!(
+                    driver,
+                    "fn {id}() {{\n    let written = karmem_format::typed::encode(&{}).unwrap();\n    println!(\"{id} write {{}}\", hex(&written));\n    let bytes = karmem_format::AlignedBuf::from_bytes(&{:?});\n    println!(\"{id} read {{}}\", show(karmem_format::typed::root::<{view}>(&bytes)));\n}}\n",
+                    exprs.expr(ty, &value),
+                    &bytes[..]
+                );
+                let _ = writeln!(calls, "    {id}();");
+                expected.push(format!("{id} write {}", hex_of(&bytes)));
+                expected.push(format!("{id} read {}", dump(&layout, ty, &back)));
+            }
+        }
     }
+    let _ = writeln!(driver, "fn main() {{\n    fig32_builders();\n{calls}}}");
     std::fs::write(src.join("lib.rs"), lib).unwrap();
-    std::fs::write(src.join("bin/roundtrip.rs"), DRIVER).unwrap();
+    std::fs::write(src.join("bin/roundtrip.rs"), driver).unwrap();
     let format_dir = workspace().join("format");
     std::fs::write(
         root.join("Cargo.toml"),
         format!(
             "[package]\nname = \"karmem-gen-check\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\n\
              [dependencies]\nkarmem-format = {{ path = {:?}, default-features = false, features = [\"alloc\"] }}\n\n\
-             [workspace]\n",
+             [profile.dev]\ndebug = false\n\n[workspace]\n",
             format_dir.display().to_string()
         ),
     )
@@ -110,24 +350,35 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
             .env_remove("RUSTFLAGS")
             .output()
             .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "cargo {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cargo {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     run(&["build", "--lib"]);
     let wasm = Command::new("rustup").args(["target", "list", "--installed"]).output();
     if wasm.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown")) {
         run(&["build", "--lib", "--target", "wasm32-unknown-unknown"]);
+    } else {
+        eprintln!("wasm32-unknown-unknown is not installed: the no_std wasm build is skipped");
     }
-    let hex = run(&["run", "--quiet", "--bin", "roundtrip"]);
-    let hex = hex.trim();
-    let bytes: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let stdout = run(&["run", "--quiet", "--bin", "roundtrip"]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("fig32 ")), "{stdout}");
+    let got: Vec<&str> = lines.iter().skip(1).copied().collect();
+    assert_eq!(got.len(), expected.len(), "one write and one read line per case");
+    let mut failures = Vec::new();
+    for (g, e) in got.iter().zip(&expected) {
+        if *g != e.as_str() {
+            failures.push(format!("  got:      {g}\n  expected: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} lines differ:\n{}", failures.len(), expected.len(), failures.join("\n"));
+    assert!(cases > 100, "only {cases} cases");
 
-    let source = corpus().into_iter().find(|(n, _)| n == "paper_fig32").expect("paper-fig32.km").1;
-    let layout: std::sync::Arc<Layout> = common::layout(&source);
+    // The Figure 32 builders' bytes decode to the value they wrote.
+    let hex = lines[0].trim_start_matches("fig32 ");
+    let bytes: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let source = corpus().into_iter().find(|(n, _, _)| n == "idl_paper_fig32").expect("paper-fig32.km").2;
+    let layout = common::layout(&source);
     let ty = common::ty(&layout, "temperature_batch");
     let value = decode(&layout, ty, &bytes, &Limits::default()).expect("generated builder output decodes");
     let expected = common::wave(
