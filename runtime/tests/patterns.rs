@@ -482,3 +482,63 @@ fn modules_importing_from_each_other_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// A session with interface memories, driven by the host: the host maps the
+/// `input` region at the offset the handshake reported (read-only for the
+/// exporter), writes the argument message once into the region, and the
+/// guest decodes it in place; the host copies nothing into the guest.
+#[test]
+fn a_session_reads_a_host_message_in_place_from_its_region() -> Result<()> {
+    let fixtures = lowered()?;
+    let runtime = runtime()?;
+    let mut session = Session::new(
+        &runtime,
+        &fixtures.counter_shared,
+        &SessionOptions::default(),
+    )?;
+    let memory = session
+        .exported("counter")
+        .and_then(|i| i.memories.first())
+        .cloned()
+        .context("the descriptor lists `input`")?;
+    assert_eq!(
+        (memory.name.as_str(), memory.access, memory.pages),
+        ("input", Access::Read, 4)
+    );
+    let region = karmem_runtime::SharedRegion::new("input", memory.pages)?;
+    session.map_shared(&memory.placement(&region)?)?;
+
+    let data: Vec<Value> = (0..5000u32).map(|i| Value::U8((i % 251) as u8)).collect();
+    let layout = Arc::clone(&session.abi().context("abi")?.layout);
+    let layout = layout.as_ref();
+    let message = karmem_format::value::encode_params(
+        layout,
+        "counter",
+        "checksum",
+        &args(&[("data", Value::List(data))]),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    region.write(0, message.as_slice())?;
+    let before = session.host_bytes_written();
+    let len = u32::try_from(message.as_slice().len())?;
+    let result = session.call_in_place("counter", "checksum", memory.offset, len)?;
+    assert_eq!(
+        session.host_bytes_written(),
+        before,
+        "no copy into the guest"
+    );
+    let value = karmem_format::value::decode(
+        layout,
+        layout
+            .function("counter", "checksum")
+            .context("shape")?
+            .results,
+        &result,
+        &karmem_format::Limits::default(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    assert_eq!(ret(value)?, expected_checksum(5000));
+    // The guest's window is read-only: the host may not write there either.
+    assert!(session.write_memory(memory.offset, &[0]).is_err());
+    Ok(())
+}
