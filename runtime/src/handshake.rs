@@ -7,7 +7,7 @@
 //! memory ([`AbiInstance`], implemented for [`Guest`] and for
 //! [`crate::invoke::Session`]) goes through the same code. Leaves calling
 //! functions with values and serving imports to [`crate::invoke`], and
-//! wiring guests by pattern to [`crate::link`].
+//! wiring guests by pattern to [`crate::compose`].
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
