@@ -75,13 +75,16 @@ pub fn drop_adapter(
     let mut shapes: BTreeMap<StaticModuleId, Option<AdapterShape>> = BTreeMap::new();
     let mut found: Vec<(usize, AdapterShape)> = Vec::new();
     for (index, instance) in graph.instances.iter().enumerate() {
-        if !shapes.contains_key(&instance.module) {
-            let bytes = parsed.modules.get(instance.module.0).context("module missing")?.bytes;
-            let shape = recognise(bytes)
-                .with_context(|| format!("failed to look for the preview1 adapter in `{}`", instance.location))?;
-            shapes.insert(instance.module, shape);
-        }
-        if let Some(Some(shape)) = shapes.get(&instance.module) {
+        let shape = match shapes.entry(instance.module) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let bytes = parsed.modules.get(instance.module.0).context("module missing")?.bytes;
+                slot.insert(recognise(bytes).with_context(|| {
+                    format!("failed to look for the preview1 adapter in `{}`", instance.location)
+                })?)
+            }
+        };
+        if let Some(shape) = shape {
             found.push((index, shape.clone()));
         }
     }
