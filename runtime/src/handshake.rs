@@ -148,6 +148,26 @@ pub fn check_type_hashes(interfaces: &GuestInterfaces, layout: &Layout) -> Resul
     Ok(())
 }
 
+/// Checks every function the descriptors name against the host's own
+/// schema (docs/ABI.md §5): the descriptor's type hash must match the
+/// guest's `karmem:idl` schema, and the guest's version of the function must
+/// be compatible with the host's by the rules of `karmem-bridge compat`
+/// (one a safe evolution of the other), so a function that gained a
+/// parameter is accepted although its hash changed. Errors name the function.
+pub fn check_compatibility(interfaces: &GuestInterfaces, guest: &ModuleAbi, host: &karmem_idl::Schema) -> Result<()> {
+    check_type_hashes(interfaces, &guest.layout).context("the guest's descriptors disagree with its `karmem:idl` section")?;
+    let sides = [("imported", &interfaces.imports), ("exported", &interfaces.exports)];
+    for (side, list) in sides {
+        for interface in list {
+            for function in &interface.functions {
+                karmem_format::compat::check_function(host, &guest.schema, &interface.name, &function.name)
+                    .map_err(|e| anyhow!("{side} {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the message a packed buffer points at.
 pub fn read_packed(guest: &mut dyn AbiInstance, packed: i64) -> Result<Vec<u8>> {
     let packed = packed as u64;
