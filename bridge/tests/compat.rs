@@ -69,3 +69,23 @@ fn invalid_schemas_are_diagnosed_first() {
             .starts_with("error: unknown type `pont`\n --> ../fail/unknown-type.km:3:9\n")
     );
 }
+
+#[test]
+fn appended_parameters_are_safe_and_the_rest_of_a_signature_is_not() {
+    let out = compat("function-evolution");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, expected("function-evolution"));
+    for line in [
+        "safe: interface `api`: parameter `times: u8` appended to function `greet`\n",
+        "safe: interface `api`: result `count: u32` appended to function `greet`\n",
+        "breaking: interface `api`: signature of function `shrink` changed from `(u32, u32) -> ()` to `(u32) -> ()`\n",
+        "breaking: interface `frozen`: signature of function `ping` changed",
+    ] {
+        assert!(stdout.contains(line), "`{line}` missing from:\n{stdout}");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: 3 breaking changes from `old.km` to `new.km`\n"
+    );
+}

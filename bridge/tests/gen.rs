@@ -1,4 +1,5 @@
 //! `karmem-bridge gen rust` through the real binary: output file and stdout,
+//! typed accessors for unions, options, results, fixed arrays and bunches,
 //! and a clear error for a schema that does not resolve. (That the generated
 //! code compiles and round-trips is tested in `karmem-format`'s `gen_rust` test.)
 
@@ -26,12 +27,44 @@ fn gen_rust_writes_views_and_builders() {
     let run = bridge(&["gen", "rust", "paper-fig32.km", "-o", out.to_str().expect("utf-8 path")]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let code = std::fs::read_to_string(&out).expect("output written");
-    for needle in ["pub struct TemperatureBatchView", "pub struct TemperatureBatchBuilder", "pub fn alloc_readings", "0x4b95f515"] {
+    for needle in [
+        "pub struct TemperatureBatchView",
+        "pub struct TemperatureBatchBuilder",
+        "pub struct TemperatureBatch<'v>",
+        "pub fn alloc_readings",
+        "0x4b95f515",
+    ] {
         assert!(code.contains(needle), "generated code lacks `{needle}`");
     }
     let stdout = bridge(&["gen", "rust", "paper-fig32.km"]);
     assert!(stdout.status.success());
     assert_eq!(String::from_utf8_lossy(&stdout.stdout), code, "stdout and -o agree");
+}
+
+#[test]
+fn every_construct_gets_a_typed_accessor() {
+    let run = bridge(&["gen", "rust", "constructs.km"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let code = String::from_utf8_lossy(&run.stdout);
+    for needle in [
+        // A union view is an enum of variant views; its value type an enum.
+        "pub enum ShapeView<'a> {",
+        "    Circle(PointView<'a>),",
+        "    Square(::karmem_format::typed::Fixed<'a, PointView<'a>, 4>),",
+        "pub enum Shape {",
+        // Options, results, fixed arrays, arrays of arrays, bunches.
+        "pub fn maybe(&self) -> ::core::result::Result<::core::option::Option<u32>, ::karmem_format::Error>",
+        "pub fn full(&self) -> ::core::result::Result<::core::result::Result<u32, &'a str>, ::karmem_format::Error>",
+        "pub fn grid(&self) -> ::core::result::Result<::karmem_format::typed::Fixed<'a, ::karmem_format::typed::Fixed<'a, i32, 3>, 3>, ::karmem_format::Error>",
+        "pub fn matrix(&self) -> ::core::result::Result<::karmem_format::typed::List<'a, ::karmem_format::view::Column<'a, f32>>, ::karmem_format::Error>",
+        "pub fn events_bovoa(&self) -> ::core::result::Result<EventBovoa<'a>, ::karmem_format::Error>",
+        "pub fn events_bovos(&self) -> ::core::result::Result<EventBovos<'a>, ::karmem_format::Error>",
+        "pub fn shapes_soa(&self) -> ::core::result::Result<::karmem_format::typed::UnionSoa<'a, ShapeView<'a>>, ::karmem_format::Error>",
+        "pub fn set_events_bovoa(&self, b: &mut ::karmem_format::Builder, v: &[Event])",
+    ] {
+        assert!(code.contains(needle), "generated code lacks `{needle}`");
+    }
+    assert!(!code.contains("_offset(&self)"), "no field falls back to a raw offset");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `karmem-bridge gen rust FILE.km [-o out.rs]`: typed zero-copy views and
-//! top-down builders for a schema.
+//! `karmem-bridge gen rust FILE.km [-o out.rs]`: typed zero-copy views,
+//! top-down builders and value types for every type of a schema (structs,
+//! unions, enums, flags, options, results, fixed arrays, SoA and bunch arrays).
 //!
 //! Owns: the command only; the generator is `karmem_format::gen_rust` and
 //! the layout it follows is `karmem_format::layout`.
@@ -11,7 +12,7 @@ use anyhow::{Context as _, Result};
 /// Languages the generator knows.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Lang {
-    /// Rust views and builders over `karmem-format` (`no_std` + `alloc`).
+    /// Rust views, builders and value types over `karmem-format` (`no_std` + `alloc`).
     Rust,
 }
 
