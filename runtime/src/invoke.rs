@@ -711,6 +711,11 @@ impl Session {
             self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?,
             &name,
         )?;
+        // Checked before `read_packed` allocates: the length is the guest's
+        // word, and up to 4 GiB.
+        let (at, len) = ((packed as u64) & 0xFFFF_FFFF, (packed as u64) >> 32);
+        let size = self.memory.data_size(&self.store) as u64;
+        check_range(size, at, len).with_context(|| format!("result of `{name}`"))?;
         handshake::read_packed(self, packed).with_context(|| format!("result of `{name}`"))
     }
 
@@ -947,6 +952,9 @@ fn serve_import(
         _ => bail!("the caller exports no `memory`"),
     };
     let copy_out = |caller: &mut Caller<'_, SessionState>| -> Result<Vec<u8>> {
+        // Checked before allocating: the length is the guest's word.
+        check_range(memory.data_size(&*caller) as u64, ptr, u64::from(len))
+            .context("the argument message is outside the caller's memory")?;
         let mut message = vec![0; len as usize];
         host_read(&mut *caller, memory, ptr, &mut message)
             .context("cannot read the argument message")?;
