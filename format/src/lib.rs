@@ -4,8 +4,9 @@
 //! zero-copy bounds-checked views, the top-down builder, the validator with
 //! limits, and (with the `schema` feature) the schema-driven layout engine,
 //! the dynamic [`Value`] codec and WAVE text for values.
-//! The core (`raw`, `view`, `error`) is `no_std` without allocation; `alloc`
-//! adds the builder; `schema` (which needs `std`) adds everything driven by a
+//! The core (`raw`, `view`, `error`, and the typed reads of `typed` that
+//! generated code uses) is `no_std` without allocation; `alloc` adds the
+//! builder and typed writes; `schema` (which needs `std`) adds everything driven by a
 //! `karmem_idl::Schema`.
 //!
 //! Does not own: the IDL itself (`karmem-idl`), the compatibility rules
