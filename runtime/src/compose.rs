@@ -284,7 +284,13 @@ impl Composition {
                 let Some(first) = exporters.first().copied() else {
                     continue;
                 };
-                let chosen = registry.chosen.get(interface).copied().unwrap_or(first);
+                let chosen = registry
+                    .chosen
+                    .get(interface)
+                    .copied()
+                    // A module never serves its own imports.
+                    .filter(|chosen| *chosen != id)
+                    .unwrap_or(first);
                 plan.push((
                     interface.clone(),
                     resolve_pattern(&registry, &entry, interface),

@@ -95,8 +95,10 @@ pub struct SessionOptions {
     /// linked guests.
     pub hosts: HostFunctions,
     /// Sessions whose exported interfaces serve this one's imports of the
-    /// same name (direct pattern, no shared memories), checked by type hash.
-    /// [`crate::compose::Composition`] wires by every pattern.
+    /// same name (direct pattern, no shared memories), checked by type hash;
+    /// used by [`Session::new`] and [`Session::from_module`].
+    /// [`crate::compose::Composition`] ignores them: it wires by every
+    /// pattern from its registered modules.
     pub links: Vec<LinkedSession>,
 }
 
