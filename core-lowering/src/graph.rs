@@ -181,6 +181,8 @@ pub struct Graph {
     pub component_instances: usize,
 }
 
+// Ids are only made by pushing onto these arenas, which never shrink.
+#[allow(clippy::indexing_slicing)]
 impl Graph {
     pub fn lifted(&self, id: LiftedId) -> &Lifted {
         &self.lifted[id.0]

@@ -160,7 +160,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                     match item {
                         ItemDef::Func(_) => self.record_root_export(&format!("{name}#{field}"), item)?,
                         ItemDef::Type(TypeDef::Resource(ResourceRef::Defined(id))) => {
-                            let res = &mut self.graph.resources[id.0];
+                            let res = self.graph.resources.get_mut(id.0).context("resource out of range")?;
                             if res.export_name.is_none() {
                                 res.export_name = Some((name.to_string(), field.to_string()));
                             }
@@ -177,7 +177,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                 path.join("#")
             ),
             ItemDef::Type(TypeDef::Resource(ResourceRef::Defined(id))) => {
-                let res = &mut self.graph.resources[id.0];
+                let res = self.graph.resources.get_mut(id.0).context("resource out of range")?;
                 if res.export_name.is_none() {
                     res.export_name = Some(("$root".to_string(), name.to_string()));
                 }

@@ -1,23 +1,24 @@
-//! Phase 4: turn the merged binary into the final module with walrus.
+//! Phase 4: generate the glue and assemble the final module.
 //!
-//! Owns: replacing `merge`'s placeholder imports with generated code
-//! (resource builtins, fused adapters, borrow wrappers, host-facing
-//! drops), resolving shim/fixup `call_indirect` tables to direct calls by
-//! structure, dropping what nothing uses, and the `karmem:idl` and
-//! `producers` custom sections. Leaves validation to `lib`.
+//! Owns: the code of `merge`'s placeholders (resource builtins, fused and
+//! copying adapters, borrow wrappers, host-facing drops), built with
+//! walrus in a small module of its own and re-encoded into the merged
+//! sections, and the `karmem:idl`, `karmem:canonical-abi` and `producers`
+//! custom sections. The copied instance code never goes through walrus
+//! (parsing and emitting 16 MB of it dominated `lower`'s time). Leaves
+//! shim/fixup resolution to `merge` and validation to `lib`.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow};
-use walrus::ir::{Instr, Value, VisitorMut};
-use walrus::{
-    ConstExpr, ElementItems, ElementKind, ExportItem, FunctionId, MemoryId, Module,
-    ModuleConfig, RawCustomSection, TableId,
-};
+use anyhow::{Context, Result, anyhow, bail};
+use walrus::{FunctionId, MemoryId, Module};
+use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
+use wasm_encoder::{CustomSection, ProducersField, ProducersSection};
+use wasmparser::{Parser, Payload, TypeRef};
 
 use crate::builtins::{HandleTable, ResourceFuncs};
 use crate::graph::{BuiltinKind, DefinedResourceId, Graph, ResourceRef};
-use crate::merge::{ImportKind, Merged};
+use crate::merge::{FuncIndex, INTERNAL_MODULE, ImportKind, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections};
 
 /// Name of the custom section that carries the IDL text.
 pub const IDL_SECTION: &str = "karmem:idl";
@@ -43,11 +44,11 @@ pub struct BoundaryEntry {
 /// The [`CANONICAL_ABI_SECTION`] of a lowered module (empty when it has none).
 pub fn read_canonical_abi(module: &[u8]) -> Result<Vec<BoundaryEntry>> {
     for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the lowered module")? {
-            if section.name() == CANONICAL_ABI_SECTION {
-                return serde_json::from_slice(section.data())
-                    .with_context(|| format!("the `{CANONICAL_ABI_SECTION}` section is malformed"));
-            }
+        if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the lowered module")?
+            && section.name() == CANONICAL_ABI_SECTION
+        {
+            return serde_json::from_slice(section.data())
+                .with_context(|| format!("the `{CANONICAL_ABI_SECTION}` section is malformed"));
         }
     }
     Ok(Vec::new())
@@ -60,19 +61,71 @@ pub struct LinkStats {
     pub shims_resolved: usize,
 }
 
+/// Generate the glue (every placeholder's code) and assemble the output.
+///
+/// The copied instance code never goes through walrus: `merge` encoded it
+/// with final indices, leaving the placeholders' indices for the glue. The
+/// glue is built as a small walrus module that imports the merged
+/// functions and memories it uses (`f`/`m`, named by final index) and
+/// exports each placeholder (`p<k>`); its code is then re-encoded into the
+/// merged sections with those indices.
 pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkStats)> {
-    let mut config = ModuleConfig::new();
-    config.generate_producers_section(true);
-    let mut module = config
-        .parse(&merged.bytes)
-        .map_err(|e| anyhow!("{e:#}"))
-        .context("walrus could not read the merged module")?;
-    let func_ids: Vec<FunctionId> = module.funcs.iter().map(|f| f.id()).collect();
-    let memory_ids: Vec<MemoryId> = module.memories.iter().map(|m| m.id()).collect();
-    let func = |index: u32| -> Result<FunctionId> {
-        func_ids.get(index as usize).copied().with_context(|| format!("function {index} is missing"))
-    };
     let plan = &merged.plan;
+    let mut sections = merged.sections.clone();
+    if let Some(glue) = build_glue(plan, graph)? {
+        splice(&mut sections, plan, &glue).context("failed to add the generated code")?;
+    }
+    let idl_section = CustomSection { name: IDL_SECTION.into(), data: idl.as_bytes().into() };
+    let abi_section =
+        CustomSection { name: CANONICAL_ABI_SECTION.into(), data: plan.canonical_abi.as_bytes().into() };
+    let mut producers = ProducersSection::new();
+    let mut processed_by = ProducersField::new();
+    processed_by.value("karmem-bridge", env!("CARGO_PKG_VERSION"));
+    producers.field("processed-by", &processed_by);
+    let bytes = sections.finish(&[idl_section, abi_section], &producers);
+    Ok((bytes, LinkStats { shims_resolved: plan.shims_resolved }))
+}
+
+/// Import module of the merged functions the glue calls (field: final index).
+const GLUE_FUNCS: &str = "f";
+/// Import module of the merged memories the glue uses (field: final index).
+const GLUE_MEMORIES: &str = "m";
+
+/// The glue module, or `None` when nothing needs generated code.
+fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
+    let mut module = Module::default();
+    // Placeholders first: their arena order is their final order.
+    let mut holders: BTreeMap<usize, FunctionId> = BTreeMap::new();
+    for (k, import) in plan.imports.iter().enumerate() {
+        if matches!(import.kind, ImportKind::Host { .. }) {
+            continue;
+        }
+        let ty = walrus_type(&mut module, &import.ty)?;
+        holders.insert(k, module.add_import_func(INTERNAL_MODULE, &format!("p{k}"), ty).0);
+    }
+    if holders.is_empty() {
+        return Ok(None);
+    }
+    let mut called: BTreeMap<u32, FunctionId> = BTreeMap::new();
+    for (index, ty) in &plan.func_types {
+        let ty = walrus_type(&mut module, ty)?;
+        called.insert(index.0, module.add_import_func(GLUE_FUNCS, &index.0.to_string(), ty).0);
+    }
+    let func = |index: u32| -> Result<FunctionId> {
+        called.get(&index).copied().with_context(|| format!("function {index} is missing"))
+    };
+    let mut memories: BTreeMap<u32, MemoryId> = BTreeMap::new();
+    let used = plan.builtin_memory.into_iter().chain(
+        plan.fused.values().filter_map(|f| f.copy.as_ref()).flat_map(|c| [c.caller_memory, c.callee_memory]),
+    );
+    for m in used {
+        if let std::collections::btree_map::Entry::Vacant(slot) = memories.entry(m.0) {
+            slot.insert(module.add_import_memory(GLUE_MEMORIES, &m.0.to_string(), false, false, 0, None, None).0);
+        }
+    }
+    let memory = |m: MemoryIndex| -> Result<MemoryId> {
+        memories.get(&m.0).copied().with_context(|| format!("memory {} is missing", m.0))
+    };
 
     // Handle tables for every defined resource that needs one.
     let mut needed: Vec<DefinedResourceId> = Vec::new();
@@ -97,12 +150,12 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
     needed.dedup();
     let mut resource_funcs: BTreeMap<DefinedResourceId, ResourceFuncs> = BTreeMap::new();
     if !needed.is_empty() {
-        let memory = match plan.builtin_memory {
-            Some(m) => *memory_ids.get(m.0 as usize).context("the builtins' memory is missing")?,
+        let table_memory = match plan.builtin_memory {
+            Some(m) => memory(m)?,
             None => module.memories.add_local(false, false, 0, None, None),
         };
         for r in needed {
-            let table = HandleTable::new(&mut module, memory);
+            let table = HandleTable::new(&mut module, table_memory);
             let dtor = match plan.dtors.get(&r) {
                 Some(d) => Some(func(d.0)?),
                 None => None,
@@ -118,13 +171,16 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
     }
 
     // Replace each placeholder with its code.
-    for (k, import) in plan.imports.iter().enumerate() {
-        let fid = func(k as u32)?;
+    for (k, fid) in &holders {
+        let (k, fid) = (*k, *fid);
+        let import = plan.imports.get(k).context("placeholder missing")?;
         match &import.kind {
             ImportKind::Host { .. } => {}
             ImportKind::Builtin(b) => {
                 let builtin = graph.builtin(*b);
-                let ResourceRef::Defined(r) = &builtin.resource else { continue };
+                let ResourceRef::Defined(r) = &builtin.resource else {
+                    bail!("a builtin of an imported resource reached the glue")
+                };
                 let funcs = resource_funcs.get(r).context("handle table missing")?;
                 let target = match builtin.kind {
                     BuiltinKind::ResourceNew => funcs.new,
@@ -142,9 +198,6 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
                 let callee = func(fused.callee.0)?;
                 let post = fused.post_return.map(|p| func(p.0)).transpose()?;
                 if let Some(copy) = &fused.copy {
-                    let memory = |m: crate::merge::MemoryIndex| -> Result<MemoryId> {
-                        memory_ids.get(m.0 as usize).copied().context("memory missing")
-                    };
                     let ids = crate::adapter::CopyIds {
                         caller_memory: memory(copy.caller_memory)?,
                         callee_memory: memory(copy.callee_memory)?,
@@ -210,24 +263,129 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
                     .map_err(|e| anyhow!("{e:#}"))?;
             }
         }
+        module.exports.add(&format!("p{k}"), fid);
     }
+    Ok(Some(module.emit_wasm()))
+}
 
-    let stats = LinkStats { shims_resolved: resolve_shim_tables(&mut module) };
-    walrus::passes::gc::run(&mut module);
-
-    // Only our own section and the producers entry survive.
-    let customs: Vec<_> = module.customs.iter().map(|(id, _)| id).collect();
-    for id in customs {
-        module.customs.delete(id);
+/// Re-encode the glue module's types, memories, globals and functions
+/// into the merged sections: its `f`/`m` imports become the merged
+/// functions and memories they name, each `p<k>` export takes placeholder
+/// `k`'s index, and the other glue functions follow them.
+fn splice(sections: &mut Sections, plan: &LinkPlan, glue: &[u8]) -> Result<()> {
+    let mut maps = InstanceMaps {
+        funcs: Vec::new(),
+        tables: Vec::new(),
+        memories: Vec::new(),
+        globals: Vec::new(),
+        global_consts: BTreeMap::new(),
+        type_base: sections.type_count,
+        elem_base: 0,
+        data_base: 0,
+    };
+    let re = |e: ReencodeError<std::convert::Infallible>| anyhow!("{e}");
+    let mut func_types: Vec<u32> = Vec::new();
+    let mut exported: BTreeMap<u32, FuncIndex> = BTreeMap::new();
+    let mut bodies = Vec::new();
+    for payload in Parser::new(0).parse_all(glue) {
+        match payload? {
+            Payload::TypeSection(reader) => {
+                for group in reader {
+                    let group = group?;
+                    sections.type_count += group.types().len() as u32;
+                    utils::parse_recursive_type_group(&mut maps, sections.types.ty(), group).map_err(re)?;
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    let index: u32 = import
+                        .name
+                        .parse()
+                        .with_context(|| format!("unexpected glue import `{}` `{}`", import.module, import.name))?;
+                    match (import.module, import.ty) {
+                        (GLUE_FUNCS, TypeRef::Func(_)) => maps.funcs.push(index),
+                        (GLUE_MEMORIES, TypeRef::Memory(_)) => maps.memories.push(index),
+                        (module, _) => bail!("unexpected glue import `{module}` `{}`", import.name),
+                    }
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader {
+                    func_types.push(ty?);
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for m in reader {
+                    maps.memories.push(sections.memory_count);
+                    sections.memory_count += 1;
+                    sections.memories.memory(maps.memory_type(m?).map_err(re)?);
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for g in reader {
+                    maps.globals.push(sections.global_count);
+                    sections.global_count += 1;
+                    utils::parse_global(&mut maps, &mut sections.globals, g?).map_err(re)?;
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export?;
+                    let k: Option<usize> = export.name.strip_prefix('p').and_then(|k| k.parse().ok());
+                    let import = k.and_then(|k| plan.imports.get(k)).with_context(|| {
+                        format!("unexpected glue export `{}`", export.name)
+                    })?;
+                    exported.insert(export.index, import.index);
+                }
+            }
+            Payload::CodeSectionEntry(body) => bodies.push(body),
+            Payload::TableSection(_)
+            | Payload::ElementSection(_)
+            | Payload::DataSection(_)
+            | Payload::StartSection { .. }
+            | Payload::TagSection(_) => bail!("the glue module has a section the merge cannot take"),
+            _ => {}
+        }
     }
-    module.customs.add(RawCustomSection { name: IDL_SECTION.to_string(), data: idl.as_bytes().to_vec() });
-    module.customs.add(RawCustomSection {
-        name: CANONICAL_ABI_SECTION.to_string(),
-        data: merged.plan.canonical_abi.as_bytes().to_vec(),
-    });
-    module.producers.clear();
-    module.producers.add_processed_by("karmem-bridge", env!("CARGO_PKG_VERSION"));
-    Ok((module.emit_wasm(), stats))
+    let imported = maps.funcs.len() as u32;
+    let placeholders = exported.len() as u32;
+    let mut helper = plan.glue_base + placeholders;
+    for j in 0..func_types.len() as u32 {
+        match exported.get(&(imported + j)) {
+            Some(index) => maps.funcs.push(index.0),
+            None => {
+                maps.funcs.push(helper);
+                helper += 1;
+            }
+        }
+    }
+    let mut encoded = Vec::new();
+    for (j, body) in bodies.into_iter().enumerate() {
+        let mut f = maps.new_function_with_parsed_locals(&body).map_err(re)?;
+        let mut reader = body.get_operators_reader()?;
+        while !reader.eof() {
+            f.instruction(&maps.parse_instruction(&mut reader).map_err(re)?);
+        }
+        let index = maps.funcs.get(imported as usize + j).copied().context("glue function out of range")?;
+        let ty = func_types.get(j).copied().context("glue function without a type")?;
+        encoded.push((index, maps.type_base + ty, f));
+    }
+    encoded.sort_by_key(|(index, _, _)| *index);
+    for (n, (index, ty, f)) in encoded.iter().enumerate() {
+        if *index != plan.glue_base + n as u32 {
+            bail!("internal error: glue function {index} is out of place");
+        }
+        sections.functions.function(*ty);
+        sections.code.function(f);
+    }
+    Ok(())
+}
+
+fn walrus_type(module: &mut Module, ty: &wasmparser::FuncType) -> Result<walrus::TypeId> {
+    let params = ty.params().iter().map(|t| walrus_val(*t)).collect::<Result<Vec<_>>>()?;
+    let results = ty.results().iter().map(|t| walrus_val(*t)).collect::<Result<Vec<_>>>()?;
+    Ok(module.types.add(&params, &results))
 }
 
 fn walrus_val(t: wasmparser::ValType) -> Result<walrus::ValType> {
@@ -254,163 +412,3 @@ fn forward(module: &mut Module, fid: FunctionId, target: FunctionId) -> Result<(
     Ok(())
 }
 
-/// Find tables that behave like wit-component's shim tables, whatever they
-/// are named: defined here, not exported, filled only by active element
-/// segments at constant offsets, and otherwise only read by
-/// `call_indirect`. A function whose whole body forwards its parameters to
-/// `call_indirect` of a constant slot of such a table is a shim; every
-/// direct call to it becomes a call to the slot's function. Returns how
-/// many shims were resolved. This is a heuristic on structure: anything
-/// that does not match is left as it is, which stays correct.
-pub fn resolve_shim_tables(module: &mut Module) -> usize {
-    // Tables touched by anything but call_indirect are not constant.
-    let mut mutated: Vec<TableId> = Vec::new();
-    for (_, f) in module.funcs.iter_local() {
-        walrus::ir::dfs_in_order(&mut TableWrites { out: &mut mutated }, f, f.entry_block());
-    }
-    let exported: Vec<TableId> = module
-        .exports
-        .iter()
-        .filter_map(|e| match e.item {
-            ExportItem::Table(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let mut slots: BTreeMap<(TableId, u32), Option<FunctionId>> = BTreeMap::new();
-    let mut constant_tables: Vec<TableId> = Vec::new();
-    for table in module.tables.iter() {
-        let id = table.id();
-        if table.import.is_some() || exported.contains(&id) || mutated.contains(&id) {
-            continue;
-        }
-        let mut ok = true;
-        let mut table_slots = Vec::new();
-        for element in module.elements.iter() {
-            match &element.kind {
-                ElementKind::Active { table, offset } if *table == id => {
-                    let ConstExpr::Value(Value::I32(base)) = offset else {
-                        ok = false;
-                        break;
-                    };
-                    let items: Vec<Option<FunctionId>> = match &element.items {
-                        ElementItems::Functions(fs) => fs.iter().copied().map(Some).collect(),
-                        ElementItems::Expressions(_, exprs) => exprs
-                            .iter()
-                            .map(|e| match e {
-                                ConstExpr::RefFunc(f) => Some(*f),
-                                _ => None,
-                            })
-                            .collect(),
-                    };
-                    for (j, f) in items.into_iter().enumerate() {
-                        table_slots.push(((*base as u32).wrapping_add(j as u32), f));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if ok {
-            constant_tables.push(id);
-            for (slot, f) in table_slots {
-                slots.insert((id, slot), f);
-            }
-        }
-    }
-    if constant_tables.is_empty() {
-        return 0;
-    }
-
-    // Find shims.
-    let mut redirect: BTreeMap<FunctionId, FunctionId> = BTreeMap::new();
-    for (fid, f) in module.funcs.iter_local() {
-        let instrs = &f.block(f.entry_block()).instrs;
-        let args = f.args.len();
-        if instrs.len() != args + 2 {
-            continue;
-        }
-        let forwards = instrs.iter().take(args).enumerate().all(|(i, (instr, _))| {
-            matches!(instr, Instr::LocalGet(g) if f.args.get(i) == Some(&g.local))
-        });
-        if !forwards {
-            continue;
-        }
-        let (Some((Instr::Const(c), _)), Some((Instr::CallIndirect(ci), _))) = (instrs.get(args), instrs.get(args + 1))
-        else {
-            continue;
-        };
-        let Value::I32(slot) = c.value else { continue };
-        if !constant_tables.contains(&ci.table) {
-            continue;
-        }
-        let Some(Some(target)) = slots.get(&(ci.table, slot as u32)) else { continue };
-        // The slot's function must have the call's signature, or the
-        // call_indirect would trap; keep those as they are.
-        let target_ty = module.funcs.get(*target).ty();
-        let want = module.types.get(ci.ty);
-        let have = module.types.get(target_ty);
-        if want.params() == have.params() && want.results() == have.results() && *target != fid {
-            redirect.insert(fid, *target);
-        }
-    }
-    // A shim may point at another shim; follow to the end.
-    let resolved: BTreeMap<FunctionId, FunctionId> = redirect
-        .keys()
-        .map(|k| {
-            let mut t = redirect[k];
-            let mut hops = 0;
-            while let Some(next) = redirect.get(&t) {
-                t = *next;
-                hops += 1;
-                if hops > redirect.len() {
-                    break;
-                }
-            }
-            (*k, t)
-        })
-        .collect();
-    let mut rewriter = Redirect { map: &resolved };
-    for (_, f) in module.funcs.iter_local_mut() {
-        let entry = f.entry_block();
-        walrus::ir::dfs_pre_order_mut(&mut rewriter, f, entry);
-    }
-    resolved.len()
-}
-
-struct TableWrites<'a> {
-    out: &'a mut Vec<TableId>,
-}
-
-impl<'instr> walrus::ir::Visitor<'instr> for TableWrites<'_> {
-    fn visit_instr(&mut self, instr: &'instr Instr, _: &'instr walrus::InstrLocId) {
-        match instr {
-            Instr::TableSet(t) => self.out.push(t.table),
-            Instr::TableGrow(t) => self.out.push(t.table),
-            Instr::TableFill(t) => self.out.push(t.table),
-            Instr::TableInit(t) => self.out.push(t.table),
-            Instr::TableCopy(t) => self.out.push(t.dst),
-            _ => {}
-        }
-    }
-}
-
-struct Redirect<'a> {
-    map: &'a BTreeMap<FunctionId, FunctionId>,
-}
-
-impl VisitorMut for Redirect<'_> {
-    fn visit_instr_mut(&mut self, instr: &mut Instr, _: &mut walrus::InstrLocId) {
-        match instr {
-            Instr::Call(c) => {
-                if let Some(t) = self.map.get(&c.func) {
-                    c.func = *t;
-                }
-            }
-            Instr::ReturnCall(c) => {
-                if let Some(t) = self.map.get(&c.func) {
-                    c.func = *t;
-                }
-            }
-            _ => {}
-        }
-    }
-}

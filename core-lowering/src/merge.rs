@@ -30,6 +30,8 @@ use crate::module_info::ModuleInfo;
 use crate::parse::{ParsedComponent, StaticModuleId};
 use crate::types::{Crossing, Flat, ValTy};
 
+mod shims;
+
 /// Module name of placeholder imports that `link` replaces with code.
 pub const INTERNAL_MODULE: &str = "karmem:internal";
 
@@ -64,11 +66,16 @@ pub enum ImportKind {
     DropExport(DefinedResourceId),
 }
 
-/// One import of the merged module.
+/// One function the merge resolved to a host import or to generated code:
+/// a host import stays an import of the output; every other kind is a
+/// placeholder that `link` fills with generated code (the "glue").
 #[derive(Debug, Clone)]
 pub struct MergedImport {
     pub kind: ImportKind,
     pub ty: FuncType,
+    /// Final index: an import index for [`ImportKind::Host`], else the
+    /// index the glue function must take (after every copied function).
+    pub index: FuncIndex,
 }
 
 /// One fused adapter.
@@ -139,6 +146,13 @@ pub struct LinkPlan {
     /// JSON: which memory, realloc and string encoding each boundary
     /// function uses (the `karmem:canonical-abi` section).
     pub canonical_abi: String,
+    /// Final index of the first glue function (the placeholders, in
+    /// import order, then the helpers `link` adds).
+    pub glue_base: u32,
+    /// The core type of every function the glue calls, by final index.
+    pub func_types: BTreeMap<FuncIndex, FuncType>,
+    /// Shim functions whose callers now call their slot's function.
+    pub shims_resolved: usize,
 }
 
 struct Layout<'g> {
@@ -146,6 +160,10 @@ struct Layout<'g> {
     infos: Vec<Rc<ModuleInfo>>,
     imports: Vec<MergedImport>,
     import_keys: BTreeMap<ImportKind, usize>,
+    /// Host imports of the output (set once the import list is final).
+    host_imports: u32,
+    /// Shim functions and the function each forwards to (see `shims`).
+    redirect: BTreeMap<(ModuleInstanceId, u32), FuncTarget>,
     func_base: Vec<u32>,
     table_base: Vec<u32>,
     memory_base: Vec<u32>,
@@ -153,6 +171,9 @@ struct Layout<'g> {
 }
 
 impl<'g> Layout<'g> {
+    // `infos` holds one entry per graph instance, and instance ids are
+    // only made by pushing onto the graph's instance list.
+    #[allow(clippy::indexing_slicing)]
     fn info(&self, id: ModuleInstanceId) -> &ModuleInfo {
         &self.infos[id.0]
     }
@@ -162,7 +183,7 @@ impl<'g> Layout<'g> {
             return *k;
         }
         let k = self.imports.len();
-        self.imports.push(MergedImport { kind: kind.clone(), ty });
+        self.imports.push(MergedImport { kind: kind.clone(), ty, index: FuncIndex(u32::MAX) });
         self.import_keys.insert(kind, k);
         k
     }
@@ -197,7 +218,7 @@ impl<'g> Layout<'g> {
                 let imported = self.info(*id).imported_funcs;
                 if index < imported {
                     let pos = self.nth_import(*id, is_func, index)?;
-                    let inner = self.graph.instance(*id).imports[pos].clone();
+                    let inner = self.graph.instance(*id).imports.get(pos).cloned().context("import out of range")?;
                     let ty = self.info(*id).func_type(index).cloned();
                     self.func(&inner, ty.as_ref(), options)
                 } else {
@@ -254,7 +275,7 @@ impl<'g> Layout<'g> {
                 };
                 if index < imported {
                     let pos = self.nth_import(*id, is_kind, index)?;
-                    let inner = self.graph.instance(*id).imports[pos].clone();
+                    let inner = self.graph.instance(*id).imports.get(pos).cloned().context("import out of range")?;
                     self.item(&inner, kind)
                 } else {
                     Ok((*id, index - imported))
@@ -267,14 +288,44 @@ impl<'g> Layout<'g> {
 
     fn memory(&self, def: &CoreDef) -> Result<MemoryIndex> {
         let (id, d) = self.item(def, ExternalKind::Memory)?;
-        Ok(MemoryIndex(self.memory_base[id.0] + d))
+        Ok(MemoryIndex(base_of(&self.memory_base, id)? + d))
     }
 
-    fn finish(&self, target: FuncTarget) -> FuncIndex {
+    /// A shim resolves to the function its table slot holds.
+    fn redirected(&self, target: FuncTarget) -> FuncTarget {
         match target {
-            FuncTarget::Import(k) => FuncIndex(k as u32),
-            FuncTarget::Defined(id, d) => FuncIndex(self.imports.len() as u32 + self.func_base[id.0] + d),
+            FuncTarget::Defined(id, d) => self.redirect.get(&(id, d)).copied().unwrap_or(target),
+            FuncTarget::Import(_) => target,
         }
+    }
+
+    /// The final index of a resolved function; valid once the import list
+    /// is final (`assign_import_indices`).
+    fn finish(&self, target: FuncTarget) -> FuncIndex {
+        match self.redirected(target) {
+            FuncTarget::Import(k) => self.imports.get(k).map_or(FuncIndex(u32::MAX), |i| i.index),
+            FuncTarget::Defined(id, d) => FuncIndex(
+                self.host_imports + self.func_base.get(id.0).copied().unwrap_or(u32::MAX - d) + d,
+            ),
+        }
+    }
+
+    /// Number the final imports (host imports, in discovery order) and the
+    /// glue functions (every other kind, after `glue_base`).
+    fn assign_import_indices(&mut self, glue_base_after_imports: u32) -> u32 {
+        let hosts = self.imports.iter().filter(|i| matches!(i.kind, ImportKind::Host { .. })).count() as u32;
+        self.host_imports = hosts;
+        let (mut host, mut glue) = (0u32, hosts + glue_base_after_imports);
+        for import in &mut self.imports {
+            if matches!(import.kind, ImportKind::Host { .. }) {
+                import.index = FuncIndex(host);
+                host += 1;
+            } else {
+                import.index = FuncIndex(glue);
+                glue += 1;
+            }
+        }
+        hosts + glue_base_after_imports
     }
 
     /// A lowered lifted function can become a direct call only when no
@@ -343,6 +394,14 @@ impl<'g> Layout<'g> {
     }
 }
 
+/// The memory, realloc and string encoding of one boundary function.
+type BoundaryOptions = (Option<MemoryIndex>, Option<FuncTarget>, StringEncoding);
+
+/// The first final index of an instance's defined items of one kind.
+fn base_of(bases: &[u32], id: ModuleInstanceId) -> Result<u32> {
+    bases.get(id.0).copied().context("internal error: a module instance is out of range")
+}
+
 fn same_kind(a: ExternalKind, b: ExternalKind) -> bool {
     let norm = |k| match k {
         ExternalKind::FuncExact => ExternalKind::Func,
@@ -374,16 +433,16 @@ pub fn host_name(path: &[String]) -> (String, String) {
 }
 
 /// Per-instance index maps for the reencoder (module index -> final index).
-struct InstanceMaps {
-    funcs: Vec<u32>,
-    tables: Vec<u32>,
-    memories: Vec<u32>,
-    globals: Vec<u32>,
+pub(crate) struct InstanceMaps {
+    pub(crate) funcs: Vec<u32>,
+    pub(crate) tables: Vec<u32>,
+    pub(crate) memories: Vec<u32>,
+    pub(crate) globals: Vec<u32>,
     /// For imported globals that fold to a constant.
-    global_consts: BTreeMap<u32, Instruction<'static>>,
-    type_base: u32,
-    elem_base: u32,
-    data_base: u32,
+    pub(crate) global_consts: BTreeMap<u32, Instruction<'static>>,
+    pub(crate) type_base: u32,
+    pub(crate) elem_base: u32,
+    pub(crate) data_base: u32,
 }
 
 impl Reencode for InstanceMaps {
@@ -430,10 +489,58 @@ impl Reencode for InstanceMaps {
     }
 }
 
-/// The merged module before `link`.
+/// Copy one function body with `maps` applied. Operators that carry no
+/// index are copied as raw bytes (most of any body); the rest go through
+/// the reencoder. This halves the cost of copying large modules compared
+/// with re-encoding every operator. `memories_identity`: memory indices
+/// do not change, so loads, stores and `memory.size`/`grow` copy as is.
+fn reencode_body(
+    maps: &mut InstanceMaps,
+    code: &mut CodeSection,
+    body: &wasmparser::FunctionBody<'_>,
+    module: &[u8],
+    memories_identity: bool,
+) -> Result<(), ReencodeError<std::convert::Infallible>> {
+    let mut f = maps.new_function_with_parsed_locals(body)?;
+    let mut ops = body.get_operators_reader()?;
+    let mut copy_from = ops.original_position();
+    while !ops.eof() {
+        let (op, at) = ops.read_with_offset()?;
+        let raw = match module.get(at).copied() {
+            // control without immediates, br, br_if, br_table, return,
+            // drop, select, local.get/set/tee, constants, numeric ops.
+            Some(0x00 | 0x01 | 0x05 | 0x0b..=0x0f | 0x1a | 0x1b | 0x20..=0x22 | 0x41..=0xc4) => true,
+            Some(0x02..=0x04) => !matches!(
+                op,
+                Operator::Block { blockty: wasmparser::BlockType::FuncType(_) }
+                    | Operator::Loop { blockty: wasmparser::BlockType::FuncType(_) }
+                    | Operator::If { blockty: wasmparser::BlockType::FuncType(_) }
+            ),
+            // loads, stores, memory.size, memory.grow.
+            Some(0x28..=0x40) => memories_identity,
+            _ => false,
+        };
+        if raw {
+            continue;
+        }
+        if let Some(before) = module.get(copy_from..at) {
+            f.raw(before.iter().copied());
+        }
+        f.instruction(&maps.instruction(op)?);
+        copy_from = ops.original_position();
+    }
+    if let Some(rest) = module.get(copy_from..ops.original_position()) {
+        f.raw(rest.iter().copied());
+    }
+    code.function(&f);
+    Ok(())
+}
+
+/// The merged module before `link`: every instance's code is encoded;
+/// the glue (builtins, adapters) is not.
 #[derive(Debug)]
 pub struct Merged {
-    pub bytes: Vec<u8>,
+    pub sections: Sections,
     pub plan: LinkPlan,
 }
 
@@ -503,6 +610,8 @@ pub fn merge(
         infos,
         imports: Vec::new(),
         import_keys: BTreeMap::new(),
+        host_imports: 0,
+        redirect: BTreeMap::new(),
         func_base: Vec::new(),
         table_base: Vec::new(),
         memory_base: Vec::new(),
@@ -564,8 +673,9 @@ pub fn merge(
     let mut canonical_memories: Vec<MemoryIndex> = Vec::new();
     let mut reallocs: Vec<FuncTarget> = Vec::new();
     // Per boundary function: (kind, name, memory, realloc, encoding).
-    let mut boundary: Vec<(&str, String, Option<MemoryIndex>, Option<FuncTarget>, StringEncoding)> = Vec::new();
+    let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
     let mut wrapper_callees: Vec<(FuncTarget, Vec<(usize, DefinedResourceId)>)> = Vec::new();
+    let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);
         let what = format!("the export `{}`", export.name);
@@ -588,6 +698,7 @@ pub fn merge(
             let ty = callee_type(&layout, callee)?
                 .unwrap_or_else(|| FuncType::new(params.into_iter().map(flat_to_val), []));
             let k = wrapper_callees.len();
+            plan_wrapper_targets.push(callee);
             wrapper_callees.push((callee, borrows));
             FuncTarget::Import(layout.import(ImportKind::BorrowWrapper(k), ty))
         };
@@ -599,11 +710,10 @@ pub fn merge(
         let realloc = lifted.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
         canonical_memories.extend(memory);
         reallocs.extend(realloc);
-        boundary.push(("export", export.name.clone(), memory, realloc, lifted.options.encoding));
+        boundary.push(("export", export.name.clone(), (memory, realloc, lifted.options.encoding)));
         exports.push((export.name.clone(), ExportKind::Func, FuncTargetOrIndex::Func(target)));
     }
-    let mut import_options: BTreeMap<(String, String), (Option<MemoryIndex>, Option<FuncTarget>, StringEncoding)> =
-        BTreeMap::new();
+    let mut import_options: BTreeMap<(String, String), BoundaryOptions> = BTreeMap::new();
     for lowered in &graph.lowered {
         if let LowerTarget::Import(path) = &lowered.target {
             let (module, field) = host_name(path);
@@ -627,7 +737,7 @@ pub fn merge(
                 None => {
                     canonical_memories.extend(memory);
                     reallocs.extend(realloc);
-                    boundary.push(("import", format!("{module}#{field}"), memory, realloc, lowered.options.encoding));
+                    boundary.push(("import", format!("{module}#{field}"), these));
                     import_options.insert((module, field), these);
                 }
             }
@@ -679,7 +789,7 @@ pub fn merge(
     // Which memory, realloc and string encoding each boundary function uses.
     let entries: Vec<serde_json::Value> = boundary
         .iter()
-        .map(|(kind, name, memory, realloc, encoding)| {
+        .map(|(kind, name, (memory, realloc, encoding))| {
             let memory = memory.and_then(|m| memory_names.iter().find(|(x, _)| *x == m)).map(|(_, n)| n.clone());
             let realloc = realloc.and_then(|r| realloc_names.iter().find(|(x, _)| *x == r)).map(|(_, n)| n.clone());
             serde_json::json!({
@@ -739,8 +849,25 @@ pub fn merge(
         }
     }
 
-    // From here on the import list is final.
-    let n_imports = layout.imports.len() as u32;
+    // From here on the import list is final. Shims resolve to their
+    // slots, host imports come first, then every instance's functions,
+    // the start function, and the glue `link` generates.
+    layout.redirect = shims::find(&layout, parsed, &func_targets).context("failed to resolve shim tables")?;
+    plan.shims_resolved = layout.redirect.len();
+    let mut called: Vec<FuncTarget> = plan_wrapper_targets.clone();
+    called.extend(dtor_targets.values().copied());
+    for (target, post, _, copy) in fused.values() {
+        called.push(*target);
+        called.extend(*post);
+        if let Some((_, _, caller_realloc, callee_realloc, _, _)) = copy {
+            called.extend(*caller_realloc);
+            called.extend(*callee_realloc);
+        }
+    }
+    let has_start = layout.infos.iter().any(|i| i.start.is_some());
+    let glue_base = layout.assign_import_indices(funcs + u32::from(has_start));
+    plan.glue_base = glue_base;
+    let n_imports = layout.host_imports;
     plan.fused = fused
         .into_iter()
         .map(|(k, (t, p, borrows, copy))| {
@@ -759,6 +886,13 @@ pub fn merge(
         .collect();
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
     plan.wrappers = wrapper_callees.into_iter().map(|(t, b)| (layout.finish(t), b)).collect();
+    // The types of the functions the glue calls.
+    for target in called {
+        let index = layout.finish(target);
+        if let Some(ty) = callee_type(&layout, layout.redirected(target))? {
+            plan.func_types.insert(index, ty);
+        }
+    }
 
     // Pass 2: encode.
     let module_bytes: Vec<&[u8]> = parsed.modules.iter().map(|m| m.bytes).collect();
@@ -777,11 +911,11 @@ pub fn merge(
     let mut data_count = 0u32;
 
     for import in &layout.imports {
+        let ImportKind::Host { module, field } = &import.kind else { continue };
         let params = import.ty.params().iter().map(|t| wasm_val(*t)).collect::<Result<Vec<_>>>()?;
         let results = import.ty.results().iter().map(|t| wasm_val(*t)).collect::<Result<Vec<_>>>()?;
         types.ty().function(params, results);
-        let (module, field) = import_name(&import.kind);
-        import_section.import(&module, &field, EntityType::Function(type_count));
+        import_section.import(module, field, EntityType::Function(type_count));
         type_count += 1;
     }
     let start_type = type_count;
@@ -811,11 +945,11 @@ pub fn merge(
                 }
                 TypeRef::Table(_) => {
                     let (owner, d) = layout.item(def, ExternalKind::Table)?;
-                    maps.tables.push(layout.table_base[owner.0] + d);
+                    maps.tables.push(base_of(&layout.table_base, owner)? + d);
                 }
                 TypeRef::Memory(_) => {
                     let (owner, d) = layout.item(def, ExternalKind::Memory)?;
-                    maps.memories.push(layout.memory_base[owner.0] + d);
+                    maps.memories.push(base_of(&layout.memory_base, owner)? + d);
                 }
                 TypeRef::Global(_) => {
                     let (owner, d) = layout.item(def, ExternalKind::Global)?;
@@ -823,19 +957,22 @@ pub fn merge(
                     if let Some(c) = layout.global_constant(owner, layout.info(owner).imported_globals + d, &module_bytes) {
                         maps.global_consts.insert(index, c);
                     }
-                    maps.globals.push(layout.global_base[owner.0] + d);
+                    maps.globals.push(base_of(&layout.global_base, owner)? + d);
                 }
                 TypeRef::Tag(_) => bail!("exception tags are not supported"),
             }
         }
-        let base = n_imports + layout.func_base[i];
+        let base = n_imports + base_of(&layout.func_base, id)?;
         maps.funcs.extend((0..info.defined_funcs).map(|d| base + d));
-        maps.tables.extend((0..info.defined_tables).map(|d| layout.table_base[i] + d));
-        maps.memories.extend((0..info.defined_memories).map(|d| layout.memory_base[i] + d));
-        maps.globals.extend((0..info.defined_globals).map(|d| layout.global_base[i] + d));
+        let (table_base, memory_base, global_base) =
+            (base_of(&layout.table_base, id)?, base_of(&layout.memory_base, id)?, base_of(&layout.global_base, id)?);
+        maps.tables.extend((0..info.defined_tables).map(|d| table_base + d));
+        maps.memories.extend((0..info.defined_memories).map(|d| memory_base + d));
+        maps.globals.extend((0..info.defined_globals).map(|d| global_base + d));
 
         let bytes = parsed.module(instance.module).bytes;
         let location = &instance.location;
+        let memories_identity = maps.memories.iter().enumerate().all(|(m, f)| m as u32 == *f);
         let re = |e: ReencodeError<std::convert::Infallible>| anyhow!("failed to copy `{location}`: {e}");
         for payload in Parser::new(0).parse_all(bytes) {
             match payload? {
@@ -879,7 +1016,7 @@ pub fn merge(
                     }
                 }
                 Payload::CodeSectionEntry(body) => {
-                    utils::parse_function_body(&mut maps, &mut code, body).map_err(re)?;
+                    reencode_body(&mut maps, &mut code, &body, bytes, memories_identity).map_err(re)?;
                 }
                 Payload::StartSection { func, .. } => {
                     starts.push(maps.funcs.get(func as usize).copied().context("start function out of range")?);
@@ -918,22 +1055,92 @@ pub fn merge(
     plan.export_names = names;
     plan.imports = layout.imports.clone();
 
-    let mut module = Module::new();
-    module.section(&types);
-    module.section(&import_section);
-    module.section(&functions);
-    module.section(&table_section);
-    module.section(&memory_section);
-    module.section(&global_section);
-    module.section(&export_section);
-    if let Some(start) = start_index {
-        module.section(&StartSection { function_index: start });
+    let sections = Sections {
+        types,
+        type_count,
+        imports: import_section,
+        functions,
+        tables: table_section,
+        memories: memory_section,
+        memory_count: memories,
+        globals: global_section,
+        global_count: globals,
+        exports: export_section,
+        start: start_index,
+        elements,
+        data_count,
+        code,
+        datas,
+    };
+    Ok(Merged { sections, plan })
+}
+
+/// The sections of the merged module, before `link` appends the glue.
+#[derive(Debug, Clone)]
+pub struct Sections {
+    pub types: TypeSection,
+    pub type_count: u32,
+    pub imports: ImportSection,
+    pub functions: FunctionSection,
+    pub tables: TableSection,
+    pub memories: MemorySection,
+    pub memory_count: u32,
+    pub globals: GlobalSection,
+    pub global_count: u32,
+    pub exports: ExportSection,
+    pub start: Option<u32>,
+    pub elements: ElementSection,
+    pub data_count: u32,
+    pub code: CodeSection,
+    pub datas: DataSection,
+}
+
+impl Sections {
+    /// Assemble the module; `customs` are appended in order.
+    pub fn finish(&self, customs: &[wasm_encoder::CustomSection<'_>], producers: &wasm_encoder::ProducersSection) -> Vec<u8> {
+        let mut module = Module::new();
+        if !self.types.is_empty() {
+            module.section(&self.types);
+        }
+        if !self.imports.is_empty() {
+            module.section(&self.imports);
+        }
+        if !self.functions.is_empty() {
+            module.section(&self.functions);
+        }
+        if !self.tables.is_empty() {
+            module.section(&self.tables);
+        }
+        if !self.memories.is_empty() {
+            module.section(&self.memories);
+        }
+        if !self.globals.is_empty() {
+            module.section(&self.globals);
+        }
+        if !self.exports.is_empty() {
+            module.section(&self.exports);
+        }
+        if let Some(start) = self.start {
+            module.section(&StartSection { function_index: start });
+        }
+        if !self.elements.is_empty() {
+            module.section(&self.elements);
+        }
+        if self.data_count > 0 {
+            module.section(&DataCountSection { count: self.data_count });
+        }
+        if !self.code.is_empty() {
+            module.section(&self.code);
+        }
+        if !self.datas.is_empty() {
+            module.section(&self.datas);
+        }
+        for custom in customs {
+            module.section(custom);
+        }
+        module.section(producers);
+        module.finish()
     }
-    module.section(&elements);
-    module.section(&DataCountSection { count: data_count });
-    module.section(&code);
-    module.section(&datas);
-    Ok(Merged { bytes: module.finish(), plan })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -951,16 +1158,6 @@ fn callee_type(layout: &Layout<'_>, target: FuncTarget) -> Result<Option<FuncTyp
             info.func_type(info.imported_funcs + d).cloned()
         }
     })
-}
-
-fn import_name(kind: &ImportKind) -> (String, String) {
-    match kind {
-        ImportKind::Host { module, field } => (module.clone(), field.clone()),
-        ImportKind::Builtin(b) => (INTERNAL_MODULE.to_string(), format!("builtin/{}", b.0)),
-        ImportKind::Fused(l) => (INTERNAL_MODULE.to_string(), format!("fused/{}", l.0)),
-        ImportKind::BorrowWrapper(k) => (INTERNAL_MODULE.to_string(), format!("wrapper/{k}")),
-        ImportKind::DropExport(r) => (INTERNAL_MODULE.to_string(), format!("drop/{}", r.0)),
-    }
 }
 
 fn wasm_val(t: ValType) -> Result<wasm_encoder::ValType> {

@@ -59,9 +59,10 @@ pub struct ParsedComponent<'a> {
     pub modules: Vec<StaticModule<'a>>,
 }
 
+// Ids are only created by `parse` and index these arenas.
+#[allow(clippy::indexing_slicing)]
 impl<'a> ParsedComponent<'a> {
     pub fn component(&self, id: StaticComponentId) -> &StaticComponent<'a> {
-        // Ids are only created by `parse` and index this arena.
         &self.components[id.0]
     }
 
