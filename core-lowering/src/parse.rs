@@ -83,13 +83,29 @@ pub fn is_component(bytes: &[u8]) -> bool {
     Parser::is_component(bytes)
 }
 
+/// What is wrong with the 8-byte header of something that is not a
+/// component, with the offset where it goes wrong.
+fn header_problem(bytes: &[u8]) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    let magic_len = bytes.len().min(MAGIC.len());
+    if bytes.get(..magic_len) != MAGIC.get(..magic_len) {
+        let at = bytes.iter().zip(MAGIC).take_while(|(a, b)| a == b).count();
+        return format!("no `\\0asm` magic number (byte {at} differs)");
+    }
+    if bytes.len() < 8 {
+        return format!("the input ends at byte {}, inside the 8-byte header", bytes.len());
+    }
+    let version: Vec<String> = bytes.get(4..8).unwrap_or_default().iter().map(|b| format!("{b:02x}")).collect();
+    format!("unknown version and layer `{}` at offset 4", version.join(" "))
+}
+
 /// Validate `bytes` as a component and split it into static pieces.
 pub fn parse(bytes: &[u8]) -> Result<ParsedComponent<'_>> {
     if !Parser::is_component(bytes) {
         if Parser::is_core_wasm(bytes) {
             bail!("the input is a core module, not a component");
         }
-        bail!("the input is not a WebAssembly component");
+        bail!("the input is not a WebAssembly component: {}", header_problem(bytes));
     }
     Validator::new_with_features(validator_features())
         .validate_all(bytes)
@@ -154,9 +170,15 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedComponent<'_>> {
                         .filter(|i| matches!(i, Initializer::CoreModule(_)))
                         .count()
                 );
-                let module_bytes = bytes
-                    .get(unchecked_range.clone())
-                    .context("a core module's range lies outside the input")?;
+                let module_bytes = bytes.get(unchecked_range.clone()).with_context(|| {
+                    format!(
+                        "the core module at offset {} claims bytes {}..{}, past the end of the {}-byte input",
+                        unchecked_range.start,
+                        unchecked_range.start,
+                        unchecked_range.end,
+                        bytes.len()
+                    )
+                })?;
                 let id = StaticModuleId(parsed.modules.len());
                 parsed.modules.push(StaticModule { location, bytes: module_bytes });
                 component_mut(&mut parsed, current)?.initializers.push(Initializer::CoreModule(id));

@@ -52,7 +52,10 @@ fn core_modules_and_garbage_are_refused() {
     let e = lower(&module, &Options::default()).err().map(|e| format!("{e:#}"));
     assert_eq!(e.as_deref(), Some("the input is a core module, not a component"));
     let e = lower(b"not wasm at all", &Options::default()).err().map(|e| format!("{e:#}"));
-    assert_eq!(e.as_deref(), Some("the input is not a WebAssembly component"));
+    assert_eq!(
+        e.as_deref(),
+        Some("the input is not a WebAssembly component: no `\\0asm` magic number (byte 0 differs)")
+    );
 }
 
 #[test]
@@ -72,5 +75,29 @@ fn an_empty_component_lowers_to_an_empty_module_with_the_sections() -> Result<()
     assert!(summary.exports.is_empty() && summary.imports.is_empty());
     assert_eq!(summary.idl.as_deref(), Some("package demo;\n"));
     assert!(summary.custom_sections.iter().any(|s| s == "producers"));
+    Ok(())
+}
+
+/// Errors about the outer structure say where it goes wrong.
+#[test]
+fn header_and_section_errors_name_an_offset() -> Result<()> {
+    let lower_error = |bytes: &[u8]| match lower(bytes, &Options::default()) {
+        Ok(_) => String::from("lowered"),
+        Err(e) => format!("{e:#}"),
+    };
+    // A component header cut after six bytes.
+    let e = lower_error(b"\0asm\x0d\x00");
+    assert!(e.contains("ends at byte 6, inside the 8-byte header"), "{e}");
+    // The magic number and nothing else.
+    let e = lower_error(b"\0asm");
+    assert!(e.contains("ends at byte 4"), "{e}");
+    let e = lower_error(b"\0asx\x0d\x00\x01\x00");
+    assert!(e.contains("byte 3 differs"), "{e}");
+    let e = lower_error(b"\0asm\x0d\x00\x02\x00");
+    assert!(e.contains("`0d 00 02 00` at offset 4"), "{e}");
+    // A module section whose size runs past the end of the input.
+    let e = lower_error(b"\0asm\x0d\x00\x01\x00\x01\xff\xff\x03\0asm\x01\x00\x00\x00");
+    assert!(e.contains("at offset 12 claims bytes 12.."), "{e}");
+    assert!(e.contains("past the end of the 20-byte input"), "{e}");
     Ok(())
 }
