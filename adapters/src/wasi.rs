@@ -211,8 +211,8 @@ pub fn resolve_import(mode: WasiMode, module: &str, field: &str) -> Result<WasiR
         WasiImport::NotWasi | WasiImport::Preview1 => Ok(WasiResolution::Keep),
         WasiImport::Shim { export } => match mode {
             WasiMode::Preview1 => bail!(
-                "`{module}#{field}` is a WASI 0.2 import, which `--wasi preview1` cannot keep: \
-                 only components built for wasm32-wasip1 with the preview1 adapter lower in that mode; \
+                "`{module}#{field}` is a WASI 0.2 import that does not belong to the preview1 adapter, \
+                 which `--wasi preview1` cannot keep (it only drops the adapter of a wasm32-wasip1 component); \
                  use `--wasi shim`"
             ),
             WasiMode::Shim | WasiMode::Passthrough | WasiMode::Deny => Ok(WasiResolution::Shim { export }),
