@@ -636,6 +636,36 @@ mod tests {
     }
 
     #[test]
+    fn wasi_imports_of_the_main_module_are_reported() -> Result<()> {
+        // The main module also imports a WASI 0.2 function itself.
+        let component = COMMAND
+            .replace(
+                r#"(core module $main"#,
+                r#"(import "wasi:random/random@0.2.0" (instance $random
+                     (export "get-random-u64" (func (result u64)))))
+                   (core func $u64 (canon lower (func $random "get-random-u64")))
+                   (core module $main
+                     (import "wasi:random/random@0.2.0" "get-random-u64" (func (result i64)))"#,
+            )
+            .replace(
+                r#"(core instance $main (instantiate $main"#,
+                r#"(core instance $main (instantiate $main
+                     (with "wasi:random/random@0.2.0" (instance (export "get-random-u64" (func $u64))))"#,
+            )
+            .replace(
+                r#"(i32.store (i32.const 0) (i32.const 8))"#,
+                r#"(i64.store (i32.const 0) (call 0))"#,
+            );
+        let component = wat::parse_str(&component)?;
+        let (bytes, report) = crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)?
+            .context("the adapter must be recognised")?;
+        assert_eq!(report.wasi_imports_left, ["wasi:random/random@0.2.0#get-random-u64"]);
+        let (imports, ..) = interface(&bytes)?;
+        assert!(imports.contains(&"wasi:random/random@0.2.0#get-random-u64".to_string()), "{imports:?}");
+        Ok(())
+    }
+
+    #[test]
     fn boundary_loses_preview1_entries() -> Result<()> {
         let json = br#"[{"kind":"import","name":"wasi_snapshot_preview1#fd_write"},{"kind":"export","name":"_start"},{"kind":"export","name":"a#b"},{"kind":"import","name":"x#gone"},{"kind":"import","name":"x#kept"}]"#;
         let pruned = prune_boundary(json, &["x#kept".to_string()])?;
