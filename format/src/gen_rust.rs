@@ -884,10 +884,22 @@ impl Gen<'_> {
             }
             let w = self.write_ty(t, "'_");
             let set = m.trim_start_matches("r#");
-            let _ = writeln!(
-                builder,
-                "    pub fn set_{set}(&self, b: &mut {KF}::Builder, i: u32, v: {w}) {{\n        let _ = {KF}::typed::Write::write(&v, b, {KF}::typed::column(&self.columns, {idx}) + i * {size});\n    }}\n"
-            );
+            // Scalars cannot fail to write; anything that allocates can.
+            let infallible = matches!(
+                self.layout.get(t).kind,
+                Kind::Prim(_) | Kind::Enum(_) | Kind::Handle { .. } | Kind::Flags(_)
+            ) && self.layout.get(t).size <= 8;
+            if infallible {
+                let _ = writeln!(
+                    builder,
+                    "    pub fn set_{set}(&self, b: &mut {KF}::Builder, i: u32, v: {w}) {{\n        let _ = {KF}::typed::Write::write(&v, b, {KF}::typed::column(&self.columns, {idx}) + i * {size});\n    }}\n"
+                );
+            } else {
+                let _ = writeln!(
+                    builder,
+                    "    pub fn set_{set}(&self, b: &mut {KF}::Builder, i: u32, v: {w}) -> {RES}<(), {KF}::builder::TooLarge> {{\n        {KF}::typed::Write::write(&v, b, {KF}::typed::column(&self.columns, {idx}) + i * {size})\n    }}\n"
+                );
+            }
         }
         // Element `i` as a dump (nested records rebuilt from the leaves).
         let mut dump = String::new();
