@@ -59,7 +59,8 @@ fn check_guest(guest: &str) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 7] = [
+const WAT_FIXTURES: [&str; 8] = [
+    "borrows",
     "composed",
     "latin1-utf16-strings",
     "multi-instance",
@@ -143,6 +144,11 @@ fn wasi_reactor() -> Result<()> {
 #[test]
 fn command() -> Result<()> {
     check_guest("command")
+}
+
+#[test]
+fn wat_borrows() -> Result<()> {
+    check_wat("borrows")
 }
 
 #[test]
