@@ -14,7 +14,8 @@
 //! The shim-table resolution turns the main module's calls through the
 //! table into direct calls of the preview1 imports; [`finish_module`] then
 //! drops (walrus' gc) the table, the slots nobody calls and the imports only
-//! they used, and refuses a detached import that survived. For
+//! they used (detached or not: a lowering without a realloc is never
+//! detached), and refuses a detached import that survived. For
 //! a command adapter, the component's `wasi:cli/run` export becomes the
 //! main module's own `_start`, which the adapter's `run` would have called.
 //!
@@ -325,34 +326,14 @@ impl Rewrite<'_> {
 /// reactor whose exports pass no strings or lists, would export none). More
 /// than one memory is refused, since nothing says which one preview1 uses.
 pub fn finish_module(module: &[u8], report: &mut Preview1Report) -> Result<Vec<u8>> {
-    let collected;
-    let module = if function_imports(module)?.iter().any(|import| report.detached_imports.contains(import)) {
-        collected = collect_garbage(module)?;
-        collected.as_slice()
-    } else {
-        module
-    };
-    finish_collected(module, report)
-}
-
-/// The function imports of `module`, as `module#field`.
-fn function_imports(module: &[u8]) -> Result<Vec<String>> {
-    let mut imports = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::ImportSection(section) = payload.context("failed to read the lowered module")? {
-            for import in section.into_imports() {
-                let import = import?;
-                if matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
-                    imports.push(format!("{}#{}", import.module, import.name));
-                }
-            }
-        }
-    }
-    Ok(imports)
+    // Always: the adapter's slots may hold imports lowered without a realloc
+    // (`get-stdout`), which are not detached but just as dead.
+    let collected = collect_garbage(module)?;
+    finish_collected(&collected, report)
 }
 
 /// Drops what nothing reaches (walrus' gc): the shim table and the slots
-/// only the adapter called, and with them the detached imports.
+/// only the adapter called, and with them the imports only they used.
 fn collect_garbage(module: &[u8]) -> Result<Vec<u8>> {
     let mut config = walrus::ModuleConfig::new();
     config.generate_producers_section(false);
@@ -498,6 +479,7 @@ mod tests {
       (component
         (import "wasi:cli/environment@0.2.0" (instance $env
           (export "get-arguments" (func (result (list string))))))
+        (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (export "now" (func (result u64)))))
         (core module $main
           (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
@@ -507,27 +489,30 @@ mod tests {
             (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
             (call $proc_exit (i32.const 3))))
         (core module $shim
-          (table (export "$imports") 3 3 funcref)
+          (table (export "$imports") 4 4 funcref)
           (func (export "0") (param i32 i32 i32 i32) (result i32)
             local.get 0 local.get 1 local.get 2 local.get 3 i32.const 0
             call_indirect (param i32 i32 i32 i32) (result i32))
           (func (export "1") (param i32) local.get 0 i32.const 1 call_indirect (param i32))
-          (func (export "2") (param i32) local.get 0 i32.const 2 call_indirect (param i32)))
+          (func (export "2") (param i32) local.get 0 i32.const 2 call_indirect (param i32))
+          (func (export "3") (result i64) i32.const 3 call_indirect (result i64)))
         (core module $adapter
           (import "env" "memory" (memory 0))
           (import "__main_module__" "_start" (func $start))
           (import "wasi:cli/environment@0.2.0" "get-arguments" (func $args (param i32)))
+          (import "wasi:clocks/monotonic-clock@0.2.0" "now" (func $now (result i64)))
           (global $state (mut i32) (i32.const 7))
           (func (export "cabi_import_realloc") (param i32 i32 i32 i32) (result i32) global.get $state)
-          (func (export "fd_write") (param i32 i32 i32 i32) (result i32) global.get $state)
+          (func (export "fd_write") (param i32 i32 i32 i32) (result i32) (drop (call $now)) global.get $state)
           (func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)
           (func (export "wasi:cli/run@0.2.0#run") (result i32) call $start i32.const 0))
         (core module $fixup
           (import "" "0" (func $a (param i32 i32 i32 i32) (result i32)))
           (import "" "1" (func $b (param i32)))
           (import "" "2" (func $c (param i32)))
-          (import "" "$imports" (table 3 3 funcref))
-          (elem (i32.const 0) func $a $b $c))
+          (import "" "3" (func $d (result i64)))
+          (import "" "$imports" (table 4 4 funcref))
+          (elem (i32.const 0) func $a $b $c $d))
         (core instance $shim (instantiate $shim))
         (core instance $main (instantiate $main
           (with "wasi_snapshot_preview1" (instance
@@ -536,14 +521,17 @@ mod tests {
         (core instance $adapter (instantiate $adapter
           (with "env" (instance (export "memory" (memory $main "memory"))))
           (with "__main_module__" (instance $main))
-          (with "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func $shim "2"))))))
+          (with "wasi:cli/environment@0.2.0" (instance (export "get-arguments" (func $shim "2"))))
+          (with "wasi:clocks/monotonic-clock@0.2.0" (instance (export "now" (func $shim "3"))))))
         (core func $get-args (canon lower (func $env "get-arguments")
           (memory $main "memory") (realloc (func $adapter "cabi_import_realloc"))))
+        (core func $now (canon lower (func $clock "now")))
         (core instance (instantiate $fixup
           (with "" (instance
             (export "0" (func $adapter "fd_write"))
             (export "1" (func $adapter "proc_exit"))
             (export "2" (func $get-args))
+            (export "3" (func $now))
             (export "$imports" (table $shim "$imports"))))))
         (type $run (func (result (result))))
         (func $run (type $run) (canon lift (core func $adapter "wasi:cli/run@0.2.0#run")))
@@ -599,7 +587,8 @@ mod tests {
         assert_eq!(report.preview1_imports, ["fd_write", "proc_exit"]);
         assert!(report.wasi_imports_left.is_empty());
         // The adapter's own `get-arguments` (with its realloc) fills a slot
-        // only the adapter called: detached, then gone.
+        // only the adapter called: detached, then gone; so is its `now`
+        // (no realloc, not detached: just unreachable).
         assert_eq!(report.detached_imports, ["wasi:cli/environment@0.2.0#get-arguments"]);
         assert!(report.adapter.contains("core instance"), "{report:?}");
         Ok(())
