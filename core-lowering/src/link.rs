@@ -11,14 +11,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
-use walrus::{FunctionId, MemoryId, Module};
+use walrus::{FunctionId, GlobalId, LocalId, MemoryId, Module, ValType};
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
 use wasm_encoder::{CustomSection, ProducersField, ProducersSection};
 use wasmparser::{Parser, Payload, TypeRef};
 
-use crate::builtins::{HandleTable, ResourceFuncs};
+use crate::builtins::{HandleTable, ResourceFuncs, borrow_scope};
 use crate::graph::{BuiltinKind, DefinedResourceId, Graph, ResourceRef};
-use crate::merge::{FuncIndex, INTERNAL_MODULE, ImportKind, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections};
+use crate::merge::{BorrowParam, FuncIndex, INTERNAL_MODULE, ImportKind, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections};
 
 /// Name of the custom section that carries the IDL text.
 pub const IDL_SECTION: &str = "karmem:idl";
@@ -141,21 +141,24 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
         needed.extend(resource);
     }
     for (_, borrows) in &plan.wrappers {
-        needed.extend(borrows.iter().map(|(_, r)| *r));
+        needed.extend(borrows.iter().map(|b| b.resource));
     }
     for fused in plan.fused.values() {
-        needed.extend(fused.borrows.iter().map(|(_, r)| *r));
+        needed.extend(fused.borrows.iter().map(|b| b.resource));
     }
     needed.sort();
     needed.dedup();
     let mut resource_funcs: BTreeMap<DefinedResourceId, ResourceFuncs> = BTreeMap::new();
+    let mut scope = None;
     if !needed.is_empty() {
         let table_memory = match plan.builtin_memory {
             Some(m) => memory(m)?,
             None => module.memories.add_local(false, false, 0, None, None),
         };
+        let shared_scope = borrow_scope(&mut module);
+        scope = Some(shared_scope);
         for r in needed {
-            let table = HandleTable::new(&mut module, table_memory);
+            let table = HandleTable::new(&mut module, table_memory, shared_scope);
             let dtor = match plan.dtors.get(&r) {
                 Some(d) => Some(func(d.0)?),
                 None => None,
@@ -209,63 +212,107 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                     crate::adapter::generate(&mut module, fid, &ids, &copy.params, copy.result)?;
                     continue;
                 }
-                let mut reps = BTreeMap::new();
-                for (pos, r) in &fused.borrows {
-                    reps.insert(*pos, resource_funcs.get(r).context("handle table missing")?.rep);
-                }
-                let results: Vec<_> = import
-                    .ty
-                    .results()
-                    .iter()
-                    .map(|t| walrus_val(*t).map(|t| module.locals.add(t)))
-                    .collect::<Result<_>>()?;
-                module
-                    .replace_imported_func(fid, |(body, args)| {
-                        for (i, a) in args.iter().enumerate() {
-                            body.local_get(*a);
-                            if let Some(rep) = reps.get(&i) {
-                                body.call(*rep);
-                            }
-                        }
-                        body.call(callee);
-                        if let Some(post) = post {
-                            for r in results.iter().rev() {
-                                body.local_set(*r);
-                            }
-                            for r in &results {
-                                body.local_get(*r);
-                            }
-                            body.call(post);
-                            for r in &results {
-                                body.local_get(*r);
-                            }
-                        }
-                    })
-                    .map_err(|e| anyhow!("{e:#}"))?;
+                let call = Call { callee, post_return: post, borrows: &fused.borrows, scope };
+                call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
             }
             ImportKind::BorrowWrapper(w) => {
                 let (callee, borrows) = plan.wrappers.get(*w).context("borrow wrapper missing")?;
-                let callee = func(callee.0)?;
-                let mut reps = BTreeMap::new();
-                for (pos, r) in borrows {
-                    reps.insert(*pos, resource_funcs.get(r).context("handle table missing")?.rep);
-                }
-                module
-                    .replace_imported_func(fid, |(body, args)| {
-                        for (i, a) in args.iter().enumerate() {
-                            body.local_get(*a);
-                            if let Some(rep) = reps.get(&i) {
-                                body.call(*rep);
-                            }
-                        }
-                        body.call(callee);
-                    })
-                    .map_err(|e| anyhow!("{e:#}"))?;
+                let call = Call { callee: func(callee.0)?, post_return: None, borrows, scope };
+                call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
             }
         }
         module.exports.add(&format!("p{k}"), fid);
     }
     Ok(Some(module.emit_wasm()))
+}
+
+/// A call into a component's lifted function: a fused adapter (with the
+/// callee's post-return) or a wrapper at the host boundary.
+struct Call<'a> {
+    callee: FunctionId,
+    post_return: Option<FunctionId>,
+    borrows: &'a [BorrowParam],
+    /// The borrow scope global (present whenever a handle table is).
+    scope: Option<GlobalId>,
+}
+
+impl Call<'_> {
+    /// Replace the placeholder `fid` (of type `ty`) with the call. Each
+    /// borrow parameter is lent for the duration of the call: the owner
+    /// receives the rep, another component a fresh borrow handle counted in
+    /// a new borrow scope, which must be empty when the callee returns.
+    fn generate(
+        &self,
+        module: &mut Module,
+        fid: FunctionId,
+        ty: &wasmparser::FuncType,
+        tables: &BTreeMap<DefinedResourceId, ResourceFuncs>,
+    ) -> Result<()> {
+        let mut lent: BTreeMap<usize, (bool, ResourceFuncs)> = BTreeMap::new();
+        for b in self.borrows {
+            lent.insert(b.pos, (b.to_owner, *tables.get(&b.resource).context("handle table missing")?));
+        }
+        let results: Vec<LocalId> = ty
+            .results()
+            .iter()
+            .map(|t| walrus_val(*t).map(|t| module.locals.add(t)))
+            .collect::<Result<_>>()?;
+        let saved_scope = module.locals.add(ValType::I32);
+        let scope_global = if lent.is_empty() { None } else { Some(self.scope.context("borrow scope missing")?) };
+        let (callee, post) = (self.callee, self.post_return);
+        module
+            .replace_imported_func(fid, |(body, args)| {
+                if let Some(g) = scope_global {
+                    body.global_get(g).local_set(saved_scope).i32_const(0).global_set(g);
+                }
+                for (i, a) in args.iter().enumerate() {
+                    body.local_get(*a);
+                    match lent.get(&i) {
+                        Some((true, funcs)) => {
+                            body.call(funcs.lend);
+                        }
+                        Some((false, funcs)) => {
+                            body.call(funcs.borrow);
+                        }
+                        None => {}
+                    }
+                }
+                body.call(callee);
+                if scope_global.is_none() && post.is_none() {
+                    return;
+                }
+                for r in results.iter().rev() {
+                    body.local_set(*r);
+                }
+                if let Some(g) = scope_global {
+                    // The callee must have dropped every borrow it was given.
+                    body.global_get(g).if_else(
+                        None,
+                        |bad| {
+                            bad.unreachable();
+                        },
+                        |_| {},
+                    );
+                    body.local_get(saved_scope).global_set(g);
+                    for (i, a) in args.iter().enumerate() {
+                        if let Some((_, funcs)) = lent.get(&i) {
+                            body.local_get(*a).call(funcs.unlend);
+                        }
+                    }
+                }
+                if let Some(post) = post {
+                    for r in &results {
+                        body.local_get(*r);
+                    }
+                    body.call(post);
+                }
+                for r in &results {
+                    body.local_get(*r);
+                }
+            })
+            .map_err(|e| anyhow!("{e:#}"))?;
+        Ok(())
+    }
 }
 
 /// Re-encode the glue module's types, memories, globals and functions

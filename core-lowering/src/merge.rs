@@ -83,7 +83,7 @@ pub struct MergedImport {
 pub struct FusedPlan {
     pub callee: FuncIndex,
     pub post_return: Option<FuncIndex>,
-    pub borrows: Vec<(usize, DefinedResourceId)>,
+    pub borrows: Vec<BorrowParam>,
     /// Set when values are copied between two memories.
     pub copy: Option<CopyPlan>,
 }
@@ -140,7 +140,7 @@ pub struct LinkPlan {
     pub fused: BTreeMap<LoweredId, FusedPlan>,
     /// For each borrow wrapper: callee, and the flat params to convert
     /// (position, resource).
-    pub wrappers: Vec<(FuncIndex, Vec<(usize, DefinedResourceId)>)>,
+    pub wrappers: Vec<(FuncIndex, Vec<BorrowParam>)>,
     /// Final names of the exports, for diagnostics.
     pub export_names: Vec<String>,
     /// JSON: which memory, realloc and string encoding each boundary
@@ -553,25 +553,32 @@ fn flat_to_val(f: Flat) -> ValType {
     }
 }
 
-/// Flat positions of `borrow<T>` params of resources this component defines
-/// (the callee expects the rep, the host passes the handle).
+/// A `borrow<T>` parameter of a resource the component defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BorrowParam {
+    /// Flat parameter position.
+    pub pos: usize,
+    pub resource: DefinedResourceId,
+    /// The callee defines the resource: it receives the rep. Otherwise it
+    /// receives a fresh borrow handle it must drop before returning.
+    pub to_owner: bool,
+}
+
+/// Flat positions of `borrow<T>` params of resources defined in the
+/// component (the caller passes a handle; see [`BorrowParam`]).
 fn borrow_positions(
     graph: &Graph,
     owner: usize,
     ty: &ValTy,
     pos: &mut usize,
-    out: &mut Vec<(usize, DefinedResourceId)>,
+    out: &mut Vec<BorrowParam>,
     what: &str,
 ) -> Result<()> {
     match ty {
-        ValTy::Borrow(ResourceRef::Defined(r)) if graph.resource(*r).owner == owner => {
-            out.push((*pos, *r));
+        ValTy::Borrow(ResourceRef::Defined(r)) => {
+            out.push(BorrowParam { pos: *pos, resource: *r, to_owner: graph.resource(*r).owner == owner });
             *pos += 1;
         }
-        ValTy::Borrow(ResourceRef::Defined(r)) => bail!(
-            "{what} lends `{}` to a component that does not define it; such borrows cannot be lowered yet",
-            graph.resource(*r).location
-        ),
         ValTy::Borrow(ResourceRef::Imported(path)) => bail!(
             "{what} borrows the imported resource `{}`; borrowed imported handles cannot be lowered yet",
             path.join("#")
@@ -674,7 +681,7 @@ pub fn merge(
     let mut reallocs: Vec<FuncTarget> = Vec::new();
     // Per boundary function: (kind, name, memory, realloc, encoding).
     let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
-    let mut wrapper_callees: Vec<(FuncTarget, Vec<(usize, DefinedResourceId)>)> = Vec::new();
+    let mut wrapper_callees: Vec<(FuncTarget, Vec<BorrowParam>)> = Vec::new();
     let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);
