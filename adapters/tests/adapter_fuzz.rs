@@ -6,6 +6,10 @@
 //! The echo covers flat and spilled parameters, flat and return-area
 //! results, and every type the random schemas hold.
 
+// Test helpers index data they built themselves (clippy.toml exempts only
+// `#[test]` functions).
+#![allow(clippy::indexing_slicing)]
+
 #[path = "abi/canonical.rs"]
 mod canonical;
 #[path = "abi/harness.rs"]

@@ -8,6 +8,10 @@
 //! with `karmem-format` messages, on wasmtime and on wasmi); all must
 //! return the reference's values, value for value (NaNs without payload).
 
+// Test helpers index data they built themselves (clippy.toml exempts only
+// `#[test]` functions).
+#![allow(clippy::indexing_slicing)]
+
 #[path = "abi/karmem_runner.rs"]
 mod karmem_runner;
 #[path = "abi/random.rs"]
@@ -325,7 +329,7 @@ fn random_signatures_echo_through_both_lowerings() -> Result<()> {
         .stack_size(64 << 20)
         .spawn(|| -> Result<()> {
             let mut compared = 0;
-            let mut seeds = Rng::new(0xec40_b07);
+            let mut seeds = Rng::new(0x0ec4_0b07);
             for _ in 0..CASES {
                 let seed = seeds.next();
                 compared += echo_case(seed).with_context(|| format!("seed {seed:#x}"))?;

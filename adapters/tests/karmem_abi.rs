@@ -5,6 +5,10 @@
 //! `karmem-format`'s `Value` codec, serving the imported interface the same
 //! way.
 
+// Test helpers index data they built themselves (clippy.toml exempts only
+// `#[test]` functions).
+#![allow(clippy::indexing_slicing)]
+
 #[path = "abi/host.rs"]
 mod host;
 

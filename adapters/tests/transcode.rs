@@ -6,6 +6,10 @@
 //! Fixed cases cover each construct and the traps; a property test covers
 //! random schemas and values in all three string encodings.
 
+// Test helpers index data they built themselves (clippy.toml exempts only
+// `#[test]` functions).
+#![allow(clippy::indexing_slicing)]
+
 #[path = "abi/canonical.rs"]
 mod canonical;
 #[path = "abi/harness.rs"]
@@ -50,6 +54,9 @@ fn round_trip(source: &str, value: &Value) -> Result<()> {
     }
     Ok(())
 }
+
+/// A named way to damage a message.
+type Corruption<'a> = (&'a str, Box<dyn Fn(&mut Vec<u8>) + 'a>);
 
 fn rec(fields: Vec<(&str, Value)>) -> Value {
     Value::Record(fields.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
@@ -241,7 +248,7 @@ fn bad_messages_trap() -> Result<()> {
         Ok(body + s.fields.iter().find(|f| f.name == name).context("field")?.offset as usize)
     };
     let slot_offset = |at: usize| u32::from_le_bytes(good[at..at + 4].try_into().unwrap_or_default()) as usize;
-    let corruptions: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let corruptions: Vec<Corruption<'_>> = vec![
         ("surrogate char", Box::new(|m: &mut Vec<u8>| m[field("c").unwrap_or(0)..][..4].copy_from_slice(&0xD800u32.to_le_bytes()))),
         ("char past U+10FFFF", Box::new(|m: &mut Vec<u8>| m[field("c").unwrap_or(0)..][..4].copy_from_slice(&0x110000u32.to_le_bytes()))),
         ("undeclared enum value", Box::new(|m: &mut Vec<u8>| m[field("e").unwrap_or(0)] = 2)),
@@ -484,7 +491,7 @@ fn bad_bunch_tables_trap() -> Result<()> {
     let table = word(&good, slot) as usize;
     ensure!(word(&good, table) == 5, "expected 5 entries (closed, moved, named, b, tick)");
     let entry = |j: usize| table + 8 + 16 * j;
-    let corruptions: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let corruptions: Vec<Corruption<'_>> = vec![
         ("capacity != length", Box::new(move |m: &mut Vec<u8>| m[slot + 8] += 1)),
         ("tags not increasing", Box::new(move |m: &mut Vec<u8>| m[entry(1)] = 2)),
         ("undeclared tag", Box::new(move |m: &mut Vec<u8>| m[entry(4)] = 21)),
@@ -525,8 +532,8 @@ fn bad_bunch_tables_trap() -> Result<()> {
 /// every item reads as its default, so the message stays 128 bytes.
 fn columnless_message(length: u32) -> Vec<u8> {
     let mut m = vec![0u8; 128];
-    for (at, word) in [(0, 0x0C), (4, 8), (8, 0x10), (12, 64), (16, length), (20, length), (64, 0)] {
-        m[at..at + 4].copy_from_slice(&(word as u32).to_le_bytes());
+    for (at, word) in [(0usize, 0x0Cu32), (4, 8), (8, 0x10), (12, 64), (16, length), (20, length), (64, 0)] {
+        m[at..at + 4].copy_from_slice(&u32::to_le_bytes(word));
     }
     m
 }

@@ -43,9 +43,22 @@ pub enum Engine {
 /// by the preview2-on-preview1 shim (before the Karmem ABI pass, which
 /// drops `cabi_realloc`); then the Karmem ABI goes at the edge.
 pub fn lower_karmem(component: &[u8]) -> Result<(World, Vec<u8>)> {
+    let (world, bytes, _) = lower_karmem_mode(component)?;
+    Ok((world, bytes))
+}
+
+/// [`lower_karmem`], also saying how WASI was served: [`WasiMode::Preview1`]
+/// when the preview1 adapter was dropped, else [`WasiMode::Shim`].
+pub fn lower_karmem_mode(component: &[u8]) -> Result<(World, Vec<u8>, WasiMode)> {
+    lower_karmem_with(component, false)
+}
+
+/// [`lower_karmem_mode`]; `shim_only` keeps a preview1 adapter (`--wasi shim`).
+pub fn lower_karmem_with(component: &[u8], shim_only: bool) -> Result<(World, Vec<u8>, WasiMode)> {
     let options = karmem_core_lowering::Options::default();
     let mut lowered = None;
-    if has_preview1_adapter(component)?
+    if !shim_only
+        && has_preview1_adapter(component)?
         && let Ok(Some((module, report))) =
             karmem_core_lowering::lower_dropping_preview1_adapter(component, &options, &adapter_shape)
         && report.wasi_imports_left.is_empty()
@@ -68,7 +81,7 @@ pub fn lower_karmem(component: &[u8]) -> Result<(World, Vec<u8>)> {
     let finished = finish_for_preview1(&canonical, mode, &realloc_of)?;
     let world = World::from_component(component)?;
     let bytes = karmem_abi(&finished.module, &world, &Options::default())?;
-    Ok((world, bytes))
+    Ok((world, bytes, mode))
 }
 
 fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
@@ -136,7 +149,10 @@ pub struct KarmemRunner {
 }
 
 /// The lowered module's (module, name) function imports and its export names.
-fn imports_and_exports(bytes: &[u8]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+/// (module, name) of each function import.
+type Imports = Vec<(String, String)>;
+
+fn imports_and_exports(bytes: &[u8]) -> Result<(Imports, Vec<String>)> {
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload? {
