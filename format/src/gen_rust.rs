@@ -445,7 +445,12 @@ impl Gen<'_> {
             };
             let _ = writeln!(self.out, "    pub const {}: {name} = {value};", flag_const(flag));
         }
-        let _ = writeln!(self.out, "    /// Flag names in declaration order.\n    pub const NAMES: [&'static str; {}] = {:?};\n", f.flags.len(), f.flags);
+        let _ = writeln!(
+            self.out,
+            "    /// Flag names in declaration order.\n    pub fn flag_names() -> [&'static str; {}] {{\n        {:?}\n    }}\n",
+            f.flags.len(),
+            f.flags
+        );
         let (read, write, has, valid) = if words == 0 {
             let mask: u64 = if f.flags.len() >= 64 { u64::MAX } else { (1u64 << f.flags.len()) - 1 };
             let read = if size == 0 { "0".to_string() } else { format!("msg.scalar::<{repr}>(at)?") };
@@ -468,7 +473,7 @@ impl Gen<'_> {
             "    /// Whether flag `i` (declaration order) is set.\n    pub fn has(&self, i: usize) -> bool {{\n        {has}\n    }}\n}}\n\n\
              impl<'a> {KF}::typed::Read<'a> for {name} {{\n    const SIZE: u32 = {size};\n    const ALIGN: u32 = {align};\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        let bits: {repr} = {read};\n        if !({valid}) {{\n            return Err({ERR}::new({KF}::ErrorKind::InvalidFlags, at));\n        }}\n        Ok({name}(bits))\n    }}\n    fn zero(_: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        Ok({name}::default())\n    }}\n}}\n\n\
              impl {KF}::typed::Write for {name} {{\n    const SIZE: u32 = {size};\n    const ALIGN: u32 = {align};\n    fn write(&self, b: &mut {KF}::Builder, at: u32) -> {RES}<(), {KF}::builder::TooLarge> {{\n        {write}\n        Ok(())\n    }}\n}}\n\n\
-             impl {KF}::typed::Dump for {name} {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        out.write_char('{{')?;\n        let mut first = true;\n        for (i, n) in Self::NAMES.iter().enumerate() {{\n            if self.has(i) {{\n                if !first {{\n                    out.write_str(\", \")?;\n                }}\n                first = false;\n                out.write_str(n)?;\n            }}\n        }}\n        out.write_char('}}')\n    }}\n}}\n",
+             impl {KF}::typed::Dump for {name} {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        out.write_char('{{')?;\n        let mut first = true;\n        for (i, n) in Self::flag_names().iter().enumerate() {{\n            if self.has(i) {{\n                if !first {{\n                    out.write_str(\", \")?;\n                }}\n                first = false;\n                out.write_str(n)?;\n            }}\n        }}\n        out.write_char('}}')\n    }}\n}}\n",
             align = info.align,
         );
     }
@@ -500,7 +505,7 @@ impl Gen<'_> {
         );
         for f in &s.fields {
             let size = self.layout.get(f.ty).size;
-            let m = field_name(&f.name);
+            let m = method_name(&f.name, VIEW_METHODS);
             let off = f.offset;
             let r = self.read_ty(f.ty);
             let default = self.default_expr(f.ty, f.default.as_ref(), "self.msg");
@@ -534,7 +539,7 @@ impl Gen<'_> {
                 self.out,
                 "        out.write_str(\"{sep}{}: \")?;\n        {KF}::typed::dump_result(out, &self.{}())?;",
                 f.name,
-                field_name(&f.name)
+                method_name(&f.name, VIEW_METHODS)
             );
         }
         self.line("        out.write_char('}')\n    }\n}\n");
@@ -621,7 +626,7 @@ impl Gen<'_> {
                 }
                 Kind::Struct(inner) if !inner.dynamic => {
                     let e = self.name(f.ty);
-                    let m = field_name(&f.name);
+                    let m = method_name(&f.name, BUILDER_METHODS);
                     let _ = writeln!(self.out, "    pub fn {m}(&self) -> {e}Builder {{\n        {e}Builder {{ at: self.at + {off} }}\n    }}\n");
                 }
                 Kind::Struct(_) => {
@@ -859,6 +864,7 @@ impl Gen<'_> {
         for (idx, c) in columns.iter().enumerate() {
             let Leaf::Field(t) = c.leaf else { continue };
             let m = self.leaf_name(elem, &c.path);
+            let m = if SOA_METHODS.contains(&m.as_str()) { format!("{m}_") } else { m };
             let hash = c.hash;
             let size = c.size;
             leaf_methods.push((c.path.clone(), m.clone(), t));
@@ -950,7 +956,7 @@ impl Gen<'_> {
         let u = u.clone();
         let name = self.name(elem);
         let form = if soa { "Bovos" } else { "Bovoa" };
-        let vg = self.view_generics(elem);
+
         let _ = writeln!(
             self.out,
             "/// An array of IDL union `{}` as a bunch of values (`#{}`): one array per\n/// case, values grouped by case in tag order (FORMAT.md §8).\n#[derive(Debug, Clone, Copy)]\npub struct {name}{form}<'a> {{\n    bunch: {KF}::typed::Bunch<'a>,\n}}\n\nimpl<'a> {name}{form}<'a> {{\n    /// The number of values, over all cases.\n    pub fn len(&self) -> u32 {{\n        self.bunch.len()\n    }}\n\n    pub fn is_empty(&self) -> bool {{\n        self.bunch.is_empty()\n    }}\n\n    /// The bunch table.\n    pub fn bunch(&self) -> {KF}::typed::Bunch<'a> {{\n        self.bunch\n    }}\n",
@@ -959,14 +965,13 @@ impl Gen<'_> {
         );
         let mut dump = String::new();
         for c in &u.cases {
-            let m = suffixed(&c.name, "");
-            let m = m.trim_start_matches("r#");
-            let v = camel(&c.name);
+            let m = method_name(&c.name, BUNCH_METHODS);
+            let count = suffixed(&c.name, "_count");
             match c.ty {
                 None => {
                     let _ = writeln!(
                         self.out,
-                        "    /// How many values of payload-less case `{}`.\n    pub fn {m}_count(&self) -> {RES}<u32, {ERR}> {{\n        Ok(self.bunch.find({})?.map_or(0, |s| s.length))\n    }}\n",
+                        "    /// How many values of payload-less case `{}`.\n    pub fn {count}(&self) -> {RES}<u32, {ERR}> {{\n        Ok(self.bunch.find({})?.map_or(0, |s| s.length))\n    }}\n",
                         c.name, c.tag
                     );
                     let _ = writeln!(dump, "                {} => {{\n                    for _ in 0..slot.length {{\n                        sep(out)?;\n                        out.write_str(\"{}\")?;\n                    }}\n                }}", c.tag, c.name);
@@ -987,7 +992,6 @@ impl Gen<'_> {
                         "                {} => match Self::array::<{arr}>(self.bunch.message(), slot) {{\n                    Ok(values) => {{\n                        for i in 0..{KF}::typed::DumpItems::item_count(&values) {{\n                            sep(out)?;\n                            out.write_str(\"{}(\")?;\n                            {KF}::typed::DumpItems::dump_item(&values, i, out)?;\n                            out.write_char(')')?;\n                        }}\n                    }}\n                    Err(e) => write!(out, \"<error {{e}}>\")?,\n                }},",
                         c.tag, c.name
                     );
-                    let _ = v;
                 }
             }
         }
@@ -997,7 +1001,6 @@ impl Gen<'_> {
              impl<'a> {KF}::typed::Read<'a> for {name}{form}<'a> {{\n    const SIZE: u32 = 12;\n    const ALIGN: u32 = 4;\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ bunch: {KF}::typed::Bunch::read(msg, at)? }})\n    }}\n    fn zero(msg: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ bunch: {KF}::typed::Bunch::empty(msg) }})\n    }}\n}}\n\n\
              impl<'a> {KF}::typed::Dump for {name}{form}<'a> {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        let mut first = true;\n        let mut sep = |out: &mut dyn ::core::fmt::Write| -> ::core::fmt::Result {{\n            if !first {{\n                out.write_str(\", \")?;\n            }}\n            first = false;\n            Ok(())\n        }};\n        out.write_char('[')?;\n        for j in 0..self.bunch.entry_count() {{\n            let {OPT}::Some((tag, slot)) = self.bunch.entry(j).ok().flatten() else {{ continue }};\n            match tag {{\n{dump}                _ => write!(out, \"<unknown tag {{tag}}>\")?,\n            }}\n        }}\n        out.write_char(']')\n    }}\n}}\n"
         );
-        let _ = vg;
     }
 
     /// The Rust access path of a flattened leaf from the element value: `a.b`.
@@ -1032,6 +1035,20 @@ impl Gen<'_> {
             joined
         }
     }
+}
+
+/// Inherent methods of generated views, builders, SoA and bunch accessors
+/// that a field or case named alike must not shadow.
+const VIEW_METHODS: &[&str] = &["at", "root", "absent", "present"];
+const BUILDER_METHODS: &[&str] = &["new", "new_root"];
+const SOA_METHODS: &[&str] = &["len", "is_empty", "dump_element"];
+const BUNCH_METHODS: &[&str] = &["len", "is_empty", "bunch", "array"];
+
+/// A field's accessor name: `field_name`, with `_` appended when it would
+/// clash with one of `reserved`.
+fn method_name(name: &str, reserved: &[&str]) -> String {
+    let m = field_name(name);
+    if reserved.contains(&m.as_str()) { format!("{m}_") } else { m }
 }
 
 /// The constant name of a flag: `read-write` -> `READ_WRITE`.
