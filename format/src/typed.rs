@@ -497,7 +497,9 @@ impl<'a> Bunch<'a> {
 /// A plain text of a value, the same for a view and for the data it was
 /// written from: generated code implements it for views, and the tests of
 /// the generator compare it with the dynamic decoder's output. Not WAVE:
-/// numbers print with `{:?}`, names as the IDL writes them.
+/// numbers print with `{:?}`, names as the IDL writes them. It walks
+/// everything reachable, so `validate` an untrusted message first: views
+/// check bounds, not the depth and overlap limits (FORMAT.md §9).
 pub trait Dump {
     fn dump(&self, out: &mut dyn fmt::Write) -> fmt::Result;
 }
