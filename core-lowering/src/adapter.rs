@@ -1,27 +1,53 @@
 //! Copying adapters: a composed call whose values live in the caller's
 //! memory and must reach the callee's (and back), in one multi-memory module.
 //!
-//! Owns: the code of a fused adapter that copies strings and lists of plain
-//! elements across memories (`merge::CopyPlan` says what crosses). Leaves
-//! deciding what can be copied to `merge` and placing the code to `link`.
+//! Owns: the code of a fused adapter that deep-copies arguments from the
+//! caller's memory into the callee's and the result back, transcoding
+//! strings between UTF-8 and UTF-16 when the two sides differ
+//! (`merge::CopyPlan` says what crosses). Leaves deciding what can be
+//! copied to `merge` and placing the code to `link`.
 //!
-//! Shape (canonical ABI, UTF-8 on both sides): each `(ptr, len)` argument is
-//! re-allocated with the callee's `realloc` and copied with `memory.copy`
-//! from the caller's memory; a `(ptr, len)` result is read from the
-//! callee's result area, re-allocated with the caller's `realloc`, copied
-//! back and stored at the caller's return pointer; then the callee's
+//! Shape (canonical ABI): flat arguments that are strings or lists are
+//! re-allocated with the callee's `realloc` and copied; records and tuples
+//! copy field by field; a flat variant (`option<string>`, ...) copies the
+//! payload of the case its discriminant names. Values in memory (list
+//! elements, the result area) are copied by one generated function per type,
+//! `copy(src, dst)`: the value's bytes with `memory.copy` across memories,
+//! then every pointer in it (string, list) replaced by a deep copy. A result
+//! is read from the callee's result area, copied the same way into the
+//! caller's return pointer with the caller's `realloc`; then the callee's
 //! post-return runs.
+//!
+//! Strings: same encoding on both sides is a byte copy. UTF-8 to UTF-16
+//! allocates one code unit per byte (the most it can need), decodes, and
+//! shrinks the allocation with `realloc`; UTF-16 to UTF-8 allocates three
+//! bytes per code unit, encodes (a surrogate pair becomes four bytes), and
+//! shrinks. Input is assumed well-formed, as the canonical ABI requires of
+//! the side that produced it; a lone surrogate is encoded as is.
 
 use anyhow::{Context, Result, anyhow, bail};
-use walrus::ir::{BinaryOp, LoadKind, MemArg, StoreKind};
-use walrus::{FunctionId, LocalId, MemoryId, Module, ValType};
+use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
+use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId, MemoryId, Module, ValType};
 
-use crate::types::Crossing;
+use crate::types::{Flat, ValTy};
 
-const WORD: MemArg = MemArg { align: 4, offset: 0 };
-const WORD_2: MemArg = MemArg { align: 4, offset: 4 };
 const I32: LoadKind = LoadKind::I32 { atomic: false };
+const U8: LoadKind = LoadKind::I32_8 { kind: ExtendedLoad::ZeroExtend };
+const U16: LoadKind = LoadKind::I32_16 { kind: ExtendedLoad::ZeroExtend };
 const I32_STORE: StoreKind = StoreKind::I32 { atomic: false };
+const STORE_8: StoreKind = StoreKind::I32_8 { atomic: false };
+const STORE_16: StoreKind = StoreKind::I32_16 { atomic: false };
+
+fn at(offset: u32, align: u32) -> MemArg {
+    MemArg { align, offset: offset.into() }
+}
+
+/// A string encoding a copying adapter can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Utf16,
+}
 
 /// Resolved ids of one copying adapter.
 #[derive(Debug)]
@@ -32,126 +58,708 @@ pub struct CopyIds {
     pub callee_realloc: Option<FunctionId>,
     pub callee: FunctionId,
     pub post_return: Option<FunctionId>,
+    pub caller_encoding: Encoding,
+    pub callee_encoding: Encoding,
 }
 
-/// Replace the placeholder import `fid` with a copying adapter.
+/// Every copier of one glue module, so adapters between the same two
+/// memories share their copy functions.
+#[derive(Debug, Default)]
+pub struct Copiers {
+    copiers: Vec<Copier>,
+}
+
+impl Copiers {
+    fn get(&mut self, src: MemoryId, dst: MemoryId, realloc: Option<FunctionId>, from: Encoding, to: Encoding) -> &mut Copier {
+        let found = self
+            .copiers
+            .iter()
+            .position(|c| c.src == src && c.dst == dst && c.realloc == realloc && c.from == from && c.to == to);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                self.copiers.push(Copier::new(src, dst, realloc, from, to));
+                self.copiers.len() - 1
+            }
+        };
+        // `index` is in range: found, or just pushed.
+        #[allow(clippy::indexing_slicing)]
+        &mut self.copiers[index]
+    }
+}
+
+/// Generates copy functions for one direction (source memory to
+/// destination memory), each type once.
+#[derive(Debug)]
+pub struct Copier {
+    src: MemoryId,
+    dst: MemoryId,
+    realloc: Option<FunctionId>,
+    from: Encoding,
+    to: Encoding,
+    values: Vec<(ValTy, FunctionId)>,
+    lists: Vec<(ValTy, FunctionId)>,
+    string: Option<FunctionId>,
+}
+
+impl Copier {
+    pub fn new(src: MemoryId, dst: MemoryId, realloc: Option<FunctionId>, from: Encoding, to: Encoding) -> Copier {
+        Copier { src, dst, realloc, from, to, values: Vec::new(), lists: Vec::new(), string: None }
+    }
+
+    fn realloc(&self) -> Result<FunctionId> {
+        self.realloc.context("the receiving side has no `realloc` to allocate copied values")
+    }
+
+    /// `(src_addr, dst_addr)`: copy one value of `ty` laid out at
+    /// `src_addr` to `dst_addr`, pointers deep-copied.
+    pub fn value(&mut self, module: &mut Module, ty: &ValTy) -> Result<FunctionId> {
+        if let Some((_, f)) = self.values.iter().find(|(t, _)| t == ty) {
+            return Ok(*f);
+        }
+        let (size, _) = ty.layout().context("a value of unknown layout cannot be copied")?;
+        // What to do after the bytes are copied: per pointerful part, its
+        // offset and how to fix it.
+        enum Fix {
+            String,
+            List(FunctionId),
+            Value(u32, FunctionId),
+            Case { tag: LoadKind, payload: u32, cases: Vec<(u32, FunctionId)> },
+        }
+        let mut fixes = Vec::new();
+        match ty {
+            _ if !ty.has_pointers() => {}
+            ValTy::Prim(_) => fixes.push(Fix::String),
+            ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let mut offset = 0u32;
+                for f in fields {
+                    let (s, a) = f.layout().context("unknown layout")?;
+                    offset = offset.div_ceil(a) * a;
+                    if f.has_pointers() {
+                        fixes.push(Fix::Value(offset, self.value(module, f)?));
+                    }
+                    offset += s;
+                }
+            }
+            ValTy::FixedList(elem, n) => {
+                let (s, _) = elem.layout().context("unknown layout")?;
+                let f = self.value(module, elem)?;
+                for i in 0..*n {
+                    fixes.push(Fix::Value(i * s, f));
+                }
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
+                let v = ty.variant_layout().context("unknown layout")?;
+                let mut cases = Vec::new();
+                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
+                    if let Some(case) = case.filter(|t| t.has_pointers()) {
+                        cases.push((c as u32, self.value(module, case)?));
+                    }
+                }
+                let tag = match v.tag_size {
+                    1 => U8,
+                    2 => U16,
+                    _ => I32,
+                };
+                fixes.push(Fix::Case { tag, payload: v.payload_offset, cases });
+            }
+            other => bail!("copying `{other:?}` between memories is not supported"),
+        }
+        let string = if fixes.iter().any(|f| matches!(f, Fix::String)) { Some(self.string(module)?) } else { None };
+        let (src_mem, dst_mem) = (self.src, self.dst);
+        let src = module.locals.add(ValType::I32);
+        let dst = module.locals.add(ValType::I32);
+        let (ptr, len) = (module.locals.add(ValType::I32), module.locals.add(ValType::I32));
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[]);
+        builder.name(format!("karmem copy {ty:?}"));
+        let mut body = builder.func_body();
+        body.local_get(dst).local_get(src).i32_const(size as i32).memory_copy(src_mem, dst_mem);
+        for fix in &fixes {
+            match fix {
+                Fix::String => {
+                    let Some(string) = string else { continue };
+                    body.local_get(src).load(src_mem, I32, at(0, 4));
+                    body.local_get(src).load(src_mem, I32, at(4, 4));
+                    body.call(string).local_set(len).local_set(ptr);
+                    body.local_get(dst).local_get(ptr).store(dst_mem, I32_STORE, at(0, 4));
+                    body.local_get(dst).local_get(len).store(dst_mem, I32_STORE, at(4, 4));
+                }
+                Fix::List(list) => {
+                    body.local_get(dst);
+                    body.local_get(src).load(src_mem, I32, at(0, 4));
+                    body.local_get(src).load(src_mem, I32, at(4, 4));
+                    body.call(*list).store(dst_mem, I32_STORE, at(0, 4));
+                }
+                Fix::Value(offset, f) => {
+                    body.local_get(src).i32_const(*offset as i32).binop(BinaryOp::I32Add);
+                    body.local_get(dst).i32_const(*offset as i32).binop(BinaryOp::I32Add);
+                    body.call(*f);
+                }
+                Fix::Case { tag, payload, cases } => {
+                    for (c, f) in cases {
+                        body.local_get(src).load(src_mem, *tag, at(0, 1)).i32_const(*c as i32).binop(BinaryOp::I32Eq);
+                        let (f, payload) = (*f, *payload as i32);
+                        body.if_else(
+                            None,
+                            |then| {
+                                then.local_get(src).i32_const(payload).binop(BinaryOp::I32Add);
+                                then.local_get(dst).i32_const(payload).binop(BinaryOp::I32Add);
+                                then.call(f);
+                            },
+                            |_| {},
+                        );
+                    }
+                }
+            }
+        }
+        let f = builder.finish(vec![src, dst], &mut module.funcs);
+        self.values.push((ty.clone(), f));
+        Ok(f)
+    }
+
+    /// `(ptr, len) -> ptr'`: a list of `elem` copied into a new allocation.
+    pub fn list(&mut self, module: &mut Module, elem: &ValTy) -> Result<FunctionId> {
+        if let Some((_, f)) = self.lists.iter().find(|(t, _)| t == elem) {
+            return Ok(*f);
+        }
+        let (size, align) = elem.layout().context("a list element of unknown layout cannot be copied")?;
+        let each = if elem.has_pointers() { Some(self.value(module, elem)?) } else { None };
+        let realloc = self.realloc()?;
+        let (src_mem, dst_mem) = (self.src, self.dst);
+        let ptr = module.locals.add(ValType::I32);
+        let len = module.locals.add(ValType::I32);
+        let copy = module.locals.add(ValType::I32);
+        let i = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[ValType::I32]);
+        builder.name(format!("karmem copy list {elem:?}"));
+        let mut body = builder.func_body();
+        body.i32_const(0)
+            .i32_const(0)
+            .i32_const(align as i32)
+            .local_get(len)
+            .i32_const(size as i32)
+            .binop(BinaryOp::I32Mul)
+            .call(realloc)
+            .local_set(copy);
+        match each {
+            None => {
+                body.local_get(copy)
+                    .local_get(ptr)
+                    .local_get(len)
+                    .i32_const(size as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .memory_copy(src_mem, dst_mem);
+            }
+            Some(each) => {
+                body.i32_const(0).local_set(i);
+                body.block(None, |done| {
+                    let done_id = done.id();
+                    done.loop_(None, |next| {
+                        let next_id = next.id();
+                        next.local_get(i).local_get(len).binop(BinaryOp::I32GeU).br_if(done_id);
+                        let offset = |b: &mut InstrSeqBuilder<'_>, base: LocalId| {
+                            b.local_get(base)
+                                .local_get(i)
+                                .i32_const(size as i32)
+                                .binop(BinaryOp::I32Mul)
+                                .binop(BinaryOp::I32Add);
+                        };
+                        offset(next, ptr);
+                        offset(next, copy);
+                        next.call(each);
+                        next.local_get(i).i32_const(1).binop(BinaryOp::I32Add).local_set(i).br(next_id);
+                    });
+                });
+            }
+        }
+        body.local_get(copy);
+        let f = builder.finish(vec![ptr, len], &mut module.funcs);
+        self.lists.push((elem.clone(), f));
+        Ok(f)
+    }
+
+    /// `(ptr, len) -> (ptr', len')`: a string copied, transcoded if the
+    /// two sides' encodings differ (`len` counts code units).
+    pub fn string(&mut self, module: &mut Module) -> Result<FunctionId> {
+        if let Some(f) = self.string {
+            return Ok(f);
+        }
+        let realloc = self.realloc()?;
+        let (src_mem, dst_mem) = (self.src, self.dst);
+        let ptr = module.locals.add(ValType::I32);
+        let len = module.locals.add(ValType::I32);
+        let copy = module.locals.add(ValType::I32);
+        let (i, o, c, u) = (
+            module.locals.add(ValType::I32),
+            module.locals.add(ValType::I32),
+            module.locals.add(ValType::I32),
+            module.locals.add(ValType::I32),
+        );
+        let mut builder =
+            FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[ValType::I32, ValType::I32]);
+        builder.name(format!("karmem copy string {:?} to {:?}", self.from, self.to));
+        let mut body = builder.func_body();
+        // Allocate the most the destination can need: `unit` bytes per
+        // `per` ... per source code unit.
+        let (unit_align, worst) = match (self.from, self.to) {
+            (Encoding::Utf8, Encoding::Utf8) => (1, 1),
+            (Encoding::Utf16, Encoding::Utf16) => (2, 2),
+            (Encoding::Utf8, Encoding::Utf16) => (2, 2),
+            (Encoding::Utf16, Encoding::Utf8) => (1, 3),
+        };
+        body.i32_const(0)
+            .i32_const(0)
+            .i32_const(unit_align)
+            .local_get(len)
+            .i32_const(worst)
+            .binop(BinaryOp::I32Mul)
+            .call(realloc)
+            .local_set(copy);
+        match (self.from, self.to) {
+            (a, b) if a == b => {
+                body.local_get(copy)
+                    .local_get(ptr)
+                    .local_get(len)
+                    .i32_const(worst)
+                    .binop(BinaryOp::I32Mul)
+                    .memory_copy(src_mem, dst_mem);
+                body.local_get(copy).local_get(len);
+            }
+            (Encoding::Utf8, _) => {
+                utf8_to_utf16(&mut body, [ptr, len, copy, i, o, c, u], src_mem, dst_mem);
+                // Shrink to the code units written.
+                body.local_get(copy)
+                    .local_get(len)
+                    .i32_const(2)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(2)
+                    .local_get(o)
+                    .i32_const(2)
+                    .binop(BinaryOp::I32Mul)
+                    .call(realloc)
+                    .local_get(o);
+            }
+            (Encoding::Utf16, _) => {
+                utf16_to_utf8(&mut body, [ptr, len, copy, i, o, c, u], src_mem, dst_mem);
+                body.local_get(copy)
+                    .local_get(len)
+                    .i32_const(3)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(1)
+                    .local_get(o)
+                    .call(realloc)
+                    .local_get(o);
+            }
+        }
+        let f = builder.finish(vec![ptr, len], &mut module.funcs);
+        self.string = Some(f);
+        Ok(f)
+    }
+}
+
+/// Decode UTF-8 at `ptr` (`len` bytes, source memory) into UTF-16 at
+/// `copy` (destination memory); leaves the code units written in `o`.
+fn utf8_to_utf16(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId, dst: MemoryId) {
+    let [ptr, len, copy, i, o, c, u] = l;
+    let byte = |b: &mut InstrSeqBuilder<'_>, k: i32| {
+        b.local_get(ptr).local_get(i).binop(BinaryOp::I32Add).load(src, U8, at(k as u32, 1));
+    };
+    let cont = |b: &mut InstrSeqBuilder<'_>, k: i32, shift: i32| {
+        byte(b, k);
+        b.i32_const(0x3f).binop(BinaryOp::I32And).i32_const(shift).binop(BinaryOp::I32Shl).binop(BinaryOp::I32Or);
+    };
+    let unit = |b: &mut InstrSeqBuilder<'_>, value: &dyn Fn(&mut InstrSeqBuilder<'_>)| {
+        b.local_get(copy).local_get(o).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+        value(b);
+        b.store(dst, STORE_16, at(0, 2));
+        b.local_get(o).i32_const(1).binop(BinaryOp::I32Add).local_set(o);
+    };
+    body.i32_const(0).local_set(i).i32_const(0).local_set(o);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(i).local_get(len).binop(BinaryOp::I32GeU).br_if(done_id);
+            byte(next, 0);
+            next.local_set(u);
+            // c = the code point, i advanced by the sequence's length.
+            next.local_get(u).i32_const(0x80).binop(BinaryOp::I32LtU).if_else(
+                None,
+                |one| {
+                    one.local_get(u).local_set(c).local_get(i).i32_const(1).binop(BinaryOp::I32Add).local_set(i);
+                },
+                |more| {
+                    more.local_get(u).i32_const(0xe0).binop(BinaryOp::I32LtU).if_else(
+                        None,
+                        |two| {
+                            two.local_get(u).i32_const(0x1f).binop(BinaryOp::I32And).i32_const(6).binop(BinaryOp::I32Shl);
+                            cont(two, 1, 0);
+                            two.local_set(c).local_get(i).i32_const(2).binop(BinaryOp::I32Add).local_set(i);
+                        },
+                        |more| {
+                            more.local_get(u).i32_const(0xf0).binop(BinaryOp::I32LtU).if_else(
+                                None,
+                                |three| {
+                                    three
+                                        .local_get(u)
+                                        .i32_const(0x0f)
+                                        .binop(BinaryOp::I32And)
+                                        .i32_const(12)
+                                        .binop(BinaryOp::I32Shl);
+                                    cont(three, 1, 6);
+                                    cont(three, 2, 0);
+                                    three.local_set(c).local_get(i).i32_const(3).binop(BinaryOp::I32Add).local_set(i);
+                                },
+                                |four| {
+                                    four.local_get(u)
+                                        .i32_const(0x07)
+                                        .binop(BinaryOp::I32And)
+                                        .i32_const(18)
+                                        .binop(BinaryOp::I32Shl);
+                                    cont(four, 1, 12);
+                                    cont(four, 2, 6);
+                                    cont(four, 3, 0);
+                                    four.local_set(c).local_get(i).i32_const(4).binop(BinaryOp::I32Add).local_set(i);
+                                },
+                            );
+                        },
+                    );
+                },
+            );
+            next.local_get(c).i32_const(0x10000).binop(BinaryOp::I32GeU).if_else(
+                None,
+                |pair| {
+                    pair.local_get(c).i32_const(0x10000).binop(BinaryOp::I32Sub).local_set(c);
+                    unit(pair, &|b| {
+                        b.local_get(c).i32_const(10).binop(BinaryOp::I32ShrU).i32_const(0xd800).binop(BinaryOp::I32Or);
+                    });
+                    unit(pair, &|b| {
+                        b.local_get(c).i32_const(0x3ff).binop(BinaryOp::I32And).i32_const(0xdc00).binop(BinaryOp::I32Or);
+                    });
+                },
+                |single| {
+                    unit(single, &|b| {
+                        b.local_get(c);
+                    });
+                },
+            );
+            next.br(next_id);
+        });
+    });
+}
+
+/// Encode UTF-16 at `ptr` (`len` code units, source memory) as UTF-8 at
+/// `copy` (destination memory); leaves the bytes written in `o`.
+fn utf16_to_utf8(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId, dst: MemoryId) {
+    let [ptr, len, copy, i, o, c, u] = l;
+    let unit_at = |b: &mut InstrSeqBuilder<'_>| {
+        b.local_get(ptr).local_get(i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add).load(
+            src,
+            U16,
+            at(0, 2),
+        );
+    };
+    // Store `value` at copy + o + k.
+    let put = |b: &mut InstrSeqBuilder<'_>, k: u32, value: &dyn Fn(&mut InstrSeqBuilder<'_>)| {
+        b.local_get(copy).local_get(o).binop(BinaryOp::I32Add);
+        value(b);
+        b.store(dst, STORE_8, at(k, 1));
+    };
+    // 0x80 | ((c >> shift) & 0x3f)
+    let tail = |b: &mut InstrSeqBuilder<'_>, shift: i32| {
+        b.local_get(c)
+            .i32_const(shift)
+            .binop(BinaryOp::I32ShrU)
+            .i32_const(0x3f)
+            .binop(BinaryOp::I32And)
+            .i32_const(0x80)
+            .binop(BinaryOp::I32Or);
+    };
+    let lead = |b: &mut InstrSeqBuilder<'_>, shift: i32, mark: i32| {
+        b.local_get(c).i32_const(shift).binop(BinaryOp::I32ShrU).i32_const(mark).binop(BinaryOp::I32Or);
+    };
+    let advance = |b: &mut InstrSeqBuilder<'_>, n: i32| {
+        b.local_get(o).i32_const(n).binop(BinaryOp::I32Add).local_set(o);
+    };
+    body.i32_const(0).local_set(i).i32_const(0).local_set(o);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(i).local_get(len).binop(BinaryOp::I32GeU).br_if(done_id);
+            unit_at(next);
+            next.local_set(c);
+            next.local_get(i).i32_const(1).binop(BinaryOp::I32Add).local_set(i);
+            // A high surrogate followed by a low one is one code point.
+            next.local_get(c)
+                .i32_const(0xfc00)
+                .binop(BinaryOp::I32And)
+                .i32_const(0xd800)
+                .binop(BinaryOp::I32Eq)
+                .local_get(i)
+                .local_get(len)
+                .binop(BinaryOp::I32LtU)
+                .binop(BinaryOp::I32And)
+                .if_else(
+                    None,
+                    |high| {
+                        unit_at(high);
+                        high.local_set(u);
+                        high.local_get(u)
+                            .i32_const(0xfc00)
+                            .binop(BinaryOp::I32And)
+                            .i32_const(0xdc00)
+                            .binop(BinaryOp::I32Eq)
+                            .if_else(
+                                None,
+                                |low| {
+                                    low.local_get(c)
+                                        .i32_const(0xd800)
+                                        .binop(BinaryOp::I32Sub)
+                                        .i32_const(10)
+                                        .binop(BinaryOp::I32Shl)
+                                        .local_get(u)
+                                        .i32_const(0xdc00)
+                                        .binop(BinaryOp::I32Sub)
+                                        .binop(BinaryOp::I32Or)
+                                        .i32_const(0x10000)
+                                        .binop(BinaryOp::I32Add)
+                                        .local_set(c);
+                                    low.local_get(i).i32_const(1).binop(BinaryOp::I32Add).local_set(i);
+                                },
+                                |_| {},
+                            );
+                    },
+                    |_| {},
+                );
+            next.local_get(c).i32_const(0x80).binop(BinaryOp::I32LtU).if_else(
+                None,
+                |one| {
+                    put(one, 0, &|b| {
+                        b.local_get(c);
+                    });
+                    advance(one, 1);
+                },
+                |more| {
+                    more.local_get(c).i32_const(0x800).binop(BinaryOp::I32LtU).if_else(
+                        None,
+                        |two| {
+                            put(two, 0, &|b| lead(b, 6, 0xc0));
+                            put(two, 1, &|b| tail(b, 0));
+                            advance(two, 2);
+                        },
+                        |more| {
+                            more.local_get(c).i32_const(0x10000).binop(BinaryOp::I32LtU).if_else(
+                                None,
+                                |three| {
+                                    put(three, 0, &|b| lead(b, 12, 0xe0));
+                                    put(three, 1, &|b| tail(b, 6));
+                                    put(three, 2, &|b| tail(b, 0));
+                                    advance(three, 3);
+                                },
+                                |four| {
+                                    put(four, 0, &|b| lead(b, 18, 0xf0));
+                                    put(four, 1, &|b| tail(b, 12));
+                                    put(four, 2, &|b| tail(b, 6));
+                                    put(four, 3, &|b| tail(b, 0));
+                                    advance(four, 4);
+                                },
+                            );
+                        },
+                    );
+                },
+            );
+            next.br(next_id);
+        });
+    });
+}
+
+/// How the flat arguments of one parameter cross (planned before the
+/// adapter's body is built, so the body needs no `&mut Module`).
+enum FlatCopy {
+    /// This many flat values, as they are.
+    Pass(usize),
+    /// `(ptr, len)` of a string.
+    String(FunctionId),
+    /// `(ptr, len)` of a list; the length is passed as is.
+    List(FunctionId),
+    Fields(Vec<FlatCopy>),
+    /// A flat variant whose slots are all `i32`: each case with pointers
+    /// rewrites its payload slots in `outs` when the discriminant names it.
+    Variant { outs: Vec<LocalId>, cases: Vec<(u32, usize, FlatCopy)> },
+}
+
+impl FlatCopy {
+    fn plan(ty: &ValTy, copier: &mut Copier, module: &mut Module) -> Result<FlatCopy> {
+        let mut flat = Vec::new();
+        ty.flatten(&mut flat);
+        if !ty.has_pointers() {
+            return Ok(FlatCopy::Pass(flat.len()));
+        }
+        Ok(match ty {
+            ValTy::Prim(_) => FlatCopy::String(copier.string(module)?),
+            ValTy::List(elem) => FlatCopy::List(copier.list(module, elem)?),
+            ValTy::Record(fields) | ValTy::Tuple(fields) => FlatCopy::Fields(
+                fields.iter().map(|f| FlatCopy::plan(f, copier, module)).collect::<Result<_>>()?,
+            ),
+            ValTy::FixedList(elem, n) => {
+                let mut parts = Vec::new();
+                for _ in 0..*n {
+                    parts.push(FlatCopy::plan(elem, copier, module)?);
+                }
+                FlatCopy::Fields(parts)
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
+                if flat.iter().any(|f| *f != Flat::I32) {
+                    bail!("a variant mixing pointers with 64-bit or float payloads cannot be copied yet");
+                }
+                let outs = flat.iter().map(|_| module.locals.add(ValType::I32)).collect();
+                let mut cases = Vec::new();
+                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
+                    let Some(case) = case.filter(|t| t.has_pointers()) else { continue };
+                    let mut case_flat = Vec::new();
+                    case.flatten(&mut case_flat);
+                    cases.push((c as u32, case_flat.len(), FlatCopy::plan(case, copier, module)?));
+                }
+                FlatCopy::Variant { outs, cases }
+            }
+            other => bail!("copying `{other:?}` between memories is not supported"),
+        })
+    }
+
+    /// Push the copied flat values of this parameter, taking its arguments
+    /// from `args`.
+    fn emit(&self, body: &mut InstrSeqBuilder<'_>, args: &mut std::slice::Iter<'_, LocalId>) -> Result<()> {
+        let mut take = |n: usize| -> Result<Vec<LocalId>> {
+            let taken: Vec<LocalId> = args.by_ref().take(n).copied().collect();
+            if taken.len() != n {
+                bail!("the adapter's arguments do not match its signature");
+            }
+            Ok(taken)
+        };
+        match self {
+            FlatCopy::Pass(n) => {
+                for a in take(*n)? {
+                    body.local_get(a);
+                }
+            }
+            FlatCopy::String(f) => {
+                for a in take(2)? {
+                    body.local_get(a);
+                }
+                body.call(*f);
+            }
+            FlatCopy::List(f) => {
+                let ab = take(2)?;
+                for a in &ab {
+                    body.local_get(*a);
+                }
+                body.call(*f);
+                if let Some(len) = ab.get(1) {
+                    body.local_get(*len);
+                }
+            }
+            FlatCopy::Fields(parts) => {
+                for p in parts {
+                    p.emit(body, args)?;
+                }
+            }
+            FlatCopy::Variant { outs, cases } => {
+                let ins = take(outs.len())?;
+                for (a, o) in ins.iter().zip(outs) {
+                    body.local_get(*a).local_set(*o);
+                }
+                let Some(tag) = ins.first().copied() else { bail!("a variant without a discriminant") };
+                for (c, n, plan) in cases {
+                    let payload: Vec<LocalId> = ins.iter().skip(1).take(*n).copied().collect();
+                    let targets: Vec<LocalId> = outs.iter().skip(1).take(*n).copied().collect();
+                    let mut result = Ok(());
+                    body.local_get(tag).i32_const(*c as i32).binop(BinaryOp::I32Eq).if_else(
+                        None,
+                        |then| {
+                            result = plan.emit(then, &mut payload.iter());
+                            for t in targets.iter().rev() {
+                                then.local_set(*t);
+                            }
+                        },
+                        |_| {},
+                    );
+                    result?;
+                }
+                for o in outs {
+                    body.local_get(*o);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replace the placeholder import `fid` with a copying adapter for a call
+/// with these parameter types and result type; `result_in_memory`: the
+/// result comes back through a result area (more than one flat value).
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     module: &mut Module,
+    copiers: &mut Copiers,
     fid: FunctionId,
     ids: &CopyIds,
-    params: &[Crossing],
-    result: Option<Crossing>,
+    params: &[ValTy],
+    result: Option<&ValTy>,
+    result_in_memory: bool,
 ) -> Result<()> {
-    // Scratch locals per sequence parameter: the byte count and the copy.
-    let mut scratch: Vec<(LocalId, LocalId)> = Vec::new();
-    for p in params {
-        if matches!(p, Crossing::Sequence { .. }) {
-            scratch.push((module.locals.add(ValType::I32), module.locals.add(ValType::I32)));
-        }
-    }
-    let needs_callee_realloc = params.iter().any(|p| matches!(p, Crossing::Sequence { .. }));
-    let callee_realloc = match (needs_callee_realloc, ids.callee_realloc) {
-        (true, None) => bail!("the callee has no `realloc` to receive copied arguments"),
-        (_, r) => r,
-    };
-    let result_locals = match result {
-        Some(Crossing::Sequence { .. }) => {
-            if ids.caller_realloc.is_none() {
-                bail!("the caller has no `realloc` to receive a copied result");
-            }
-            Some([
-                module.locals.add(ValType::I32), // the callee's result area
-                module.locals.add(ValType::I32), // bytes
-                module.locals.add(ValType::I32), // the caller's copy
-            ])
-        }
+    let forward = copiers.get(
+        ids.caller_memory,
+        ids.callee_memory,
+        ids.callee_realloc,
+        ids.caller_encoding,
+        ids.callee_encoding,
+    );
+    let plans: Vec<FlatCopy> = params.iter().map(|p| FlatCopy::plan(p, forward, module)).collect::<Result<_>>()?;
+    let back =
+        copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, ids.callee_encoding, ids.caller_encoding);
+    let copy_result = match result {
+        Some(ty) if result_in_memory => Some(back.value(module, ty)?),
         _ => None,
     };
-    let flat_result_ty = match result {
-        Some(Crossing::Scalars(1)) => {
+    let flat_result = match result {
+        Some(_) if !result_in_memory => {
             let ty = module.funcs.get(ids.callee).ty();
-            module.types.get(ty).results().first().copied()
+            module.types.get(ty).results().first().copied().map(|t| module.locals.add(t))
         }
         _ => None,
     };
-    let flat_result = match flat_result_ty {
-        Some(t) => Some(module.locals.add(t)),
-        None => None,
-    };
-    let (caller_mem, callee_mem) = (ids.caller_memory, ids.callee_memory);
+    let area = module.locals.add(ValType::I32);
     let (callee, post) = (ids.callee, ids.post_return);
-    let caller_realloc = ids.caller_realloc;
+    let mut outcome = Ok(());
     module
         .replace_imported_func(fid, |(body, args)| {
             let mut arg = args.iter();
-            let mut scratch = scratch.iter();
-            for p in params {
-                match p {
-                    Crossing::Scalars(n) => {
-                        for a in arg.by_ref().take(*n) {
-                            body.local_get(*a);
-                        }
-                    }
-                    Crossing::Sequence { size, align } => {
-                        let (Some(ptr), Some(len), Some((bytes, copy))) = (arg.next(), arg.next(), scratch.next())
-                        else {
-                            body.unreachable();
-                            return;
-                        };
-                        body.local_get(*len).i32_const(*size as i32).binop(BinaryOp::I32Mul).local_set(*bytes);
-                        if let Some(realloc) = callee_realloc {
-                            body.i32_const(0)
-                                .i32_const(0)
-                                .i32_const(*align as i32)
-                                .local_get(*bytes)
-                                .call(realloc)
-                                .local_set(*copy);
-                        }
-                        body.local_get(*copy).local_get(*ptr).local_get(*bytes).memory_copy(caller_mem, callee_mem);
-                        body.local_get(*copy).local_get(*len);
-                    }
+            for plan in &plans {
+                if let Err(e) = plan.emit(body, &mut arg) {
+                    outcome = Err(e);
+                    return;
                 }
             }
             body.call(callee);
-            match (result, result_locals) {
-                (Some(Crossing::Sequence { size, align }), Some([area, bytes, copy])) => {
-                    let Some(retptr) = arg.next() else {
-                        body.unreachable();
-                        return;
-                    };
-                    body.local_set(area);
-                    body.local_get(area)
-                        .load(callee_mem, I32, WORD_2)
-                        .i32_const(size as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .local_set(bytes);
-                    if let Some(realloc) = caller_realloc {
-                        body.i32_const(0).i32_const(0).i32_const(align as i32).local_get(bytes).call(realloc).local_set(copy);
-                    }
-                    body.local_get(copy)
-                        .local_get(area)
-                        .load(callee_mem, I32, WORD)
-                        .local_get(bytes)
-                        .memory_copy(callee_mem, caller_mem);
-                    body.local_get(*retptr).local_get(copy).store(caller_mem, I32_STORE, WORD);
-                    body.local_get(*retptr)
-                        .local_get(area)
-                        .load(callee_mem, I32, WORD_2)
-                        .store(caller_mem, I32_STORE, WORD_2);
-                    if let Some(post) = post {
-                        body.local_get(area).call(post);
-                    }
+            if let Some(copy) = copy_result {
+                let Some(retptr) = arg.next() else {
+                    outcome = Err(anyhow!("the caller passes no return pointer"));
+                    return;
+                };
+                body.local_set(area);
+                body.local_get(area).local_get(*retptr).call(copy);
+                if let Some(post) = post {
+                    body.local_get(area).call(post);
                 }
-                _ => {
-                    if let (Some(post), Some(r)) = (post, flat_result) {
-                        body.local_set(r).local_get(r).call(post).local_get(r);
-                    } else if let Some(post) = post {
-                        body.call(post);
-                    }
-                }
+            } else if let (Some(post), Some(r)) = (post, flat_result) {
+                body.local_set(r).local_get(r).call(post).local_get(r);
+            } else if let Some(post) = post {
+                body.call(post);
             }
         })
         .map_err(|e| anyhow!("{e:#}"))
         .context("failed to build a copying adapter")?;
-    Ok(())
+    outcome
 }

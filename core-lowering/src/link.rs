@@ -174,6 +174,7 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
     }
 
     // Replace each placeholder with its code.
+    let mut copiers = crate::adapter::Copiers::default();
     for (k, fid) in &holders {
         let (k, fid) = (*k, *fid);
         let import = plan.imports.get(k).context("placeholder missing")?;
@@ -208,12 +209,22 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         callee_realloc: copy.callee_realloc.map(|r| func(r.0)).transpose()?,
                         callee,
                         post_return: post,
+                        caller_encoding: copy.caller_encoding,
+                        callee_encoding: copy.callee_encoding,
                     };
-                    crate::adapter::generate(&mut module, fid, &ids, &copy.params, copy.result)?;
-                    continue;
+                    crate::adapter::generate(
+                        &mut module,
+                        &mut copiers,
+                        fid,
+                        &ids,
+                        &copy.params,
+                        copy.result.as_ref(),
+                        copy.result_in_memory,
+                    )?;
+                } else {
+                    let call = Call { callee, post_return: post, borrows: &fused.borrows, scope };
+                    call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
                 }
-                let call = Call { callee, post_return: post, borrows: &fused.borrows, scope };
-                call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
             }
             ImportKind::BorrowWrapper(w) => {
                 let (callee, borrows) = plan.wrappers.get(*w).context("borrow wrapper missing")?;
@@ -397,6 +408,10 @@ fn splice(sections: &mut Sections, plan: &LinkPlan, glue: &[u8]) -> Result<()> {
     }
     let imported = maps.funcs.len() as u32;
     let placeholders = exported.len() as u32;
+    let expected = plan.imports.iter().filter(|i| !matches!(i.kind, ImportKind::Host { .. })).count();
+    if placeholders as usize != expected {
+        bail!("internal error: the glue exports {placeholders} of {expected} placeholders");
+    }
     let mut helper = plan.glue_base + placeholders;
     for j in 0..func_types.len() as u32 {
         match exported.get(&(imported + j)) {

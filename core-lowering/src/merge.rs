@@ -28,7 +28,8 @@ use crate::Options;
 use crate::graph::*;
 use crate::module_info::ModuleInfo;
 use crate::parse::{ParsedComponent, StaticModuleId};
-use crate::types::{Crossing, Flat, ValTy};
+use crate::adapter::Encoding;
+use crate::types::{Flat, ValTy};
 
 mod shims;
 
@@ -95,36 +96,67 @@ pub struct CopyPlan {
     pub callee_memory: MemoryIndex,
     pub caller_realloc: Option<FuncIndex>,
     pub callee_realloc: Option<FuncIndex>,
-    /// One entry per parameter, in order.
-    pub params: Vec<Crossing>,
+    /// The parameter types, in order.
+    pub params: Vec<ValTy>,
     /// `None`: no result.
-    pub result: Option<Crossing>,
+    pub result: Option<ValTy>,
+    /// The result comes back through a result area (more than one flat value).
+    pub result_in_memory: bool,
+    pub caller_encoding: Encoding,
+    pub callee_encoding: Encoding,
 }
 
-/// Which values a copying adapter can carry: flat params (at most 16) of
-/// scalars, strings and lists of plain elements, and at most one result of
-/// those kinds. Both sides must use UTF-8.
-fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<Crossing>, Option<Crossing>)> {
+/// What a copying adapter can carry: flat parameters (at most 16) and a
+/// result of any type without handles (strings and lists deep-copied at
+/// any depth, flat variants holding pointers only when all their flat
+/// slots are `i32`), strings in UTF-8 or UTF-16 on either side.
+#[allow(clippy::type_complexity)]
+fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<ValTy>, Option<ValTy>, bool, Encoding, Encoding)> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
-    if lowered.options.encoding != StringEncoding::Utf8 || lifted.options.encoding != StringEncoding::Utf8 {
-        bail!("{}: copying UTF-16 strings between memories is not implemented yet", what());
-    }
+    let encoding = |e: StringEncoding| match e {
+        StringEncoding::Utf8 => Ok(Encoding::Utf8),
+        StringEncoding::Utf16 => Ok(Encoding::Utf16),
+        StringEncoding::CompactUtf16 => {
+            Err(anyhow!("{}: copying latin1+utf16 strings between memories is not implemented yet", what()))
+        }
+    };
+    let (caller, callee) = (encoding(lowered.options.encoding)?, encoding(lifted.options.encoding)?);
     if lifted.sig.flat_params().is_none() {
         bail!("{}: parameters passed through memory (more than 16 flat values) cannot be copied yet", what());
     }
+    let copyable =
+        |ty: &ValTy| -> bool { !ty.has_handles() && ty.layout().is_some() && !flat_variant_with_wide_pointers(ty) };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
-        params.push(ty.crossing().with_context(|| {
-            format!("{}: copying the parameter `{name}` between memories is not implemented yet", what())
-        })?);
+        if !copyable(ty) {
+            bail!("{}: copying the parameter `{name}` between memories is not implemented yet", what());
+        }
+        params.push(ty.clone());
     }
-    let result = match &lifted.sig.result {
-        None => None,
-        Some(ty) => Some(ty.crossing().filter(|c| !matches!(c, Crossing::Scalars(n) if *n > 1)).with_context(
-            || format!("{}: copying this result between memories is not implemented yet", what()),
-        )?),
-    };
-    Ok((params, result))
+    let mut flat_result = Vec::new();
+    if let Some(ty) = &lifted.sig.result {
+        if ty.has_handles() || ty.layout().is_none() {
+            bail!("{}: copying this result between memories is not implemented yet", what());
+        }
+        ty.flatten(&mut flat_result);
+    }
+    Ok((params, lifted.sig.result.clone(), flat_result.len() > 1, caller, callee))
+}
+
+/// A flat variant (at any depth of records) that holds pointers and a
+/// slot that is not `i32`: the flat copier does not handle it yet.
+fn flat_variant_with_wide_pointers(ty: &ValTy) -> bool {
+    match ty {
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(flat_variant_with_wide_pointers),
+        ValTy::FixedList(elem, _) => flat_variant_with_wide_pointers(elem),
+        ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) if ty.has_pointers() => {
+            let mut flat = Vec::new();
+            ty.flatten(&mut flat);
+            flat.iter().any(|f| *f != Flat::I32)
+                || ty.cases().unwrap_or_default().into_iter().flatten().any(flat_variant_with_wide_pointers)
+        }
+        _ => false,
+    }
 }
 
 /// What `link` needs to implement the placeholders.
@@ -837,7 +869,7 @@ pub fn merge(
             let lowered = graph.lowered(lid);
             let copy = match (&lowered.options.memory, &lifted.options.memory) {
                 (Some(a), Some(b)) if lifted.sig.uses_memory() && layout.memory(a)? != layout.memory(b)? => {
-                    let (params, result) = copy_shape(lowered, lifted)?;
+                    let shape = copy_shape(lowered, lifted)?;
                     let realloc = |r: &Option<CoreDef>, layout: &mut Layout<'_>| -> Result<Option<FuncTarget>> {
                         r.as_ref().map(|r| layout.func(r, None, options)).transpose()
                     };
@@ -846,8 +878,7 @@ pub fn merge(
                         layout.memory(b)?,
                         realloc(&lowered.options.realloc, &mut layout)?,
                         realloc(&lifted.options.realloc, &mut layout)?,
-                        params,
-                        result,
+                        shape,
                     ))
                 }
                 _ => None,
@@ -866,7 +897,7 @@ pub fn merge(
     for (target, post, _, copy) in fused.values() {
         called.push(*target);
         called.extend(*post);
-        if let Some((_, _, caller_realloc, callee_realloc, _, _)) = copy {
+        if let Some((_, _, caller_realloc, callee_realloc, _)) = copy {
             called.extend(*caller_realloc);
             called.extend(*callee_realloc);
         }
@@ -878,7 +909,8 @@ pub fn merge(
     plan.fused = fused
         .into_iter()
         .map(|(k, (t, p, borrows, copy))| {
-            let copy = copy.map(|(caller_memory, callee_memory, caller_realloc, callee_realloc, params, result)| {
+            let copy = copy.map(|(caller_memory, callee_memory, caller_realloc, callee_realloc, shape)| {
+                let (params, result, result_in_memory, caller_encoding, callee_encoding) = shape;
                 CopyPlan {
                     caller_memory,
                     callee_memory,
@@ -886,6 +918,9 @@ pub fn merge(
                     callee_realloc: callee_realloc.map(|r| layout.finish(r)),
                     params,
                     result,
+                    result_in_memory,
+                    caller_encoding,
+                    callee_encoding,
                 }
             });
             (k, FusedPlan { callee: layout.finish(t), post_return: p.map(|p| layout.finish(p)), borrows, copy })

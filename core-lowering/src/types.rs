@@ -189,15 +189,86 @@ impl FuncSig {
     }
 }
 
-/// How one flat parameter group or the result crosses between memories in
-/// a copying adapter.
+/// Where the payload of a variant-like type sits in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Crossing {
-    /// Flat scalars: passed as they are (this many flat values).
-    Scalars(usize),
-    /// A `(ptr, len)` pair of elements without pointers: copied byte for
-    /// byte (`size` and `align` of one element).
-    Sequence { size: u32, align: u32 },
+pub struct VariantLayout {
+    /// Bytes of the discriminant (1, 2 or 4).
+    pub tag_size: u32,
+    /// Offset of the payload from the start of the value.
+    pub payload_offset: u32,
+}
+
+fn align_to(n: u32, align: u32) -> u32 {
+    n.div_ceil(align.max(1)) * align.max(1)
+}
+
+impl ValTy {
+    /// The cases of a variant-like type (variant, option, result, enum),
+    /// or `None` for other types.
+    pub fn cases(&self) -> Option<Vec<Option<&ValTy>>> {
+        Some(match self {
+            ValTy::Variant(cases) => cases.iter().map(Option::as_ref).collect(),
+            ValTy::Option(t) => vec![None, Some(&**t)],
+            ValTy::Result(ok, err) => vec![ok.as_deref(), err.as_deref()],
+            ValTy::Enum(n) => vec![None; *n],
+            _ => return None,
+        })
+    }
+
+    /// Canonical-ABI size and alignment in linear memory
+    /// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#size>),
+    /// or `None` for opaque types.
+    pub fn layout(&self) -> Option<(u32, u32)> {
+        Some(match self {
+            ValTy::Prim(Prim::String) | ValTy::List(_) => (8, 4),
+            ValTy::Own(_) | ValTy::Borrow(_) => (4, 4),
+            ValTy::Opaque => return None,
+            ValTy::FixedList(elem, n) => {
+                let (size, align) = elem.layout()?;
+                (size.checked_mul(*n)?, align)
+            }
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let (mut size, mut align) = (0u32, 1u32);
+                for f in fields {
+                    let (s, a) = f.layout()?;
+                    size = align_to(size, a) + s;
+                    align = align.max(a);
+                }
+                (align_to(size, align), align)
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) | ValTy::Enum(_) => {
+                let v = self.variant_layout()?;
+                let (mut size, mut align) = (0u32, v.tag_size);
+                for case in self.cases()?.into_iter().flatten() {
+                    let (s, a) = case.layout()?;
+                    size = size.max(s);
+                    align = align.max(a);
+                }
+                (align_to(v.payload_offset + size, align), align)
+            }
+            other => other.plain_layout()?,
+        })
+    }
+
+    /// The discriminant size and payload offset of a variant-like type.
+    pub fn variant_layout(&self) -> Option<VariantLayout> {
+        let cases = self.cases()?;
+        let tag_size = match cases.len() {
+            0..=256 => 1,
+            257..=65536 => 2,
+            _ => 4,
+        };
+        let mut align = 1;
+        for case in cases.into_iter().flatten() {
+            align = align.max(case.layout()?.1);
+        }
+        Some(VariantLayout { tag_size, payload_offset: align_to(tag_size, align) })
+    }
+
+    /// Does a value of this type hold pointers into linear memory?
+    pub fn has_pointers(&self) -> bool {
+        self.uses_memory()
+    }
 }
 
 impl ValTy {
@@ -234,20 +305,5 @@ impl ValTy {
             },
             _ => return None,
         })
-    }
-
-    /// How a value of this type crosses between two memories, when a
-    /// copying adapter can carry it.
-    pub fn crossing(&self) -> Option<Crossing> {
-        if !self.uses_memory() && !self.has_handles() {
-            let mut flat = Vec::new();
-            self.flatten(&mut flat);
-            return Some(Crossing::Scalars(flat.len()));
-        }
-        match self {
-            ValTy::Prim(Prim::String) => Some(Crossing::Sequence { size: 1, align: 1 }),
-            ValTy::List(elem) => elem.plain_layout().map(|(size, align)| Crossing::Sequence { size, align }),
-            _ => None,
-        }
     }
 }
