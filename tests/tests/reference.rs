@@ -59,9 +59,10 @@ fn check_guest(guest: &str) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 8] = [
+const WAT_FIXTURES: [&str; 9] = [
     "borrows",
     "composed",
+    "deep-copy",
     "latin1-utf16-strings",
     "multi-instance",
     "nested",
@@ -154,6 +155,11 @@ fn wat_borrows() -> Result<()> {
 #[test]
 fn wat_composed() -> Result<()> {
     check_wat("composed")
+}
+
+#[test]
+fn wat_deep_copy() -> Result<()> {
+    check_wat("deep-copy")
 }
 
 #[test]
