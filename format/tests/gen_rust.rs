@@ -7,7 +7,8 @@
 //! (`value::encode`) writes, and the generated views read the reference
 //! bytes back to the same value (compared as `typed::Dump` text); and every
 //! dynamic struct's view reads the empty message as the defaults the
-//! dynamic decoder reads (declared defaults of every kind, zero values); and
+//! dynamic decoder reads (declared defaults of every kind, zero values); a
+//! mutated message that still validates reads the same through both; and
 //! two versions of a schema read each other's messages through their
 //! generated code (old reader, new writer and the other way round).
 //! A hand-written driver also exercises the builders of the paper's Figure 32.
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use karmem_format::gen_rust::{camel, field_name, generate, type_names};
 use karmem_format::layout::{ArrayForm, Kind, Layout, TypeId};
 use karmem_format::value::{Value, decode, encode};
-use karmem_format::Limits;
+use karmem_format::{Limits, validate};
 
 use common::random::{self, Rng};
 
@@ -342,6 +343,7 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let mut calls = String::new();
     let mut expected: Vec<String> = Vec::new();
     let mut cases = 0;
+    let mut mutated = 0;
     let mut sources = corpus();
     sources.push(("extra_awkward_names".into(), "awkward-names.km".into(), AWKWARD_NAMES.into()));
     for (module, path, source) in sources {
@@ -386,9 +388,35 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
                 let _ = writeln!(calls, "    {id}();");
                 expected.push(format!("{id} write {}", hex_of(&bytes)));
                 expected.push(format!("{id} read {}", dump(&layout, ty, &back)));
+                // A mutated message that still validates (non-canonical but
+                // valid bytes: other numbers, tags, lengths within bounds):
+                // the views read what the dynamic decoder reads.
+                for _ in 0..8 {
+                    let mut m = bytes.to_vec();
+                    let at = 8 + rng.below(m.len().saturating_sub(8).max(1) as u64) as usize;
+                    if let Some(byte) = m.get_mut(at) {
+                        *byte ^= 1 << rng.below(8);
+                    }
+                    if validate(&m, &layout, ty, &Limits::default()).is_err() {
+                        continue;
+                    }
+                    let Ok(read) = decode(&layout, ty, &m, &Limits::default()) else { continue };
+                    let id = format!("c{cases}");
+                    cases += 1;
+                    mutated += 1;
+                    let _ = writeln!(
+                        driver,
+                        "fn {id}() {{\n    let bytes = karmem_format::AlignedBuf::from_bytes(&{:?});\n    println!(\"{id} mutated {{}}\", show(karmem_format::typed::root::<{view}>(&bytes)));\n}}\n",
+                        &m[..]
+                    );
+                    let _ = writeln!(calls, "    {id}();");
+                    expected.push(format!("{id} mutated {}", dump(&layout, ty, &read)));
+                    break;
+                }
             }
         }
     }
+    assert!(mutated > 100, "only {mutated} mutated messages validated");
     // Evolution through generated code: each version's views read the
     // other version's messages as the dynamic decoder does (FORMAT.md §5.2,
     // §6.3): unknown fields and columns skipped, absent ones defaulted.
