@@ -697,8 +697,10 @@ impl FlatCopy {
 }
 
 /// Replace the placeholder import `fid` with a copying adapter for a call
-/// with these parameter types and result type; `result_in_memory`: the
-/// result comes back through a result area (more than one flat value).
+/// with these parameter types and result type. `params_in_memory`: the
+/// parameters come as one pointer to a tuple of them (more than 16 flat
+/// values), copied into an allocation of the callee's; `result_in_memory`:
+/// the result comes back through a result area (more than one flat value).
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     module: &mut Module,
@@ -706,6 +708,7 @@ pub fn generate(
     fid: FunctionId,
     ids: &CopyIds,
     params: &[ValTy],
+    params_in_memory: bool,
     result: Option<&ValTy>,
     result_in_memory: bool,
 ) -> Result<()> {
@@ -716,7 +719,14 @@ pub fn generate(
         ids.caller_encoding,
         ids.callee_encoding,
     );
-    let plans: Vec<FlatCopy> = params.iter().map(|p| FlatCopy::plan(p, forward, module)).collect::<Result<_>>()?;
+    let (plans, tuple_copy) = if params_in_memory {
+        let tuple = ValTy::Tuple(params.to_vec());
+        let (size, align) = tuple.layout().context("parameters of unknown layout cannot be copied")?;
+        let realloc = forward.realloc()?;
+        (Vec::new(), Some((forward.value(module, &tuple)?, realloc, size, align)))
+    } else {
+        (params.iter().map(|p| FlatCopy::plan(p, forward, module)).collect::<Result<_>>()?, None)
+    };
     let back =
         copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, ids.callee_encoding, ids.caller_encoding);
     let copy_result = match result {
@@ -731,11 +741,22 @@ pub fn generate(
         _ => None,
     };
     let area = module.locals.add(ValType::I32);
+    let params_copy = module.locals.add(ValType::I32);
     let (callee, post) = (ids.callee, ids.post_return);
     let mut outcome = Ok(());
     module
         .replace_imported_func(fid, |(body, args)| {
             let mut arg = args.iter();
+            if let Some((copy, realloc, size, align)) = tuple_copy {
+                let Some(ptr) = arg.next() else {
+                    outcome = Err(anyhow!("the caller passes no parameter pointer"));
+                    return;
+                };
+                body.i32_const(0).i32_const(0).i32_const(align as i32).i32_const(size as i32).call(realloc);
+                body.local_set(params_copy);
+                body.local_get(*ptr).local_get(params_copy).call(copy);
+                body.local_get(params_copy);
+            }
             for plan in &plans {
                 if let Err(e) = plan.emit(body, &mut arg) {
                     outcome = Err(e);

@@ -218,6 +218,7 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         fid,
                         &ids,
                         &copy.params,
+                        copy.params_in_memory,
                         copy.result.as_ref(),
                         copy.result_in_memory,
                     )?;

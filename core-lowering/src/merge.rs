@@ -102,16 +102,29 @@ pub struct CopyPlan {
     pub result: Option<ValTy>,
     /// The result comes back through a result area (more than one flat value).
     pub result_in_memory: bool,
+    /// The parameters are passed as one pointer to a tuple of them (more
+    /// than 16 flat values).
+    pub params_in_memory: bool,
     pub caller_encoding: Encoding,
     pub callee_encoding: Encoding,
 }
 
-/// What a copying adapter can carry: flat parameters (at most 16) and a
-/// result of any type without handles (strings and lists deep-copied at
-/// any depth, flat variants holding pointers only when all their flat
-/// slots are `i32`), strings in UTF-8 or UTF-16 on either side.
-#[allow(clippy::type_complexity)]
-fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<ValTy>, Option<ValTy>, bool, Encoding, Encoding)> {
+/// What a copying adapter carries (see [`copy_shape`]).
+#[derive(Debug, Clone)]
+struct CopyShape {
+    params: Vec<ValTy>,
+    result: Option<ValTy>,
+    result_in_memory: bool,
+    params_in_memory: bool,
+    caller_encoding: Encoding,
+    callee_encoding: Encoding,
+}
+
+/// What a copying adapter can carry: parameters and a result of any type
+/// without handles (strings and lists deep-copied at any depth; flat
+/// variants holding pointers only when all their flat slots are `i32`),
+/// strings in UTF-8 or UTF-16 on either side.
+fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
     let encoding = |e: StringEncoding| match e {
         StringEncoding::Utf8 => Ok(Encoding::Utf8),
@@ -121,11 +134,10 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<ValTy>, Option<
         }
     };
     let (caller, callee) = (encoding(lowered.options.encoding)?, encoding(lifted.options.encoding)?);
-    if lifted.sig.flat_params().is_none() {
-        bail!("{}: parameters passed through memory (more than 16 flat values) cannot be copied yet", what());
-    }
-    let copyable =
-        |ty: &ValTy| -> bool { !ty.has_handles() && ty.layout().is_some() && !flat_variant_with_wide_pointers(ty) };
+    let params_in_memory = lifted.sig.flat_params().is_none();
+    let copyable = |ty: &ValTy| -> bool {
+        !ty.has_handles() && ty.layout().is_some() && (params_in_memory || !flat_variant_with_wide_pointers(ty))
+    };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
         if !copyable(ty) {
@@ -140,7 +152,14 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<(Vec<ValTy>, Option<
         }
         ty.flatten(&mut flat_result);
     }
-    Ok((params, lifted.sig.result.clone(), flat_result.len() > 1, caller, callee))
+    Ok(CopyShape {
+        params,
+        result: lifted.sig.result.clone(),
+        result_in_memory: flat_result.len() > 1,
+        params_in_memory,
+        caller_encoding: caller,
+        callee_encoding: callee,
+    })
 }
 
 /// A flat variant (at any depth of records) that holds pointers and a
@@ -910,17 +929,17 @@ pub fn merge(
         .into_iter()
         .map(|(k, (t, p, borrows, copy))| {
             let copy = copy.map(|(caller_memory, callee_memory, caller_realloc, callee_realloc, shape)| {
-                let (params, result, result_in_memory, caller_encoding, callee_encoding) = shape;
                 CopyPlan {
                     caller_memory,
                     callee_memory,
                     caller_realloc: caller_realloc.map(|r| layout.finish(r)),
                     callee_realloc: callee_realloc.map(|r| layout.finish(r)),
-                    params,
-                    result,
-                    result_in_memory,
-                    caller_encoding,
-                    callee_encoding,
+                    params: shape.params,
+                    result: shape.result,
+                    result_in_memory: shape.result_in_memory,
+                    params_in_memory: shape.params_in_memory,
+                    caller_encoding: shape.caller_encoding,
+                    callee_encoding: shape.callee_encoding,
                 }
             });
             (k, FusedPlan { callee: layout.finish(t), post_return: p.map(|p| layout.finish(p)), borrows, copy })
