@@ -97,6 +97,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         Ok(f) => f,
         Err(_) => trapping_realloc(&mut module),
     };
+    let boundaries = Boundaries::read(canonical)?;
     let (alloc, free) = add_allocator(&mut module, memory);
     let env = Env { memory, realloc, alloc, free };
     let global = |module: &mut Module, name: &str| {
@@ -120,7 +121,9 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     let mut t = Transcoder::new(&mut module, &layout, env, options.transcode);
     let mut scratch_size = 8u32;
     let mut adapters: Vec<(String, FunctionId)> = Vec::new();
-    let mut dead_exports: Vec<String> = vec!["cabi_realloc".to_string()];
+    // the canonical boundary's reallocs are internal from here on
+    let mut dead_exports: Vec<String> =
+        t.module.exports.iter().filter(|e| e.name.starts_with("cabi_realloc")).map(|e| e.name.clone()).collect();
     for iface in world.interfaces.iter().filter(|i| i.side == Side::Export) {
         for function in &iface.functions {
             let what = format!("`{}.{}` (core export `{}`)", iface.name, function.name, function.core_name);
@@ -134,6 +137,9 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             let post_name = format!("cabi_post_{}", function.core_name);
             let post = t.module.exports.get_func(&post_name).ok();
             let region = placement(world, &iface.name, &function.name, false, &regions)?;
+            let boundary = boundaries.get("export", &function.core_name);
+            let (encoding, own_realloc) = boundary.options(t.module, realloc, &what)?;
+            t.set_boundary(encoding, own_realloc);
             let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
             adapters.push((format!("{}.{}", iface.name, function.name), adapter));
@@ -149,6 +155,9 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             };
             let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
             let region = placement(world, &iface.name, &function.name, true, &regions)?;
+            let boundary = boundaries.get("import", &format!("{}#{}", iface.core_module, function.core_name));
+            let (encoding, own_realloc) = boundary.options(t.module, realloc, &what)?;
+            t.set_boundary(encoding, own_realloc);
             import_adapter(&mut t, import, &iface.name, &function.name, fl, import_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
         }
@@ -205,6 +214,22 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
 
     module.customs.remove_raw(ABI_SECTION);
     module.customs.remove_raw(IDL_SECTION);
+    // the canonical boundary is internal now: only WASI imports left as
+    // canonical-ABI imports (`--wasi passthrough`) keep their entries
+    module.customs.remove_raw(CANONICAL_ABI_SECTION);
+    let still_imported = |name: &str| {
+        name.split_once('#').is_some_and(|(m, f)| module.imports.find(m, f).is_some())
+    };
+    let kept: Vec<&serde_json::Value> = boundaries
+        .entries
+        .iter()
+        .filter(|e| e.get("kind").and_then(|k| k.as_str()) == Some("import"))
+        .filter(|e| e.get("name").and_then(|n| n.as_str()).is_some_and(still_imported))
+        .collect();
+    if !kept.is_empty() {
+        let data = serde_json::to_vec(&kept).context("failed to write the `karmem:canonical-abi` section")?;
+        module.customs.add(RawCustomSection { name: CANONICAL_ABI_SECTION.to_string(), data });
+    }
     module.customs.add(RawCustomSection { name: ABI_SECTION.to_string(), data: ABI_VERSION.as_bytes().to_vec() });
     module.customs.add(RawCustomSection { name: IDL_SECTION.to_string(), data: world.idl.as_bytes().to_vec() });
     module.producers.add_processed_by("karmem-bridge", env!("CARGO_PKG_VERSION"));
@@ -213,6 +238,78 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         .validate_all(&bytes)
         .context("internal error: the Karmem-ABI module does not validate")?;
     Ok(bytes)
+}
+
+/// The lowering's record of each boundary function's canonical options
+/// (docs/LOWERING.md: which memory, realloc and string encoding).
+pub const CANONICAL_ABI_SECTION: &str = "karmem:canonical-abi";
+
+/// The entries of the `karmem:canonical-abi` section.
+#[derive(Debug, Default)]
+struct Boundaries {
+    entries: Vec<serde_json::Value>,
+}
+
+/// One function's entry (or none: the defaults, UTF-8 and `cabi_realloc`).
+#[derive(Debug, Default)]
+struct Boundary<'a> {
+    entry: Option<&'a serde_json::Value>,
+}
+
+impl Boundaries {
+    fn read(module: &[u8]) -> Result<Boundaries> {
+        for payload in wasmparser::Parser::new(0).parse_all(module) {
+            if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the module")?
+                && section.name() == CANONICAL_ABI_SECTION
+            {
+                let entries: Vec<serde_json::Value> = serde_json::from_slice(section.data())
+                    .with_context(|| format!("the `{CANONICAL_ABI_SECTION}` section is not a JSON list"))?;
+                return Ok(Boundaries { entries });
+            }
+        }
+        Ok(Boundaries::default())
+    }
+
+    fn get(&self, kind: &str, name: &str) -> Boundary<'_> {
+        let text = |e: &serde_json::Value, key: &str| e.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| text(e, "kind").as_deref() == Some(kind) && text(e, "name").as_deref() == Some(name));
+        Boundary { entry }
+    }
+}
+
+impl Boundary<'_> {
+    fn text(&self, key: &str) -> Option<&str> {
+        self.entry.and_then(|e| e.get(key)).and_then(|v| v.as_str())
+    }
+
+    /// The function's string encoding and realloc (`fallback` without one).
+    fn options(&self, module: &Module, fallback: FunctionId, what: &str) -> Result<(StringEncoding, FunctionId)> {
+        let encoding = match self.text("string-encoding") {
+            None | Some("utf8") => StringEncoding::Utf8,
+            Some("utf16") => StringEncoding::Utf16,
+            Some("latin1+utf16") => StringEncoding::Latin1Utf16,
+            Some(other) => bail!("{what} has the unknown string encoding `{other}`"),
+        };
+        if let Some(memory) = self.text("memory")
+            && memory != "memory"
+        {
+            bail!(
+                "{what} uses the memory `{memory}`: the Karmem ABI needs the module's one memory \
+                 (lower without `--multi-memory`, or with `--abi canonical`)"
+            );
+        }
+        let realloc = match self.text("realloc") {
+            None => fallback,
+            Some(name) => module
+                .exports
+                .get_func(name)
+                .map_err(|_| anyhow!("{what} allocates with `{name}`, which the module does not export"))?,
+        };
+        Ok((encoding, realloc))
+    }
 }
 
 /// Whether a core name belongs to WASI (`wasi:...`).

@@ -24,7 +24,7 @@ const MAX_DEPTH: u32 = 100;
 
 /// The canonical ABI `string-encoding` option of the guest's lifts and lowers
 /// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#canonopt-validation>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StringEncoding {
     /// `string-encoding=utf8`: `(ptr, byte length)`.
     #[default]

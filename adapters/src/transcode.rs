@@ -152,8 +152,9 @@ pub struct Transcoder<'a> {
     pub(crate) rt: Runtime,
     shapes: HashMap<TypeId, AbiType>,
     statics: Statics,
-    /// Helper functions already generated, by (role, type).
-    helpers: HashMap<(Role, TypeId), FunctionId>,
+    /// Helper functions already generated, by (role, type, string encoding,
+    /// realloc): a function's canonical options shape its helpers' code.
+    helpers: HashMap<(Role, TypeId, StringEncoding, FunctionId), FunctionId>,
     string_helpers: HashMap<&'static str, FunctionId>,
     /// Default bytes already placed, by (type, literal text).
     defaults: HashMap<(TypeId, String), u32>,
@@ -196,6 +197,14 @@ impl<'a> Transcoder<'a> {
             string_helpers: HashMap::new(),
             defaults: HashMap::new(),
         }
+    }
+
+    /// Sets the canonical options of the function whose messages come next:
+    /// its `string-encoding` and the `cabi_realloc` its lists and strings
+    /// are allocated with (the lowering records both per function).
+    pub fn set_boundary(&mut self, string_encoding: StringEncoding, realloc: FunctionId) {
+        self.options.string_encoding = string_encoding;
+        self.env.realloc = realloc;
     }
 
     /// Checks that `ty` can be transcoded: it has a canonical shape, and its
@@ -390,7 +399,8 @@ impl<'a> Transcoder<'a> {
 
     /// The helper function of `role` for `ty`, generated on first use.
     pub(crate) fn helper(&mut self, role: Role, ty: TypeId) -> FunctionId {
-        if let Some(&id) = self.helpers.get(&(role, ty)) {
+        let key = (role, ty, self.options.string_encoding, self.env.realloc);
+        if let Some(&id) = self.helpers.get(&key) {
             return id;
         }
         let id = match role {
@@ -403,7 +413,7 @@ impl<'a> Transcoder<'a> {
             Role::WriteUnion => self.gen_write_union(ty),
             Role::WriteList => self.gen_write_list(ty),
         };
-        self.helpers.insert((role, ty), id);
+        self.helpers.insert(key, id);
         id
     }
 
