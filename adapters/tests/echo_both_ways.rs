@@ -1,7 +1,8 @@
 //! Lowered both ways: random WIT function signatures become an echo
 //! component (a core module generated here from the canonical ABI's
 //! flattening rules, wrapped by wit-component with its WIT), which is
-//! lowered with `--abi canonical` and with `--abi karmem`. Random values
+//! lowered with `--abi canonical` and with `--abi karmem`; its strings are
+//! UTF-8, UTF-16 or latin1+utf16, picked at random. Random values
 //! go through the component on wasmtime's component runtime (the
 //! reference), through the canonical-ABI module (called by the test
 //! crate's canonical-ABI host) and through the Karmem-ABI module (called
@@ -160,8 +161,9 @@ fn random_wit(rng: &mut Rng) -> (String, usize) {
 }
 
 /// The echo component of `wit`: a core module whose `echo` returns its
-/// arguments, lifted by wit-component.
-fn echo_component(wit: &str) -> Result<(Vec<u8>, World)> {
+/// arguments, lifted by wit-component with `encoding` (the echo only moves
+/// pointers, so it works in every string encoding).
+fn echo_component(wit: &str, encoding: wit_component::StringEncoding) -> Result<(Vec<u8>, World)> {
     let mut resolve = wit_parser::Resolve::default();
     let package = resolve.push_str("echo.wit", wit)?;
     let world_id = resolve.select_world(&[package], Some("echo"))?;
@@ -210,7 +212,7 @@ fn echo_component(wit: &str) -> Result<(Vec<u8>, World)> {
     let echo = f.finish(args, &mut module.funcs);
     module.exports.add(&format!("{INTERFACE}#echo"), echo);
     let mut core = module.emit_wasm();
-    wit_component::embed_component_metadata(&mut core, &resolve, world_id, wit_component::StringEncoding::UTF8)?;
+    wit_component::embed_component_metadata(&mut core, &resolve, world_id, encoding)?;
     let component = wit_component::ComponentEncoder::default().module(&core)?.validate(true).encode()?;
     Ok((component, world))
 }
@@ -286,14 +288,19 @@ fn echo_case(seed: u64) -> Result<usize> {
     if std::env::var_os("ECHO_SHOW_WIT").is_some() {
         eprintln!("{wit}");
     }
-    echo_wit(&wit, &mut rng)
+    let encoding = *rng.pick(&[
+        wit_component::StringEncoding::UTF8,
+        wit_component::StringEncoding::UTF16,
+        wit_component::StringEncoding::CompactUTF16,
+    ]);
+    echo_wit(&wit, encoding, &mut rng)
 }
 
 /// Three random calls of the echo of `wit`, on the reference and the three
 /// lowered runners; returns the number of comparisons.
-fn echo_wit(wit: &str, rng: &mut Rng) -> Result<usize> {
-    let wit = wit.to_string();
-    let (component, _) = echo_component(&wit).with_context(|| wit.clone())?;
+fn echo_wit(wit: &str, encoding: wit_component::StringEncoding, rng: &mut Rng) -> Result<usize> {
+    let wit = format!("{wit}// string-encoding: {encoding:?}\n");
+    let (component, _) = echo_component(&wit, encoding).with_context(|| wit.clone())?;
     let canonical = karmem_core_lowering::lower(&component, &karmem_core_lowering::Options::default())
         .with_context(|| format!("--abi canonical\n{wit}"))?;
     let (world, karmem) = lower_karmem(&component).with_context(|| format!("--abi karmem\n{wit}"))?;
@@ -355,7 +362,7 @@ fn spilled_parameters_echo_through_both_lowerings() -> Result<()> {
     let mut rng = Rng::new(0x5b111);
     std::thread::Builder::new()
         .stack_size(64 << 20)
-        .spawn(move || echo_wit(wit, &mut rng).map(|n| assert_eq!(n, 9)))?
+        .spawn(move || echo_wit(wit, wit_component::StringEncoding::CompactUTF16, &mut rng).map(|n| assert_eq!(n, 9)))?
         .join()
         .map_err(|_| anyhow!("the echo thread panicked"))?
 }
