@@ -585,9 +585,74 @@ enum FlatCopy {
     /// `(ptr, len)` of a list; the length is passed as is.
     List(FunctionId),
     Fields(Vec<FlatCopy>),
-    /// A flat variant whose slots are all `i32`: each case with pointers
-    /// rewrites its payload slots in `outs` when the discriminant names it.
-    Variant { outs: Vec<LocalId>, cases: Vec<(u32, usize, FlatCopy)> },
+    /// A flat variant: each case with pointers rewrites its payload slots
+    /// in `outs` when the discriminant names it.
+    Variant { outs: Vec<LocalId>, cases: Vec<VariantCase> },
+}
+
+/// One case of a flat variant whose payload holds pointers.
+struct VariantCase {
+    tag: u32,
+    /// The joined slot types the payload occupies (after the discriminant).
+    joined: Vec<Flat>,
+    /// The payload's own flat types.
+    own: Vec<Flat>,
+    /// Locals of the payload's own types: its values before and after copying.
+    ins: Vec<LocalId>,
+    outs: Vec<LocalId>,
+    plan: FlatCopy,
+}
+
+fn val_type(f: Flat) -> ValType {
+    match f {
+        Flat::I32 => ValType::I32,
+        Flat::I64 => ValType::I64,
+        Flat::F32 => ValType::F32,
+        Flat::F64 => ValType::F64,
+    }
+}
+
+/// Convert the value on the stack from a joined variant slot to a case's
+/// own flat type
+/// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flat-lifting>).
+fn from_joined(body: &mut InstrSeqBuilder<'_>, joined: Flat, own: Flat) {
+    use walrus::ir::UnaryOp::*;
+    match (joined, own) {
+        (Flat::I64, Flat::I32) => {
+            body.unop(I32WrapI64);
+        }
+        (Flat::I64, Flat::F32) => {
+            body.unop(I32WrapI64).unop(F32ReinterpretI32);
+        }
+        (Flat::I64, Flat::F64) => {
+            body.unop(F64ReinterpretI64);
+        }
+        (Flat::I32, Flat::F32) => {
+            body.unop(F32ReinterpretI32);
+        }
+        _ => {}
+    }
+}
+
+/// Convert the value on the stack from a case's own flat type to the
+/// joined variant slot (flat lowering).
+fn to_joined(body: &mut InstrSeqBuilder<'_>, own: Flat, joined: Flat) {
+    use walrus::ir::UnaryOp::*;
+    match (own, joined) {
+        (Flat::I32, Flat::I64) => {
+            body.unop(I64ExtendUI32);
+        }
+        (Flat::F32, Flat::I64) => {
+            body.unop(I32ReinterpretF32).unop(I64ExtendUI32);
+        }
+        (Flat::F64, Flat::I64) => {
+            body.unop(I64ReinterpretF64);
+        }
+        (Flat::F32, Flat::I32) => {
+            body.unop(I32ReinterpretF32);
+        }
+        _ => {}
+    }
 }
 
 impl FlatCopy {
@@ -611,16 +676,24 @@ impl FlatCopy {
                 FlatCopy::Fields(parts)
             }
             ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
-                if flat.iter().any(|f| *f != Flat::I32) {
-                    bail!("a variant mixing pointers with 64-bit or float payloads cannot be copied yet");
-                }
-                let outs = flat.iter().map(|_| module.locals.add(ValType::I32)).collect();
+                let outs = flat.iter().map(|f| module.locals.add(val_type(*f))).collect();
                 let mut cases = Vec::new();
                 for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
                     let Some(case) = case.filter(|t| t.has_pointers()) else { continue };
-                    let mut case_flat = Vec::new();
-                    case.flatten(&mut case_flat);
-                    cases.push((c as u32, case_flat.len(), FlatCopy::plan(case, copier, module)?));
+                    let mut own = Vec::new();
+                    case.flatten(&mut own);
+                    let joined: Vec<Flat> = flat.iter().skip(1).take(own.len()).copied().collect();
+                    if joined.len() != own.len() {
+                        bail!("a variant case does not fit the variant's flat slots");
+                    }
+                    cases.push(VariantCase {
+                        tag: c as u32,
+                        ins: own.iter().map(|f| module.locals.add(val_type(*f))).collect(),
+                        outs: own.iter().map(|f| module.locals.add(val_type(*f))).collect(),
+                        plan: FlatCopy::plan(case, copier, module)?,
+                        joined,
+                        own,
+                    });
                 }
                 FlatCopy::Variant { outs, cases }
             }
@@ -671,16 +744,28 @@ impl FlatCopy {
                     body.local_get(*a).local_set(*o);
                 }
                 let Some(tag) = ins.first().copied() else { bail!("a variant without a discriminant") };
-                for (c, n, plan) in cases {
-                    let payload: Vec<LocalId> = ins.iter().skip(1).take(*n).copied().collect();
-                    let targets: Vec<LocalId> = outs.iter().skip(1).take(*n).copied().collect();
+                for case in cases {
+                    let slots: Vec<LocalId> = ins.iter().skip(1).take(case.own.len()).copied().collect();
+                    let targets: Vec<LocalId> = outs.iter().skip(1).take(case.own.len()).copied().collect();
                     let mut result = Ok(());
-                    body.local_get(tag).i32_const(*c as i32).binop(BinaryOp::I32Eq).if_else(
+                    body.local_get(tag).i32_const(case.tag as i32).binop(BinaryOp::I32Eq).if_else(
                         None,
                         |then| {
-                            result = plan.emit(then, &mut payload.iter());
-                            for t in targets.iter().rev() {
-                                then.local_set(*t);
+                            let parts = slots.iter().zip(&case.joined).zip(&case.own).zip(&case.ins);
+                            for (((slot, joined), own), local) in parts {
+                                then.local_get(*slot);
+                                from_joined(then, *joined, *own);
+                                then.local_set(*local);
+                            }
+                            result = case.plan.emit(then, &mut case.ins.iter());
+                            for o in case.outs.iter().rev() {
+                                then.local_set(*o);
+                            }
+                            let parts = case.outs.iter().zip(&case.own).zip(&case.joined).zip(&targets);
+                            for (((local, own), joined), target) in parts {
+                                then.local_get(*local);
+                                to_joined(then, *own, *joined);
+                                then.local_set(*target);
                             }
                         },
                         |_| {},

@@ -121,9 +121,8 @@ struct CopyShape {
 }
 
 /// What a copying adapter can carry: parameters and a result of any type
-/// without handles (strings and lists deep-copied at any depth; flat
-/// variants holding pointers only when all their flat slots are `i32`),
-/// strings in UTF-8 or UTF-16 on either side.
+/// without handles (strings and lists deep-copied at any depth), strings in
+/// UTF-8 or UTF-16 on either side.
 fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
     let encoding = |e: StringEncoding| match e {
@@ -135,9 +134,7 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     };
     let (caller, callee) = (encoding(lowered.options.encoding)?, encoding(lifted.options.encoding)?);
     let params_in_memory = lifted.sig.flat_params().is_none();
-    let copyable = |ty: &ValTy| -> bool {
-        !ty.has_handles() && ty.layout().is_some() && (params_in_memory || !flat_variant_with_wide_pointers(ty))
-    };
+    let copyable = |ty: &ValTy| -> bool { !ty.has_handles() && ty.layout().is_some() };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
         if !copyable(ty) {
@@ -160,22 +157,6 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
         caller_encoding: caller,
         callee_encoding: callee,
     })
-}
-
-/// A flat variant (at any depth of records) that holds pointers and a
-/// slot that is not `i32`: the flat copier does not handle it yet.
-fn flat_variant_with_wide_pointers(ty: &ValTy) -> bool {
-    match ty {
-        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(flat_variant_with_wide_pointers),
-        ValTy::FixedList(elem, _) => flat_variant_with_wide_pointers(elem),
-        ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) if ty.has_pointers() => {
-            let mut flat = Vec::new();
-            ty.flatten(&mut flat);
-            flat.iter().any(|f| *f != Flat::I32)
-                || ty.cases().unwrap_or_default().into_iter().flatten().any(flat_variant_with_wide_pointers)
-        }
-        _ => false,
-    }
 }
 
 /// What `link` needs to implement the placeholders.
