@@ -1,16 +1,18 @@
-//! Phase 3: resolve every core import and concatenate all instantiated
-//! modules into one core module binary.
+//! Phase 3: resolve every core import and copy all instantiated modules'
+//! live code into the sections of one core module.
 //!
 //! Owns: the layout of the merged index spaces (`FuncIndex`, `MemoryIndex`,
 //! ... are final positions), the resolution of each core import to its
-//! provider (an internal import becomes a direct reference), folding
-//! constant globals into const expressions (dynamically linked modules
-//! place data with imported `__memory_base` globals), one synthetic start
-//! function that runs every instance's start in instantiation order, the
-//! canonical-ABI boundary exports, and the refusal of separate memories
-//! without `--multi-memory`. Functions the module must implement itself
-//! (builtins, adapters) are emitted as placeholder imports under
-//! [`INTERNAL_MODULE`]; `link` replaces them with generated code.
+//! provider (an internal import becomes a direct reference), shim/fixup
+//! tables resolved by structure (`shims`), leaving out dead functions
+//! (`gc`), folding constant globals into const expressions (dynamically
+//! linked modules place data with imported `__memory_base` globals), one
+//! synthetic start function that runs every instance's start in
+//! instantiation order, the canonical-ABI boundary exports, and the refusal
+//! of separate memories without `--multi-memory`. Functions the module must
+//! implement itself (builtins, adapters) get placeholder indices after every
+//! copied function ([`MergedImport::index`]); `link` generates their code
+//! (the glue, built with walrus under [`INTERNAL_MODULE`] names).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -31,6 +33,7 @@ use crate::parse::{ParsedComponent, StaticModuleId};
 use crate::adapter::Encoding;
 use crate::types::{Flat, ValTy};
 
+mod gc;
 mod shims;
 
 /// Module name of placeholder imports that `link` replaces with code.
@@ -196,7 +199,9 @@ struct Layout<'g> {
     host_imports: u32,
     /// Shim functions and the function each forwards to (see `shims`).
     redirect: BTreeMap<(ModuleInstanceId, u32), FuncTarget>,
-    func_base: Vec<u32>,
+    /// Per instance, per defined function: its position among the copied
+    /// functions (`u32::MAX`: not copied, see `gc`).
+    func_index: Vec<Vec<u32>>,
     table_base: Vec<u32>,
     memory_base: Vec<u32>,
     global_base: Vec<u32>,
@@ -337,7 +342,11 @@ impl<'g> Layout<'g> {
         match self.redirected(target) {
             FuncTarget::Import(k) => self.imports.get(k).map_or(FuncIndex(u32::MAX), |i| i.index),
             FuncTarget::Defined(id, d) => FuncIndex(
-                self.host_imports + self.func_base.get(id.0).copied().unwrap_or(u32::MAX - d) + d,
+                self.func_index
+                    .get(id.0)
+                    .and_then(|f| f.get(d as usize))
+                    .filter(|i| **i != u32::MAX)
+                    .map_or(u32::MAX, |i| self.host_imports + i),
             ),
         }
     }
@@ -651,18 +660,16 @@ pub fn merge(
         import_keys: BTreeMap::new(),
         host_imports: 0,
         redirect: BTreeMap::new(),
-        func_base: Vec::new(),
+        func_index: Vec::new(),
         table_base: Vec::new(),
         memory_base: Vec::new(),
         global_base: Vec::new(),
     };
-    let (mut funcs, mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32, 0u32);
+    let (mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32);
     for info in &layout.infos {
-        layout.func_base.push(funcs);
         layout.table_base.push(tables);
         layout.memory_base.push(memories);
         layout.global_base.push(globals);
-        funcs += info.defined_funcs;
         tables += info.defined_tables;
         memories += info.defined_memories;
         globals += info.defined_globals;
@@ -902,6 +909,26 @@ pub fn merge(
             called.extend(*callee_realloc);
         }
     }
+    // Copy only what can run.
+    let mut roots: Vec<FuncTarget> = called.clone();
+    roots.extend(exports.iter().filter_map(|(_, _, t)| match t {
+        FuncTargetOrIndex::Func(f) => Some(*f),
+        FuncTargetOrIndex::Index(_) => None,
+    }));
+    let live = gc::live_functions(&layout, parsed, &func_targets, &roots).context("failed to find live functions")?;
+    let mut funcs = 0u32;
+    for instance_live in &live {
+        let mut indices = Vec::with_capacity(instance_live.len());
+        for is_live in instance_live {
+            if *is_live {
+                indices.push(funcs);
+                funcs += 1;
+            } else {
+                indices.push(u32::MAX);
+            }
+        }
+        layout.func_index.push(indices);
+    }
     let has_start = layout.infos.iter().any(|i| i.start.is_some());
     let glue_base = layout.assign_import_indices(funcs + u32::from(has_start));
     plan.glue_base = glue_base;
@@ -1004,8 +1031,11 @@ pub fn merge(
                 TypeRef::Tag(_) => bail!("exception tags are not supported"),
             }
         }
-        let base = n_imports + base_of(&layout.func_base, id)?;
-        maps.funcs.extend((0..info.defined_funcs).map(|d| base + d));
+        let instance_index = layout.func_index.get(i).context("function layout missing")?;
+        maps.funcs.extend(instance_index.iter().map(|d| if *d == u32::MAX { u32::MAX } else { n_imports + d }));
+        let mut defined_type = 0usize;
+        let mut defined_body = 0usize;
+        let is_live = |d: usize| instance_index.get(d).is_some_and(|x| *x != u32::MAX);
         let (table_base, memory_base, global_base) =
             (base_of(&layout.table_base, id)?, base_of(&layout.memory_base, id)?, base_of(&layout.global_base, id)?);
         maps.tables.extend((0..info.defined_tables).map(|d| table_base + d));
@@ -1027,7 +1057,11 @@ pub fn merge(
                 }
                 Payload::FunctionSection(reader) => {
                     for ty in reader {
-                        functions.function(maps.type_base + ty?);
+                        let ty = ty?;
+                        if is_live(defined_type) {
+                            functions.function(maps.type_base + ty);
+                        }
+                        defined_type += 1;
                     }
                 }
                 Payload::TableSection(reader) => {
@@ -1058,7 +1092,10 @@ pub fn merge(
                     }
                 }
                 Payload::CodeSectionEntry(body) => {
-                    reencode_body(&mut maps, &mut code, &body, bytes, memories_identity).map_err(re)?;
+                    if is_live(defined_body) {
+                        reencode_body(&mut maps, &mut code, &body, bytes, memories_identity).map_err(re)?;
+                    }
+                    defined_body += 1;
                 }
                 Payload::StartSection { func, .. } => {
                     starts.push(maps.funcs.get(func as usize).copied().context("start function out of range")?);
