@@ -60,6 +60,12 @@ pub struct CopyIds {
     pub post_return: Option<FunctionId>,
     pub caller_encoding: Encoding,
     pub callee_encoding: Encoding,
+    /// Borrowed handles among the flat parameters: position, the function
+    /// that lends the handle for the call (`lend` or `borrow` of its
+    /// table) and the one that ends the loan (`unlend`).
+    pub borrows: Vec<(usize, FunctionId, FunctionId)>,
+    /// The borrow scope global, when there are borrows.
+    pub scope: Option<walrus::GlobalId>,
 }
 
 /// Every copier of one glue module, so adapters between the same two
@@ -827,10 +833,33 @@ pub fn generate(
     };
     let area = module.locals.add(ValType::I32);
     let params_copy = module.locals.add(ValType::I32);
+    let saved_scope = module.locals.add(ValType::I32);
+    let lent: Vec<(usize, FunctionId, FunctionId, LocalId)> =
+        ids.borrows.iter().map(|(pos, lend, unlend)| (*pos, *lend, *unlend, module.locals.add(ValType::I32))).collect();
+    let scope = match (lent.is_empty(), ids.scope) {
+        (true, _) => None,
+        (false, Some(scope)) => Some(scope),
+        (false, None) => bail!("borrows cross a copying adapter without a borrow scope"),
+    };
     let (callee, post) = (ids.callee, ids.post_return);
     let mut outcome = Ok(());
     module
-        .replace_imported_func(fid, |(body, args)| {
+        .replace_imported_func(fid, |(body, original)| {
+            // Lend borrowed handles for the call, in a fresh borrow scope.
+            if let Some(scope) = scope {
+                body.global_get(scope).local_set(saved_scope).i32_const(0).global_set(scope);
+            }
+            let mut args: Vec<LocalId> = original.clone();
+            for (pos, lend, _, local) in &lent {
+                let Some(handle) = original.get(*pos) else {
+                    outcome = Err(anyhow!("a borrowed parameter is out of range"));
+                    return;
+                };
+                body.local_get(*handle).call(*lend).local_set(*local);
+                if let Some(slot) = args.get_mut(*pos) {
+                    *slot = *local;
+                }
+            }
             let mut arg = args.iter();
             if let Some((copy, realloc, size, align)) = tuple_copy {
                 let Some(ptr) = arg.next() else {
@@ -849,18 +878,41 @@ pub fn generate(
                 }
             }
             body.call(callee);
+            if copy_result.is_some() {
+                body.local_set(area);
+            } else if let Some(r) = flat_result {
+                body.local_set(r);
+            }
+            // The callee must have dropped every borrow it was given.
+            if let Some(scope) = scope {
+                body.global_get(scope).if_else(
+                    None,
+                    |bad| {
+                        bad.unreachable();
+                    },
+                    |_| {},
+                );
+                body.local_get(saved_scope).global_set(scope);
+                for (pos, _, unlend, _) in &lent {
+                    if let Some(handle) = original.get(*pos) {
+                        body.local_get(*handle).call(*unlend);
+                    }
+                }
+            }
             if let Some(copy) = copy_result {
                 let Some(retptr) = arg.next() else {
                     outcome = Err(anyhow!("the caller passes no return pointer"));
                     return;
                 };
-                body.local_set(area);
                 body.local_get(area).local_get(*retptr).call(copy);
                 if let Some(post) = post {
                     body.local_get(area).call(post);
                 }
-            } else if let (Some(post), Some(r)) = (post, flat_result) {
-                body.local_set(r).local_get(r).call(post).local_get(r);
+            } else if let Some(r) = flat_result {
+                if let Some(post) = post {
+                    body.local_get(r).call(post);
+                }
+                body.local_get(r);
             } else if let Some(post) = post {
                 body.call(post);
             }

@@ -202,6 +202,11 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                 let callee = func(fused.callee.0)?;
                 let post = fused.post_return.map(|p| func(p.0)).transpose()?;
                 if let Some(copy) = &fused.copy {
+                    let mut borrows = Vec::new();
+                    for b in &fused.borrows {
+                        let funcs = resource_funcs.get(&b.resource).context("handle table missing")?;
+                        borrows.push((b.pos, if b.to_owner { funcs.lend } else { funcs.borrow }, funcs.unlend));
+                    }
                     let ids = crate::adapter::CopyIds {
                         caller_memory: memory(copy.caller_memory)?,
                         callee_memory: memory(copy.callee_memory)?,
@@ -211,6 +216,8 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         post_return: post,
                         caller_encoding: copy.caller_encoding,
                         callee_encoding: copy.callee_encoding,
+                        borrows,
+                        scope,
                     };
                     crate::adapter::generate(
                         &mut module,

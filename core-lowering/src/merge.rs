@@ -137,7 +137,9 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     };
     let (caller, callee) = (encoding(lowered.options.encoding)?, encoding(lifted.options.encoding)?);
     let params_in_memory = lifted.sig.flat_params().is_none();
-    let copyable = |ty: &ValTy| -> bool { !ty.has_handles() && ty.layout().is_some() };
+    // Handles keep their numbers (every component shares one table per
+    // resource); borrows are lent around the call like in any fused call.
+    let copyable = |ty: &ValTy| -> bool { ty.layout().is_some() && !(params_in_memory && ty.has_handles()) };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
         if !copyable(ty) {
@@ -147,7 +149,7 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     }
     let mut flat_result = Vec::new();
     if let Some(ty) = &lifted.sig.result {
-        if ty.has_handles() || ty.layout().is_none() {
+        if ty.layout().is_none() {
             bail!("{}: copying this result between memories is not implemented yet", what());
         }
         ty.flatten(&mut flat_result);
