@@ -59,7 +59,7 @@ fn check_guest(guest: &str) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 9] = [
+const WAT_FIXTURES: [&str; 10] = [
     "borrows",
     "composed",
     "deep-copy",
@@ -68,6 +68,7 @@ const WAT_FIXTURES: [&str; 9] = [
     "nested",
     "no-realloc",
     "resource-import",
+    "resources-across-memories",
     "utf16-strings",
 ];
 
@@ -185,6 +186,11 @@ fn wat_no_realloc() -> Result<()> {
 #[test]
 fn wat_resource_import() -> Result<()> {
     check_wat("resource-import")
+}
+
+#[test]
+fn wat_resources_across_memories() -> Result<()> {
+    check_wat("resources-across-memories")
 }
 
 #[test]
