@@ -47,6 +47,8 @@ fn at(offset: u32, align: u32) -> MemArg {
 pub enum Encoding {
     Utf8,
     Utf16,
+    /// Latin-1, or UTF-16 when the length's top bit is set.
+    Latin1Utf16,
 }
 
 /// Resolved ids of one copying adapter.
@@ -286,82 +288,299 @@ impl Copier {
     }
 
     /// `(ptr, len) -> (ptr', len')`: a string copied, transcoded if the
-    /// two sides' encodings differ (`len` counts code units).
+    /// two sides' encodings differ (`len` counts code units; for
+    /// latin1+UTF-16 its top bit says UTF-16).
     pub fn string(&mut self, module: &mut Module) -> Result<FunctionId> {
         if let Some(f) = self.string {
             return Ok(f);
         }
         let realloc = self.realloc()?;
-        let (src_mem, dst_mem) = (self.src, self.dst);
-        let ptr = module.locals.add(ValType::I32);
-        let len = module.locals.add(ValType::I32);
-        let copy = module.locals.add(ValType::I32);
-        let (i, o, c, u) = (
-            module.locals.add(ValType::I32),
-            module.locals.add(ValType::I32),
-            module.locals.add(ValType::I32),
-            module.locals.add(ValType::I32),
-        );
+        let l = StringLocals {
+            ptr: module.locals.add(ValType::I32),
+            len: module.locals.add(ValType::I32),
+            copy: module.locals.add(ValType::I32),
+            i: module.locals.add(ValType::I32),
+            o: module.locals.add(ValType::I32),
+            c: module.locals.add(ValType::I32),
+            u: module.locals.add(ValType::I32),
+            out_ptr: module.locals.add(ValType::I32),
+            out_len: module.locals.add(ValType::I32),
+            src: self.src,
+            dst: self.dst,
+            realloc,
+        };
+        let (ptr, len) = (l.ptr, l.len);
         let mut builder =
             FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[ValType::I32, ValType::I32]);
         builder.name(format!("karmem copy string {:?} to {:?}", self.from, self.to));
         let mut body = builder.func_body();
-        // Allocate the most the destination can need: `unit` bytes per
-        // `per` ... per source code unit.
-        let (unit_align, worst) = match (self.from, self.to) {
-            (Encoding::Utf8, Encoding::Utf8) => (1, 1),
-            (Encoding::Utf16, Encoding::Utf16) => (2, 2),
-            (Encoding::Utf8, Encoding::Utf16) => (2, 2),
-            (Encoding::Utf16, Encoding::Utf8) => (1, 3),
-        };
-        body.i32_const(0)
-            .i32_const(0)
-            .i32_const(unit_align)
-            .local_get(len)
-            .i32_const(worst)
-            .binop(BinaryOp::I32Mul)
-            .call(realloc)
-            .local_set(copy);
-        match (self.from, self.to) {
-            (a, b) if a == b => {
-                body.local_get(copy)
-                    .local_get(ptr)
-                    .local_get(len)
-                    .i32_const(worst)
-                    .binop(BinaryOp::I32Mul)
-                    .memory_copy(src_mem, dst_mem);
-                body.local_get(copy).local_get(len);
-            }
-            (Encoding::Utf8, _) => {
-                utf8_to_utf16(&mut body, [ptr, len, copy, i, o, c, u], src_mem, dst_mem);
-                // Shrink to the code units written.
-                body.local_get(copy)
-                    .local_get(len)
-                    .i32_const(2)
-                    .binop(BinaryOp::I32Mul)
-                    .i32_const(2)
-                    .local_get(o)
-                    .i32_const(2)
-                    .binop(BinaryOp::I32Mul)
-                    .call(realloc)
-                    .local_get(o);
-            }
-            (Encoding::Utf16, _) => {
-                utf16_to_utf8(&mut body, [ptr, len, copy, i, o, c, u], src_mem, dst_mem);
-                body.local_get(copy)
-                    .local_get(len)
-                    .i32_const(3)
-                    .binop(BinaryOp::I32Mul)
-                    .i32_const(1)
-                    .local_get(o)
-                    .call(realloc)
-                    .local_get(o);
+        let to = self.to;
+        match self.from {
+            Encoding::Utf8 => transcode(&mut body, &l, Simple::Utf8, to),
+            Encoding::Utf16 => transcode(&mut body, &l, Simple::Utf16, to),
+            Encoding::Latin1Utf16 => {
+                // The tag picks the source encoding; `len` becomes the count.
+                let tagged = l.u;
+                body.local_get(len).i32_const(UTF16_TAG).binop(BinaryOp::I32And).local_set(tagged);
+                body.local_get(len).i32_const(!UTF16_TAG).binop(BinaryOp::I32And).local_set(len);
+                body.local_get(tagged).if_else(
+                    None,
+                    |utf16| transcode(utf16, &l, Simple::Utf16, to),
+                    |latin1| transcode(latin1, &l, Simple::Latin1, to),
+                );
             }
         }
+        body.local_get(l.out_ptr).local_get(l.out_len);
         let f = builder.finish(vec![ptr, len], &mut module.funcs);
         self.string = Some(f);
         Ok(f)
     }
+}
+
+/// latin1+UTF-16: the length's top bit says the string is UTF-16.
+const UTF16_TAG: i32 = i32::MIN;
+
+/// A source encoding once latin1+UTF-16's tag has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Simple {
+    Utf8,
+    Utf16,
+    Latin1,
+}
+
+/// The locals and ids a string copy works with.
+#[derive(Debug, Clone)]
+struct StringLocals {
+    ptr: LocalId,
+    len: LocalId,
+    copy: LocalId,
+    i: LocalId,
+    o: LocalId,
+    c: LocalId,
+    u: LocalId,
+    out_ptr: LocalId,
+    out_len: LocalId,
+    src: MemoryId,
+    dst: MemoryId,
+    realloc: FunctionId,
+}
+
+impl StringLocals {
+    /// copy = realloc(0, 0, align, len * per_unit)
+    fn allocate(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32) {
+        body.i32_const(0)
+            .i32_const(0)
+            .i32_const(align)
+            .local_get(self.len)
+            .i32_const(per_unit)
+            .binop(BinaryOp::I32Mul)
+            .call(self.realloc)
+            .local_set(self.copy);
+    }
+
+    /// out_ptr = realloc(copy, len * per_unit, align, o * out_unit)
+    fn shrink(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32, out_unit: i32) {
+        body.local_get(self.copy)
+            .local_get(self.len)
+            .i32_const(per_unit)
+            .binop(BinaryOp::I32Mul)
+            .i32_const(align)
+            .local_get(self.o)
+            .i32_const(out_unit)
+            .binop(BinaryOp::I32Mul)
+            .call(self.realloc)
+            .local_set(self.out_ptr);
+    }
+
+    /// A byte copy of `len * unit` bytes; the length stays.
+    fn copy_units(&self, body: &mut InstrSeqBuilder<'_>, align: i32, unit: i32) {
+        self.allocate(body, align, unit);
+        body.local_get(self.copy)
+            .local_get(self.ptr)
+            .local_get(self.len)
+            .i32_const(unit)
+            .binop(BinaryOp::I32Mul)
+            .memory_copy(self.src, self.dst);
+        body.local_get(self.copy).local_set(self.out_ptr);
+        body.local_get(self.len).local_set(self.out_len);
+    }
+
+    fn array(&self) -> [LocalId; 7] {
+        [self.ptr, self.len, self.copy, self.i, self.o, self.c, self.u]
+    }
+}
+
+/// Emit the copy of a `from` string (`ptr`, `len` code units) into a `to`
+/// string, leaving the result in `out_ptr`, `out_len`
+/// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#strings>).
+fn transcode(body: &mut InstrSeqBuilder<'_>, l: &StringLocals, from: Simple, to: Encoding) {
+    match (from, to) {
+        (Simple::Utf8, Encoding::Utf8) => l.copy_units(body, 1, 1),
+        (Simple::Utf16, Encoding::Utf16) => l.copy_units(body, 2, 2),
+        (Simple::Latin1, Encoding::Latin1Utf16) => l.copy_units(body, 2, 1),
+        (Simple::Utf8, Encoding::Utf16) => {
+            l.allocate(body, 2, 2);
+            utf8_to_utf16(body, l.array(), l.src, l.dst);
+            l.shrink(body, 2, 2, 2);
+            body.local_get(l.o).local_set(l.out_len);
+        }
+        (Simple::Utf16, Encoding::Utf8) => {
+            l.allocate(body, 1, 3);
+            utf16_to_utf8(body, l.array(), l.src, l.dst);
+            l.shrink(body, 1, 3, 1);
+            body.local_get(l.o).local_set(l.out_len);
+        }
+        (Simple::Latin1, Encoding::Utf8) => {
+            // A byte below 0x80 stays one byte, any other takes two.
+            l.allocate(body, 1, 2);
+            latin1_to_utf8(body, l);
+            l.shrink(body, 1, 2, 1);
+            body.local_get(l.o).local_set(l.out_len);
+        }
+        (Simple::Latin1, Encoding::Utf16) => {
+            l.allocate(body, 2, 2);
+            widen_latin1(body, l);
+            body.local_get(l.copy).local_set(l.out_ptr);
+            body.local_get(l.len).local_set(l.out_len);
+        }
+        (Simple::Utf8 | Simple::Utf16, Encoding::Latin1Utf16) => {
+            // UTF-16 first; latin1 when every code unit fits a byte.
+            l.allocate(body, 2, 2);
+            if from == Simple::Utf8 {
+                utf8_to_utf16(body, l.array(), l.src, l.dst);
+            } else {
+                body.local_get(l.copy)
+                    .local_get(l.ptr)
+                    .local_get(l.len)
+                    .i32_const(2)
+                    .binop(BinaryOp::I32Mul)
+                    .memory_copy(l.src, l.dst);
+                body.local_get(l.len).local_set(l.o);
+            }
+            narrow_or_tag(body, l);
+        }
+    }
+}
+
+/// Latin-1 at `ptr` (`len` bytes, source memory) as UTF-8 at `copy`;
+/// leaves the bytes written in `o`.
+fn latin1_to_utf8(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
+    let (src, dst) = (l.src, l.dst);
+    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.o);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+            next.local_get(l.ptr).local_get(l.i).binop(BinaryOp::I32Add).load(src, U8, at(0, 1)).local_set(l.c);
+            next.local_get(l.c).i32_const(0x80).binop(BinaryOp::I32LtU).if_else(
+                None,
+                |one| {
+                    one.local_get(l.copy).local_get(l.o).binop(BinaryOp::I32Add).local_get(l.c).store(
+                        dst,
+                        STORE_8,
+                        at(0, 1),
+                    );
+                    one.local_get(l.o).i32_const(1).binop(BinaryOp::I32Add).local_set(l.o);
+                },
+                |two| {
+                    two.local_get(l.copy)
+                        .local_get(l.o)
+                        .binop(BinaryOp::I32Add)
+                        .local_get(l.c)
+                        .i32_const(6)
+                        .binop(BinaryOp::I32ShrU)
+                        .i32_const(0xc0)
+                        .binop(BinaryOp::I32Or)
+                        .store(dst, STORE_8, at(0, 1));
+                    two.local_get(l.copy)
+                        .local_get(l.o)
+                        .binop(BinaryOp::I32Add)
+                        .local_get(l.c)
+                        .i32_const(0x3f)
+                        .binop(BinaryOp::I32And)
+                        .i32_const(0x80)
+                        .binop(BinaryOp::I32Or)
+                        .store(dst, STORE_8, at(1, 1));
+                    two.local_get(l.o).i32_const(2).binop(BinaryOp::I32Add).local_set(l.o);
+                },
+            );
+            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+        });
+    });
+}
+
+/// Latin-1 at `ptr` (`len` bytes, source memory) as UTF-16 at `copy`.
+fn widen_latin1(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
+    let (src, dst) = (l.src, l.dst);
+    body.i32_const(0).local_set(l.i);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+            next.local_get(l.copy).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+            next.local_get(l.ptr).local_get(l.i).binop(BinaryOp::I32Add).load(src, U8, at(0, 1));
+            next.store(dst, STORE_16, at(0, 2));
+            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+        });
+    });
+}
+
+/// `o` UTF-16 code units at `copy` (destination memory, `len * 2` bytes
+/// allocated) become latin1+UTF-16: narrowed to Latin-1 in place when
+/// every unit is below 0x100, else kept and tagged. Sets `out_ptr` and
+/// `out_len` (shrinking the allocation either way).
+fn narrow_or_tag(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
+    let dst = l.dst;
+    let unit = |b: &mut InstrSeqBuilder<'_>| {
+        b.local_get(l.copy).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add).load(
+            dst,
+            U16,
+            at(0, 2),
+        );
+    };
+    // c = 1 when some unit does not fit a byte.
+    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.c);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.o).binop(BinaryOp::I32GeU).br_if(done_id);
+            unit(next);
+            next.i32_const(0xff).binop(BinaryOp::I32GtU).if_else(
+                None,
+                |wide| {
+                    wide.i32_const(1).local_set(l.c).br(done_id);
+                },
+                |_| {},
+            );
+            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+        });
+    });
+    body.local_get(l.c).if_else(
+        None,
+        |utf16| {
+            l.shrink(utf16, 2, 2, 2);
+            utf16.local_get(l.o).i32_const(UTF16_TAG).binop(BinaryOp::I32Or).local_set(l.out_len);
+        },
+        |latin1| {
+            latin1.i32_const(0).local_set(l.i);
+            latin1.block(None, |done| {
+                let done_id = done.id();
+                done.loop_(None, |next| {
+                    let next_id = next.id();
+                    next.local_get(l.i).local_get(l.o).binop(BinaryOp::I32GeU).br_if(done_id);
+                    next.local_get(l.copy).local_get(l.i).binop(BinaryOp::I32Add);
+                    unit(next);
+                    next.store(dst, STORE_8, at(0, 1));
+                    next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+                });
+            });
+            l.shrink(latin1, 2, 2, 1);
+            latin1.local_get(l.o).local_set(l.out_len);
+        },
+    );
 }
 
 /// Decode UTF-8 at `ptr` (`len` bytes, source memory) into UTF-16 at

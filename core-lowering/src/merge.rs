@@ -129,13 +129,11 @@ struct CopyShape {
 fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
     let encoding = |e: StringEncoding| match e {
-        StringEncoding::Utf8 => Ok(Encoding::Utf8),
-        StringEncoding::Utf16 => Ok(Encoding::Utf16),
-        StringEncoding::CompactUtf16 => {
-            Err(anyhow!("{}: copying latin1+utf16 strings between memories is not implemented yet", what()))
-        }
+        StringEncoding::Utf8 => Encoding::Utf8,
+        StringEncoding::Utf16 => Encoding::Utf16,
+        StringEncoding::CompactUtf16 => Encoding::Latin1Utf16,
     };
-    let (caller, callee) = (encoding(lowered.options.encoding)?, encoding(lifted.options.encoding)?);
+    let (caller, callee) = (encoding(lowered.options.encoding), encoding(lifted.options.encoding));
     let params_in_memory = lifted.sig.flat_params().is_none();
     // Handles keep their numbers (every component shares one table per
     // resource); borrows are lent around the call like in any fused call.
