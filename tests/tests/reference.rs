@@ -59,8 +59,9 @@ fn check_guest(guest: &str) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 10] = [
+const WAT_FIXTURES: [&str; 11] = [
     "borrows",
+    "compact-strings",
     "composed",
     "deep-copy",
     "latin1-utf16-strings",
@@ -151,6 +152,11 @@ fn command() -> Result<()> {
 #[test]
 fn wat_borrows() -> Result<()> {
     check_wat("borrows")
+}
+
+#[test]
+fn wat_compact_strings() -> Result<()> {
+    check_wat("compact-strings")
 }
 
 #[test]
