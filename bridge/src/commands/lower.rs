@@ -117,7 +117,7 @@ fn lower_for_wasi(component: &[u8], options: &Options, wasi: Option<WasiArg>) ->
         Some(WasiArg::Passthrough) => WasiMode::Passthrough,
         Some(WasiArg::Deny) => WasiMode::Deny,
     };
-    if wasi.is_none() && has_preview1_adapter(component)? {
+    if wasi.is_none() && has_preview1_adapter(component) {
         match karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape) {
             Ok(Some((lowered, report))) if report.wasi_imports_left.is_empty() => {
                 return Ok((lowered, WasiMode::Preview1));
@@ -163,18 +163,20 @@ fn serve_wasi(lowered: Vec<u8>, mode: WasiMode) -> Result<Vec<u8>> {
     Ok(finished.module)
 }
 
-fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
+/// Whether one of the component's core modules is the preview1 adapter. A
+/// component that cannot be read says no: the lowering then reports what is
+/// wrong with it, with its offset, as for any other malformed input.
+fn has_preview1_adapter(component: &[u8]) -> bool {
     for payload in wasmparser::Parser::new(0).parse_all(component) {
-        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } =
-            payload.context("failed to read the component")?
-        {
-            let module = component.get(unchecked_range).context("a core module lies outside the component")?;
-            if karmem_adapters::wasi::recognize_preview1_adapter(module)?.is_some() {
-                return Ok(true);
+        let Ok(payload) = payload else { return false };
+        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload {
+            let Some(module) = component.get(unchecked_range) else { return false };
+            if matches!(karmem_adapters::wasi::recognize_preview1_adapter(module), Ok(Some(_))) {
+                return true;
             }
         }
     }
-    Ok(false)
+    false
 }
 
 /// The component's world as KarmemIDL text. When the WIT cannot be mapped
