@@ -348,7 +348,7 @@ impl Composition {
                 Wired::Pool(pool) => {
                     if let Some(import) = session.imported(&interface) {
                         pool.pool
-                            .with(|member| check_interface_hashes(import, member))
+                            .with(|member| check_interface_hashes(session.abi(), import, member))
                             .with_context(context)?;
                     }
                 }

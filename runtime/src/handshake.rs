@@ -35,6 +35,11 @@ pub trait AbiInstance {
     fn has_export(&mut self, name: &str) -> bool;
     /// Copies guest memory at `offset` into `buf`.
     fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// The guest memory's current size in bytes, when known; a buffer the
+    /// guest points at is checked against it before the host allocates.
+    fn memory_len(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 impl AbiInstance for Guest {
@@ -48,6 +53,10 @@ impl AbiInstance for Guest {
 
     fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.read_memory(offset, buf)
+    }
+
+    fn memory_len(&mut self) -> Option<u64> {
+        self.memory_size().ok().map(|size| size as u64)
     }
 }
 
@@ -172,6 +181,14 @@ pub fn check_compatibility(interfaces: &GuestInterfaces, guest: &ModuleAbi, host
 pub fn read_packed(guest: &mut dyn AbiInstance, packed: i64) -> Result<Vec<u8>> {
     let packed = packed as u64;
     let (ptr, len) = (packed & 0xFFFF_FFFF, packed >> 32);
+    // A hostile guest can claim any length: check it against its memory
+    // before allocating, not after.
+    if let Some(size) = guest.memory_len() {
+        ensure!(
+            ptr.checked_add(len).is_some_and(|end| end <= size),
+            "buffer at {ptr:#x} (+{len}) is outside the guest's memory ({size} bytes)"
+        );
+    }
     let len = usize::try_from(len).context("buffer length does not fit this host")?;
     let mut bytes = vec![0; len];
     guest.read_bytes(ptr, &mut bytes).with_context(|| format!("buffer at {ptr:#x} (+{len}) is outside the guest's memory"))?;

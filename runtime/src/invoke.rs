@@ -758,14 +758,22 @@ impl Session {
             let exporter = link
                 .lock()
                 .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-            check_interface_hashes(import, &exporter)?;
+            check_interface_hashes(self.abi.as_deref(), import, &exporter)?;
         }
         Ok(())
     }
 }
 
-/// Checks the importer's view of an interface against an exporter's.
-pub(crate) fn check_interface_hashes(import: &InterfaceInfo, exporter: &Session) -> Result<()> {
+/// Checks the importer's view of an interface against an exporter's: every
+/// imported function must be exported, with the same type hash or, when the
+/// hashes differ and both sides carry their `karmem:idl` schema, as a safe
+/// evolution of each other by the rules of `karmem-bridge compat`
+/// (docs/ABI.md §5): messages of dynamic structs cross such versions.
+pub(crate) fn check_interface_hashes(
+    importer: Option<&ModuleAbi>,
+    import: &InterfaceInfo,
+    exporter: &Session,
+) -> Result<()> {
     let name = &import.name;
     let export = exporter
         .exported(name)
@@ -781,13 +789,20 @@ pub(crate) fn check_interface_hashes(import: &InterfaceInfo, exporter: &Session)
                     function.name
                 )
             })?;
-        ensure!(
-            theirs.type_hash == function.type_hash,
-            "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
-            function.name,
-            function.type_hash,
-            theirs.type_hash
-        );
+        if theirs.type_hash == function.type_hash {
+            continue;
+        }
+        let mismatch = || {
+            format!(
+                "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
+                function.name, function.type_hash, theirs.type_hash
+            )
+        };
+        let (Some(importer), Some(exporter_abi)) = (importer, exporter.abi()) else {
+            bail!("{}", mismatch());
+        };
+        karmem_format::compat::check_function(&importer.schema, &exporter_abi.schema, name, &function.name)
+            .map_err(|e| anyhow!("{}, and the versions are not compatible: {e}", mismatch()))?;
     }
     Ok(())
 }
@@ -825,6 +840,10 @@ impl AbiInstance for Session {
 
     fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.read_memory(offset, buf)
+    }
+
+    fn memory_len(&mut self) -> Option<u64> {
+        Some(self.memory.data_size(&self.store) as u64)
     }
 }
 
