@@ -249,15 +249,10 @@ impl Guest {
             .memory
             .clone()
             .context("the guest has no runtime-created memory to map shared memories into")?;
-        let mut layout = MemoryLayout::new(core.windows())?;
-        layout.push(placement.clone())?;
-        self.module
-            .facts
-            .check_layout(&layout, false)
-            .with_context(|| format!("cannot map shared memory `{name}` into this guest"))?;
         // `&mut self` holds the store: no wasm runs and no host borrow of the
         // memory is live while the pages are replaced.
-        core.map_window(placement)
+        map_window_checked(&core, &self.module.facts, placement)
+            .with_context(|| format!("cannot map shared memory `{name}` into this guest"))
     }
 
     /// Copies `bytes` into the guest's memory at `offset`. Refused (not a
@@ -462,6 +457,21 @@ pub fn read_caller_memory(
         .and_then(|e| e.into_memory())
         .context("the calling guest does not export a memory named `memory`")?;
     guarded_read(caller, memory, offset, buf)
+}
+
+/// Adds `placement` to the windows of `core` after checking that the module
+/// (`facts`) can live with the new layout, then replaces the range's pages
+/// with the region's. The caller holds the store, so no wasm runs on this
+/// memory meanwhile. Shared by guests and sessions.
+pub(crate) fn map_window_checked(
+    core: &MemoryCore,
+    facts: &crate::module::ModuleFacts,
+    placement: &RegionPlacement,
+) -> Result<()> {
+    let mut layout = MemoryLayout::new(core.windows())?;
+    layout.push(placement.clone())?;
+    facts.check_layout(&layout, false)?;
+    core.map_window(placement)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use crate::WasmtimeResultExt;
 use crate::handshake::{self, AbiInstance, ModuleAbi};
 use crate::link::{GuestInterfaces, InterfaceInfo, Pattern, PoolMember};
 use crate::runtime::{EpochTicker, LoadedModule, Runtime};
-use crate::shared::{MemoryCore, MemoryLayout, RegionPlacement, SharedRegion};
+use crate::shared::{MemoryCore, RegionPlacement, SharedRegion};
 
 /// An epoch deadline that never fires (as in `guest.rs`).
 const NO_DEADLINE: u64 = u64::MAX / 2;
@@ -555,15 +555,10 @@ impl Session {
             .memory
             .clone()
             .context("the session's memory was not created by the runtime, so shared memories cannot be mapped")?;
-        let mut layout = MemoryLayout::new(core.windows())?;
-        layout.push(placement.clone())?;
-        self.module
-            .facts
-            .check_layout(&layout, false)
-            .with_context(|| format!("cannot map shared memory `{name}` into this module"))?;
         // `&mut self` holds the store: no wasm runs on this memory and no
         // host borrow of it is live while the pages are replaced.
-        core.map_window(placement)
+        crate::guest::map_window_checked(&core, &self.module.facts, placement)
+            .with_context(|| format!("cannot map shared memory `{name}` into this module"))
     }
 
     /// Copies `bytes` into the session's memory at `offset`; refused (not a
