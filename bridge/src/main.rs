@@ -40,6 +40,10 @@ enum Command {
     Gen(commands::r#gen::Opts),
     /// Run a lowered module: `--invoke 'fn(args)'` (WAVE in, WAVE out) or its `_start`.
     Run(commands::run::Opts),
+    /// Print a Karmem message as WAVE text, after validating it (`decode app.km -t T msg.bin`).
+    Decode(commands::message::DecodeOpts),
+    /// Write a WAVE value as a Karmem message (`encode app.km -t T 'value' -o msg.bin`).
+    Encode(commands::message::EncodeOpts),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         Command::Idl(opts) => commands::idl::run(opts),
         Command::Gen(opts) => commands::r#gen::run(opts),
         Command::Run(opts) => commands::run::run(opts),
+        Command::Decode(opts) => commands::message::decode(opts),
+        Command::Encode(opts) => commands::message::encode(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

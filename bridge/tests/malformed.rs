@@ -1,7 +1,7 @@
 //! The malformed-input corpus (`fixtures/malformed/`) through the
 //! `karmem-bridge` binary, one case per file, like wasm-tools' `tests/cli`.
 //!
-//! A case is a `.wat`, `.wasm`, `.km`, `.wit` or `.cli` file. Its command line
+//! A case is a `.wat`, `.wasm`, `.km`, `.wit`, `.cli` or `.bin` (a Karmem message) file. Its command line
 //! is a `RUN:` line in the file's first lines, or in `NAME.run` beside it for
 //! binary inputs; `EXIT: N` sets the expected exit code (default 1; clap's
 //! usage errors are 2). In the command line `%` is the case file, `{out}` an
@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const CASE_EXTENSIONS: &[&str] = &["wat", "wasm", "km", "wit", "cli"];
+const CASE_EXTENSIONS: &[&str] = &["wat", "wasm", "km", "wit", "cli", "bin"];
 const EXISTING: &[u8] = b"an existing output the failed run must not touch\n";
 
 fn corpus_dir() -> PathBuf {

@@ -16,6 +16,7 @@ pub mod r#gen;
 pub mod idl;
 pub mod inspect;
 pub mod lower;
+pub mod message;
 pub mod run;
 
 /// Whether `path` is the conventional `-` for stdin or stdout.
