@@ -39,7 +39,7 @@ use walrus::{
     Module, ModuleConfig, RawCustomSection, ValType,
 };
 
-pub use alloc::add_allocator;
+pub use alloc::{add_allocator, reads_memory_size};
 pub use world::{FunctionBinding, InterfaceBinding, ROOT_MODULE, World};
 
 use crate::asm::{self, Width};
@@ -63,16 +63,41 @@ pub const DESCRIPTOR_KM: &str = include_str!("../descriptor.km");
 const MAX_FLAT_PARAMS: usize = 16;
 const MAX_FLAT_RESULTS: usize = 1;
 
+/// The export of the Karmem edge memory (docs/ABI.md §2).
+pub const EDGE_MEMORY: &str = "KarmemMemory";
+
 /// How to generate the adapters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Transcoder code shape and string encoding (the lowering's boundary is
     /// UTF-8).
     pub transcode: TranscodeOptions,
+    /// Put the Karmem edge in a memory of its own, exported as
+    /// [`EDGE_MEMORY`]: messages, `KarmemAlloc`'s pages, the statics, the
+    /// descriptors and the scratch areas live there, and every guest memory
+    /// only holds what the guest allocates (`karmem-bridge lower
+    /// --multi-memory`). Needed for guests whose instances own separate
+    /// memories, and for guest allocators that take every page up to
+    /// `memory.size` (docs/ABI.md §10).
+    pub edge_memory: bool,
+}
+
+/// A Karmem-ABI module and what the generator warns about it.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    pub module: Vec<u8>,
+    /// One line each, for the user (`lower` prints them as `warning:`).
+    pub warnings: Vec<String>,
 }
 
 /// Turns the canonical-ABI module `canonical` into a Karmem-ABI module.
 pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<Vec<u8>> {
+    karmem_abi_with_warnings(canonical, world, options).map(|lowered| lowered.module)
+}
+
+/// [`karmem_abi`], also returning its warnings.
+pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Options) -> Result<Lowered> {
+    let mut warnings = Vec::new();
     let mut config = ModuleConfig::new();
     config.generate_producers_section(true);
     let mut module = config.parse(canonical).map_err(|e| anyhow!("{e:#}")).context("walrus could not read the module")?;
@@ -98,8 +123,20 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         Err(_) => trapping_realloc(&mut module),
     };
     let boundaries = Boundaries::read(canonical)?;
-    let (alloc, free) = add_allocator(&mut module, memory);
-    let env = Env { memory, realloc, alloc, free };
+    // the memory of messages, `KarmemAlloc` and the adapter's own data
+    let edge = if options.edge_memory {
+        ensure!(
+            module.exports.iter().all(|e| e.name != EDGE_MEMORY),
+            "the module already exports `{EDGE_MEMORY}`, the name of the Karmem edge memory"
+        );
+        let edge = module.memories.add_local(false, false, 0, None, None);
+        module.exports.add(EDGE_MEMORY, edge);
+        edge
+    } else {
+        memory
+    };
+    let (alloc, free) = add_allocator(&mut module, edge);
+    let env = Env { memory: edge, realloc, alloc, free };
     let global = |module: &mut Module, name: &str| {
         let id = module.globals.add_local(ValType::I32, true, false, ConstExpr::Value(Const::I32(0)));
         module.globals.get_mut(id).name = Some(format!("karmem {name}"));
@@ -118,8 +155,27 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
         }
     }
 
+    if options.edge_memory
+        && let Some(region) = regions.first()
+    {
+        bail!(
+            "interface `{}` has the interface memory `{}`, whose region the host maps into the guest's memory, \
+             and a Karmem edge memory (`--multi-memory`) would hold messages placed in it apart from the guest: \
+             lower without `--multi-memory`",
+            region.interface,
+            region.name
+        );
+    }
     let mut t = Transcoder::new(&mut module, &layout, env, options.transcode);
     let mut scratch_size = 8u32;
+    // the reallocs the adapters allocate guest values with, by export name
+    let mut reallocs: Vec<(String, FunctionId)> = Vec::new();
+    let mut used_realloc = |boundary: &Boundary<'_>, id: FunctionId| {
+        let name = boundary.text("realloc").unwrap_or("cabi_realloc").to_string();
+        if reallocs.iter().all(|(_, f)| *f != id) {
+            reallocs.push((name, id));
+        }
+    };
     let mut adapters: Vec<(String, FunctionId)> = Vec::new();
     // the canonical boundary's reallocs are internal from here on
     let mut dead_exports: Vec<String> =
@@ -138,8 +194,9 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             let post = t.module.exports.get_func(&post_name).ok();
             let region = placement(world, &iface.name, &function.name, false, &regions)?;
             let boundary = boundaries.get("export", &function.core_name);
-            let (encoding, own_realloc) = boundary.options(t.module, realloc, &what)?;
-            t.set_boundary(encoding, own_realloc);
+            let (encoding, own_realloc, guest) = boundary.options(t.module, realloc, memory, options.edge_memory, &what)?;
+            used_realloc(&boundary, own_realloc);
+            t.set_boundary(encoding, own_realloc, guest);
             let adapter = export_adapter(&mut t, core, post, fl, export_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
             adapters.push((format!("{}.{}", iface.name, function.name), adapter));
@@ -156,13 +213,26 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
             let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
             let region = placement(world, &iface.name, &function.name, true, &regions)?;
             let boundary = boundaries.get("import", &format!("{}#{}", iface.core_module, function.core_name));
-            let (encoding, own_realloc) = boundary.options(t.module, realloc, &what)?;
-            t.set_boundary(encoding, own_realloc);
+            let (encoding, own_realloc, guest) = boundary.options(t.module, realloc, memory, options.edge_memory, &what)?;
+            used_realloc(&boundary, own_realloc);
+            t.set_boundary(encoding, own_realloc, guest);
             import_adapter(&mut t, import, &iface.name, &function.name, fl, import_scratch, &mut scratch_size, region)
                 .with_context(|| format!("failed to adapt {what}"))?;
         }
     }
     let statics_init = t.finish();
+    if !options.edge_memory {
+        for (name, realloc) in &reallocs {
+            if reads_memory_size(&module, *realloc, memory) {
+                warnings.push(format!(
+                    "the guest's `{name}` reads `memory.size` of the memory the Karmem ABI shares with it: \
+                     an allocator that takes every page up to `memory.size` as its own would hand out pages \
+                     `KarmemAlloc` grew (docs/ABI.md §10); lower with `--multi-memory` to give the Karmem \
+                     edge a memory of its own"
+                ));
+            }
+        }
+    }
 
     // Imports the adapters do not cover (resource drops of imported
     // resources) move to the interface's Karmem module unchanged.
@@ -190,7 +260,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     let (descriptors, export_count, import_count, region_patches) = descriptors(world, &layout, &regions)?;
     let entries = entry_points(
         &mut module,
-        memory,
+        edge,
         EntryInputs {
             alloc,
             statics_init,
@@ -237,7 +307,7 @@ pub fn karmem_abi(canonical: &[u8], world: &World, options: &Options) -> Result<
     wasmparser::Validator::new()
         .validate_all(&bytes)
         .context("internal error: the Karmem-ABI module does not validate")?;
-    Ok(bytes)
+    Ok(Lowered { module: bytes, warnings })
 }
 
 /// The lowering's record of each boundary function's canonical options
@@ -285,22 +355,35 @@ impl Boundary<'_> {
         self.entry.and_then(|e| e.get(key)).and_then(|v| v.as_str())
     }
 
-    /// The function's string encoding and realloc (`fallback` without one).
-    fn options(&self, module: &Module, fallback: FunctionId, what: &str) -> Result<(StringEncoding, FunctionId)> {
+    /// The function's string encoding, realloc (`fallback` without one) and
+    /// memory (`main` without one). Without an edge memory, every function
+    /// must use `main`: the adapters' data shares it.
+    fn options(
+        &self,
+        module: &Module,
+        fallback: FunctionId,
+        main: MemoryId,
+        edge_memory: bool,
+        what: &str,
+    ) -> Result<(StringEncoding, FunctionId, MemoryId)> {
         let encoding = match self.text("string-encoding") {
             None | Some("utf8") => StringEncoding::Utf8,
             Some("utf16") => StringEncoding::Utf16,
             Some("latin1+utf16") => StringEncoding::Latin1Utf16,
             Some(other) => bail!("{what} has the unknown string encoding `{other}`"),
         };
-        if let Some(memory) = self.text("memory")
-            && memory != "memory"
-        {
-            bail!(
-                "{what} uses the memory `{memory}`: the Karmem ABI needs the module's one memory \
-                 (lower without `--multi-memory`, or with `--abi canonical`)"
-            );
-        }
+        let memory = match self.text("memory") {
+            None | Some("memory") => main,
+            Some(name) if edge_memory => match module.exports.iter().find(|e| e.name == name).map(|e| &e.item) {
+                Some(ExportItem::Memory(m)) => *m,
+                _ => bail!("{what} uses the memory `{name}`, which the module does not export"),
+            },
+            Some(name) => bail!(
+                "{what} uses the memory `{name}`: a Karmem ABI sharing the guest's memory needs the module's one \
+                 memory `memory` (put the Karmem edge in a memory of its own, as `--multi-memory` does, \
+                 or lower with `--abi canonical`)"
+            ),
+        };
         let realloc = match self.text("realloc") {
             None => fallback,
             Some(name) => module
@@ -308,7 +391,7 @@ impl Boundary<'_> {
                 .get_func(name)
                 .map_err(|_| anyhow!("{what} allocates with `{name}`, which the module does not export"))?,
         };
-        Ok((encoding, realloc))
+        Ok((encoding, realloc, memory))
     }
 }
 
@@ -418,15 +501,19 @@ fn export_adapter(
     scratch_size: &mut u32,
     region: Option<(GlobalId, u32)>,
 ) -> Result<FunctionId> {
-    let m = t.env.memory;
+    // flat values pass through the scratch area in the message memory;
+    // spilled ones sit in the guest's memory, as the canonical ABI has them
+    let (m, guest) = (t.env.memory, t.guest);
     let params = t.shape(fl.params);
     let results = t.shape(fl.results);
-    let reader = t.message_reader(fl.params)?;
-    let writer = t.message_writer(fl.results)?;
     let param_flat = params.flatten();
     let result_flat = results.flatten();
     let spill_params = param_flat.len() > MAX_FLAT_PARAMS;
     let spill_results = result_flat.len() > MAX_FLAT_RESULTS;
+    t.set_place(if spill_params { guest } else { m });
+    let reader = t.message_reader(fl.params)?;
+    t.set_place(if spill_results { guest } else { m });
+    let writer = t.message_writer(fl.results)?;
     let want_params: Vec<ValType> = if spill_params { vec![ValType::I32] } else { flat_vals(&params) };
     let want_results: Vec<ValType> = if spill_results { vec![ValType::I32] } else { flat_vals(&results) };
     let core_ty = t.module.types.get(t.module.funcs.get(core).ty());
@@ -517,19 +604,23 @@ fn import_adapter(
     scratch_size: &mut u32,
     region: Option<(GlobalId, u32)>,
 ) -> Result<()> {
-    let m = t.env.memory;
+    // as in `export_adapter`: flat values in the scratch area, spilled ones
+    // in the guest's memory
+    let (m, guest) = (t.env.memory, t.guest);
     let func = match t.module.imports.get(import).kind {
         walrus::ImportKind::Function(f) => f,
         _ => bail!("the import is not a function"),
     };
     let params = t.shape(fl.params);
     let results = t.shape(fl.results);
-    let writer = t.message_writer(fl.params)?;
-    let reader = t.message_reader(fl.results)?;
     let param_flat = params.flatten();
     let result_flat = results.flatten();
     let spill_params = param_flat.len() > MAX_FLAT_PARAMS;
     let spill_results = result_flat.len() > MAX_FLAT_RESULTS;
+    t.set_place(if spill_params { guest } else { m });
+    let writer = t.message_writer(fl.params)?;
+    t.set_place(if spill_results { guest } else { m });
+    let reader = t.message_reader(fl.results)?;
     let mut want_params: Vec<ValType> = if spill_params { vec![ValType::I32] } else { flat_vals(&params) };
     if spill_results {
         want_params.push(ValType::I32);
@@ -846,5 +937,8 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
 
 /// The string encoding option for callers that know their guest's.
 pub fn with_encoding(encoding: StringEncoding) -> Options {
-    Options { transcode: TranscodeOptions { string_encoding: encoding, ..TranscodeOptions::default() } }
+    Options {
+        transcode: TranscodeOptions { string_encoding: encoding, ..TranscodeOptions::default() },
+        ..Options::default()
+    }
 }

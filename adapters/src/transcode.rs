@@ -48,10 +48,13 @@ use crate::canon::{AbiType, StringEncoding, abi_type};
 pub const CANONICAL_NAN32: u32 = 0x7fc0_0000;
 pub const CANONICAL_NAN64: u64 = 0x7ff8_0000_0000_0000;
 
-/// The functions of the module the generated code calls.
+/// The memory and functions of the module the generated code uses.
 #[derive(Debug, Clone, Copy)]
 pub struct Env {
-    /// The one linear memory.
+    /// The message memory: messages in and out, the static area, the
+    /// output buffer and everything `alloc` hands out. Guest values live
+    /// here too unless [`Transcoder::set_boundary`] names another memory
+    /// (a Karmem edge memory, docs/ABI.md §2).
     pub memory: MemoryId,
     /// The guest's `cabi_realloc(old_ptr, old_size, align, new_size) -> ptr`.
     pub realloc: FunctionId,
@@ -150,15 +153,28 @@ pub struct Transcoder<'a> {
     pub(crate) env: Env,
     pub(crate) options: TranscodeOptions,
     pub(crate) rt: Runtime,
+    /// The guest memory of the function whose messages come next: where
+    /// its lists and strings are allocated (with `env.realloc`).
+    pub(crate) guest: MemoryId,
+    /// The memory the canonical value being transcoded sits in (a reader's
+    /// destination, a writer's source): a message's root may sit in the
+    /// adapter's scratch area in the message memory, while the elements of
+    /// its lists always sit in `guest`. In one memory all three are the same.
+    pub(crate) place: MemoryId,
     shapes: HashMap<TypeId, AbiType>,
     statics: Statics,
-    /// Helper functions already generated, by (role, type, string encoding,
-    /// realloc): a function's canonical options shape its helpers' code.
-    helpers: HashMap<(Role, TypeId, StringEncoding, FunctionId), FunctionId>,
-    string_helpers: HashMap<&'static str, FunctionId>,
+    /// Helper functions already generated, by role, type and the canonical
+    /// options that shape their code: string encoding, realloc, guest
+    /// memory, and the memory the value sits in.
+    helpers: HashMap<HelperKey, FunctionId>,
+    /// String transcoders by (name, memory read, memory written).
+    string_helpers: HashMap<(&'static str, MemoryId, MemoryId), FunctionId>,
     /// Default bytes already placed, by (type, literal text).
     defaults: HashMap<(TypeId, String), u32>,
 }
+
+/// (role, type, string encoding, realloc, guest memory, value memory).
+type HelperKey = (Role, TypeId, StringEncoding, FunctionId, MemoryId, MemoryId);
 
 /// What a helper function does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,6 +207,8 @@ impl<'a> Transcoder<'a> {
             env,
             options,
             rt,
+            guest: env.memory,
+            place: env.memory,
             shapes: HashMap::new(),
             statics: Statics { bytes: vec![0x0C, 0, 0, 0, 0, 0, 0, 0], zero_size: 16 },
             helpers: HashMap::new(),
@@ -200,12 +218,24 @@ impl<'a> Transcoder<'a> {
     }
 
     /// Sets the canonical options of the function whose messages come next:
-    /// its `string-encoding` and the `cabi_realloc` its lists and strings
-    /// are allocated with (the lowering records both per function).
-    pub fn set_boundary(&mut self, string_encoding: StringEncoding, realloc: FunctionId) {
+    /// its `string-encoding`, the `cabi_realloc` its lists and strings are
+    /// allocated with, and the guest memory they live in (the lowering
+    /// records all three per function). Its values' roots sit in `guest`
+    /// until [`Transcoder::set_place`] says otherwise.
+    pub fn set_boundary(&mut self, string_encoding: StringEncoding, realloc: FunctionId, guest: MemoryId) {
         self.options.string_encoding = string_encoding;
         self.env.realloc = realloc;
+        self.guest = guest;
+        self.place = guest;
     }
+
+    /// Sets the memory the roots of the next readers' and writers' values
+    /// sit in: the guest memory (a parameter area, a return area) or the
+    /// message memory (the adapter's scratch area for flat values).
+    pub fn set_place(&mut self, place: MemoryId) {
+        self.place = place;
+    }
+
 
     /// Checks that `ty` can be transcoded: it has a canonical shape, and its
     /// arrays and defaults are ones the generator supports.
@@ -399,7 +429,7 @@ impl<'a> Transcoder<'a> {
 
     /// The helper function of `role` for `ty`, generated on first use.
     pub(crate) fn helper(&mut self, role: Role, ty: TypeId) -> FunctionId {
-        let key = (role, ty, self.options.string_encoding, self.env.realloc);
+        let key = (role, ty, self.options.string_encoding, self.env.realloc, self.guest, self.place);
         if let Some(&id) = self.helpers.get(&key) {
             return id;
         }

@@ -19,7 +19,7 @@ mod karmem_runner;
 
 use anyhow::{Context, Result, bail, ensure};
 use karmem_adapters::wasi::WasiMode;
-use karmem_runner::{Engine, KarmemRunner, lower_karmem, lower_karmem_with};
+use karmem_runner::{Engine, KarmemRunner, lower_karmem, lower_karmem_full, lower_karmem_with};
 use karmem_tests::fixtures::{component_fixtures, invocations};
 use karmem_tests::harness::{Completion, Runner, compare};
 use karmem_tests::reference::ReferenceRunner;
@@ -114,19 +114,22 @@ fn compare_all() -> Result<()> {
     Ok(())
 }
 
-/// (fixture, invocation line) that diverge, a known limitation
-/// (docs/ABI.md, section 10): these guests' bump allocators take every page
-/// up to `memory.size` as their own, so once a long string moves their heap
-/// past their first page they hand out pages `KarmemAlloc` grew.
-const BUMP_PAST_ITS_PAGES: [(&str, usize); 4] =
-    [("latin1-utf16-strings", 14), ("latin1-utf16-strings", 15), ("utf16-strings", 12), ("utf16-strings", 13)];
+/// WAT fixtures whose instances own separate memories: `lower` refuses
+/// them unless `--multi-memory` keeps the memories apart and gives the
+/// Karmem edge a memory of its own.
+const SEPARATE_MEMORIES: [&str; 4] = ["compact-strings", "composed", "deep-copy", "resources-across-memories"];
+
+/// WAT fixtures whose bump allocators take every page up to `memory.size`
+/// as their own and reset in a post-return: sharing their memory with
+/// `KarmemAlloc` hands its pages out (docs/ABI.md §10), so they are lowered
+/// with `--multi-memory`, and the single-memory lowering warns.
+const BUMP_ALLOCATORS: [&str; 2] = ["latin1-utf16-strings", "utf16-strings"];
 
 /// The hand-written WAT components of `fixtures/wat` (string encodings
-/// UTF-16 and latin1+utf16, nested components, several instances, borrows,
-/// resource imports, a module without `cabi_realloc`) agree the same way.
-/// Those whose instances own separate memories are left out: the Karmem
-/// ABI has one memory at the edge, and `lower` refuses them without
-/// `--multi-memory` (checked: the refusal must say so).
+/// UTF-16 and latin1+utf16, nested components, several instances and
+/// memories, borrows, resource imports, a module without `cabi_realloc`)
+/// agree the same way, every invocation; those that need one are lowered
+/// with `--multi-memory` (a Karmem edge memory).
 #[test]
 fn wat_fixtures_agree_with_the_reference_on_wasmtime_and_wasmi() -> Result<()> {
     std::thread::Builder::new()
@@ -137,22 +140,38 @@ fn wat_fixtures_agree_with_the_reference_on_wasmtime_and_wasmi() -> Result<()> {
 }
 
 fn compare_wat() -> Result<()> {
-    let (mut compared, mut diverged) = (0, 0);
-    let (mut names, mut skipped) = (Vec::new(), Vec::new());
+    let mut compared = 0;
+    let (mut names, mut edge) = (Vec::new(), Vec::new());
     for (name, path) in karmem_tests::fixtures::wat_fixtures()? {
         let has_calls = karmem_tests::fixtures::fixtures_dir().join(format!("{name}.invocations")).exists();
         if !has_calls {
             continue;
         }
         let bytes = wat::parse_file(&path)?;
-        let (world, lowered) = match lower_karmem(&bytes) {
-            Ok(lowered) => lowered,
-            Err(error) if format!("{error:#}").contains("own separate memories") => {
-                skipped.push(name);
-                continue;
-            }
-            Err(error) => return Err(error.context(format!("lowering `{name}`"))),
-        };
+        let separate = SEPARATE_MEMORIES.contains(&name.as_str());
+        let bump = BUMP_ALLOCATORS.contains(&name.as_str());
+        if separate {
+            let refused = lower_karmem(&bytes).err().map(|e| format!("{e:#}")).unwrap_or_default();
+            ensure!(
+                refused.contains("own separate memories") && refused.contains("--multi-memory"),
+                "`{name}` in one memory must be refused naming `--multi-memory`, got: {refused}"
+            );
+        }
+        if bump {
+            let (_, single, _) = lower_karmem_full(&bytes, false, false).with_context(|| format!("lowering `{name}`"))?;
+            ensure!(
+                single.warnings.iter().any(|w| w.contains("memory.size") && w.contains("--multi-memory")),
+                "`{name}` in one memory must warn about its allocator, got {:?}",
+                single.warnings
+            );
+        }
+        let multi_memory = separate || bump;
+        let (world, lowered, _) =
+            lower_karmem_full(&bytes, false, multi_memory).with_context(|| format!("lowering `{name}`"))?;
+        if multi_memory {
+            ensure!(lowered.warnings.is_empty(), "`{name}` with an edge memory warns: {:?}", lowered.warnings);
+            edge.push(name.clone());
+        }
         let calls = invocations(&name)?;
         let mut reference = ReferenceRunner::new(&bytes)?;
         let mut expected = Vec::with_capacity(calls.len());
@@ -160,28 +179,21 @@ fn compare_wat() -> Result<()> {
             expected.push(reference.invoke(invocation)?);
         }
         for engine in [Engine::Wasmtime, Engine::Wasmi] {
-            let mut candidate = KarmemRunner::from_lowered(engine, &bytes, world.clone(), &lowered)
+            let mut candidate = KarmemRunner::from_lowered(engine, &bytes, world.clone(), &lowered.module)
                 .with_context(|| format!("loading the Karmem-ABI `{name}` on {engine:?}"))?;
             for (invocation, expected) in calls.iter().zip(&expected) {
                 let at = || format!("{name} on {engine:?}: line {}: `{}`", invocation.line, invocation.text);
                 let actual = candidate.invoke(invocation).with_context(at)?;
-                let known = BUMP_PAST_ITS_PAGES.contains(&(name.as_str(), invocation.line));
-                match (compare(expected, &actual), known) {
-                    (Ok(()), false) => compared += 1,
-                    (Err(e), false) => return Err(e.context(at())),
-                    // a limitation must show, or it is gone: take it off the list
-                    (Ok(()), true) => bail!("{}: agrees now: take it off `BUMP_PAST_ITS_PAGES`", at()),
-                    (Err(_), true) => diverged += 1,
-                }
+                compare(expected, &actual).with_context(at)?;
+                compared += 1;
             }
         }
         names.push(name);
     }
-    ensure!(names.len() >= 6, "only {names:?} were compared");
-    ensure!(diverged == 2 * BUMP_PAST_ITS_PAGES.len(), "{diverged} known divergences");
-    eprintln!(
-        "compared {compared} invocations (both runtimes) of {names:?}; separate memories: {skipped:?}; \
-         {diverged} known divergences"
-    );
+    for name in SEPARATE_MEMORIES.iter().chain(&BUMP_ALLOCATORS) {
+        ensure!(edge.iter().any(|e| e == name), "`{name}` was not compared with an edge memory");
+    }
+    ensure!(names.len() >= 10, "only {names:?} were compared");
+    eprintln!("compared {compared} invocations (both runtimes) of {names:?}; with an edge memory: {edge:?}");
     Ok(())
 }

@@ -178,3 +178,43 @@ pub fn add_allocator(module: &mut Module, memory: MemoryId) -> (FunctionId, Func
     };
     (alloc, free)
 }
+
+/// Whether code reachable from `root` through direct calls executes
+/// `memory.size` on `memory`: the mark of an allocator that may take every
+/// page up to `memory.size` as its own (a heuristic: dlmalloc in wasi-libc
+/// reads it too, and `call_indirect` is not followed).
+pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) -> bool {
+    struct Scan {
+        memory: MemoryId,
+        found: bool,
+        calls: Vec<FunctionId>,
+    }
+    impl<'instr> walrus::ir::Visitor<'instr> for Scan {
+        fn visit_memory_size(&mut self, instr: &walrus::ir::MemorySize) {
+            self.found |= instr.memory == self.memory;
+        }
+        fn visit_call(&mut self, instr: &walrus::ir::Call) {
+            self.calls.push(instr.func);
+        }
+        fn visit_return_call(&mut self, instr: &walrus::ir::ReturnCall) {
+            self.calls.push(instr.func);
+        }
+    }
+    let mut seen = vec![root];
+    let mut work = vec![root];
+    while let Some(func) = work.pop() {
+        let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else { continue };
+        let mut scan = Scan { memory, found: false, calls: Vec::new() };
+        walrus::ir::dfs_in_order(&mut scan, local, local.entry_block());
+        if scan.found {
+            return true;
+        }
+        for callee in scan.calls {
+            if !seen.contains(&callee) {
+                seen.push(callee);
+                work.push(callee);
+            }
+        }
+    }
+    false
+}

@@ -70,6 +70,8 @@ impl Transcoder<'_> {
         ptr: LocalId,
     ) {
         let m = self.env.memory;
+        // the variants sit in the guest memory (a list's elements)
+        let g = self.place;
         let rt = self.rt;
         let layout = self.layout;
         let Kind::Union(u) = &layout.get(elem).kind else {
@@ -180,7 +182,7 @@ impl Transcoder<'_> {
                     let each = asm::counted_loop(f, arm, ilen, i);
                     let mut b = f.instr_seq(each);
                     b.local_get(cursor).i32_const(k as i32);
-                    asm::store(&mut b, m, disc, 0);
+                    asm::store(&mut b, g, disc, 0);
                     asm::bump(&mut b, cursor, csize as i32);
                 } else {
                     let ksize = layout.get(t).size;
@@ -194,7 +196,7 @@ impl Transcoder<'_> {
                     {
                         let mut b = f.instr_seq(each);
                         b.local_get(cursor).i32_const(k as i32);
-                        asm::store(&mut b, m, disc, 0);
+                        asm::store(&mut b, g, disc, 0);
                     }
                     self.read_inline(f, each, t, from, 0, cursor, cpo);
                     let mut b = f.instr_seq(each);
@@ -208,7 +210,7 @@ impl Transcoder<'_> {
                 let each = asm::counted_loop(f, arm, ilen, i);
                 let mut b = f.instr_seq(each);
                 b.local_get(cursor).i32_const(k as i32);
-                asm::store(&mut b, m, disc, 0);
+                asm::store(&mut b, g, disc, 0);
                 asm::bump(&mut b, cursor, csize as i32);
             }
         }
@@ -232,6 +234,8 @@ impl Transcoder<'_> {
         slot: LocalId,
     ) {
         let m = self.env.memory;
+        // the variants sit in the guest memory (a list's elements)
+        let g = self.place;
         let rt = self.rt;
         let layout = self.layout;
         let cases = self.bunch_cases(elem, soa);
@@ -254,7 +258,7 @@ impl Transcoder<'_> {
         {
             let mut b = f.instr_seq(body);
             b.local_get(from);
-            asm::load(&mut b, m, disc, 0);
+            asm::load(&mut b, g, disc, 0);
             b.local_tee(index).i32_const(ncases as i32).binop(BinaryOp::I32GeU);
         }
         asm::trap_if(f, body);
@@ -301,7 +305,7 @@ impl Transcoder<'_> {
                         {
                             let mut b = f.instr_seq(body);
                             b.local_get(from);
-                            asm::load(&mut b, m, disc, 0);
+                            asm::load(&mut b, g, disc, 0);
                             b.i32_const(case.index as i32).binop(BinaryOp::I32Eq);
                         }
                         let hit = asm::if_(f, body);

@@ -95,6 +95,7 @@ impl Transcoder<'_> {
         do_: u32,
     ) {
         let m = self.env.memory;
+        let g = self.place;
         let layout = self.layout;
         let shape = self.shape(ty);
         match &layout.get(ty).kind {
@@ -103,7 +104,7 @@ impl Transcoder<'_> {
                 let mut b = f.instr_seq(seq);
                 b.local_get(dst).local_get(src);
                 asm::load(&mut b, m, Width::I32, so);
-                asm::store(&mut b, m, Width::I32, do_);
+                asm::store(&mut b, g, Width::I32, do_);
             }
             Kind::Enum(e) => {
                 let width = Width::for_bytes(e.width);
@@ -119,7 +120,7 @@ impl Transcoder<'_> {
                 let disc = disc_width(values.len());
                 let mut b = f.instr_seq(seq);
                 b.local_get(dst).local_get(index);
-                asm::store(&mut b, m, disc, do_);
+                asm::store(&mut b, g, disc, do_);
             }
             Kind::Flags(flags) => {
                 let n = flags.flags.len() as u32;
@@ -144,7 +145,7 @@ impl Transcoder<'_> {
                     }
                     let mut b = f.instr_seq(seq);
                     b.local_get(dst).local_get(word);
-                    asm::store(&mut b, m, width, do_ + at);
+                    asm::store(&mut b, g, width, do_ + at);
                 }
             }
             Kind::Struct(s) => {
@@ -164,7 +165,7 @@ impl Transcoder<'_> {
                     let mut b = f.instr_seq(seq);
                     asm::addr(&mut b, dst, do_);
                     asm::addr(&mut b, src, so);
-                    b.i32_const((ksize * len) as i32).memory_copy(m, m);
+                    b.i32_const((ksize * len) as i32).memory_copy(m, g);
                 } else if *len <= 4 {
                     for i in 0..*len {
                         self.read_inline(f, seq, *elem, src, so + i * ksize, dst, do_ + i * csize);
@@ -199,7 +200,7 @@ impl Transcoder<'_> {
                 {
                     let mut b = f.instr_seq(seq);
                     b.local_get(dst).local_get(disc);
-                    asm::store(&mut b, m, Width::U8, do_);
+                    asm::store(&mut b, g, Width::U8, do_);
                     b.local_get(disc);
                 }
                 let then = asm::if_(f, seq);
@@ -218,7 +219,7 @@ impl Transcoder<'_> {
                 {
                     let mut b = f.instr_seq(seq);
                     b.local_get(dst).local_get(disc);
-                    asm::store(&mut b, m, Width::U8, do_);
+                    asm::store(&mut b, g, Width::U8, do_);
                     b.local_get(disc);
                 }
                 let (is_err, is_ok) = asm::if_else(f, seq);
@@ -248,6 +249,7 @@ impl Transcoder<'_> {
         do_: u32,
     ) {
         let m = self.env.memory;
+        let g = self.place;
         let width = prim_width(p);
         let value = self.module.locals.add(width.val_type());
         {
@@ -269,7 +271,7 @@ impl Transcoder<'_> {
         }
         let mut b = f.instr_seq(seq);
         b.local_get(dst).local_get(value);
-        asm::store(&mut b, m, width, do_);
+        asm::store(&mut b, g, width, do_);
     }
 
     /// Emits: map the enum/tag value in `value` to its case index (trapping
@@ -383,6 +385,7 @@ impl Transcoder<'_> {
     /// inline union, the payload itself.
     pub(super) fn gen_read_union(&mut self, ty: TypeId) -> FunctionId {
         let m = self.env.memory;
+        let g = self.place;
         let rt = self.rt;
         let layout = self.layout;
         let shape = self.shape(ty);
@@ -404,7 +407,7 @@ impl Transcoder<'_> {
         {
             let mut b = f.instr_seq(seq);
             b.local_get(dst).local_get(index);
-            asm::store(&mut b, m, disc_width(tags.len()), 0);
+            asm::store(&mut b, g, disc_width(tags.len()), 0);
         }
         let cpo = shape.payload_offset();
         let cases: Vec<Option<TypeId>> = u.cases.iter().map(|c| c.ty).collect();
@@ -449,6 +452,7 @@ impl Transcoder<'_> {
     /// `(slot_addr, dst)`: an array slot -> canonical list (or string).
     pub(super) fn gen_read_list(&mut self, ty: TypeId) -> FunctionId {
         let m = self.env.memory;
+        let g = self.place;
         let rt = self.rt;
         let layout = self.layout;
         let shape = self.shape(ty);
@@ -504,10 +508,14 @@ impl Transcoder<'_> {
                     b.local_get(len).i32_const(csize as i32).binop(BinaryOp::I32Mul);
                     b.call(self.env.realloc).local_set(ptr);
                     b.local_get(dst).local_get(ptr);
-                    asm::store(&mut b, m, Width::I32, 0);
+                    asm::store(&mut b, g, Width::I32, 0);
                     b.local_get(dst).local_get(len);
-                    asm::store(&mut b, m, Width::I32, 4);
+                    asm::store(&mut b, g, Width::I32, 4);
                 }
+                // the elements sit in the guest memory, wherever the list's
+                // (ptr, len) does
+                let saved = self.place;
+                self.place = self.guest;
                 match form {
                     ArrayForm::Plain => {
                         f.instr_seq(seq)
@@ -523,7 +531,7 @@ impl Transcoder<'_> {
                                 .local_get(len)
                                 .i32_const(ksize as i32)
                                 .binop(BinaryOp::I32Mul)
-                                .memory_copy(m, m);
+                                .memory_copy(m, self.guest);
                         } else {
                             f.instr_seq(seq).local_get(ptr).local_set(to);
                             let body = asm::counted_loop(&mut f, seq, len, index);
@@ -542,6 +550,7 @@ impl Transcoder<'_> {
                         self.read_bunch(&mut f, seq, elem, *soa, &canon_elem, slot, off, len, ptr);
                     }
                 }
+                self.place = saved;
             }
             _ => {
                 f.instr_seq(seq).unreachable();

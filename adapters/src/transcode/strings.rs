@@ -30,13 +30,14 @@ impl Transcoder<'_> {
         len: LocalId,
         dst: LocalId,
     ) {
-        let m = self.env.memory;
+        // the message's string -> the guest memory; (ptr, len) -> `place`
+        let (m, g, place) = (self.env.memory, self.guest, self.place);
         let rt = self.rt;
         let realloc = self.env.realloc;
         let [src, ptr, out_len] = [(); 3].map(|_| self.module.locals.add(ValType::I32));
         let unit = if utf16 { 2 } else { 1 };
         f.instr_seq(seq).local_get(off).local_get(len).i32_const(unit).call(rt.in_block).local_set(src);
-        let check = self.string_helper(if utf16 { "utf16_check" } else { "utf8_check" });
+        let check = self.string_helper(if utf16 { "utf16_check" } else { "utf8_check" }, m, m);
         f.instr_seq(seq).local_get(src).local_get(len).call(check);
         // Worst-case output sizes: UTF-8 -> UTF-16 two bytes per byte,
         // UTF-16 -> UTF-8 three bytes per unit. Refuse what cannot be
@@ -71,10 +72,10 @@ impl Transcoder<'_> {
         let store = |f: &mut FunctionBuilder, seq: InstrSeqId, length: &dyn Fn(&mut walrus::InstrSeqBuilder)| {
             let mut b = f.instr_seq(seq);
             b.local_get(dst).local_get(ptr);
-            asm::store(&mut b, m, Width::I32, 0);
+            asm::store(&mut b, place, Width::I32, 0);
             b.local_get(dst);
             length(&mut b);
-            asm::store(&mut b, m, Width::I32, 4);
+            asm::store(&mut b, place, Width::I32, 4);
         };
         match (utf16, self.options.string_encoding) {
             (false, StringEncoding::Utf8) | (true, StringEncoding::Utf16) => {
@@ -88,21 +89,21 @@ impl Transcoder<'_> {
                     bytes(&mut b);
                     b.call(realloc).local_tee(ptr).local_get(src);
                     bytes(&mut b);
-                    b.memory_copy(m, m);
+                    b.memory_copy(m, g);
                 }
                 store(f, seq, &|b| {
                     b.local_get(len);
                 });
             }
             (false, StringEncoding::Utf16) => {
-                let transcode = self.string_helper("utf8_to_utf16");
+                let transcode = self.string_helper("utf8_to_utf16", m, g);
                 self.transcode_shrinking(f, seq, transcode, src, len, ptr, out_len, 2, 2);
                 store(f, seq, &|b| {
                     b.local_get(out_len);
                 });
             }
             (true, StringEncoding::Utf8) => {
-                let transcode = self.string_helper("utf16_to_utf8");
+                let transcode = self.string_helper("utf16_to_utf8", m, g);
                 self.transcode_shrinking(f, seq, transcode, src, len, ptr, out_len, 3, 1);
                 store(f, seq, &|b| {
                     b.local_get(out_len);
@@ -110,7 +111,7 @@ impl Transcoder<'_> {
             }
             (_, StringEncoding::Latin1Utf16) => {
                 // Latin-1 when every character fits, else UTF-16 (tagged).
-                let to_latin1 = self.string_helper(if utf16 { "utf16_to_latin1" } else { "utf8_to_latin1" });
+                let to_latin1 = self.string_helper(if utf16 { "utf16_to_latin1" } else { "utf8_to_latin1" }, m, g);
                 {
                     let mut b = f.instr_seq(seq);
                     b.i32_const(0).i32_const(0).i32_const(2).local_get(len).call(realloc).local_set(ptr);
@@ -137,11 +138,11 @@ impl Transcoder<'_> {
                         .local_get(len)
                         .i32_const(1)
                         .binop(BinaryOp::I32Shl)
-                        .memory_copy(m, m)
+                        .memory_copy(m, g)
                         .local_get(len)
                         .local_set(out_len);
                 } else {
-                    let transcode = self.string_helper("utf8_to_utf16");
+                    let transcode = self.string_helper("utf8_to_utf16", m, g);
                     f.instr_seq(wide).local_get(src).local_get(len).local_get(ptr).call(transcode).local_set(out_len);
                 }
                 store(f, wide, &|b| {
@@ -191,16 +192,17 @@ impl Transcoder<'_> {
     /// Emits: the canonical string at `src` -> a Karmem string whose slot is
     /// at message offset `slot`.
     pub(super) fn write_string(&mut self, f: &mut FunctionBuilder, seq: InstrSeqId, utf16: bool, src: LocalId, slot: LocalId) {
-        let m = self.env.memory;
+        // (ptr, len) at `place`, the string in the guest memory -> the message
+        let (m, g, place) = (self.env.memory, self.guest, self.place);
         let rt = self.rt;
         let [ptr, len, blk, count, cap] = [(); 5].map(|_| self.module.locals.add(ValType::I32));
         {
             let mut b = f.instr_seq(seq);
             b.local_get(src);
-            asm::load(&mut b, m, Width::I32, 0);
+            asm::load(&mut b, place, Width::I32, 0);
             b.local_set(ptr);
             b.local_get(src);
-            asm::load(&mut b, m, Width::I32, 4);
+            asm::load(&mut b, place, Width::I32, 4);
             b.local_set(len);
         }
         // Each case leaves `blk`, `count` and `cap` set (blk unset when empty).
@@ -228,11 +230,11 @@ impl Transcoder<'_> {
             }
             let same = matches!((source, utf16), (Source::Utf8, false) | (Source::Utf16, true));
             if same {
-                let check = this.string_helper(if utf16 { "utf16_check" } else { "utf8_check" });
+                let check = this.string_helper(if utf16 { "utf16_check" } else { "utf8_check" }, g, g);
                 let mut b = f.instr_seq(seq);
                 b.local_get(ptr).local_get(len).call(check);
                 b.global_get(rt.out_base).local_get(blk).binop(BinaryOp::I32Add).local_get(ptr);
-                b.local_get(len).i32_const(unit).binop(BinaryOp::I32Mul).memory_copy(m, m);
+                b.local_get(len).i32_const(unit).binop(BinaryOp::I32Mul).memory_copy(g, m);
                 b.local_get(len).local_set(count);
             } else {
                 let name = match (source, utf16) {
@@ -243,10 +245,10 @@ impl Transcoder<'_> {
                 };
                 let needs_check = source == Source::Utf8;
                 if needs_check {
-                    let check = this.string_helper("utf8_check");
+                    let check = this.string_helper("utf8_check", g, g);
                     f.instr_seq(seq).local_get(ptr).local_get(len).call(check);
                 }
-                let transcode = this.string_helper(name);
+                let transcode = this.string_helper(name, g, m);
                 f.instr_seq(seq)
                     .local_get(ptr)
                     .local_get(len)
@@ -289,12 +291,14 @@ impl Transcoder<'_> {
         asm::store(&mut b, m, Width::I32, 8);
     }
 
-    /// The transcoding function `name`, generated on first use.
-    pub(crate) fn string_helper(&mut self, name: &'static str) -> FunctionId {
-        if let Some(&id) = self.string_helpers.get(name) {
+    /// The transcoding function `name` reading memory `from` and writing
+    /// memory `to` (a check only reads), generated on first use.
+    pub(crate) fn string_helper(&mut self, name: &'static str, from: MemoryId, to: MemoryId) -> FunctionId {
+        let key = (name, from, to);
+        if let Some(&id) = self.string_helpers.get(&key) {
             return id;
         }
-        let m = self.env.memory;
+        let m = Mems { from, to };
         let module = &mut *self.module;
         let params: &[ValType] = if name.ends_with("check") { &[ValType::I32; 2] } else { &[ValType::I32; 3] };
         let results: &[ValType] = if name.ends_with("check") { &[] } else { &[ValType::I32] };
@@ -315,9 +319,16 @@ impl Transcoder<'_> {
             _ => latin1_to_utf16(&mut f, seq, m, &l),
         }
         let id = f.finish(args, &mut module.funcs);
-        self.string_helpers.insert(name, id);
+        self.string_helpers.insert(key, id);
         id
     }
+}
+
+/// The memories a transcoding function reads (`p`) and writes (`out`).
+#[derive(Debug, Clone, Copy)]
+struct Mems {
+    from: MemoryId,
+    to: MemoryId,
 }
 
 /// The encoding of a canonical string being written.
@@ -356,31 +367,31 @@ fn walk(f: &mut FunctionBuilder, seq: InstrSeqId, l: &Locals) -> (InstrSeqId, In
 }
 
 /// Pushes the byte at `p + i + at`.
-fn byte_at(b: &mut walrus::InstrSeqBuilder, m: MemoryId, l: &Locals, at: u32) {
+fn byte_at(b: &mut walrus::InstrSeqBuilder, m: Mems, l: &Locals, at: u32) {
     b.local_get(l.p).local_get(l.i).binop(BinaryOp::I32Add);
-    asm::load(b, m, Width::U8, at);
+    asm::load(b, m.from, Width::U8, at);
 }
 
 /// Pushes the code unit at `p + 2 * i`.
-fn unit_at(b: &mut walrus::InstrSeqBuilder, m: MemoryId, l: &Locals) {
+fn unit_at(b: &mut walrus::InstrSeqBuilder, m: Mems, l: &Locals) {
     b.local_get(l.p).local_get(l.i).i32_const(1).binop(BinaryOp::I32Shl).binop(BinaryOp::I32Add);
-    asm::load(b, m, Width::U16, 0);
+    asm::load(b, m.from, Width::U16, 0);
 }
 
 /// Emits: `out[k + at] = <value pushed by push>` (a byte).
-fn put_byte(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals, at: u32, push: impl FnOnce(&mut walrus::InstrSeqBuilder)) {
+fn put_byte(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals, at: u32, push: impl FnOnce(&mut walrus::InstrSeqBuilder)) {
     let mut b = f.instr_seq(seq);
     b.local_get(l.out).local_get(l.k).binop(BinaryOp::I32Add);
     push(&mut b);
-    asm::store(&mut b, m, Width::U8, at);
+    asm::store(&mut b, m.to, Width::U8, at);
 }
 
 /// Emits: `out[2k + at] = <value>` (a code unit).
-fn put_unit(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals, at: u32, push: impl FnOnce(&mut walrus::InstrSeqBuilder)) {
+fn put_unit(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals, at: u32, push: impl FnOnce(&mut walrus::InstrSeqBuilder)) {
     let mut b = f.instr_seq(seq);
     b.local_get(l.out).local_get(l.k).i32_const(1).binop(BinaryOp::I32Shl).binop(BinaryOp::I32Add);
     push(&mut b);
-    asm::store(&mut b, m, Width::U16, at);
+    asm::store(&mut b, m.to, Width::U16, at);
 }
 
 /// Emits: `if <cond pushed> { trap }`.
@@ -391,7 +402,7 @@ fn trap_when(f: &mut FunctionBuilder, seq: InstrSeqId, push: impl FnOnce(&mut wa
 
 /// UTF-8 validation (RFC 3629: no overlongs, no surrogates, at most U+10FFFF),
 /// eight ASCII bytes at a time where it can.
-fn utf8_check(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn utf8_check(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, top) = walk(f, seq, l);
     // fast path: 8 ASCII bytes
     f.instr_seq(body).local_get(l.n).local_get(l.i).binop(BinaryOp::I32Sub).i32_const(8).binop(BinaryOp::I32GeU);
@@ -399,7 +410,7 @@ fn utf8_check(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals)
     {
         let mut b = f.instr_seq(room);
         b.local_get(l.p).local_get(l.i).binop(BinaryOp::I32Add);
-        asm::load(&mut b, m, Width::I64, 0);
+        asm::load(&mut b, m.from, Width::I64, 0);
         b.i64_const(0x8080_8080_8080_8080u64 as i64).binop(BinaryOp::I64And).unop(walrus::ir::UnaryOp::I64Eqz);
     }
     let ascii = asm::if_(f, room);
@@ -472,7 +483,7 @@ fn utf8_check(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals)
 
 /// UTF-16 validation (`write == false`) or UTF-16 -> UTF-8 returning the
 /// byte count (`write == true`); unpaired surrogates trap either way.
-fn utf16_walk(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals, write: bool) {
+fn utf16_walk(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals, write: bool) {
     let (body, top) = walk(f, seq, l);
     {
         let mut b = f.instr_seq(body);
@@ -553,7 +564,7 @@ fn utf16_walk(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals,
 }
 
 /// Valid UTF-8 -> UTF-16, returning the unit count.
-fn utf8_to_utf16(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn utf8_to_utf16(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, top) = walk(f, seq, l);
     {
         let mut b = f.instr_seq(body);
@@ -623,7 +634,7 @@ fn utf8_to_utf16(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Loca
 
 /// Valid UTF-8 -> Latin-1, returning the byte count, or -1 when a character
 /// is above U+00FF.
-fn utf8_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn utf8_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, top) = walk(f, seq, l);
     {
         let mut b = f.instr_seq(body);
@@ -652,7 +663,7 @@ fn utf8_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Loc
 }
 
 /// UTF-16 -> Latin-1, returning the count, or -1 when a unit is above 0xFF.
-fn utf16_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn utf16_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, _) = walk(f, seq, l);
     {
         let mut b = f.instr_seq(body);
@@ -664,14 +675,14 @@ fn utf16_to_latin1(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Lo
     {
         let mut b = f.instr_seq(body);
         b.local_get(l.out).local_get(l.i).binop(BinaryOp::I32Add).local_get(l.c);
-        asm::store(&mut b, m, Width::U8, 0);
+        asm::store(&mut b, m.to, Width::U8, 0);
         asm::bump(&mut b, l.i, 1);
     }
     f.instr_seq(seq).local_get(l.n);
 }
 
 /// Latin-1 -> UTF-8, returning the byte count.
-fn latin1_to_utf8(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn latin1_to_utf8(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, _) = walk(f, seq, l);
     {
         let mut b = f.instr_seq(body);
@@ -695,7 +706,7 @@ fn latin1_to_utf8(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Loc
 }
 
 /// Latin-1 -> UTF-16, returning the unit count (the input length).
-fn latin1_to_utf16(f: &mut FunctionBuilder, seq: InstrSeqId, m: MemoryId, l: &Locals) {
+fn latin1_to_utf16(f: &mut FunctionBuilder, seq: InstrSeqId, m: Mems, l: &Locals) {
     let (body, _) = walk(f, seq, l);
     put_unit(f, body, m, l, 0, |b| {
         byte_at(b, m, l, 0);

@@ -104,6 +104,7 @@ impl Transcoder<'_> {
         do_: u32,
     ) {
         let m = self.env.memory;
+        let g = self.place;
         let layout = self.layout;
         let shape = self.shape(ty);
         match &layout.get(ty).kind {
@@ -113,7 +114,7 @@ impl Transcoder<'_> {
                 {
                     let mut b = f.instr_seq(seq);
                     b.local_get(src);
-                    asm::load(&mut b, m, width, so);
+                    asm::load(&mut b, g, width, so);
                     b.local_set(value);
                 }
                 match p {
@@ -134,7 +135,7 @@ impl Transcoder<'_> {
                 let mut b = f.instr_seq(seq);
                 self.out_addr(&mut b, dst);
                 b.local_get(src);
-                asm::load(&mut b, m, Width::I32, so);
+                asm::load(&mut b, g, Width::I32, so);
                 asm::store(&mut b, m, Width::I32, do_);
             }
             Kind::Enum(e) => {
@@ -143,7 +144,7 @@ impl Transcoder<'_> {
                 {
                     let mut b = f.instr_seq(seq);
                     b.local_get(src);
-                    asm::load(&mut b, m, disc_width(values.len()), so);
+                    asm::load(&mut b, g, disc_width(values.len()), so);
                     b.local_tee(index).i32_const(values.len() as i32).binop(BinaryOp::I32GeU);
                 }
                 asm::trap_if(f, seq);
@@ -166,7 +167,7 @@ impl Transcoder<'_> {
                     let mut b = f.instr_seq(seq);
                     self.out_addr(&mut b, dst);
                     b.local_get(src);
-                    asm::load(&mut b, m, width, so + at);
+                    asm::load(&mut b, g, width, so + at);
                     // the canonical ABI ignores bits past the last flag
                     if bits < 32 {
                         b.i32_const(((1u64 << bits) - 1) as i32).binop(BinaryOp::I32And);
@@ -193,7 +194,7 @@ impl Transcoder<'_> {
                         b.i32_const(do_ as i32).binop(BinaryOp::I32Add);
                     }
                     asm::addr(&mut b, src, so);
-                    b.i32_const((ksize * len) as i32).memory_copy(m, m);
+                    b.i32_const((ksize * len) as i32).memory_copy(g, m);
                 } else if *len <= 4 {
                     for i in 0..*len {
                         self.write_inline(f, seq, *elem, src, so + i * csize, dst, do_ + i * ksize);
@@ -252,11 +253,12 @@ impl Transcoder<'_> {
         do_: u32,
     ) -> LocalId {
         let m = self.env.memory;
+        let g = self.place;
         let disc = self.module.locals.add(ValType::I32);
         {
             let mut b = f.instr_seq(seq);
             b.local_get(src);
-            asm::load(&mut b, m, Width::U8, so);
+            asm::load(&mut b, g, Width::U8, so);
             b.local_tee(disc).i32_const(1).binop(BinaryOp::I32GtU);
         }
         asm::trap_if(f, seq);
@@ -336,6 +338,7 @@ impl Transcoder<'_> {
     /// offset; for an inline union, the payload itself).
     pub(super) fn gen_write_union(&mut self, ty: TypeId) -> FunctionId {
         let m = self.env.memory;
+        let g = self.place;
         let rt = self.rt;
         let layout = self.layout;
         let shape = self.shape(ty);
@@ -350,7 +353,7 @@ impl Transcoder<'_> {
         {
             let mut b = f.instr_seq(seq);
             b.local_get(src);
-            asm::load(&mut b, m, disc_width(tags.len()), 0);
+            asm::load(&mut b, g, disc_width(tags.len()), 0);
             b.local_tee(index).i32_const(tags.len() as i32).binop(BinaryOp::I32GeU);
         }
         asm::trap_if(&mut f, seq);
@@ -396,6 +399,7 @@ impl Transcoder<'_> {
     /// `(src, slot_offset)`: a canonical list or string -> an array.
     pub(super) fn gen_write_list(&mut self, ty: TypeId) -> FunctionId {
         let m = self.env.memory;
+        let g = self.place;
                 let layout = self.layout;
         let shape = self.shape(ty);
         let mut f = FunctionBuilder::new(&mut self.module.types, &[ValType::I32; 2], &[]);
@@ -415,10 +419,10 @@ impl Transcoder<'_> {
                 {
                     let mut b = f.instr_seq(seq);
                     b.local_get(src);
-                    asm::load(&mut b, m, Width::I32, 0);
+                    asm::load(&mut b, g, Width::I32, 0);
                     b.local_set(ptr);
                     b.local_get(src);
-                    asm::load(&mut b, m, Width::I32, 4);
+                    asm::load(&mut b, g, Width::I32, 4);
                     b.local_set(len);
                     // canonical lifting: the list pointer is aligned
                     b.local_get(ptr).i32_const(calign as i32 - 1).binop(BinaryOp::I32And);
@@ -426,6 +430,10 @@ impl Transcoder<'_> {
                 asm::trap_if(&mut f, seq);
                 f.instr_seq(seq).local_get(len);
                 let some = asm::if_(&mut f, seq);
+                // the elements sit in the guest memory, wherever the list's
+                // (ptr, len) does
+                let saved = self.place;
+                self.place = self.guest;
                 match form {
                     ArrayForm::Plain => {
                         self.alloc_block(&mut f, some, len, ksize, blk);
@@ -434,7 +442,7 @@ impl Transcoder<'_> {
                             let mut b = f.instr_seq(some);
                             self.out_addr(&mut b, blk);
                             b.local_get(ptr).local_get(len).i32_const(ksize as i32).binop(BinaryOp::I32Mul);
-                            b.memory_copy(m, m);
+                            b.memory_copy(self.guest, m);
                         } else {
                             f.instr_seq(some).local_get(ptr).local_set(from).local_get(blk).local_set(to);
                             let body = asm::counted_loop(&mut f, some, len, index);
@@ -451,6 +459,7 @@ impl Transcoder<'_> {
                         self.write_bunch(&mut f, some, elem, *soa, &canon_elem, ptr, len, slot);
                     }
                 }
+                self.place = saved;
             }
             _ => {
                 f.instr_seq(seq).unreachable();

@@ -45,6 +45,12 @@ fn packed(value: i64) -> (usize, usize) {
     ((value & 0xFFFF_FFFF) as usize, (value >> 32) as usize)
 }
 
+/// The guest's message memory: `KarmemMemory` when it exports one, else
+/// `memory` (docs/ABI.md §2).
+fn message_memory(caller: &mut Caller<'_, State>) -> Option<wasmtime::Memory> {
+    caller.get_export("KarmemMemory").or_else(|| caller.get_export("memory")).and_then(Extern::into_memory)
+}
+
 /// Copies `message` into the guest with its `KarmemAlloc`; returns the packed buffer.
 fn put_message(caller: &mut Caller<'_, State>, message: &[u8]) -> Result<i64> {
     if message.is_empty() {
@@ -56,7 +62,7 @@ fn put_message(caller: &mut Caller<'_, State>, message: &[u8]) -> Result<i64> {
         .context("no KarmemAlloc")?
         .typed::<(i32, i32), i32>(&mut *caller)?;
     let ptr = alloc.call(&mut *caller, (message.len() as i32, 64))? as usize;
-    let memory = caller.get_export("memory").and_then(Extern::into_memory).context("no memory")?;
+    let memory = message_memory(caller).context("no memory")?;
     memory.data_mut(&mut *caller)[ptr..ptr + message.len()].copy_from_slice(message);
     Ok(((message.len() as i64) << 32) | ptr as i64)
 }
@@ -67,7 +73,7 @@ fn serve(caller: &mut Caller<'_, State>, iname: &str, fname: &str, params: &[Val
         [Val::I32(p), Val::I32(l)] => (*p as u32 as usize, *l as u32 as usize),
         _ => bail!("bad import arguments"),
     };
-    let memory = caller.get_export("memory").and_then(Extern::into_memory).context("memory")?;
+    let memory = message_memory(caller).context("memory")?;
     let message = memory.data(&*caller).get(ptr..ptr + len).context("argument buffer")?.to_vec();
     let layout = caller.data().layout.clone();
     let fl = layout.function(iname, fname).context("function layout")?;
@@ -117,7 +123,11 @@ impl Host {
         }
         let mut store = Store::new(&engine, State { layout: layout.clone(), handler, log: Vec::new() });
         let instance = linker.instantiate(&mut store, &module)?;
-        let memory = instance.get_memory(&mut store, "memory").context("no exported memory")?;
+        // the message memory (docs/ABI.md §2): `KarmemMemory` when exported
+        let memory = match instance.get_memory(&mut store, "KarmemMemory") {
+            Some(edge) => edge,
+            None => instance.get_memory(&mut store, "memory").context("no exported memory")?,
+        };
         Ok(Host { layout, world, bytes, store, instance, memory })
     }
 

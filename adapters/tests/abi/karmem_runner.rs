@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result, anyhow, bail};
-use karmem_adapters::abi::{Options, World, karmem_abi};
+use karmem_adapters::abi::{EDGE_MEMORY, Options, World};
 use karmem_adapters::wasi::{WasiMode, finish_for_preview1, recognize_preview1_adapter};
 use karmem_format::layout::{Kind, Layout, TypeId};
 use karmem_format::wave::kebab;
@@ -55,7 +55,19 @@ pub fn lower_karmem_mode(component: &[u8]) -> Result<(World, Vec<u8>, WasiMode)>
 
 /// [`lower_karmem_mode`]; `shim_only` keeps a preview1 adapter (`--wasi shim`).
 pub fn lower_karmem_with(component: &[u8], shim_only: bool) -> Result<(World, Vec<u8>, WasiMode)> {
-    let options = karmem_core_lowering::Options::default();
+    let (world, lowered, mode) = lower_karmem_full(component, shim_only, false)?;
+    Ok((world, lowered.module, mode))
+}
+
+/// [`lower_karmem_with`], with `multi_memory` as `lower --multi-memory`
+/// (separate instance memories kept, the Karmem edge in a memory of its
+/// own), and the adapters' warnings.
+pub fn lower_karmem_full(
+    component: &[u8],
+    shim_only: bool,
+    multi_memory: bool,
+) -> Result<(World, karmem_adapters::abi::Lowered, WasiMode)> {
+    let options = karmem_core_lowering::Options { multi_memory, ..karmem_core_lowering::Options::default() };
     let mut lowered = None;
     if !shim_only
         && has_preview1_adapter(component)?
@@ -80,8 +92,9 @@ pub fn lower_karmem_with(component: &[u8], shim_only: bool) -> Result<(World, Ve
     };
     let finished = finish_for_preview1(&canonical, mode, &realloc_of)?;
     let world = World::from_component(component)?;
-    let bytes = karmem_abi(&finished.module, &world, &Options::default())?;
-    Ok((world, bytes, mode))
+    let options = Options { edge_memory: multi_memory, ..Options::default() };
+    let lowered = karmem_adapters::abi::karmem_abi_with_warnings(&finished.module, &world, &options)?;
+    Ok((world, lowered, mode))
 }
 
 fn has_preview1_adapter(component: &[u8]) -> Result<bool> {
@@ -475,7 +488,13 @@ fn wasmtime_factory(bytes: &[u8], imports: &[(String, String)], host: HostState,
         let field = name.clone();
         linker.func_new(m, name, ty, move |mut caller: Caller<'_, WtData>, params, results| {
             let [Val::I32(ptr), Val::I32(len)] = params else { return Err(wasmtime::Error::msg("bad arguments")) };
-            let memory = caller.get_export("memory").and_then(Extern::into_memory).context("memory").map_err(wt_error)?;
+            // the message memory (docs/ABI.md §2): `KarmemMemory` when exported
+            let memory = caller
+                .get_export(EDGE_MEMORY)
+                .or_else(|| caller.get_export("memory"))
+                .and_then(Extern::into_memory)
+                .context("memory")
+                .map_err(wt_error)?;
             let (at, n) = (*ptr as u32 as usize, *len as u32 as usize);
             let message = memory.data(&caller).get(at..at + n).context("argument buffer").map_err(wt_error)?.to_vec();
             let out = caller.data_mut().host.serve(&iface, &field, &message).map_err(wt_error)?;
@@ -502,7 +521,10 @@ fn wasmtime_factory(bytes: &[u8], imports: &[(String, String)], host: HostState,
         let data = WtData { host: host.clone(), wasi: builder.build_p1() };
         let mut store = wasmtime::Store::new(&engine, data);
         let instance = linker.instantiate(&mut store, &module)?;
-        let memory = instance.get_memory(&mut store, "memory").context("memory")?;
+        let memory = match instance.get_memory(&mut store, EDGE_MEMORY) {
+            Some(edge) => edge,
+            None => instance.get_memory(&mut store, "memory").context("memory")?,
+        };
         let mut live = WtLive { store, instance, memory, stdout, stderr, seen: (0, 0) };
         init(&mut live)?;
         Ok(Box::new(live) as Box<dyn Live>)
@@ -601,7 +623,12 @@ fn wasmi_factory(bytes: &[u8], imports: &[(String, String)], host: HostState, sa
         linker
             .func_new(m, name, ty, move |mut caller: Caller<'_, WiData>, params, results| {
                 let [Val::I32(ptr), Val::I32(len)] = params else { return Err(wasmi::Error::new("bad arguments")) };
-                let memory = caller.get_export("memory").and_then(Extern::into_memory).context("memory").map_err(wi_error)?;
+                let memory = caller
+                    .get_export(EDGE_MEMORY)
+                    .or_else(|| caller.get_export("memory"))
+                    .and_then(Extern::into_memory)
+                    .context("memory")
+                    .map_err(wi_error)?;
                 let (at, n) = (*ptr as u32 as usize, *len as u32 as usize);
                 let message = memory.data(&caller).get(at..at + n).context("argument buffer").map_err(wi_error)?.to_vec();
                 let out = caller.data_mut().host.serve(&iface, &field, &message).map_err(wi_error)?;
@@ -638,7 +665,10 @@ fn wasmi_factory(bytes: &[u8], imports: &[(String, String)], host: HostState, sa
         let data = WiData { host: host.clone(), wasi: builder.build() };
         let mut store = wasmi::Store::new(&engine, data);
         let instance = linker.instantiate_and_start(&mut store, &module).map_err(|e| anyhow!("wasmi: {e}"))?;
-        let memory = instance.get_memory(&store, "memory").context("memory")?;
+        let memory = match instance.get_memory(&store, EDGE_MEMORY) {
+            Some(edge) => edge,
+            None => instance.get_memory(&store, "memory").context("memory")?,
+        };
         let mut live = WiLive { store, instance, memory, stdout, stderr, seen: (0, 0) };
         init(&mut live)?;
         Ok(Box::new(live) as Box<dyn Live>)
