@@ -316,10 +316,10 @@ impl CanonicalRunner {
                 .collect::<Result<Vec<_>>>()?
         };
         let post = format!("cabi_post_{name}");
-        if let Some(post) = self.instance.get_func(&mut cx.store, &post) {
-            if let Err(error) = post.call(&mut cx.store, &raw, &mut []) {
-                return Ok(Completion::Trapped(format!("{error:#}")));
-            }
+        if let Some(post) = self.instance.get_func(&mut cx.store, &post)
+            && let Err(error) = post.call(&mut cx.store, &raw, &mut [])
+        {
+            return Ok(Completion::Trapped(format!("{error:#}")));
         }
         let mut bound = None;
         let values = results
@@ -790,7 +790,7 @@ fn lower_variant(
     }
     for (i, t) in joined.iter().enumerate() {
         out.push(match flat.get(i) {
-            Some(v) => widen(v.clone(), t),
+            Some(v) => widen(*v, t),
             None => zero(t),
         });
     }
@@ -853,10 +853,10 @@ fn lower_flat(cx: &mut Cx<'_>, v: &Val, ty: &Type, out: &mut Vec<CoreVal>) -> Re
             let names: Vec<&str> = f.names().collect();
             let mut words = vec![0u32; names.len().div_ceil(32)];
             for (i, n) in names.iter().enumerate() {
-                if set.iter().any(|s| s == n) {
-                    if let Some(w) = words.get_mut(i / 32) {
-                        *w |= 1 << (i % 32);
-                    }
+                if set.iter().any(|s| s == n)
+                    && let Some(w) = words.get_mut(i / 32)
+                {
+                    *w |= 1 << (i % 32);
                 }
             }
             out.extend(words.into_iter().map(|w| CoreVal::I32(w as i32)));
@@ -1016,7 +1016,7 @@ fn load_sequence(cx: &mut Cx<'_>, ty: &Type, ptr: u32, len: u32) -> Result<Val> 
         Type::String => {
             let utf16 = |cx: &mut Cx<'_>, units: u32| -> Result<Val> {
                 let bytes = cx.read(ptr, units * 2)?;
-                let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                let units: Vec<u16> = bytes.as_chunks::<2>().0.iter().map(|&c| u16::from_le_bytes(c)).collect();
                 Ok(Val::String(String::from_utf16(&units).context("invalid UTF-16 in a string")?))
             };
             match cx.encoding.as_str() {
@@ -1166,7 +1166,9 @@ fn store_variant(
     ptr: u32,
 ) -> Result<()> {
     let disc = discriminant_size(cases.len());
-    cx.write(ptr, &(index as u32).to_le_bytes()[..disc as usize])?;
+    let index_bytes = (index as u32).to_le_bytes();
+    let written = index_bytes.get(..disc as usize).context("a discriminant wider than 4 bytes")?;
+    cx.write(ptr, written)?;
     if let (Some(v), Some(Some(t))) = (payload, cases.get(index)) {
         store(cx, v, t, ptr + payload_offset(cases)?)?;
     }
