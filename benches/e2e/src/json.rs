@@ -43,9 +43,9 @@ impl JsonPath {
         let ptr = self.guest.call_typed("json_alloc", &self.alloc, len)?;
         self.guest.write_memory(u64::from(ptr), &self.text)?;
         let out = self.guest.call_typed("analyze_json", &self.analyze, (ptr, len))?;
-        let mut bytes = [0u8; 12];
-        self.guest.read_memory(u64::from(out), &mut bytes)?;
-        let f = |i: usize| f32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        Ok(Analysis { average: f(0), max: f(4), min: f(8) })
+        let mut words = [[0u8; 4]; 3];
+        self.guest.read_memory(u64::from(out), words.as_flattened_mut())?;
+        let [average, max, min] = words.map(f32::from_le_bytes);
+        Ok(Analysis { average, max, min })
     }
 }
