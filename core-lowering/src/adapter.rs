@@ -90,8 +90,7 @@ impl Copiers {
                 self.copiers.len() - 1
             }
         };
-        // `index` is in range: found, or just pushed.
-        #[allow(clippy::indexing_slicing)]
+        #[allow(clippy::indexing_slicing, reason = "`index` was found in `copiers` or just pushed onto it")]
         &mut self.copiers[index]
     }
 }
@@ -1011,7 +1010,7 @@ impl FlatCopy {
 /// parameters come as one pointer to a tuple of them (more than 16 flat
 /// values), copied into an allocation of the callee's; `result_in_memory`:
 /// the result comes back through a result area (more than one flat value).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the module, copiers and ids, plus the call's shape: parameter and result types, each flat or in memory")]
 pub fn generate(
     module: &mut Module,
     copiers: &mut Copiers,

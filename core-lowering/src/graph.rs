@@ -181,8 +181,10 @@ pub struct Graph {
     pub component_instances: usize,
 }
 
-// Ids are only made by pushing onto these arenas, which never shrink.
-#[allow(clippy::indexing_slicing)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "arena accessors: ids are only made by pushing onto these arenas, which never shrink"
+)]
 impl Graph {
     pub fn lifted(&self, id: LiftedId) -> &Lifted {
         &self.lifted[id.0]

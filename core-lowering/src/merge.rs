@@ -208,9 +208,10 @@ struct Layout<'g> {
 }
 
 impl<'g> Layout<'g> {
-    // `infos` holds one entry per graph instance, and instance ids are
-    // only made by pushing onto the graph's instance list.
-    #[allow(clippy::indexing_slicing)]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`infos` holds one entry per graph instance, and instance ids are only made by pushing onto the graph's instance list"
+    )]
     fn info(&self, id: ModuleInstanceId) -> &ModuleInfo {
         &self.infos[id.0]
     }

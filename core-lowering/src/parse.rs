@@ -59,8 +59,10 @@ pub struct ParsedComponent<'a> {
     pub modules: Vec<StaticModule<'a>>,
 }
 
-// Ids are only created by `parse` and index these arenas.
-#[allow(clippy::indexing_slicing)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "arena accessors: ids are only created by `parse`, as positions in these arenas"
+)]
 impl<'a> ParsedComponent<'a> {
     pub fn component(&self, id: StaticComponentId) -> &StaticComponent<'a> {
         &self.components[id.0]
