@@ -17,16 +17,12 @@
 //!
 //! Does not own: Karmem's own layout (`karmem-format`).
 
-#![allow(
-    clippy::indexing_slicing,
-    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
-)]
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use karmem_idl::Schema;
 use karmem_idl::ast::{AttrKind, Evolution, HandleKind, Item, Prim, TypeKind, TypeRef};
 use wit_parser::{Handle, Resolve, Type, TypeDefKind, TypeId};
 
+use crate::arena;
 use crate::names::ident;
 
 /// A component-model value type, as the canonical ABI sees it.
@@ -390,7 +386,8 @@ fn from_wit(resolve: &Resolve, ty: &Type, resource_name: &dyn Fn(TypeId) -> Stri
         Type::Char => AbiType::Char,
         Type::String => AbiType::String,
         Type::ErrorContext => bail!("`error-context` has no shape here yet"),
-        Type::Id(id) => match &resolve.types[*id].kind {
+        // `get`, not `arena`: the type comes from `AbiType::from_wit`'s caller.
+        Type::Id(id) => match &resolve.types.get(*id).context("the type is not a type of this WIT `Resolve`")?.kind {
             TypeDefKind::Type(t) => inner(t)?,
             TypeDefKind::Record(r) => {
                 AbiType::Record(r.fields.iter().map(|f| Ok((ident(&f.name), inner(&f.ty)?))).collect::<Result<_>>()?)
@@ -422,7 +419,7 @@ fn from_wit(resolve: &Resolve, ty: &Type, resource_name: &dyn Fn(TypeId) -> Stri
 /// Follows `use` aliases to the resource itself (at most as many steps as there are types).
 fn root_resource(resolve: &Resolve, mut id: TypeId) -> TypeId {
     for _ in 0..resolve.types.len() {
-        match &resolve.types[id].kind {
+        match &arena::type_def(resolve, id).kind {
             TypeDefKind::Type(Type::Id(next)) => id = *next,
             _ => break,
         }

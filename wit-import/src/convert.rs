@@ -13,11 +13,6 @@
 //! Does not own: the patterns and memories WIT cannot express (`overlay`),
 //! printing (`karmem_idl::print`), or checking (`karmem_idl::resolve`).
 
-#![allow(
-    clippy::indexing_slicing,
-    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
-)]
-
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -31,6 +26,7 @@ use wit_parser::{
     WorldId, WorldItem, WorldKey,
 };
 
+use crate::arena;
 use crate::names::{allocate, escape, ident, snake, unique, version_part};
 
 /// Which side of the world an interface sits on.
@@ -107,7 +103,12 @@ pub fn origin_of(interface: &InterfaceDef) -> Option<(Side, String)> {
 
 /// Maps `world` of `resolve` to a KarmemIDL file.
 pub fn import_world(resolve: &Resolve, world: WorldId) -> Result<Imported> {
-    let world_name = resolve.worlds[world].name.clone();
+    // The one id that comes from the caller; every other id is read out of `resolve`.
+    let world_name = resolve
+        .worlds
+        .get(world)
+        .map(|w| w.name.clone())
+        .context("the world to map is not a world of this WIT `Resolve`")?;
     let mut nominal = resolve.clone();
     nominal.generate_nominal_type_ids(world);
     let mut imported = Converter::new(&nominal, world)
@@ -178,7 +179,7 @@ impl<'a> Converter<'a> {
     /// every named type up front, so that later (anonymous) names never take a
     /// user's name.
     fn plan(&mut self) -> Result<Vec<Group>> {
-        let world = &self.resolve.worlds[self.world];
+        let world = arena::world(self.resolve, self.world);
         let mut groups = Vec::new();
         // (candidates, what gets the name)
         let mut entities: Vec<(Vec<String>, Named)> = Vec::new();
@@ -189,14 +190,14 @@ impl<'a> Converter<'a> {
             for (key, item) in items {
                 match item {
                     WorldItem::Interface { id, .. } => {
-                        if let (WorldKey::Name(name), None) = (key, &self.resolve.interfaces[*id].name) {
+                        if let (WorldKey::Name(name), None) = (key, &arena::interface(self.resolve, *id).name) {
                             self.inline_interface_names.insert(*id, name.clone());
                         }
                         let candidates = self.interface_candidates(key, *id);
                         entities.push((candidates, Named::Group(groups.len())));
                         groups.push(Group::Interface { side, key: key.clone(), id: *id, name: String::new() });
                         if typed_interfaces.insert(*id) {
-                            for &ty in self.resolve.interfaces[*id].types.values() {
+                            for &ty in arena::interface(self.resolve, *id).types.values() {
                                 if let Some(candidates) = self.type_candidates(ty) {
                                     entities.push((candidates, Named::Type(ty)));
                                 }
@@ -252,7 +253,7 @@ impl<'a> Converter<'a> {
     }
 
     fn interface_qualifiers(&self, id: InterfaceId) -> Qualifiers {
-        let iface = &self.resolve.interfaces[id];
+        let iface = arena::interface(self.resolve, id);
         let mut parts = Vec::new();
         match &iface.name {
             // The exported copy of an interface the world also imports.
@@ -262,7 +263,7 @@ impl<'a> Converter<'a> {
                 if let Some(name) = self.inline_interface_names.get(&id) {
                     parts.push(snake(name));
                 }
-                parts.push(snake(&self.resolve.worlds[self.world].name));
+                parts.push(snake(&arena::world(self.resolve, self.world).name));
             }
         }
         let package = self.package_qualifiers(iface.package);
@@ -271,7 +272,7 @@ impl<'a> Converter<'a> {
     }
 
     fn world_qualifiers(&self, id: WorldId) -> Qualifiers {
-        let world = &self.resolve.worlds[id];
+        let world = arena::world(self.resolve, id);
         let package = self.package_qualifiers(world.package);
         let mut parts = vec![snake(&world.name)];
         parts.extend(package.parts);
@@ -280,7 +281,7 @@ impl<'a> Converter<'a> {
 
     fn package_qualifiers(&self, pkg: Option<wit_parser::PackageId>) -> Qualifiers {
         let Some(pkg) = pkg else { return Qualifiers::default() };
-        let name = &self.resolve.packages[pkg].name;
+        let name = &arena::package(self.resolve, pkg).name;
         Qualifiers {
             parts: vec![snake(&name.name), snake(&name.namespace)],
             version: name.version.as_ref().map(|v| version_part(&v.to_string())),
@@ -303,13 +304,13 @@ impl<'a> Converter<'a> {
     }
 
     fn world_candidates(&self, base: &str) -> Vec<String> {
-        self.package_qualifiers(self.resolve.worlds[self.world].package).candidates(base)
+        self.package_qualifiers(arena::world(self.resolve, self.world).package).candidates(base)
     }
 
     /// Name candidates for a type that becomes an item, or `None` for a type
     /// that is only an alias (resolved where it is used).
     fn type_candidates(&self, id: TypeId) -> Option<Vec<String>> {
-        let def = &self.resolve.types[id];
+        let def = arena::type_def(self.resolve, id);
         let name = def.name.as_ref()?;
         match def.kind {
             TypeDefKind::Record(_)
@@ -328,7 +329,7 @@ impl<'a> Converter<'a> {
         match group {
             Group::Interface { side, key, id, name } => {
                 let wit_name = self.resolve.name_world_key(key);
-                let iface = &self.resolve.interfaces[*id];
+                let iface = arena::interface(self.resolve, *id);
                 for (type_name, &ty) in &iface.types {
                     self.define(ty).with_context(|| format!("failed to map type `{type_name}` of `{wit_name}`"))?;
                 }
@@ -339,13 +340,13 @@ impl<'a> Converter<'a> {
                 self.push_interface(name, *side, wit_name, members, &iface.docs);
             }
             Group::WorldType { id } => {
-                let type_name = self.resolve.types[*id].name.clone().unwrap_or_default();
-                let world_name = &self.resolve.worlds[self.world].name;
+                let type_name = arena::type_def(self.resolve, *id).name.clone().unwrap_or_default();
+                let world_name = &arena::world(self.resolve, self.world).name;
                 self.define(*id)
                     .with_context(|| format!("failed to map type `{type_name}` of world `{world_name}`"))?;
             }
             Group::WorldFunctions { side, functions, name } => {
-                let world = &self.resolve.worlds[self.world];
+                let world = arena::world(self.resolve, self.world);
                 let wit_name = self.world_id();
                 let refs: Vec<&Function> = functions.iter().collect();
                 let members = self
@@ -380,7 +381,7 @@ impl<'a> Converter<'a> {
     }
 
     fn world_id(&self) -> String {
-        let world = &self.resolve.worlds[self.world];
+        let world = arena::world(self.resolve, self.world);
         match world.package {
             Some(pkg) => self.resolve.id_of_name(pkg, &world.name),
             None => world.name.clone(),
@@ -388,10 +389,10 @@ impl<'a> Converter<'a> {
     }
 
     fn package(&self) -> Package {
-        let world = &self.resolve.worlds[self.world];
+        let world = arena::world(self.resolve, self.world);
         let (name, version) = match world.package {
             Some(pkg) => {
-                let name = &self.resolve.packages[pkg].name;
+                let name = &arena::package(self.resolve, pkg).name;
                 (format!("{}:{}", name.namespace, name.name), name.version.as_ref().map(|v| v.to_string()))
             }
             None => (world.name.clone(), None),
@@ -406,7 +407,7 @@ impl<'a> Converter<'a> {
         if self.defined.contains(&id) {
             return Ok(());
         }
-        let def = &self.resolve.types[id];
+        let def = arena::type_def(self.resolve, id);
         let Some(name) = self.names.get(&id).cloned() else {
             // An alias: nothing to declare, but what it names must map.
             let hint = def.name.as_deref().map(snake).unwrap_or_else(|| "anonymous".to_string());
@@ -527,7 +528,7 @@ impl<'a> Converter<'a> {
     }
 
     fn type_id(&mut self, id: TypeId, hint: &str) -> Result<TypeRef> {
-        let def = &self.resolve.types[id];
+        let def = arena::type_def(self.resolve, id);
         let boxed = |t: TypeRef| Box::new(t);
         let kind = match &def.kind {
             TypeDefKind::Type(inner) => return self.ty(inner, hint),
@@ -568,7 +569,7 @@ impl<'a> Converter<'a> {
     /// Follows `use` aliases to the resource definition itself.
     fn resource_root(&self, mut id: TypeId) -> Result<TypeId> {
         for _ in 0..=self.resolve.types.len() {
-            match &self.resolve.types[id].kind {
+            match &arena::type_def(self.resolve, id).kind {
                 TypeDefKind::Type(Type::Id(next)) => id = *next,
                 TypeDefKind::Resource => return Ok(id),
                 other => bail!("a handle points at a `{}`, not a resource", other.as_str()),
@@ -584,7 +585,7 @@ impl<'a> Converter<'a> {
             self.define(id)?;
             return Ok(name);
         }
-        let def = &self.resolve.types[id];
+        let def = arena::type_def(self.resolve, id);
         let name = match &def.name {
             Some(name) => unique(&escape(snake(name)), &self.used),
             None => {
@@ -630,7 +631,7 @@ impl<'a> Converter<'a> {
     /// `file_static_open`).
     fn function_candidates(&self, f: &Function) -> Result<Vec<String>> {
         let resource_name = |r: TypeId| -> String {
-            self.resolve.types[r].name.as_deref().map(snake).unwrap_or_else(|| "resource".to_string())
+            arena::type_def(self.resolve, r).name.as_deref().map(snake).unwrap_or_else(|| "resource".to_string())
         };
         let item = f.name.split_once('.').map_or(f.name.as_str(), |(_, item)| item);
         Ok(match f.kind {

@@ -26,6 +26,7 @@
 //! ```
 
 pub mod abi;
+mod arena;
 pub mod convert;
 pub mod load;
 pub mod names;

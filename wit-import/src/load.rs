@@ -10,15 +10,12 @@
 //!
 //! Does not own: the mapping itself (`convert`) or reading `-` from stdin (the CLI).
 
-#![allow(
-    clippy::indexing_slicing,
-    reason = "the only indexing here is id_arena lookups (`resolve.types[id]`, `worlds[..]`, ...) with ids that the same `Resolve` handed out, which cannot miss"
-)]
-
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use wit_parser::{PackageId, Resolve, WorldId};
+
+use crate::arena;
 
 /// A WIT resolve and the world chosen from it.
 #[derive(Debug, Clone)]
@@ -79,7 +76,7 @@ pub fn load_wasm(bytes: &[u8], world: Option<&str>) -> Result<LoadedWorld> {
             wit_component::DecodedWasm::Component(resolve, found) => match world {
                 None => Ok(LoadedWorld { resolve, world: found }),
                 Some(wanted) => {
-                    let name = &resolve.worlds[found].name;
+                    let name = &arena::world(&resolve, found).name;
                     if wanted == name || wanted.ends_with(&format!("/{name}")) {
                         Ok(LoadedWorld { resolve, world: found })
                     } else {
@@ -92,8 +89,8 @@ pub fn load_wasm(bytes: &[u8], world: Option<&str>) -> Result<LoadedWorld> {
     }
     let (_, bindgen) = wit_component::metadata::decode(bytes)
         .context("failed to decode the core module's `component-type` section")?;
-    let has_section = !bindgen.resolve.worlds[bindgen.world].imports.is_empty()
-        || !bindgen.resolve.worlds[bindgen.world].exports.is_empty()
+    let has_section = !arena::world(&bindgen.resolve, bindgen.world).imports.is_empty()
+        || !arena::world(&bindgen.resolve, bindgen.world).exports.is_empty()
         || bindgen.resolve.packages.iter().count() > 1;
     if !has_section {
         bail!("this core module carries no `component-type` custom section, so it has no WIT world");
@@ -101,7 +98,7 @@ pub fn load_wasm(bytes: &[u8], world: Option<&str>) -> Result<LoadedWorld> {
     match world {
         None => Ok(LoadedWorld { resolve: bindgen.resolve, world: bindgen.world }),
         Some(wanted) => {
-            let name = &bindgen.resolve.worlds[bindgen.world].name;
+            let name = &arena::world(&bindgen.resolve, bindgen.world).name;
             if wanted == name || wanted.ends_with(&format!("/{name}")) {
                 Ok(LoadedWorld { resolve: bindgen.resolve, world: bindgen.world })
             } else {
@@ -117,7 +114,7 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
 }
 
 fn select(resolve: Resolve, pkg: PackageId, world: Option<&str>) -> Result<LoadedWorld> {
-    let package = &resolve.packages[pkg];
+    let package = arena::package(&resolve, pkg);
     if package.worlds.is_empty() {
         bail!(
             "package `{}` declares no world; add one that imports or exports its interfaces",

@@ -89,3 +89,21 @@ fn fixture_components_map() -> Result<()> {
     }
     Ok(())
 }
+
+/// Ids are the one input the library takes from its caller rather than from
+/// the `Resolve` itself: an id of another `Resolve` is an error, not a panic.
+#[test]
+fn ids_of_another_resolve_are_errors() -> Result<()> {
+    let ours = load_wit_text("embedded.wit", WIT, None)?;
+    let theirs = load_wit_text("other.wit", "package test:other;\nworld other { record r { a: u8 } export f: func(x: r); }", None)?;
+    let error = import_world(&ours.resolve, theirs.world).err().context("a foreign world id mapped")?;
+    assert_eq!(format!("{error:#}"), "the world to map is not a world of this WIT `Resolve`");
+
+    let (foreign, _) = theirs.resolve.types.iter().next().context("the other world has a type")?;
+    let names = |_: wit_parser::TypeId| String::from("r");
+    let error = karmem_wit_import::AbiType::from_wit(&ours.resolve, &wit_parser::Type::Id(foreign), &names)
+        .err()
+        .context("a foreign type id mapped")?;
+    assert_eq!(format!("{error:#}"), "the type is not a type of this WIT `Resolve`");
+    Ok(())
+}
