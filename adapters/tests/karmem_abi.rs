@@ -17,9 +17,15 @@ use host::{Host, rec, s};
 use karmem_format::Value;
 
 fn demo() -> Result<Host> {
+    demo_with(false)
+}
+
+/// The demo, with the Karmem edge in a memory of its own when `edge`.
+fn demo_with(edge: bool) -> Result<Host> {
     let wit = include_str!("abi/demo.wit");
     let canonical = wat::parse_str(include_str!("abi/demo.wat"))?;
-    Host::new(wit, &canonical, |iface, function, args| match (iface, function) {
+    let options = karmem_adapters::abi::Options { edge_memory: edge, ..Default::default() };
+    Host::with_options(wit, &canonical, &options, |iface, function, args| match (iface, function) {
         (_, "log") => {
             let text = match args.field("msg") {
                 Some(Value::String(t)) => t.clone(),
@@ -66,7 +72,20 @@ fn init_descriptors_and_sections() -> Result<()> {
 
 #[test]
 fn calls_through_every_shape() -> Result<()> {
-    let mut host = demo()?;
+    calls_through_every_shape_with(false)
+}
+
+/// The same with a Karmem edge memory: messages, `KarmemAlloc` and the
+/// scratch area in `KarmemMemory`, values in the guest's `memory`.
+#[test]
+fn calls_through_every_shape_with_an_edge_memory() -> Result<()> {
+    calls_through_every_shape_with(true)
+}
+
+fn calls_through_every_shape_with(edge: bool) -> Result<()> {
+    let mut host = demo_with(edge)?;
+    ensure!(host.exports().iter().any(|e| e == "memory"), "`memory` stays exported");
+    ensure!(host.exports().iter().any(|e| e == "KarmemMemory") == edge, "{:?}", host.exports());
     host.init()?;
     // flat params, flat result
     let out = host.call("api", "add", rec(vec![("a", Value::U32(40)), ("b", Value::U32(2))]))?;
@@ -101,7 +120,19 @@ fn calls_through_every_shape() -> Result<()> {
 
 #[test]
 fn imports_go_through_the_host() -> Result<()> {
-    let mut host = demo()?;
+    imports_go_through_the_host_with(false)
+}
+
+/// The same with a Karmem edge memory; `KarmemAlloc` never grows the
+/// guest's `memory` then (2000 calls, each freeing the host's buffer).
+#[test]
+fn imports_go_through_the_host_with_an_edge_memory() -> Result<()> {
+    imports_go_through_the_host_with(true)
+}
+
+fn imports_go_through_the_host_with(edge: bool) -> Result<()> {
+    let mut host = demo_with(edge)?;
+    let guest_before = host.guest_memory_size()?;
     host.init()?;
     let out = host.call("api", "greet", rec(vec![("greeting", s("hi there"))]))?;
     ensure!(out == rec(vec![("ret", s("wasm"))]), "greet: {out:?}");
@@ -113,6 +144,9 @@ fn imports_go_through_the_host() -> Result<()> {
         ensure!(out == rec(vec![("ret", s("wasm"))]));
     }
     ensure!(host.memory_size() <= before + (1 << 20), "memory grew from {before} to {}", host.memory_size());
+    if edge {
+        ensure!(host.guest_memory_size()? == guest_before, "KarmemAlloc grew the guest's memory");
+    }
     Ok(())
 }
 
@@ -171,6 +205,13 @@ fn interface_memories_are_regions() -> Result<()> {
             functions: vec![FunctionBinding { name: "echo".into(), core_name: "echo".into() }],
         }],
     };
+    // an edge memory would hold the regions apart from the guest: refused
+    let edge = Options { edge_memory: true, ..Options::default() };
+    let refused = karmem_abi(&canonical, &world, &edge).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    ensure!(
+        refused.contains("`api`") && refused.contains("`input`") && refused.contains("without `--multi-memory`"),
+        "{refused}"
+    );
     let bytes = karmem_abi(&canonical, &world, &Options::default())?;
     let mut host = host::Host::from_bytes(world, bytes, Box::new(|_, _, _| anyhow::bail!("no imports")))?;
     host.init()?;

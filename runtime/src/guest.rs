@@ -160,7 +160,8 @@ impl Guest {
         let instance = instance
             .into_anyhow()
             .context("failed to instantiate the module")?;
-        let memory = instance.get_memory(&mut store, "memory");
+        // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
+        let memory = instance.get_memory(&mut store, "KarmemMemory").or_else(|| instance.get_memory(&mut store, "memory"));
         let core = match consumed {
             Some(core) => Some(core),
             None => memory.and_then(|m| runtime.creator().lookup(m.data_ptr(&store))),
@@ -342,7 +343,7 @@ impl Guest {
 
     fn exported_memory(&self) -> Result<Memory> {
         self.memory
-            .context("the guest does not export a memory named `memory`")
+            .context("the guest exports neither `KarmemMemory` nor a memory named `memory`")
     }
 }
 
@@ -432,17 +433,18 @@ fn check_range(store: &impl AsContext, memory: Memory, offset: u64, len: u64) ->
     }
 }
 
-/// For host functions: copies `bytes` into the calling guest's exported
-/// `memory`, with the same guards as [`Guest::write_memory`].
+/// For host functions: copies `bytes` into the calling guest's message
+/// memory (`KarmemMemory`, else `memory`), with the same guards as [`Guest::write_memory`].
 pub fn write_caller_memory(
     caller: &mut Caller<'_, GuestState>,
     offset: u64,
     bytes: &[u8],
 ) -> Result<()> {
     let memory = caller
-        .get_export("memory")
+        .get_export("KarmemMemory")
+        .or_else(|| caller.get_export("memory"))
         .and_then(|e| e.into_memory())
-        .context("the calling guest does not export a memory named `memory`")?;
+        .context("the calling guest exports neither `KarmemMemory` nor a memory named `memory`")?;
     guarded_write(caller, memory, offset, bytes)
 }
 
@@ -453,9 +455,10 @@ pub fn read_caller_memory(
     buf: &mut [u8],
 ) -> Result<()> {
     let memory = caller
-        .get_export("memory")
+        .get_export("KarmemMemory")
+        .or_else(|| caller.get_export("memory"))
         .and_then(|e| e.into_memory())
-        .context("the calling guest does not export a memory named `memory`")?;
+        .context("the calling guest exports neither `KarmemMemory` nor a memory named `memory`")?;
     guarded_read(caller, memory, offset, buf)
 }
 

@@ -452,9 +452,13 @@ impl Session {
             .instantiate(&mut store, loaded.module())
             .into_anyhow()
             .context("failed to instantiate the module")?;
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .context("the module does not export a memory named `memory`")?;
+        // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
+        let memory = match instance.get_memory(&mut store, "KarmemMemory") {
+            Some(edge) => edge,
+            None => instance
+                .get_memory(&mut store, "memory")
+                .context("the module exports neither `KarmemMemory` nor a memory named `memory`")?,
+        };
         let core = runtime.creator().lookup(memory.data_ptr(&store));
         store.data_mut().memory = core;
         let mut session = Session {
@@ -963,9 +967,10 @@ fn serve_import(
         [Val::I32(ptr), Val::I32(len)] => (u64::from(*ptr as u32), *len as u32),
         _ => bail!("expected `(ptr: i32, len: i32)`"),
     };
-    let memory = match caller.get_export("memory") {
+    // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
+    let memory = match caller.get_export("KarmemMemory").or_else(|| caller.get_export("memory")) {
         Some(Extern::Memory(memory)) => memory,
-        _ => bail!("the caller exports no `memory`"),
+        _ => bail!("the caller exports neither `KarmemMemory` nor `memory`"),
     };
     let copy_out = |caller: &mut Caller<'_, SessionState>| -> Result<Vec<u8>> {
         // Checked before allocating: the length is the guest's word.

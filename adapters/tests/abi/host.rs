@@ -94,9 +94,19 @@ impl Host {
         canonical: &[u8],
         handler: impl FnMut(&str, &str, &Value) -> Result<(Value, Option<String>)> + Send + 'static,
     ) -> Result<Host> {
+        Host::with_options(wit, canonical, &Options::default(), handler)
+    }
+
+    /// [`Host::new`] with the generator's options (an edge memory, say).
+    pub fn with_options(
+        wit: &str,
+        canonical: &[u8],
+        options: &Options,
+        handler: impl FnMut(&str, &str, &Value) -> Result<(Value, Option<String>)> + Send + 'static,
+    ) -> Result<Host> {
         let loaded = karmem_wit_import::load_wit_text("demo.wit", wit, None)?;
         let world = World::from_wit(&loaded.resolve, loaded.world)?;
-        let bytes = karmem_abi(canonical, &world, &Options::default())?;
+        let bytes = karmem_abi(canonical, &world, options)?;
         Host::from_bytes(world, bytes, Box::new(handler))
     }
 
@@ -234,7 +244,14 @@ impl Host {
         self.store.data().log.clone()
     }
 
+    /// The size of the message memory.
     pub fn memory_size(&self) -> usize {
         self.memory.data_size(&self.store)
+    }
+
+    /// The size of the guest's exported `memory`.
+    pub fn guest_memory_size(&mut self) -> Result<usize> {
+        let memory = self.instance.get_memory(&mut self.store, "memory").context("no `memory`")?;
+        Ok(memory.data_size(&self.store))
     }
 }

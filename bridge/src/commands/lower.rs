@@ -37,7 +37,9 @@ pub struct Opts {
     #[arg(long)]
     pub wat: bool,
     /// Keep memories owned by separate instances as separate memories of a
-    /// multi-memory module instead of refusing.
+    /// multi-memory module instead of refusing; with `--abi karmem` the
+    /// Karmem edge (messages, `KarmemAlloc`) gets a memory of its own,
+    /// exported as `KarmemMemory`.
     #[arg(long)]
     pub multi_memory: bool,
     /// How the module reaches WASI. `preview1` (the default for a wasip1
@@ -85,17 +87,24 @@ pub fn run(opts: Opts) -> Result<()> {
         serve_wasi(lowered, mode).with_context(|| format!("failed to serve the WASI imports of `{name}`"))?;
     let lowered = match opts.abi {
         AbiArg::Canonical => lowered,
-        AbiArg::Karmem => karmem_edge(&bytes, &lowered)
+        AbiArg::Karmem => karmem_edge(&bytes, &lowered, opts.multi_memory)
             .with_context(|| format!("failed to put the Karmem ABI on `{name}` (`--abi canonical` skips it)"))?,
     };
     let out = if opts.wat { karmem_core_lowering::to_wat(&lowered)?.into_bytes() } else { lowered };
     write_output(&opts.output, &out)
 }
 
-/// The canonical-ABI module `lowered` of `component` with the Karmem ABI.
-fn karmem_edge(component: &[u8], lowered: &[u8]) -> Result<Vec<u8>> {
+/// The canonical-ABI module `lowered` of `component` with the Karmem ABI;
+/// with `--multi-memory` its edge lives in a memory of its own,
+/// `KarmemMemory` (docs/ABI.md §2). Prints the adapters' warnings.
+fn karmem_edge(component: &[u8], lowered: &[u8], multi_memory: bool) -> Result<Vec<u8>> {
     let world = karmem_adapters::abi::World::from_component(component)?;
-    karmem_adapters::abi::karmem_abi(lowered, &world, &karmem_adapters::abi::Options::default())
+    let options = karmem_adapters::abi::Options { edge_memory: multi_memory, ..Default::default() };
+    let lowered = karmem_adapters::abi::karmem_abi_with_warnings(lowered, &world, &options)?;
+    for warning in &lowered.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(lowered.module)
 }
 
 /// Lowers to the canonical boundary and picks the WASI mode. `--wasi
