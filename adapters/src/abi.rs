@@ -14,7 +14,11 @@
 //!   caller's return area (or flat result), free the host's buffer;
 //! - the interface descriptors (`adapters/descriptor.km`), encoded with
 //!   `karmem-format` here and copied into guest memory at init;
-//! - the custom sections `karmem:abi`, `karmem:idl` and `producers`.
+//! - the custom sections `karmem:abi`, `karmem:idl` and `producers`;
+//! - with [`Options::edge_memory`], the Karmem edge memory `KarmemMemory`
+//!   that holds all of the above's data apart from every guest memory, each
+//!   function's adapter reaching the guest memory the lowering recorded for
+//!   it; without it, a warning when a guest's realloc reads `memory.size`.
 //!
 //! Handles cross as their canonical-ABI handle indices, unchanged (the
 //! lowering's handle tables already follow the canonical ABI's rules).

@@ -25,6 +25,14 @@
 //! representations (`list<u8>`, `string`, `list<u32>`, fixed arrays of
 //! integers) are copied with `memory.copy`.
 //!
+//! Memories: messages, the statics and the output buffer live in the
+//! message memory (`Env::memory`); canonical values in the guest memory of
+//! the function at hand ([`Transcoder::set_boundary`]), except a message
+//! root that sits in the adapter's scratch area ([`Transcoder::set_place`]).
+//! With a Karmem edge memory these differ and the code reads one and writes
+//! the other (`memory.copy` across the two); in one memory they coincide
+//! and the code is the same as without them.
+//!
 //! Does not own: the byte layout (`karmem-format`), the canonical shapes
 //! (`canon`), flat values and the entry points (`abi`).
 

@@ -10,11 +10,13 @@
 //! cope with memory they did not grow themselves, the same as with a host
 //! that grows memory. A guest allocator that takes every page up to
 //! `memory.size` as its own (a bump pointer that grows memory only when it
-//! reaches the end) would hand out the allocator's pages: such guests are
-//! not supported (docs/ABI.md, section 10). Taking chunks from the guest's
-//! `cabi_realloc` instead fails the other way, for allocators that reclaim
-//! everything in a post-return or collect garbage (measured on the WAT
-//! fixtures `latin1-utf16-strings` and `utf16-strings`).
+//! reaches the end) would hand out the allocator's pages when both share a
+//! memory; taking chunks from the guest's `cabi_realloc` instead fails the
+//! other way, for allocators that reclaim everything in a post-return or
+//! collect garbage (measured on the WAT fixtures `latin1-utf16-strings` and
+//! `utf16-strings`). The remedy is a memory of the allocator's own, the
+//! Karmem edge memory (`--multi-memory`, docs/ABI.md §10);
+//! [`reads_memory_size`] finds the guests to warn about without it.
 //!
 //! Shape: classes 2^6 .. 2^31 bytes (64 B minimum, so every block is 64-byte
 //! aligned, the ABI's largest alignment); one free list per class, heads in
