@@ -743,6 +743,26 @@ fn docs_of(docs: &wit_parser::Docs) -> Docs {
     }
 }
 
+/// wit-parser accepts a record, variant, enum or flags that lists one name twice
+/// (found by the `wit_import` fuzz target); KarmemIDL does not, so refuse it here
+/// with the WIT item named rather than emit IDL that fails to resolve.
+fn refuse_repeated_members(item: &Item) -> Result<()> {
+    let (kind, members): (&str, Vec<&str>) = match item {
+        Item::Struct(d) => ("record", d.fields.iter().map(|f| f.name.name.as_str()).collect()),
+        Item::Union(d) => ("variant", d.cases.iter().map(|c| c.name.name.as_str()).collect()),
+        Item::Enum(d) => ("enum", d.cases.iter().map(|c| c.name.name.as_str()).collect()),
+        Item::Flags(d) => ("flags", d.flags.iter().map(|c| c.name.name.as_str()).collect()),
+        Item::Resource(_) | Item::Interface(_) => return Ok(()),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for member in members {
+        if !seen.insert(member) {
+            bail!("{kind} `{}` lists `{member}` more than once", item.name().name);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,24 +794,4 @@ mod tests {
         };
         assert_eq!(origin_of(&iface), Some((Side::Import, "wasi:cli/stdout@0.2.6".to_string())));
     }
-}
-
-/// wit-parser accepts a record, variant, enum or flags that lists one name twice
-/// (found by the `wit_import` fuzz target); KarmemIDL does not, so refuse it here
-/// with the WIT item named rather than emit IDL that fails to resolve.
-fn refuse_repeated_members(item: &Item) -> Result<()> {
-    let (kind, members): (&str, Vec<&str>) = match item {
-        Item::Struct(d) => ("record", d.fields.iter().map(|f| f.name.name.as_str()).collect()),
-        Item::Union(d) => ("variant", d.cases.iter().map(|c| c.name.name.as_str()).collect()),
-        Item::Enum(d) => ("enum", d.cases.iter().map(|c| c.name.name.as_str()).collect()),
-        Item::Flags(d) => ("flags", d.flags.iter().map(|c| c.name.name.as_str()).collect()),
-        Item::Resource(_) | Item::Interface(_) => return Ok(()),
-    };
-    let mut seen = std::collections::HashSet::new();
-    for member in members {
-        if !seen.insert(member) {
-            bail!("{kind} `{}` lists `{member}` more than once", item.name().name);
-        }
-    }
-    Ok(())
 }

@@ -8,6 +8,11 @@
 //! - its size and alignment equal wit-parser's `SizeAlign` (wasm32);
 //! - its flattening equals wit-parser's `push_flat`.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "test helpers: arena lookups with ids read out of the same `Resolve`, and a random pick below the table's length"
+)]
+
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
