@@ -12,6 +12,8 @@
 //! `counter` fixture, by pattern. Every run shares one temporary module cache
 //! (`KARMEM_CACHE_DIR`), so a module compiles once per test binary.
 
+#![allow(clippy::expect_used, reason = "test helpers: a temporary directory or a child process that cannot be set up fails the test")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
