@@ -6,7 +6,8 @@
 //! go through the component on wasmtime's component runtime (the
 //! reference), through the canonical-ABI module (called by the test
 //! crate's canonical-ABI host) and through the Karmem-ABI module (called
-//! with `karmem-format` messages, on wasmtime and on wasmi); all must
+//! with `karmem-format` messages, on wasmtime and on wasmi, and lowered
+//! with a Karmem edge memory, `--multi-memory`, on wasmi); all must
 //! return the reference's values, value for value (NaNs without payload).
 
 // Test helpers index data they built themselves (clippy.toml exempts only
@@ -23,7 +24,7 @@ use karmem_adapters::abi::World;
 use karmem_adapters::abi::flat::{store_flat, val_type};
 use karmem_adapters::canon::abi_type;
 use karmem_format::layout::Layout;
-use karmem_runner::{Engine, KarmemRunner, lower_karmem};
+use karmem_runner::{Engine, KarmemRunner, lower_karmem, lower_karmem_full};
 use karmem_tests::canonical_host::CanonicalRunner;
 use karmem_tests::harness::{Runner, compare};
 use karmem_tests::invocation::parse_invocations;
@@ -304,12 +305,18 @@ fn echo_wit(wit: &str, encoding: wit_component::StringEncoding, rng: &mut Rng) -
     let canonical = karmem_core_lowering::lower(&component, &karmem_core_lowering::Options::default())
         .with_context(|| format!("--abi canonical\n{wit}"))?;
     let (world, karmem) = lower_karmem(&component).with_context(|| format!("--abi karmem\n{wit}"))?;
+    let (_, edge, _) =
+        lower_karmem_full(&component, false, true).with_context(|| format!("--abi karmem --multi-memory\n{wit}"))?;
     let types = echo_params(&component)?;
     let mut reference = ReferenceRunner::new(&component)?;
     let mut both: Vec<(&str, Box<dyn Runner>)> = vec![
         ("canonical", Box::new(CanonicalRunner::new(&component, &canonical)?)),
         ("karmem on wasmtime", Box::new(KarmemRunner::from_lowered(Engine::Wasmtime, &component, world.clone(), &karmem)?)),
-        ("karmem on wasmi", Box::new(KarmemRunner::from_lowered(Engine::Wasmi, &component, world, &karmem)?)),
+        ("karmem on wasmi", Box::new(KarmemRunner::from_lowered(Engine::Wasmi, &component, world.clone(), &karmem)?)),
+        (
+            "karmem with an edge memory on wasmi",
+            Box::new(KarmemRunner::from_lowered(Engine::Wasmi, &component, world, &edge.module)?),
+        ),
     ];
     let mut compared = 0;
     for _ in 0..3 {
@@ -342,7 +349,7 @@ fn random_signatures_echo_through_both_lowerings() -> Result<()> {
                 compared += echo_case(seed).with_context(|| format!("seed {seed:#x}"))?;
             }
             eprintln!("{compared} echoes compared");
-            anyhow::ensure!(compared == CASES * 3 * 3, "only {compared} echoes were compared");
+            anyhow::ensure!(compared == CASES * 3 * 4, "only {compared} echoes were compared");
             Ok(())
         })?
         .join()
@@ -362,7 +369,7 @@ fn spilled_parameters_echo_through_both_lowerings() -> Result<()> {
     let mut rng = Rng::new(0x5b111);
     std::thread::Builder::new()
         .stack_size(64 << 20)
-        .spawn(move || echo_wit(wit, wit_component::StringEncoding::CompactUTF16, &mut rng).map(|n| assert_eq!(n, 9)))?
+        .spawn(move || echo_wit(wit, wit_component::StringEncoding::CompactUTF16, &mut rng).map(|n| assert_eq!(n, 12)))?
         .join()
         .map_err(|_| anyhow!("the echo thread panicked"))?
 }
