@@ -37,20 +37,37 @@ fn root_of(layout: &Layout) -> Result<TypeId> {
     layout.named("root").context("no `root`")
 }
 
-/// Both directions for `value` of `root`, in every string encoding.
+/// The transcoders of `root` with messages and values in one memory, and
+/// with messages in a memory of their own (a Karmem edge memory).
+fn builds(layout: &Layout, root: TypeId, encoding: StringEncoding) -> Result<[(&'static str, Vec<u8>); 2]> {
+    Ok([
+        ("one memory", harness::build(layout, root, encoding)?),
+        ("edge memory", harness::build_split(layout, root, encoding)?),
+    ])
+}
+
+/// Both directions for `value` of `root`, in every string encoding, in one
+/// memory and across two.
 fn round_trip(source: &str, value: &Value) -> Result<()> {
     let engine = Engine::default();
     let layout = layout_of(source)?;
     let root = root_of(&layout)?;
     for encoding in ENCODINGS {
-        let wasm = harness::build(&layout, root, encoding)?;
-        let mut runner = Runner::new(&engine, &wasm, encoding)?;
-        let read = runner.karmem_to_canonical(&layout, root, value).context("karmem -> canonical")?;
-        ensure!(canonical::same(&read, value), "{encoding:?} karmem -> canonical:\n  got  {read:?}\n  want {value:?}");
-        ensure!(canonical::nans_canonical(&read), "NaN not canonical: {read:?}");
-        let (written, _) = runner.canonical_to_karmem(&layout, root, value).context("canonical -> karmem")?;
-        ensure!(canonical::same(&written, value), "{encoding:?} canonical -> karmem:\n  got  {written:?}\n  want {value:?}");
-        ensure!(canonical::nans_canonical(&written), "NaN not canonical: {written:?}");
+        for (memories, wasm) in builds(&layout, root, encoding)? {
+            let mut runner = Runner::new(&engine, &wasm, encoding)?;
+            let read = runner.karmem_to_canonical(&layout, root, value).context("karmem -> canonical")?;
+            ensure!(
+                canonical::same(&read, value),
+                "{encoding:?}, {memories}: karmem -> canonical:\n  got  {read:?}\n  want {value:?}"
+            );
+            ensure!(canonical::nans_canonical(&read), "NaN not canonical: {read:?}");
+            let (written, _) = runner.canonical_to_karmem(&layout, root, value).context("canonical -> karmem")?;
+            ensure!(
+                canonical::same(&written, value),
+                "{encoding:?}, {memories}: canonical -> karmem:\n  got  {written:?}\n  want {value:?}"
+            );
+            ensure!(canonical::nans_canonical(&written), "NaN not canonical: {written:?}");
+        }
     }
     Ok(())
 }
@@ -313,15 +330,23 @@ fn random_case(seed: u64) -> Result<()> {
     };
     let root = root_of(&layout)?;
     let encoding = ENCODINGS[rng.below(3) as usize];
-    let wasm = harness::build(&layout, root, encoding).with_context(|| source.clone())?;
     let engine = Engine::default();
-    let mut runner = Runner::new(&engine, &wasm, encoding)?;
-    for _ in 0..4 {
-        let value = random::value(&mut rng, &layout, root, 0);
-        let read = runner.karmem_to_canonical(&layout, root, &value).with_context(|| format!("{source}\n{value:?}"))?;
-        ensure!(canonical::same(&read, &value), "{encoding:?} karmem -> canonical\n{source}\n  got  {read:?}\n  want {value:?}");
-        let (written, _) = runner.canonical_to_karmem(&layout, root, &value).with_context(|| format!("{source}\n{value:?}"))?;
-        ensure!(canonical::same(&written, &value), "{encoding:?} canonical -> karmem\n{source}\n  got  {written:?}\n  want {value:?}");
+    let values: Vec<Value> = (0..4).map(|_| random::value(&mut rng, &layout, root, 0)).collect();
+    for (memories, wasm) in builds(&layout, root, encoding).with_context(|| source.clone())? {
+        let mut runner = Runner::new(&engine, &wasm, encoding)?;
+        for value in &values {
+            let read = runner.karmem_to_canonical(&layout, root, value).with_context(|| format!("{source}\n{value:?}"))?;
+            ensure!(
+                canonical::same(&read, value),
+                "{encoding:?}, {memories}: karmem -> canonical\n{source}\n  got  {read:?}\n  want {value:?}"
+            );
+            let (written, _) =
+                runner.canonical_to_karmem(&layout, root, value).with_context(|| format!("{source}\n{value:?}"))?;
+            ensure!(
+                canonical::same(&written, value),
+                "{encoding:?}, {memories}: canonical -> karmem\n{source}\n  got  {written:?}\n  want {value:?}"
+            );
+        }
     }
     Ok(())
 }
@@ -422,12 +447,13 @@ fn bunch_arrays_group_like_the_format_codec() -> Result<()> {
     ensure!(!canonical::same(&want, &value), "the format codec kept the insertion order; the test proves nothing");
     let engine = Engine::default();
     for encoding in ENCODINGS {
-        let wasm = harness::build(&layout, root, encoding)?;
-        let mut runner = Runner::new(&engine, &wasm, encoding)?;
-        let read = runner.karmem_to_canonical(&layout, root, &value)?;
-        ensure!(canonical::same(&read, &want), "{encoding:?} karmem -> canonical:\n  got  {read:?}\n  want {want:?}");
-        let (written, _) = runner.canonical_to_karmem(&layout, root, &value)?;
-        ensure!(canonical::same(&written, &want), "{encoding:?} canonical -> karmem:\n  got  {written:?}\n  want {want:?}");
+        for (memories, wasm) in builds(&layout, root, encoding)? {
+            let mut runner = Runner::new(&engine, &wasm, encoding)?;
+            let read = runner.karmem_to_canonical(&layout, root, &value)?;
+            ensure!(canonical::same(&read, &want), "{encoding:?}, {memories}: karmem -> canonical:\n  got  {read:?}\n  want {want:?}");
+            let (written, _) = runner.canonical_to_karmem(&layout, root, &value)?;
+            ensure!(canonical::same(&written, &want), "{encoding:?}, {memories}: canonical -> karmem:\n  got  {written:?}\n  want {want:?}");
+        }
     }
     Ok(())
 }
