@@ -673,14 +673,49 @@ impl Builder<'_> {
         }
     }
 
+    /// How an error names type `id`: an item by its name, an anonymous type
+    /// by its KarmemIDL spelling (`[65536]u8`, `option<point>`).
     fn name_of(&self, id: TypeId) -> String {
-        let Some(info) = self.types.get(id.0 as usize) else { return format!("type #{}", id.0) };
-        match &info.kind {
+        match self.types.get(id.0 as usize) {
+            Some(info) => self.spell(&info.kind, 0),
+            None => format!("type #{}", id.0),
+        }
+    }
+
+    /// The KarmemIDL spelling of `kind` (without array attributes). Anonymous
+    /// types nest without bound (a 5,000-deep array parses), so below
+    /// `MAX_SPELL_DEPTH` levels the rest is `..`.
+    fn spell(&self, kind: &Kind, depth: usize) -> String {
+        const MAX_SPELL_DEPTH: usize = 8;
+        let inner = |id: TypeId| match self.types.get(id.0 as usize) {
+            _ if depth >= MAX_SPELL_DEPTH => "..".to_string(),
+            Some(info) => self.spell(&info.kind, depth + 1),
+            None => format!("type #{}", id.0),
+        };
+        // An element that carries an attribute is written in parentheses.
+        let element = |id: TypeId| {
+            let spelled = inner(id);
+            if spelled.contains(' ') { format!("({spelled})") } else { spelled }
+        };
+        match kind {
             Kind::Struct(s) => s.name.clone(),
             Kind::Union(u) => u.name.clone(),
             Kind::Enum(e) => e.name.clone(),
             Kind::Flags(f) => f.name.clone(),
-            other => format!("{other:?}"),
+            Kind::Prim(p) => p.keyword().to_string(),
+            Kind::Handle { resource, borrow: true } => format!("borrow<{resource}>"),
+            Kind::Handle { resource, borrow: false } => resource.clone(),
+            Kind::String { utf16: false } => "[]u8 #string".to_string(),
+            Kind::String { utf16: true } => "[]u16 #string".to_string(),
+            Kind::Array { elem, .. } => format!("[]{}", element(*elem)),
+            Kind::FixedArray { elem, len } => format!("[{len}]{}", element(*elem)),
+            Kind::Option { some, .. } => format!("option<{}>", inner(*some)),
+            Kind::Result { ok: None, err: None, .. } => "result".to_string(),
+            Kind::Result { ok: Some(ok), err: None, .. } => format!("result<{}>", inner(*ok)),
+            Kind::Result { ok, err: Some(err), .. } => {
+                let ok = ok.map_or_else(|| "_".to_string(), inner);
+                format!("result<{ok}, {}>", inner(*err))
+            }
         }
     }
 
@@ -700,7 +735,7 @@ impl Builder<'_> {
         }
         self.set_state(id, State::Busy);
         let mut kind = std::mem::replace(&mut self.info_mut(id)?.kind, PENDING);
-        let result = self.compute_kind(id, &mut kind);
+        let result = self.compute_kind(&mut kind);
         let info = self.info_mut(id)?;
         info.kind = kind;
         let (size, align) = result?;
@@ -716,8 +751,10 @@ impl Builder<'_> {
         }
     }
 
-    fn compute_kind(&mut self, id: TypeId, kind: &mut Kind) -> Result<(u32, u32), LayoutError> {
-        let too_big = |what: &str| LayoutError { path: what.to_string(), message: "larger than 4 GiB".into() };
+    fn compute_kind(&mut self, kind: &mut Kind) -> Result<(u32, u32), LayoutError> {
+        // `kind` is out of `self.types` while it is computed, so it is spelled here.
+        let spelled = self.spell(kind, 0);
+        let too_big = || LayoutError { path: spelled.clone(), message: "larger than 4 GiB".into() };
         Ok(match kind {
             Kind::Prim(p) => (p.size(), p.size()),
             Kind::Handle { .. } => (4, 4),
@@ -727,14 +764,14 @@ impl Builder<'_> {
             Kind::FixedArray { elem, len } => {
                 let (size, align) = self.compute(*elem)?;
                 let total = size as u64 * *len as u64;
-                let total = u32::try_from(total).map_err(|_| too_big(&self.name_of(id)))?;
+                let total = u32::try_from(total).map_err(|_| too_big())?;
                 (total, align)
             }
             Kind::Option { some, payload_offset } => {
                 let (size, align) = self.compute(*some)?;
                 *payload_offset = align_up(1, align as u64) as u32;
                 let total = align_up(*payload_offset as u64 + size as u64, align as u64);
-                (u32::try_from(total).map_err(|_| too_big("option"))?, align.max(1))
+                (u32::try_from(total).map_err(|_| too_big())?, align.max(1))
             }
             Kind::Result { ok, err: e, payload_offset } => {
                 let (ok_size, ok_align) = match ok {
@@ -748,7 +785,7 @@ impl Builder<'_> {
                 let align = ok_align.max(err_align);
                 *payload_offset = align_up(1, align as u64) as u32;
                 let total = align_up(*payload_offset as u64 + ok_size.max(err_size) as u64, align as u64);
-                (u32::try_from(total).map_err(|_| too_big("result"))?, align)
+                (u32::try_from(total).map_err(|_| too_big())?, align)
             }
             Kind::Struct(s) if s.dynamic => (4, 4),
             Kind::Struct(s) => {
@@ -776,7 +813,7 @@ impl Builder<'_> {
                 let align = max_align.max(u.tag_width);
                 let total = align_up(u.payload_offset as u64 + max_size as u64, align as u64);
                 u.payload_size = (total - u.payload_offset as u64) as u32;
-                (u32::try_from(total).map_err(|_| too_big(&u.name))?, align)
+                (u32::try_from(total).map_err(|_| too_big())?, align)
             }
         })
     }
