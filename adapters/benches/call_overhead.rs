@@ -16,6 +16,12 @@
 //! Both run on one `Engine` with the default configuration. Results are
 //! written up as ratios in docs/BENCHMARKS.md; nothing here asserts timings.
 
+#![allow(
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark: a failed setup aborts the run, and it slices only buffers it sized itself"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -149,8 +155,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("scalar add(u32, u32) -> u32");
     group.bench_function("component", |b| {
         b.iter(|| {
-            let out = add.call(&mut cstore, (black_box(40), 2)).unwrap_or_else(|e| panic!("{e:#}"));
-            out
+            add.call(&mut cstore, (black_box(40), 2)).unwrap_or_else(|e| panic!("{e:#}"))
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_add, black_box(&add_msg))));
@@ -159,8 +164,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("string shout(string) -> string");
     group.bench_function("component", |b| {
         b.iter(|| {
-            let out = shout.call(&mut cstore, (black_box(text),)).unwrap_or_else(|e| panic!("{e:#}"));
-            out
+            shout.call(&mut cstore, (black_box(text),)).unwrap_or_else(|e| panic!("{e:#}"))
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_shout, black_box(&shout_msg))));
@@ -169,8 +173,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("list<record> relabel(64 points, string) -> list<record>");
     group.bench_function("component", |b| {
         b.iter(|| {
-            let out = relabel.call(&mut cstore, (black_box(&list), "-x")).unwrap_or_else(|e| panic!("{e:#}"));
-            out
+            relabel.call(&mut cstore, (black_box(&list), "-x")).unwrap_or_else(|e| panic!("{e:#}"))
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_relabel, black_box(&relabel_msg))));

@@ -412,7 +412,9 @@ fn preview1_adapter_of_a_fixture_is_recognised() -> Result<()> {
 
 /// Counts of one core module: (imports as `module#field`, exports, defined
 /// globals, defined functions, `karmem:canonical-abi` import entries).
-fn shape(module: &[u8]) -> Result<(Vec<String>, Vec<String>, u32, u32, usize)> {
+type Shape = (Vec<String>, Vec<String>, u32, u32, usize);
+
+fn shape(module: &[u8]) -> Result<Shape> {
     let (mut imports, mut exports, mut globals, mut funcs) = (Vec::new(), Vec::new(), 0, 0);
     for payload in wasmparser::Parser::new(0).parse_all(module) {
         match payload? {
