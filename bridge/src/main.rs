@@ -8,6 +8,10 @@
 //! `run(opts) -> anyhow::Result<()>`. To add one: write that file, declare it in
 //! `commands/mod.rs`, and add one variant to [`Command`] plus its match arm below.
 
+// `print!` panics when stdout is closed or full; commands write through
+// `commands::write_output`, which reports that as an error.
+#![warn(clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

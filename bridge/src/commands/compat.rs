@@ -3,11 +3,11 @@
 //!
 //! Owns: the command only; the rules are `karmem_idl::compat`'s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::display_name;
+use super::{display_name, write_output};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -24,7 +24,7 @@ pub fn run(opts: Opts) -> Result<()> {
     let old = karmem_bridge::load_schema(&opts.old)?;
     let new = karmem_bridge::load_schema(&opts.new)?;
     let changes = karmem_idl::compat::compare(&old, &new);
-    print!("{}", karmem_idl::compat::report(&changes));
+    write_output(Path::new("-"), karmem_idl::compat::report(&changes).as_bytes())?;
     let breaking = changes.iter().filter(|c| c.is_breaking()).count();
     if breaking > 0 {
         let plural = if breaking == 1 { "" } else { "s" };

@@ -3,12 +3,12 @@
 //!
 //! Owns: the command only; the description is `karmem_core_lowering::inspect`'s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use karmem_core_lowering::inspect;
 
-use super::{display_name, read_input};
+use super::{display_name, read_input, write_output};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -24,10 +24,6 @@ pub fn run(opts: Opts) -> Result<()> {
     let bytes = read_input(&opts.file)?;
     let bytes = karmem_core_lowering::binary_input(&bytes)?;
     let summary = inspect::inspect(&bytes).with_context(|| format!("failed to inspect `{name}`"))?;
-    if opts.json {
-        println!("{}", inspect::to_json(&summary)?);
-    } else {
-        print!("{}", inspect::render(&summary));
-    }
-    Ok(())
+    let text = if opts.json { format!("{}\n", inspect::to_json(&summary)?) } else { inspect::render(&summary) };
+    write_output(Path::new("-"), text.as_bytes())
 }

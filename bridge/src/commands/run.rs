@@ -13,7 +13,7 @@
 //! `$HOME/.cache/karmem-bridge/modules`; `--no-cache` compiles every time.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use karmem_runtime::invoke::{Session, SessionOptions, WasiOptions};
 use karmem_runtime::link::Pattern;
 use karmem_runtime::{Runtime, RuntimeConfig};
 
-use super::{display_name, read_input};
+use super::{display_name, read_input, write_output};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -89,8 +89,7 @@ pub fn run(opts: Opts) -> Result<()> {
     match &opts.invoke {
         Some(text) => {
             let printed = invoke(&mut session, text).with_context(|| format!("`{name}`: `{text}` failed"))?;
-            println!("{printed}");
-            Ok(())
+            write_output(Path::new("-"), format!("{printed}\n").as_bytes())
         }
         None => {
             let code = session.run_start().with_context(|| format!("`{name}` failed"))?;
