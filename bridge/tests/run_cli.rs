@@ -152,6 +152,27 @@ fn qualified_names_and_errors() {
 }
 
 #[test]
+fn out_of_range_timeouts_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower("basics.p2", dir.path());
+    for (timeout, message) in [
+        ("1e30", "error: `--timeout 1000000000000000000000000000000`: more seconds than a timeout can hold\n"),
+        ("-1", "error: `--timeout -1`: expected a positive number of seconds\n"),
+        ("NaN", "error: `--timeout NaN`: expected a positive number of seconds\n"),
+    ] {
+        let out = bridge()
+            .arg("run")
+            .arg(&module)
+            .arg(format!("--timeout={timeout}"))
+            .args(["--invoke", "basics.is-even(2)"])
+            .output()
+            .expect("run run");
+        assert_eq!(out.status.code(), Some(1), "--timeout {timeout}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message, "--timeout {timeout}");
+    }
+}
+
+#[test]
 fn wasi_command_prints_what_the_component_printed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = lower("command.p2", dir.path());

@@ -163,7 +163,10 @@ fn session_options(opts: &Opts, program: &str) -> Result<SessionOptions> {
         wasi.dirs.push((PathBuf::from(host), guest.to_string()));
     }
     let timeout = match opts.timeout {
-        Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| anyhow!("`--timeout {seconds}`: more seconds than a timeout can hold"))?,
+        ),
         Some(seconds) => bail!("`--timeout {seconds}`: expected a positive number of seconds"),
         None => None,
     };
