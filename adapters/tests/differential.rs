@@ -8,7 +8,8 @@
 //! component model off and wasmi. The host serves the fixtures' own imports
 //! over the Karmem ABI and WASI through each runtime's preview1
 //! implementation. A wasip1 component whose adapter the default drops is
-//! also compared lowered with the adapter kept (`--wasi shim`).
+//! also compared lowered with the adapter kept (`--wasi shim`), and every
+//! component lowered with a Karmem edge memory (`--multi-memory`), on wasmi.
 
 // Test helpers index data they built themselves (clippy.toml exempts only
 // `#[test]` functions).
@@ -78,14 +79,22 @@ fn compare_all() -> Result<()> {
             // and with the adapter kept (`--wasi shim`), the other way to lower it
             lowerings.push(lower_karmem_with(&bytes, true).with_context(|| format!("lowering `{name}` (shim)"))?);
         }
-        for ((world, lowered, mode), engine) in
-            lowerings.iter().flat_map(|l| [(l, Engine::Wasmtime), (l, Engine::Wasmi)])
-        {
+        // and with the Karmem edge in a memory of its own (`--multi-memory`),
+        // on wasmi (the cheaper runtime to instantiate)
+        let (edge_world, edge, edge_mode) =
+            lower_karmem_full(&bytes, false, true).with_context(|| format!("lowering `{name}` (edge memory)"))?;
+        let edge = (edge_world, edge.module, edge_mode);
+        let runs = lowerings
+            .iter()
+            .flat_map(|l| [(l, Engine::Wasmtime, false), (l, Engine::Wasmi, false)])
+            .chain([(&edge, Engine::Wasmi, true)]);
+        for ((world, lowered, mode), engine, with_edge) in runs {
             let (world, lowered, mode) = (world, lowered, *mode);
+            let how = if with_edge { format!("{mode}, edge memory") } else { mode.to_string() };
             let mut candidate = KarmemRunner::from_lowered(engine, &bytes, world.clone(), lowered)
                 .with_context(|| format!("loading the Karmem-ABI `{name}` on {engine:?}"))?;
             for (invocation, expected) in calls.iter().zip(&expected) {
-                let at = || format!("{name} ({mode}) on {engine:?}: line {}: `{}`", invocation.line, invocation.text);
+                let at = || format!("{name} ({how}) on {engine:?}: line {}: `{}`", invocation.line, invocation.text);
                 let mut actual = candidate.invoke(invocation).with_context(at)?;
                 // Without the preview1 adapter the module's own `proc_exit(n)`
                 // reaches the host; the component's adapter reports every
@@ -99,7 +108,8 @@ fn compare_all() -> Result<()> {
                 compared += 1;
             }
         }
-        variants.push(format!("{}.{} ({})", fixture.guest, fixture.variant, lowerings.iter().map(|l| l.2.to_string()).collect::<Vec<_>>().join(", ")));
+        let hows: Vec<String> = lowerings.iter().map(|l| l.2.to_string()).chain([format!("{edge_mode} with an edge memory")]).collect();
+        variants.push(format!("{}.{} ({})", fixture.guest, fixture.variant, hows.join(", ")));
     }
     for guest in ["basics", "edges", "resources", "types", "wasi-reactor"] {
         for variant in ["p2", "p1-reactor"] {
