@@ -2,8 +2,10 @@
 //! (`old.km`, `new.km`): the report must equal `expected.txt` (`BLESS=1`
 //! rewrites it), and exactly the cases named as safe have no breaking change.
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -2,8 +2,10 @@
 //! and formats idempotently; every `fail/*.km` fails with the diagnostic in the
 //! `.stderr` beside it (`BLESS=1` rewrites those snapshots).
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,10 @@
 //! and printer (no panics, `fmt` idempotent, formatting keeps the schema).
 //! The same target runs under libFuzzer with `cargo +nightly fuzz run idl`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "the fuzz target checks its properties with panics, as under libFuzzer: a panic is a finding"
+)]
 
 #[path = "../../fuzz/src/targets/idl.rs"]
 mod target;

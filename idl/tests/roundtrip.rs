@@ -6,8 +6,10 @@
 //! negative and extreme numbers) and both function syntaxes. The trees need not
 //! resolve: the property is about the grammar.
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use karmem_idl::ast::*;
 use karmem_idl::parser::is_reserved_type_word;
