@@ -10,7 +10,10 @@
 //! dynamic `Value` encoder. FlatBuffers uses the `flatbuffers` crate with the
 //! table code flatc would generate written out by hand (no flatc here).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, unsafe_code)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, unsafe_code,
+    reason = "benchmark code: a failed setup step aborts the run, it indexes data it built itself, and the hand-written FlatBuffers tables need `unsafe` as flatc output does"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;

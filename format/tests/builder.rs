@@ -3,8 +3,11 @@
 //! the columns in place; read them back as native slices.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(unsafe_code)] // exercises `access_unchecked`
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+#![allow(unsafe_code, reason = "exercises `access_unchecked`")]
 
 mod common;
 

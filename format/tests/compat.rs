@@ -5,7 +5,10 @@
 //! function reaches, is refused and named. Messages really do cross versions.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 mod common;
 

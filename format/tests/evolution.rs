@@ -3,7 +3,10 @@
 //! writers lack, and a change to an inline struct is detected by its hash.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 mod common;
 

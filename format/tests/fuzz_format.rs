@@ -5,7 +5,10 @@
 //! under libFuzzer with `cargo +nightly fuzz run format`.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "the fuzz target checks its properties with panics, as under libFuzzer: a panic is a finding"
+)]
 
 #[path = "../../fuzz/src/targets/format.rs"]
 mod target;

@@ -2,7 +2,10 @@
 //! from its WAVE value and compared byte for byte, then decoded back.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 mod common;
 

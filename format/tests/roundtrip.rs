@@ -3,7 +3,10 @@
 //! WAVE text round-trips too.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 mod common;
 

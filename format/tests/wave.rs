@@ -4,7 +4,10 @@
 //! text; records keep the record syntax; bad arity is an error.
 
 #![cfg(feature = "schema")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 mod common;
 
