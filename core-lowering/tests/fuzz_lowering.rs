@@ -5,7 +5,10 @@
 //! errors). The same target runs under libFuzzer with
 //! `cargo +nightly fuzz run lowering`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "the fuzz target checks its properties with panics, as under libFuzzer: a panic is a finding"
+)]
 
 #[path = "../../fuzz/src/targets/lowering.rs"]
 mod target;

@@ -4,7 +4,10 @@
 //! as KarmemIDL that loads and is canonical). The same target runs under
 //! libFuzzer with `cargo +nightly fuzz run wit_import`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "the fuzz target checks its properties with panics, as under libFuzzer: a panic is a finding"
+)]
 
 #[path = "../../fuzz/src/targets/wit_import.rs"]
 mod target;
