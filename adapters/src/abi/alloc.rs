@@ -28,7 +28,7 @@
 //!
 //! Does not own: who calls it (`abi`, the output buffer in `transcode`).
 
-use walrus::ir::{BinaryOp, UnaryOp, Value};
+use walrus::ir::{BinaryOp, Instr, UnaryOp, Value};
 use walrus::{ConstExpr, FunctionBuilder, FunctionId, MemoryId, Module, ValType};
 
 use crate::asm::{self, Width};
@@ -181,19 +181,50 @@ pub fn add_allocator(module: &mut Module, memory: MemoryId) -> (FunctionId, Func
     (alloc, free)
 }
 
-/// Whether code reachable from `root` through direct calls executes
-/// `memory.size` on `memory`: the mark of an allocator that may take every
-/// page up to `memory.size` as its own (a heuristic: dlmalloc in wasi-libc
-/// reads it too, and `call_indirect` is not followed).
+/// Whether code reachable from `root` through direct calls reads
+/// `memory.size` of `memory` to use it: the mark of an allocator that may
+/// take every page up to `memory.size` as its own (a heuristic;
+/// `call_indirect` is not followed). A read whose value is only returned to
+/// the caller, possibly in bytes (`memory.size`, `i32.const 16`, `i32.shl`,
+/// `return`), is a query of the current break — wasi-libc's `sbrk(0)`, which
+/// dlmalloc uses to check that the memory it grows is contiguous — and does
+/// not count: without it every Rust and C guest would be warned about.
 pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) -> bool {
     struct Scan {
         memory: MemoryId,
+        entry: walrus::ir::InstrSeqId,
         found: bool,
         calls: Vec<FunctionId>,
     }
+    impl Scan {
+        /// Whether the instructions after a `memory.size` only return its value.
+        fn returned(&self, seq: walrus::ir::InstrSeqId, rest: &[(Instr, walrus::InstrLocId)]) -> bool {
+            let rest: Vec<&Instr> = rest.iter().map(|(instr, _)| instr).collect();
+            let rest = match rest.as_slice() {
+                [Instr::Const(c), Instr::Binop(b), rest @ ..]
+                    if matches!(c.value, Value::I32(16)) && matches!(b.op, BinaryOp::I32Shl) =>
+                {
+                    rest
+                }
+                rest => rest,
+            };
+            match rest {
+                [Instr::Return(_), ..] => true,
+                [] => seq == self.entry,
+                _ => false,
+            }
+        }
+    }
     impl<'instr> walrus::ir::Visitor<'instr> for Scan {
-        fn visit_memory_size(&mut self, instr: &walrus::ir::MemorySize) {
-            self.found |= instr.memory == self.memory;
+        fn start_instr_seq(&mut self, seq: &'instr walrus::ir::InstrSeq) {
+            for (at, (instr, _)) in seq.instrs.iter().enumerate() {
+                if let Instr::MemorySize(size) = instr
+                    && size.memory == self.memory
+                    && !self.returned(seq.id(), seq.instrs.get(at + 1..).unwrap_or_default())
+                {
+                    self.found = true;
+                }
+            }
         }
         fn visit_call(&mut self, instr: &walrus::ir::Call) {
             self.calls.push(instr.func);
@@ -206,7 +237,7 @@ pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) ->
     let mut work = vec![root];
     while let Some(func) = work.pop() {
         let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else { continue };
-        let mut scan = Scan { memory, found: false, calls: Vec::new() };
+        let mut scan = Scan { memory, entry: local.entry_block(), found: false, calls: Vec::new() };
         walrus::ir::dfs_in_order(&mut scan, local, local.entry_block());
         if scan.found {
             return true;
