@@ -10,6 +10,9 @@ use anyhow::{Context as _, Result};
 
 pub use karmem_idl::Schema;
 
+pub mod lower;
+pub use lower::{LowerOptions, Lowered, lower};
+
 /// Reads, parses and resolves a KarmemIDL file (`-` reads stdin).
 ///
 /// A parse or resolve error becomes an error whose message is the rendered

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use karmem_wit_import::{LoadedWorld, Overlay, import_world, load_path, load_wasm, load_wit_text};
+use karmem_wit_import::{LoadedWorld, import_world, load_path, load_wasm, load_wit_text};
 
 use super::{display_name, is_stdio, read_input, write_output};
 
@@ -20,44 +20,15 @@ pub struct Opts {
     /// The world to map, by name or `ns:pkg/name@version`, where there are several.
     #[arg(long)]
     pub world: Option<String>,
-    /// Set an interface's pattern: `IFACE=direct|fanout|singleton|pool` (repeatable).
-    #[arg(long = "pattern", value_name = "IFACE=PATTERN")]
-    pub patterns: Vec<String>,
-    /// Add a shared memory: `IFACE.NAME=import:ACCESS,export:ACCESS,PAGES` (repeatable).
-    #[arg(long = "memory", value_name = "IFACE.NAME=SPEC")]
-    pub memories: Vec<String>,
-    /// Place a parameter (or the result, `ret`) in an interface memory:
-    /// `IFACE.FUNCTION.PARAM=MEMORY` (repeatable).
-    #[arg(long = "place", value_name = "IFACE.FN.PARAM=MEMORY")]
-    pub placements: Vec<String>,
-    /// An overlay file of `pattern`, `memory` and `place` lines, applied before the flags.
-    #[arg(long)]
-    pub overlay: Option<PathBuf>,
+    #[command(flatten)]
+    pub overlay: super::overlay::OverlayArgs,
     /// Where to write the KarmemIDL file (`-` is stdout). Default: stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
 pub fn run(opts: Opts) -> Result<()> {
-    let mut overlay = match &opts.overlay {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read overlay `{}`", path.display()))?;
-            Overlay::parse_file(&text).with_context(|| format!("failed to parse overlay `{}`", path.display()))?
-        }
-        None => Overlay::default(),
-    };
-    let mut flags = Overlay::default();
-    for arg in &opts.patterns {
-        flags.patterns.push(Overlay::parse_pattern(arg).with_context(|| format!("bad `--pattern {arg}`"))?);
-    }
-    for arg in &opts.memories {
-        flags.memories.push(Overlay::parse_memory(arg).with_context(|| format!("bad `--memory {arg}`"))?);
-    }
-    for arg in &opts.placements {
-        flags.placements.push(Overlay::parse_placement(arg).with_context(|| format!("bad `--place {arg}`"))?);
-    }
-    overlay.extend(flags);
+    let overlay = opts.overlay.overlay()?;
 
     let name = display_name(&opts.input);
     let loaded = load(&opts, &name)?;

@@ -17,6 +17,7 @@ pub mod idl;
 pub mod inspect;
 pub mod lower;
 pub mod message;
+pub mod overlay;
 pub mod run;
 
 /// Whether `path` is the conventional `-` for stdin or stdout.

@@ -1,0 +1,226 @@
+//! [`lower`]: a component to one core module, the job of `karmem-bridge
+//! lower`, callable from a build script.
+//!
+//! Owns: the pipeline and its defaults — lower to the canonical boundary
+//! (`karmem-core-lowering`), choose how WASI is reached (drop the preview1
+//! adapter of a `wasm32-wasip1` component, or link the preview2-on-preview1
+//! shim), then put the Karmem ABI at the edge (`karmem-adapters`); the
+//! component's world, mapped to KarmemIDL (`karmem-wit-import`) with an
+//! optional [`Overlay`] of patterns and shared memories, is embedded as
+//! `karmem:idl`.
+//!
+//! Does not own: any of those steps; argument parsing and printing
+//! (`commands/lower.rs`).
+
+use anyhow::{Context as _, Result, anyhow};
+use karmem_adapters::wasi::WasiMode;
+use karmem_wit_import::Overlay;
+
+/// The ABI at the lowered module's edge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Abi {
+    /// Canonical-ABI flat signatures (exports named as the component's functions).
+    Canonical,
+    /// The Karmem ABI (docs/ABI.md): messages in, messages out.
+    #[default]
+    Karmem,
+}
+
+/// How the lowered module reaches WASI (docs/LOWERING.md, `## WASI`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wasi {
+    /// Drop the preview1 adapter and keep the main module's own
+    /// `wasi_snapshot_preview1` imports (refused without the adapter).
+    Preview1,
+    /// Serve WASI 0.2 imports with the in-module preview2-on-preview1 shim.
+    Shim,
+    /// As `Shim`, keeping what the shim does not cover as imports.
+    Passthrough,
+    /// As `Shim`, refusing what the shim does not cover, naming it.
+    Deny,
+}
+
+/// What [`lower`] does; the default is `karmem-bridge lower`'s.
+#[derive(Debug, Clone, Default)]
+pub struct LowerOptions {
+    pub abi: Abi,
+    /// `None` picks as the CLI does: `Preview1` for a component whose only
+    /// WASI user is the preview1 adapter, `Shim` otherwise.
+    pub wasi: Option<Wasi>,
+    /// Keep the memories of separate instances separate (a multi-memory
+    /// module); with [`Abi::Karmem`] the edge gets a memory of its own,
+    /// `KarmemMemory` (docs/ABI.md §2).
+    pub multi_memory: bool,
+    /// Patterns, interface memories and placements applied to the world's
+    /// KarmemIDL before it is embedded and the adapters are generated.
+    pub overlay: Overlay,
+}
+
+/// A lowered module and what the user should be told about it.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    /// The core module, binary.
+    pub module: Vec<u8>,
+    /// How it reaches WASI.
+    pub wasi: Wasi,
+    /// Things that went differently from what was asked or may go wrong
+    /// (`lower` prints them as `warning:`).
+    pub warnings: Vec<String>,
+    /// Choices made on the user's behalf (`lower` prints them as `note:`).
+    pub notes: Vec<String>,
+}
+
+/// Lowers `component` (binary or text) into one core module.
+pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
+    let bytes = karmem_core_lowering::binary_input(component)?;
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    let overlay = &options.overlay;
+    let has_overlay = !(overlay.patterns.is_empty() && overlay.memories.is_empty() && overlay.placements.is_empty());
+    let idl = match map_world(&bytes) {
+        Ok(mut imported) => {
+            overlay.apply(&mut imported).context("failed to apply the overlay")?;
+            idl_of(imported)
+        }
+        Err(error) if has_overlay => {
+            return Err(error.context("the overlay applies to the component's world, which could not be mapped"));
+        }
+        Err(error) => Err(error),
+    };
+    let lowering = karmem_core_lowering::Options {
+        // The Karmem ABI is built on the canonical boundary.
+        abi: karmem_core_lowering::Abi::Canonical,
+        multi_memory: options.multi_memory,
+        idl: idl.as_ref().ok().map(|(text, _)| text.clone()),
+    };
+    let (lowered, mode) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
+    if let Err(e) = &idl {
+        warnings.push(format!("`karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}"));
+    }
+    // The shim goes in first: it allocates through the module's
+    // `cabi_realloc` exports, which the Karmem ABI pass does not keep.
+    let lowered = serve_wasi(lowered, mode).context("failed to serve the WASI imports")?;
+    let module = match options.abi {
+        Abi::Canonical => lowered,
+        Abi::Karmem => {
+            let (text, schema) = idl.context("the Karmem ABI needs the component's world as KarmemIDL")?;
+            let mut world = karmem_adapters::abi::World::from_component(&bytes)?;
+            world.idl = text;
+            world.schema = schema;
+            let adapters = karmem_adapters::abi::Options { edge_memory: options.multi_memory, ..Default::default() };
+            let edged = karmem_adapters::abi::karmem_abi_with_warnings(&lowered, &world, &adapters)
+                .context("failed to put the Karmem ABI on the module (`--abi canonical` skips it)")?;
+            warnings.extend(edged.warnings);
+            edged.module
+        }
+    };
+    let wasi = match mode {
+        WasiMode::Preview1 => Wasi::Preview1,
+        WasiMode::Shim => Wasi::Shim,
+        WasiMode::Passthrough => Wasi::Passthrough,
+        WasiMode::Deny => Wasi::Deny,
+    };
+    Ok(Lowered { module, wasi, warnings, notes })
+}
+
+/// The component's world mapped to KarmemIDL. When the WIT cannot be
+/// mapped yet, `karmem:idl` stays empty and the caller warns why: never
+/// made-up text.
+fn map_world(component: &[u8]) -> Result<karmem_wit_import::Imported> {
+    let loaded = karmem_wit_import::load::load_wasm(component, None)?;
+    karmem_wit_import::convert::import_world(&loaded.resolve, loaded.world)
+}
+
+/// The text and the resolved schema of a mapped world.
+fn idl_of(imported: karmem_wit_import::Imported) -> Result<(String, karmem_idl::Schema)> {
+    let text = karmem_idl::print(&imported.file);
+    let schema = karmem_idl::resolve(imported.file).map_err(|errors| {
+        let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+        anyhow!("the world's KarmemIDL does not resolve: {first}")
+    })?;
+    Ok((text, schema))
+}
+
+/// Lowers to the canonical boundary and picks the WASI mode. `Preview1`
+/// drops the preview1 adapter (refused when there is none). Without a
+/// choice, a component carrying the adapter lowers that way when the drop
+/// works and leaves no WASI 0.2 import behind (the adapter was the only WASI
+/// user); anything else lowers as is, for `Shim`.
+fn lower_for_wasi(
+    component: &[u8],
+    options: &karmem_core_lowering::Options,
+    wasi: Option<Wasi>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<u8>, WasiMode)> {
+    let mode = match wasi {
+        Some(Wasi::Preview1) => {
+            let (lowered, _) = karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape)?
+                .context(
+                    "`--wasi preview1` drops the preview1 adapter of a wasm32-wasip1 component, and this component has \
+                     none; `--wasi shim` serves its WASI 0.2 imports",
+                )?;
+            return Ok((lowered, WasiMode::Preview1));
+        }
+        Some(Wasi::Shim) | None => WasiMode::Shim,
+        Some(Wasi::Passthrough) => WasiMode::Passthrough,
+        Some(Wasi::Deny) => WasiMode::Deny,
+    };
+    if wasi.is_none() && has_preview1_adapter(component) {
+        match karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape) {
+            Ok(Some((lowered, report))) if report.wasi_imports_left.is_empty() => {
+                return Ok((lowered, WasiMode::Preview1));
+            }
+            Ok(Some((_, report))) => notes.push(format!(
+                "the preview1 adapter is kept (lowered as `--wasi shim`): other modules import WASI 0.2 ({})",
+                report.wasi_imports_left.join(", ")
+            )),
+            Ok(None) => {}
+            Err(error) => notes.push(format!("the preview1 adapter is kept (lowered as `--wasi shim`): {error:#}")),
+        }
+    }
+    Ok((karmem_core_lowering::lower(component, options)?, mode))
+}
+
+/// `karmem-adapters`' structural test, in the lowering's terms.
+fn adapter_shape(module: &[u8]) -> Result<Option<karmem_core_lowering::preview1::AdapterShape>> {
+    Ok(karmem_adapters::wasi::recognize_preview1_adapter(module)?.map(|adapter| {
+        karmem_core_lowering::preview1::AdapterShape {
+            preview1_exports: adapter.preview1_exports,
+            run_export: adapter.run_export,
+        }
+    }))
+}
+
+/// Links the preview2-on-preview1 shim into the canonical-ABI module
+/// `lowered` (before the Karmem ABI pass) and turns `wasi:cli/run` into
+/// `_start`. Each WASI 0.2 import allocates its results with the realloc
+/// its `canon lower` names, as the lowering recorded in
+/// `karmem:canonical-abi` (a wasip1 adapter's differs from the main module's).
+fn serve_wasi(lowered: Vec<u8>, mode: WasiMode) -> Result<Vec<u8>> {
+    let reallocs: std::collections::BTreeMap<String, String> = karmem_core_lowering::link::read_canonical_abi(&lowered)?
+        .into_iter()
+        .filter(|entry| entry.kind == "import")
+        .filter_map(|entry| Some((entry.name, entry.realloc?)))
+        .collect();
+    let realloc_of = |module: &str, field: &str| {
+        reallocs.get(&format!("{module}#{field}")).cloned().unwrap_or_else(|| "cabi_realloc".to_string())
+    };
+    let finished = karmem_adapters::wasi::finish_for_preview1(&lowered, mode, &realloc_of)?;
+    Ok(finished.module)
+}
+
+/// Whether one of the component's core modules is the preview1 adapter. A
+/// component that cannot be read says no: the lowering then reports what is
+/// wrong with it, with its offset, as for any other malformed input.
+fn has_preview1_adapter(component: &[u8]) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        let Ok(payload) = payload else { return false };
+        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload {
+            let Some(module) = component.get(unchecked_range) else { return false };
+            if matches!(karmem_adapters::wasi::recognize_preview1_adapter(module), Ok(Some(_))) {
+                return true;
+            }
+        }
+    }
+    false
+}
