@@ -69,6 +69,9 @@ struct WitGen<'r> {
     rng: &'r mut Rng,
     defs: Vec<String>,
     named: Vec<String>,
+    /// Types begun so far: a type's fields may define types before it is
+    /// pushed to `defs`, so names are numbered when a definition starts.
+    begun: usize,
 }
 
 impl WitGen<'_> {
@@ -99,7 +102,8 @@ impl WitGen<'_> {
 
     /// Defines a record, variant, enum or flags type; returns its name.
     fn define(&mut self, depth: u32) -> String {
-        let index = self.defs.len();
+        let index = self.begun;
+        self.begun += 1;
         let (name, body) = match self.rng.below(4) {
             0 => {
                 let name = format!("rec{index}");
@@ -143,7 +147,7 @@ impl WitGen<'_> {
 
 /// The WIT package text and the number of parameters of `echo`.
 fn random_wit(rng: &mut Rng) -> (String, usize) {
-    let mut generator = WitGen { rng, defs: Vec::new(), named: Vec::new() };
+    let mut generator = WitGen { rng, defs: Vec::new(), named: Vec::new(), begun: 0 };
     for _ in 0..generator.rng.below(3) {
         generator.define(2);
     }
@@ -335,7 +339,7 @@ fn echo_wit(wit: &str, encoding: wit_component::StringEncoding, rng: &mut Rng) -
     Ok(compared)
 }
 
-const CASES: usize = 40;
+const CASES: usize = 80;
 
 #[test]
 fn random_signatures_echo_through_both_lowerings() -> Result<()> {
