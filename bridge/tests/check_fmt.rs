@@ -2,8 +2,10 @@
 //! rendered diagnostics (the same `.stderr` snapshots the `karmem-idl` library
 //! test checks), stdin/stdout as `-`, and in-place formatting.
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! `karmem-bridge compat OLD NEW` through the real binary: the report on stdout
 //! equals the library's snapshot, exit 1 with a count when anything breaks.
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,7 +3,10 @@
 //! and a clear error for a schema that does not resolve. (That the generated
 //! code compiles and round-trips is tested in `karmem-format`'s `gen_rust` test.)
 
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::panic, clippy::unwrap_used, clippy::expect_used,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,7 +5,10 @@
 //! was. (The malformed corpus, `tests/malformed.rs`, checks the failure side
 //! for every case; this checks the success side and a failure per command.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};

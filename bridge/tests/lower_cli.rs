@@ -3,8 +3,10 @@
 //! existing output untouched (no partial file), and `inspect` shows both
 //! views. Uses `--abi canonical` (the Karmem ABI pass is the adapters').
 
-// Test harness: a failed setup step is a failed test.
-#![allow(clippy::panic)]
+#![allow(
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

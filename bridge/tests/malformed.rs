@@ -16,7 +16,10 @@
 //! holding other bytes (they must stay), leaving no other file behind; a
 //! `{copy}` must keep its bytes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

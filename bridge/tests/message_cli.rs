@@ -4,7 +4,10 @@
 //! `-`. The refusals (hostile messages, unknown types, bad values) are cases
 //! of the malformed corpus (`fixtures/malformed/message-*.bin`).
 
-#![allow(clippy::panic, clippy::unwrap_used)]
+#![allow(
+    clippy::panic, clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
