@@ -5,7 +5,10 @@
 //! module carrying the ABI's custom sections; its descriptors are what the
 //! handshake would decode, built from its own schema.
 
-#![allow(clippy::expect_used)] // test helpers: a failed setup is a failed test
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed step fails the test"
+)]
 
 use karmem_format::layout::Layout;
 use karmem_runtime::handshake::{ModuleAbi, check_compatibility};
