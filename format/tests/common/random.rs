@@ -1,7 +1,11 @@
 //! Random schemas (as syntax trees) and random values of their types, from a
 //! seed. Used by the round-trip property test and the hostile-bytes test.
 
-#![allow(dead_code, clippy::indexing_slicing)] // test data generation
+#![allow(
+    dead_code,
+    clippy::indexing_slicing,
+    reason = "test data generation: each test binary uses part of it, and it indexes the tables it builds"
+)]
 
 use karmem_format::Layout;
 use karmem_format::layout::{ArrayForm, Kind, TypeId};
