@@ -167,10 +167,33 @@ impl AbiType {
     }
 
     /// Canonical ABI `flatten_type`: the core values this type lowers to.
+    /// A fixed-size list of fixed-size lists can stand for 2^32 of them; ask
+    /// [`AbiType::flat_len_capped`] first when only the count matters.
     pub fn flatten(&self) -> Vec<FlatType> {
         let mut out = Vec::new();
         self.push_flat(&mut out);
         out
+    }
+
+    /// `flatten().len()`, counted without building the list and saturating
+    /// at `cap + 1`: enough to compare with `MAX_FLAT_PARAMS` or
+    /// `MAX_FLAT_RESULTS` in time and memory that do not grow with the count.
+    pub fn flat_len_capped(&self, cap: usize) -> usize {
+        let over = cap.saturating_add(1);
+        let count = match self {
+            AbiType::String | AbiType::List(_) => 2,
+            AbiType::FixedList(elem, n) => elem.flat_len_capped(cap).saturating_mul(*n as usize),
+            AbiType::Record(fields) => sum_capped(fields.iter().map(|(_, t)| t), cap),
+            AbiType::Tuple(types) => sum_capped(types.iter(), cap),
+            AbiType::Flags(names) => flags_i32_count(names.len()),
+            AbiType::Variant(_) | AbiType::Enum(_) | AbiType::Option(_) | AbiType::Result { .. } => {
+                let (_, cases) = self.variant_parts();
+                let payload = cases.iter().flatten().map(|t| t.flat_len_capped(cap)).max().unwrap_or(0);
+                payload.saturating_add(1)
+            }
+            _ => 1,
+        };
+        count.min(over)
     }
 
     fn push_flat(&self, out: &mut Vec<FlatType>) {
@@ -281,6 +304,18 @@ fn flags_size_align(n: usize) -> (u32, u32) {
         9..=16 => (2, 2),
         _ => (u32::try_from(flags_i32_count(n)).unwrap_or(u32::MAX).saturating_mul(4), 4),
     }
+}
+
+/// The flat lengths of `types` added up, stopping once past `cap`.
+fn sum_capped<'a>(types: impl Iterator<Item = &'a AbiType>, cap: usize) -> usize {
+    let mut sum = 0usize;
+    for t in types {
+        sum = sum.saturating_add(t.flat_len_capped(cap));
+        if sum > cap {
+            break;
+        }
+    }
+    sum
 }
 
 fn flags_i32_count(n: usize) -> usize {
@@ -443,6 +478,29 @@ mod tests {
         // variant { a(f32), b(u32) } joins f32 and i32 to i32.
         let v = AbiType::Variant(vec![("a".into(), Some(AbiType::F32)), ("b".into(), Some(AbiType::U32))]);
         assert_eq!(v.flatten(), [FlatType::I32, FlatType::I32]);
+    }
+
+    #[test]
+    fn capped_flat_length_agrees_with_flatten() {
+        let record = AbiType::Record(vec![("a".into(), AbiType::U8), ("b".into(), AbiType::String)]);
+        let types = [
+            AbiType::U64,
+            AbiType::String,
+            AbiType::FixedList(Box::new(record.clone()), 5),
+            AbiType::Tuple(vec![record.clone(), AbiType::F32]),
+            AbiType::Variant(vec![("x".into(), Some(record.clone())), ("y".into(), None)]),
+            AbiType::Result { ok: Some(Box::new(AbiType::F64)), err: None },
+            AbiType::Enum(vec!["a".into(), "b".into()]),
+            AbiType::Flags((0..40).map(|i| format!("f{i}")).collect()),
+        ];
+        for t in &types {
+            assert_eq!(t.flat_len_capped(usize::MAX - 1), t.flatten().len(), "{t:?}");
+            assert_eq!(t.flat_len_capped(2), t.flatten().len().min(3), "{t:?}");
+        }
+        // 2^32 flat values, counted without building them.
+        let inner = AbiType::FixedList(Box::new(AbiType::U8), 65_536);
+        let huge = AbiType::FixedList(Box::new(inner), 65_536);
+        assert_eq!(huge.flat_len_capped(16), 17);
     }
 
     #[test]

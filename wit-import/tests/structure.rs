@@ -6,7 +6,8 @@
 //! - `AbiType::from_idl(idl type)` equals `AbiType::from_wit(wit type)`
 //!   (same structure, same field, case and flag names, same resources);
 //! - its size and alignment equal wit-parser's `SizeAlign` (wasm32);
-//! - its flattening equals wit-parser's `push_flat`.
+//! - its flattening equals wit-parser's `push_flat`, and `flat_len_capped`
+//!   counts it.
 
 #![allow(
     clippy::indexing_slicing,
@@ -58,6 +59,12 @@ fn check_type(imported: &Imported, schema: &Schema, sizes: &SizeAlign, wit: &Typ
         .collect();
     if from_idl.flatten() != expected {
         bail!("{what}: flattens to {:?}, wit-parser says {expected:?}", from_idl.flatten());
+    }
+    for cap in [0, 1, 16, usize::MAX - 1] {
+        let counted = from_idl.flat_len_capped(cap);
+        if counted != expected.len().min(cap + 1) {
+            bail!("{what}: flat_len_capped({cap}) is {counted}, but it flattens to {} values", expected.len());
+        }
     }
     Ok(())
 }
