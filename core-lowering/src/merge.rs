@@ -31,7 +31,7 @@ use crate::graph::*;
 use crate::module_info::ModuleInfo;
 use crate::parse::{ParsedComponent, StaticModuleId};
 use crate::adapter::Encoding;
-use crate::types::{Flat, ValTy};
+use crate::types::{Flat, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS, ValTy};
 
 mod gc;
 mod shims;
@@ -145,17 +145,17 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
         }
         params.push(ty.clone());
     }
-    let mut flat_result = Vec::new();
+    let mut flat_results = 0;
     if let Some(ty) = &lifted.sig.result {
         if ty.layout().is_none() {
             bail!("{}: copying this result between memories is not implemented yet", what());
         }
-        ty.flatten(&mut flat_result);
+        flat_results = ty.flat_len_capped(MAX_FLAT_RESULTS);
     }
     Ok(CopyShape {
         params,
         result: lifted.sig.result.clone(),
-        result_in_memory: flat_result.len() > 1,
+        result_in_memory: flat_results > MAX_FLAT_RESULTS,
         params_in_memory,
         caller_encoding: caller,
         callee_encoding: callee,
@@ -631,12 +631,12 @@ fn borrow_positions(
             }
         }
         other => {
-            let mut flat = Vec::new();
-            other.flatten(&mut flat);
             if other.has_handles() && !matches!(other, ValTy::Own(_)) {
                 bail!("{what} passes resource handles inside a list or variant; this cannot be lowered yet");
             }
-            *pos += flat.len();
+            // positions matter only while the parameters are flat (at most
+            // MAX_FLAT_PARAMS); past that, borrows are refused
+            *pos = pos.saturating_add(other.flat_len_capped(MAX_FLAT_PARAMS));
         }
     }
     Ok(())

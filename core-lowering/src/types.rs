@@ -105,6 +105,39 @@ impl ValTy {
         }
     }
 
+    /// How many flat values this type lowers to, counted without building
+    /// them and saturating at `cap + 1`: enough to compare with
+    /// [`MAX_FLAT_PARAMS`] or [`MAX_FLAT_RESULTS`]. A fixed-size list of
+    /// fixed-size lists can stand for 2^32 flat values, and [`Self::flatten`]
+    /// would push every one of them.
+    pub fn flat_len_capped(&self, cap: usize) -> usize {
+        let over = cap.saturating_add(1);
+        let count = match self {
+            ValTy::Prim(Prim::String) | ValTy::List(_) | ValTy::Opaque => 2,
+            ValTy::Prim(_) | ValTy::Enum(_) | ValTy::Own(_) | ValTy::Borrow(_) => 1,
+            ValTy::FixedList(elem, n) => elem.flat_len_capped(cap).saturating_mul(*n as usize),
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let mut sum = 0usize;
+                for field in fields {
+                    sum = sum.saturating_add(field.flat_len_capped(cap));
+                    if sum > cap {
+                        break;
+                    }
+                }
+                sum
+            }
+            ValTy::Flags(n) => n.div_ceil(32),
+            ValTy::Option(elem) => 1 + elem.flat_len_capped(cap),
+            ValTy::Result(ok, err) => {
+                let ok = ok.as_deref().map_or(0, |t| t.flat_len_capped(cap));
+                let err = err.as_deref().map_or(0, |t| t.flat_len_capped(cap));
+                1 + ok.max(err)
+            }
+            ValTy::Variant(cases) => 1 + cases.iter().flatten().map(|t| t.flat_len_capped(cap)).max().unwrap_or(0),
+        };
+        count.min(over)
+    }
+
     /// Append this type's flattening to `out`.
     pub fn flatten(&self, out: &mut Vec<Flat>) {
         match self {
@@ -169,6 +202,13 @@ impl FuncSig {
     /// The flat parameter list, or `None` when the parameters are passed
     /// through memory (more than [`MAX_FLAT_PARAMS`]).
     pub fn flat_params(&self) -> Option<Vec<Flat>> {
+        let mut count = 0usize;
+        for (_, ty) in &self.params {
+            count = count.saturating_add(ty.flat_len_capped(MAX_FLAT_PARAMS));
+        }
+        if count > MAX_FLAT_PARAMS {
+            return None;
+        }
         let mut out = Vec::new();
         for (_, ty) in &self.params {
             ty.flatten(&mut out);
@@ -178,14 +218,11 @@ impl FuncSig {
 
     /// Does calling this function need a linear memory on either side?
     pub fn uses_memory(&self) -> bool {
-        let mut results = Vec::new();
-        if let Some(r) = &self.result {
-            r.flatten(&mut results);
-        }
+        let results = self.result.as_ref().map_or(0, |r| r.flat_len_capped(MAX_FLAT_RESULTS));
         self.params.iter().any(|(_, t)| t.uses_memory())
             || self.result.as_ref().is_some_and(ValTy::uses_memory)
             || self.flat_params().is_none()
-            || results.len() > MAX_FLAT_RESULTS
+            || results > MAX_FLAT_RESULTS
     }
 }
 

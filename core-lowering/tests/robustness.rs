@@ -101,3 +101,29 @@ fn header_and_section_errors_name_an_offset() -> Result<()> {
     assert!(e.contains("past the end of the 20-byte input"), "{e}");
     Ok(())
 }
+
+/// A parameter of fixed-size lists of fixed-size lists stands for 2^32 flat
+/// values. The lowering only needs to know that it is more than
+/// `MAX_FLAT_PARAMS`; it once pushed every flat value (a minute and 4 GiB,
+/// an abort under a 2 GB limit; docs/HARDENING.md §6). The parameter goes
+/// through memory: the lifted core function takes one pointer.
+#[test]
+fn a_parameter_of_four_billion_flat_values_goes_through_memory() -> Result<()> {
+    let bytes = wat::parse_str(
+        r#"(component
+          (core module $m
+            (memory (export "memory") 1)
+            (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+            (func (export "f") (param i32)))
+          (core instance $i (instantiate $m))
+          (type $inner (list u8 65536))
+          (type $big (list $inner 65536))
+          (func (export "f") (param "x" $big)
+            (canon lift (core func $i "f") (memory $i "memory") (realloc (func $i "realloc")))))"#,
+    )?;
+    let lowered = lower(&bytes, &Options { abi: Abi::Canonical, ..Options::default() })?;
+    let printed = karmem_core_lowering::to_wat(&lowered)?;
+    anyhow::ensure!(printed.contains("(export \"f\""), "the export is kept:\n{printed}");
+    anyhow::ensure!(printed.contains("(param i32)"), "the parameter passes by pointer:\n{printed}");
+    Ok(())
+}
