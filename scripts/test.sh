@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (the README's second command).
+# The project's test command (the README's second command): the no-panic
+# lints (denied in the workspace's lint table, docs/HARDENING.md §6), then
+# every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo clippy --workspace --all-targets --locked
 cargo test --workspace --locked
