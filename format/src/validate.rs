@@ -117,12 +117,16 @@ impl Walker<'_, '_> {
 
     fn dynamic_struct(&mut self, s: &StructInfo, at: u32) -> Result<()> {
         if at == 0 {
-            return Ok(()); // the empty struct: every field absent
+            // the empty struct: every field absent, and read as its default
+            return self.visit(s.body_size as u64, at);
         }
         self.follow(at)?;
         let body = self.msg.dynamic_struct(at)?;
         let size = raw::StructHeader(self.msg.scalar(at)?).size();
         self.object(at, size, raw::OBJECT_ALIGN)?;
+        // the fields an older writer left out are read as defaults: a reader
+        // materialises them as if they were there
+        self.visit((s.body_size as u64).saturating_sub(size), at)?;
         for f in &s.fields {
             let fsize = self.layout.get(f.ty).size;
             if let Some(abs) = body.field(f.offset, fsize) {
@@ -346,6 +350,14 @@ impl Walker<'_, '_> {
                         *slot_ref = offset;
                     }
                 }
+            }
+        }
+        // a column the message leaves out reads as zero values, one per
+        // element: charge them as if they were stored, or a few bytes could
+        // stand for millions of elements
+        for c in columns {
+            if hashes.iter().all(|&(hash, _, _)| hash != c.hash) {
+                self.visit(slot.length as u64 * u64::from(c.size.max(1)), dir)?;
             }
         }
         if let Kind::Union(u) = &layout.get(elem).kind {

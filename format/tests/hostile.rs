@@ -180,3 +180,35 @@ fn deep_nesting_hits_the_depth_limit() {
     let err = validate(&bytes, &layout, node, &small).expect_err("too much");
     assert!(matches!(err.kind, ErrorKind::VisitLimit { .. }), "{err}");
 }
+
+/// An SoA array whose directory lists no column reads every element as zero
+/// values: 128 bytes can claim millions of elements. Validation charges the
+/// columns it leaves out as if they were stored, so the visit limit holds.
+#[test]
+fn absent_soa_columns_count_against_the_visit_limit() {
+    let schema = karmem_idl::load(
+        "struct point (inline) { x: u32; y: u32; }\nstruct shape (dynamic) { points: []point; }\n",
+        "absent.km",
+    )
+    .unwrap();
+    let layout = Layout::new(&schema).unwrap();
+    let root = layout.named("shape").unwrap();
+    let message = |length: u32| {
+        let mut m = vec![0u8; 0x80];
+        put(&mut m, 0, 0x0C);
+        put(&mut m, 4, 8);
+        put(&mut m, 8, 2 << 3); // a 16-byte body, all used: header and the slot
+        put(&mut m, 12, 0x40); // the SoA directory
+        put(&mut m, 16, length);
+        put(&mut m, 20, length);
+        put(&mut m, 0x40, 0); // no columns
+        m
+    };
+    let limits = Limits { max_visit: 1 << 20, ..Limits::default() };
+    // 1,000 points of two u32 columns: 8,000 bytes and 1,000 elements, in budget
+    let small = decode(&layout, root, &message(1000), &limits).unwrap();
+    assert_eq!(small.field("points").map(|p| matches!(p, karmem_format::Value::List(l) if l.len() == 1000)), Some(true));
+    // 200,000 points: 1.6 MB of zero columns, over the 1 MiB budget
+    let err = validate(&message(200_000), &layout, root, &limits).unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::VisitLimit { .. }), "{err}");
+}

@@ -1,8 +1,8 @@
 //! `karmem-bridge decode` and `karmem-bridge encode`: Karmem messages to and
 //! from WAVE text, for one named type of a KarmemIDL schema.
 //!
-//! `decode` validates the message first (docs/FORMAT.md §9, the default
-//! limits), so a hostile message — overlapping or cyclic offsets, giant
+//! `decode` validates the message first (docs/FORMAT.md §9; the work budget
+//! is 16 MiB plus 8 per byte of the message, the ABI's decode limit), so a hostile message — overlapping or cyclic offsets, giant
 //! lengths, nesting past the depth limit — is refused with the rule it
 //! breaks and the byte offset where, never followed.
 //!
@@ -15,6 +15,11 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use karmem_format::wave::{self, ValueType};
 use karmem_format::{Layout, Limits, TypeId};
+
+/// The validation budget of `decode` (`Limits::max_visit`): this many bytes
+/// and elements, plus [`DECODE_BUDGET_PER_BYTE`] per byte of the message.
+const DECODE_BASE_BUDGET: u64 = 16 << 20;
+const DECODE_BUDGET_PER_BYTE: u64 = 8;
 
 #[derive(Debug, clap::Args)]
 pub struct DecodeOpts {
@@ -51,7 +56,12 @@ pub fn decode(opts: DecodeOpts) -> Result<()> {
     let (layout, root) = root_type(&opts.schema, &opts.ty)?;
     let bytes = super::read_input(&opts.message)?;
     let name = super::display_name(&opts.message);
-    let value = karmem_format::value::decode(&layout, root, &bytes, &Limits::default())
+    // The value is built in memory: like the ABI's decode limit (ABI.md §7),
+    // the work allowed grows with the message, so a few hostile bytes cannot
+    // stand for gigabytes of zero values.
+    let budget = DECODE_BASE_BUDGET.saturating_add(DECODE_BUDGET_PER_BYTE.saturating_mul(bytes.len() as u64));
+    let limits = Limits { max_visit: budget.min(Limits::default().max_visit), ..Limits::default() };
+    let value = karmem_format::value::decode(&layout, root, &bytes, &limits)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("`{name}` is not a valid `{}` message", opts.ty))?;
     let mut text = wave::print(&value).map_err(|e| anyhow!("{e}")).context("failed to print the value as WAVE")?;
