@@ -9,12 +9,13 @@
 //! Does not own: building values (`value::decode` runs this first) or reading
 //! single fields (`view`).
 
+use std::vec;
 use std::vec::Vec;
 
 use karmem_idl::ast::Prim;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{ArrayForm, Kind, Layout, Leaf, StructInfo, TypeId, UnionInfo};
+use crate::layout::{ArrayForm, FieldInfo, Kind, Layout, Leaf, StructInfo, TypeId, UnionInfo};
 use crate::raw::{self, align_up};
 use crate::view::{Message, Slot};
 
@@ -38,7 +39,15 @@ impl Default for Limits {
 /// Checks that `bytes` is a valid message whose root has type `root`.
 pub fn validate(bytes: &[u8], layout: &Layout, root: TypeId, limits: &Limits) -> Result<()> {
     let msg = Message::new(bytes)?;
-    let mut w = Walker { layout, msg, limits: *limits, visited: 0, depth: 0, objects: Vec::new() };
+    let mut w = Walker {
+        layout,
+        msg,
+        limits: *limits,
+        visited: 0,
+        depth: 0,
+        objects: Vec::new(),
+        zero_costs: vec![ZeroCost::Unknown; layout.len()],
+    };
     let at = msg.root();
     match layout.as_struct(root) {
         Some(s) if s.dynamic => w.dynamic_struct(s, at)?,
@@ -63,6 +72,18 @@ struct Walker<'l, 'm> {
     depth: u32,
     /// (start, end) of every object seen.
     objects: Vec<(u32, u32)>,
+    /// Per type: what a reader materialises for its zero value.
+    zero_costs: Vec<ZeroCost>,
+}
+
+/// The memo of [`Walker::zero_cost`].
+#[derive(Debug, Clone, Copy)]
+enum ZeroCost {
+    Unknown,
+    /// Being computed: a type whose zero value contains itself (through
+    /// dynamic structs), which no reader can build; it counts 0 here.
+    Open,
+    Known(u64),
 }
 
 impl Walker<'_, '_> {
@@ -116,17 +137,21 @@ impl Walker<'_, '_> {
     }
 
     fn dynamic_struct(&mut self, s: &StructInfo, at: u32) -> Result<()> {
+        // A field the message leaves out reads as its default or zero value,
+        // which a reader materialises: it is charged as if it were stored,
+        // zero values of nested dynamic structs and fixed arrays included.
         if at == 0 {
-            // the empty struct: every field absent, and read as its default
-            return self.visit(s.body_size as u64, at);
+            // the empty struct: every field absent
+            let cost = self.absent_fields_cost(s, |_| true);
+            return self.visit(cost, at);
         }
         self.follow(at)?;
         let body = self.msg.dynamic_struct(at)?;
         let size = raw::StructHeader(self.msg.scalar(at)?).size();
         self.object(at, size, raw::OBJECT_ALIGN)?;
-        // the fields an older writer left out are read as defaults: a reader
-        // materialises them as if they were there
-        self.visit((s.body_size as u64).saturating_sub(size), at)?;
+        let layout = self.layout;
+        let cost = self.absent_fields_cost(s, |f| body.field(f.offset, layout.get(f.ty).size).is_none());
+        self.visit(cost, at)?;
         for f in &s.fields {
             let fsize = self.layout.get(f.ty).size;
             if let Some(abs) = body.field(f.offset, fsize) {
@@ -135,6 +160,63 @@ impl Walker<'_, '_> {
         }
         self.depth -= 1;
         Ok(())
+    }
+
+    /// What reading the fields of `s` that `absent` picks materialises:
+    /// their defaults (their size) or zero values.
+    fn absent_fields_cost(&mut self, s: &StructInfo, absent: impl Fn(&FieldInfo) -> bool) -> u64 {
+        let mut cost = 0u64;
+        for f in s.fields.iter().filter(|f| absent(f)) {
+            let one = match f.default {
+                Some(_) => u64::from(self.layout.get(f.ty).size),
+                None => self.zero_cost(f.ty),
+            };
+            cost = cost.saturating_add(one);
+        }
+        cost
+    }
+
+    /// Bytes a reader materialises for the zero value of `ty` (at least one
+    /// per value): its size, with dynamic structs expanded to their fields'
+    /// zero values and fixed arrays to `len` of their element's. Memoised
+    /// per type, so a schema that nests wide costs one pass.
+    fn zero_cost(&mut self, ty: TypeId) -> u64 {
+        let index = ty.0 as usize;
+        match self.zero_costs.get(index) {
+            Some(ZeroCost::Known(cost)) => return *cost,
+            Some(ZeroCost::Open) | None => return 0,
+            Some(ZeroCost::Unknown) => {}
+        }
+        if let Some(slot) = self.zero_costs.get_mut(index) {
+            *slot = ZeroCost::Open;
+        }
+        let layout = self.layout;
+        let info = layout.get(ty);
+        let own = u64::from(info.size.max(1));
+        let cost = match &info.kind {
+            Kind::Struct(s) => {
+                let mut sum = if s.dynamic { u64::from(s.body_size.max(4)) } else { 0 };
+                for f in &s.fields {
+                    let one = match (&f.default, s.dynamic) {
+                        (Some(_), true) => u64::from(layout.get(f.ty).size),
+                        _ => self.zero_cost(f.ty),
+                    };
+                    sum = sum.saturating_add(one);
+                }
+                sum.max(own)
+            }
+            Kind::FixedArray { elem, len } => self.zero_cost(*elem).saturating_mul(u64::from(*len)).max(own),
+            Kind::Union(u) => {
+                let payload = u.cases.iter().find(|c| c.tag == 0).and_then(|c| c.ty);
+                own.saturating_add(payload.map_or(0, |t| self.zero_cost(t)))
+            }
+            Kind::Result { ok: Some(t), .. } => own.saturating_add(self.zero_cost(*t)),
+            _ => own,
+        };
+        if let Some(slot) = self.zero_costs.get_mut(index) {
+            *slot = ZeroCost::Known(cost);
+        }
+        cost
     }
 
     /// Whether values of `ty` can be invalid or have children (else skip them).
@@ -357,7 +439,11 @@ impl Walker<'_, '_> {
         // stand for millions of elements
         for c in columns {
             if hashes.iter().all(|&(hash, _, _)| hash != c.hash) {
-                self.visit(slot.length as u64 * u64::from(c.size.max(1)), dir)?;
+                let one = match c.leaf {
+                    Leaf::Field(t) => self.zero_cost(t).max(u64::from(c.size)),
+                    Leaf::UnionTag | Leaf::UnionPayload => u64::from(c.size.max(1)),
+                };
+                self.visit(u64::from(slot.length).saturating_mul(one), dir)?;
             }
         }
         if let Kind::Union(u) = &layout.get(elem).kind {

@@ -212,3 +212,37 @@ fn absent_soa_columns_count_against_the_visit_limit() {
     let err = validate(&message(200_000), &layout, root, &limits).unwrap_err();
     assert!(matches!(err.kind, ErrorKind::VisitLimit { .. }), "{err}");
 }
+
+/// Offsets of 0 are empty structs, stored in no bytes: every field reads as
+/// its zero value, and a field that is a dynamic struct with a fixed array
+/// expands to it. Validation charges the whole zero value, nested, so 4 KB
+/// of offsets cannot stand for 32 MB of zeros.
+#[test]
+fn zero_values_of_nested_dynamic_structs_count_against_the_visit_limit() {
+    let schema = karmem_idl::load(
+        "struct big (dynamic) { cells: [4096]u64; }\n\
+         struct inner (dynamic) { b: big; }\n\
+         struct outer (dynamic) { items: []inner #aos; }\n",
+        "zeros.km",
+    )
+    .unwrap();
+    let layout = Layout::new(&schema).unwrap();
+    let root = layout.named("outer").unwrap();
+    let message = |length: u32| {
+        let block = (4 * length as usize).next_multiple_of(64);
+        let mut m = vec![0u8; 0x40 + block];
+        put(&mut m, 0, 0x0C);
+        put(&mut m, 4, 8);
+        put(&mut m, 8, 2 << 3); // a 16-byte body: header and the slot
+        put(&mut m, 12, 0x40); // the block of offsets, all 0
+        put(&mut m, 16, length);
+        put(&mut m, 20, length);
+        m
+    };
+    let limits = Limits { max_visit: 1 << 20, ..Limits::default() };
+    // 8 empty structs: 8 × 32 KB of zeros, in budget
+    assert!(validate(&message(8), &layout, root, &limits).is_ok());
+    // 1,000: 32 MB of zeros from 4 KB of offsets
+    let err = validate(&message(1000), &layout, root, &limits).unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::VisitLimit { .. }), "{err}");
+}
