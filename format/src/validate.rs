@@ -46,7 +46,7 @@ pub fn validate(bytes: &[u8], layout: &Layout, root: TypeId, limits: &Limits) ->
         visited: 0,
         depth: 0,
         objects: Vec::new(),
-        zero_costs: vec![ZeroCost::Unknown; layout.len()],
+        zero_costs: Vec::new(),
     };
     let at = msg.root();
     match layout.as_struct(root) {
@@ -72,7 +72,8 @@ struct Walker<'l, 'm> {
     depth: u32,
     /// (start, end) of every object seen.
     objects: Vec<(u32, u32)>,
-    /// Per type: what a reader materialises for its zero value.
+    /// Per type: what a reader materialises for its zero value (allocated
+    /// at the first absent field, so complete messages never pay for it).
     zero_costs: Vec<ZeroCost>,
 }
 
@@ -182,6 +183,9 @@ impl Walker<'_, '_> {
     /// per type, so a schema that nests wide costs one pass.
     fn zero_cost(&mut self, ty: TypeId) -> u64 {
         let index = ty.0 as usize;
+        if self.zero_costs.is_empty() {
+            self.zero_costs = vec![ZeroCost::Unknown; self.layout.len()];
+        }
         match self.zero_costs.get(index) {
             Some(ZeroCost::Known(cost)) => return *cost,
             Some(ZeroCost::Open) | None => return 0,
