@@ -4,7 +4,7 @@
 //! (run in wasmi). Whatever the format accepts must go round unchanged. The
 //! same target runs under libFuzzer with `cargo +nightly fuzz run adapters`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed step fails the test")]
 
 #[path = "../../fuzz/src/targets/adapters.rs"]
 mod target;
