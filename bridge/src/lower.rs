@@ -12,9 +12,10 @@
 //! Does not own: any of those steps; argument parsing and printing
 //! (`commands/lower.rs`).
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
+use karmem_adapters::abi::World;
 use karmem_adapters::wasi::WasiMode;
-use karmem_wit_import::Overlay;
+use karmem_wit_import::{Imported, LoadedWorld, Overlay};
 
 /// The ABI at the lowered module's edge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,14 +76,12 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     let bytes = karmem_core_lowering::binary_input(component)?;
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
-    let overlay = &options.overlay;
-    let has_overlay = !(overlay.patterns.is_empty() && overlay.memories.is_empty() && overlay.placements.is_empty());
-    let idl = match map_world(&bytes) {
-        Ok(mut imported) => {
-            overlay.apply(&mut imported).context("failed to apply the overlay")?;
-            idl_of(imported)
+    let world = match map_world(&bytes) {
+        Ok((loaded, mut imported)) => {
+            options.overlay.apply(&mut imported).context("failed to apply the overlay")?;
+            World::from_imported(&loaded.resolve, loaded.world, imported)
         }
-        Err(error) if has_overlay => {
+        Err(error) if !options.overlay.is_empty() => {
             return Err(error.context("the overlay applies to the component's world, which could not be mapped"));
         }
         Err(error) => Err(error),
@@ -91,10 +90,10 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         // The Karmem ABI is built on the canonical boundary.
         abi: karmem_core_lowering::Abi::Canonical,
         multi_memory: options.multi_memory,
-        idl: idl.as_ref().ok().map(|(text, _)| text.clone()),
+        idl: world.as_ref().ok().map(|world| world.idl.clone()),
     };
     let (lowered, mode) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
-    if let Err(e) = &idl {
+    if let Err(e) = &world {
         warnings.push(format!("`karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}"));
     }
     // The shim goes in first: it allocates through the module's
@@ -103,10 +102,7 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     let module = match options.abi {
         Abi::Canonical => lowered,
         Abi::Karmem => {
-            let (text, schema) = idl.context("the Karmem ABI needs the component's world as KarmemIDL")?;
-            let mut world = karmem_adapters::abi::World::from_component(&bytes)?;
-            world.idl = text;
-            world.schema = schema;
+            let world = world.context("the Karmem ABI needs the component's world as KarmemIDL")?;
             let adapters = karmem_adapters::abi::Options { edge_memory: options.multi_memory, ..Default::default() };
             let edged = karmem_adapters::abi::karmem_abi_with_warnings(&lowered, &world, &adapters)
                 .context("failed to put the Karmem ABI on the module (`--abi canonical` skips it)")?;
@@ -123,22 +119,13 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     Ok(Lowered { module, wasi, warnings, notes })
 }
 
-/// The component's world mapped to KarmemIDL. When the WIT cannot be
-/// mapped yet, `karmem:idl` stays empty and the caller warns why: never
+/// The component's world and its mapping to KarmemIDL. When the WIT cannot
+/// be mapped yet, `karmem:idl` stays empty and the caller warns why: never
 /// made-up text.
-fn map_world(component: &[u8]) -> Result<karmem_wit_import::Imported> {
-    let loaded = karmem_wit_import::load::load_wasm(component, None)?;
-    karmem_wit_import::convert::import_world(&loaded.resolve, loaded.world)
-}
-
-/// The text and the resolved schema of a mapped world.
-fn idl_of(imported: karmem_wit_import::Imported) -> Result<(String, karmem_idl::Schema)> {
-    let text = karmem_idl::print(&imported.file);
-    let schema = karmem_idl::resolve(imported.file).map_err(|errors| {
-        let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
-        anyhow!("the world's KarmemIDL does not resolve: {first}")
-    })?;
-    Ok((text, schema))
+fn map_world(component: &[u8]) -> Result<(LoadedWorld, Imported)> {
+    let loaded = karmem_wit_import::load_wasm(component, None)?;
+    let imported = karmem_wit_import::import_world(&loaded.resolve, loaded.world)?;
+    Ok((loaded, imported))
 }
 
 /// Lowers to the canonical boundary and picks the WASI mode. `Preview1`

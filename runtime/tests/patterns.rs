@@ -36,15 +36,11 @@ fn lower(guest: &str, overlay: Option<&str>) -> Result<Vec<u8>> {
     if let Some(text) = overlay {
         karmem_wit_import::Overlay::parse_file(text)?.apply(&mut imported)?;
     }
-    let idl = karmem_idl::print(&imported.file);
-    let mut world = karmem_adapters::abi::World::from_wit(&loaded.resolve, loaded.world)?;
-    world.schema = karmem_idl::resolve(imported.file)
-        .map_err(|errors| anyhow!("the overlaid IDL does not resolve: {errors:?}"))?;
-    world.idl = idl.clone();
+    let world = karmem_adapters::abi::World::from_imported(&loaded.resolve, loaded.world, imported)?;
     let options = karmem_core_lowering::Options {
         abi: karmem_core_lowering::Abi::Canonical,
         multi_memory: false,
-        idl: Some(idl),
+        idl: Some(world.idl.clone()),
     };
     let canonical = karmem_core_lowering::lower(&component, &options)?;
     karmem_adapters::abi::karmem_abi(

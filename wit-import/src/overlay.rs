@@ -139,6 +139,11 @@ impl Overlay {
         Ok(overlay)
     }
 
+    /// Whether it overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && self.memories.is_empty() && self.placements.is_empty()
+    }
+
     /// Adds `other`'s overrides after this one's.
     pub fn extend(&mut self, other: Overlay) {
         self.patterns.extend(other.patterns);

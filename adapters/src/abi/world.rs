@@ -2,7 +2,8 @@
 //! functions: the input of [`super::karmem_abi`] besides the module.
 //!
 //! Owns: [`World`] (the schema, its text, and every interface with its side
-//! and functions bound to core names) and [`World::from_wit`], which builds
+//! and functions bound to core names) and [`World::from_wit`] /
+//! [`World::from_imported`], which build
 //! it from a WIT world the way `karmem-core-lowering` names its boundary:
 //! exports `<interface id>#<function>` (world-level functions: `<function>`),
 //! imports module `<interface id>` (world-level: `$root`), field
@@ -50,7 +51,13 @@ pub struct FunctionBinding {
 impl World {
     /// The world `world` of `resolve`, named as the lowering names it.
     pub fn from_wit(resolve: &Resolve, world: WorldId) -> Result<World> {
-        let imported = karmem_wit_import::import_world(resolve, world)?;
+        World::from_imported(resolve, world, karmem_wit_import::import_world(resolve, world)?)
+    }
+
+    /// [`World::from_wit`] for a mapping of `world` the caller already has,
+    /// possibly changed by an overlay (patterns, interface memories,
+    /// placements: the functions stay the same).
+    pub fn from_imported(resolve: &Resolve, world: WorldId, imported: karmem_wit_import::Imported) -> Result<World> {
         let idl = karmem_idl::print(&imported.file);
         let schema = karmem_idl::resolve(imported.file.clone()).map_err(|errors| {
             anyhow!("the IDL of the world does not resolve: {}", errors.first().map(|e| e.to_string()).unwrap_or_default())
