@@ -143,38 +143,37 @@ impl Walker<'_, '_> {
         // zero values of nested dynamic structs and fixed arrays included.
         if at == 0 {
             // the empty struct: every field absent
-            let cost = self.absent_fields_cost(s, |_| true);
+            let mut cost = 0u64;
+            for f in &s.fields {
+                cost = cost.saturating_add(self.absent_field_cost(f));
+            }
             return self.visit(cost, at);
         }
         self.follow(at)?;
         let body = self.msg.dynamic_struct(at)?;
         let size = raw::StructHeader(self.msg.scalar(at)?).size();
         self.object(at, size, raw::OBJECT_ALIGN)?;
-        let layout = self.layout;
-        let cost = self.absent_fields_cost(s, |f| body.field(f.offset, layout.get(f.ty).size).is_none());
-        self.visit(cost, at)?;
         for f in &s.fields {
             let fsize = self.layout.get(f.ty).size;
-            if let Some(abs) = body.field(f.offset, fsize) {
-                self.value(f.ty, abs)?;
+            match body.field(f.offset, fsize) {
+                Some(abs) => self.value(f.ty, abs)?,
+                None => {
+                    let cost = self.absent_field_cost(f);
+                    self.visit(cost, at)?;
+                }
             }
         }
         self.depth -= 1;
         Ok(())
     }
 
-    /// What reading the fields of `s` that `absent` picks materialises:
-    /// their defaults (their size) or zero values.
-    fn absent_fields_cost(&mut self, s: &StructInfo, absent: impl Fn(&FieldInfo) -> bool) -> u64 {
-        let mut cost = 0u64;
-        for f in s.fields.iter().filter(|f| absent(f)) {
-            let one = match f.default {
-                Some(_) => u64::from(self.layout.get(f.ty).size),
-                None => self.zero_cost(f.ty),
-            };
-            cost = cost.saturating_add(one);
+    /// What reading a dynamic struct's absent field `f` materialises: its
+    /// default (its size) or its zero value.
+    fn absent_field_cost(&mut self, f: &FieldInfo) -> u64 {
+        match f.default {
+            Some(_) => u64::from(self.layout.get(f.ty).size),
+            None => self.zero_cost(f.ty),
         }
-        cost
     }
 
     /// Bytes a reader materialises for the zero value of `ty` (at least one
@@ -201,10 +200,7 @@ impl Walker<'_, '_> {
             Kind::Struct(s) => {
                 let mut sum = if s.dynamic { u64::from(s.body_size.max(4)) } else { 0 };
                 for f in &s.fields {
-                    let one = match (&f.default, s.dynamic) {
-                        (Some(_), true) => u64::from(layout.get(f.ty).size),
-                        _ => self.zero_cost(f.ty),
-                    };
+                    let one = if s.dynamic { self.absent_field_cost(f) } else { self.zero_cost(f.ty) };
                     sum = sum.saturating_add(one);
                 }
                 sum.max(own)
