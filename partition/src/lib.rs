@@ -1,0 +1,78 @@
+//! The memories of a multi-memory core module as partitions of one memory.
+//!
+//! Owns: turning a valid core module with several memories (one per
+//! component instance that owns one, plus the Karmem edge memory) into a
+//! module with exactly one 32-bit memory, so it runs on engines that refuse
+//! multi-memory (node 20, wazero 1.9). Each memory becomes a *partition* at
+//! a page-aligned base ([`layout`]); every access of the code to it is
+//! rebased and bounds-checked against the partition's current size, so an
+//! instance that addresses past its partition traps exactly where its own
+//! memory would have; `memory.size`/`memory.grow` count the partition's own
+//! pages and `memory.grow` past its quota returns -1 ([`rewrite`], helper
+//! functions in [`glue`]). WASI preview1 imports that take pointers into a
+//! partition are wrapped: pointers are checked and rebased, iovec arrays
+//! and argv/environ tables translated ([`preview1`]).
+//!
+//! Does not own: deciding which memory belongs to whom (the caller names
+//! owners), merging component modules (`karmem-core-lowering`), the Karmem
+//! edge or the WASI shim (`karmem-adapters`). The layout is written up in
+//! `docs/LOWERING.md` ("One memory: partitions").
+//!
+//! ```
+//! let two = wat::parse_str(r#"
+//!   (module
+//!     (memory $a 1) (memory $b 1)
+//!     (export "memory" (memory $a))
+//!     (func (export "f") (result i32)
+//!       (i32.store $b (i32.const 8) (i32.const 7))
+//!       (i32.load $b (i32.const 8))))
+//! "#)?;
+//! let owners = vec!["edge".to_string(), "guest".to_string()];
+//! let layout = karmem_partition::plan(&two, &owners, 0, &Default::default())?;
+//! let one = karmem_partition::run(&two, &layout)?;
+//! let memories = wasmparser::Parser::new(0).parse_all(&one).filter(|p| {
+//!     matches!(p, Ok(wasmparser::Payload::MemorySection(_)))
+//! }).count();
+//! assert_eq!(memories, 1);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod glue;
+pub mod layout;
+pub mod preview1;
+pub mod rewrite;
+
+pub use layout::{Layout, Partition, Quotas, plan};
+pub use rewrite::run;
+
+/// The import module of `wasi_snapshot_preview1` functions whose pointers
+/// point into memory `memory` of a multi-memory module (the WASI shim
+/// linked once per memory names its preview1 imports so). Functions
+/// imported from plain `wasi_snapshot_preview1` point into the memory
+/// exported as `memory`. [`run`] serves both with wrappers over the real
+/// `wasi_snapshot_preview1` imports; a module kept multi-memory cannot.
+pub fn preview1_module_for_memory(memory: u32) -> String {
+    format!("{PREVIEW1_IN_MEMORY_PREFIX}{memory}")
+}
+
+/// Prefix of [`preview1_module_for_memory`] names.
+pub const PREVIEW1_IN_MEMORY_PREFIX: &str = "karmem:preview1@memory";
+
+/// The standard preview1 import module.
+pub const PREVIEW1: &str = "wasi_snapshot_preview1";
+
+/// The memory a preview1 import module name points into: `Some(None)` for
+/// plain `wasi_snapshot_preview1` (the memory exported as `memory`),
+/// `Some(Some(k))` for [`preview1_module_for_memory`]`(k)`, `None` for any
+/// other module.
+pub fn preview1_memory_of(module: &str) -> Option<Option<u32>> {
+    if module == PREVIEW1 {
+        return Some(None);
+    }
+    module.strip_prefix(PREVIEW1_IN_MEMORY_PREFIX)?.parse().ok().map(Some)
+}
+
+/// Bytes in a wasm page.
+pub const PAGE: u64 = 65_536;
+/// Pages in a 32-bit memory.
+pub const MAX_PAGES: u64 = 65_536;
