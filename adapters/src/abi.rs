@@ -250,7 +250,11 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         .imports
         .iter()
         .filter(|i| matches!(i.kind, walrus::ImportKind::Function(_)))
-        .filter(|i| !i.module.starts_with(IMPORT_PREFIX) && i.module != "wasi_snapshot_preview1" && !i.module.starts_with("wasi:"))
+        .filter(|i| {
+            !i.module.starts_with(IMPORT_PREFIX)
+                && karmem_partition::preview1_memory_of(&i.module).is_none()
+                && !i.module.starts_with("wasi:")
+        })
         .map(|i| format!("`{}`/`{}`", i.module, i.name))
         .collect();
     ensure!(leftover.is_empty(), "imports that no interface of the world explains: {}", leftover.join(", "));
@@ -320,7 +324,7 @@ pub const CANONICAL_ABI_SECTION: &str = "karmem:canonical-abi";
 
 /// The entries of the `karmem:canonical-abi` section.
 #[derive(Debug, Default)]
-struct Boundaries {
+pub(crate) struct Boundaries {
     entries: Vec<serde_json::Value>,
 }
 
@@ -331,7 +335,7 @@ struct Boundary<'a> {
 }
 
 impl Boundaries {
-    fn read(module: &[u8]) -> Result<Boundaries> {
+    pub(crate) fn read(module: &[u8]) -> Result<Boundaries> {
         for payload in wasmparser::Parser::new(0).parse_all(module) {
             if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the module")?
                 && section.name() == CANONICAL_ABI_SECTION
@@ -342,6 +346,12 @@ impl Boundaries {
             }
         }
         Ok(Boundaries::default())
+    }
+
+    /// The memory (its export name) the lowering recorded for import `name`
+    /// (`module#field`).
+    pub(crate) fn import_memory(&self, name: &str) -> Option<&str> {
+        self.get("import", name).entry?.get("memory")?.as_str()
     }
 
     fn get(&self, kind: &str, name: &str) -> Boundary<'_> {

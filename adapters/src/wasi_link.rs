@@ -56,15 +56,31 @@ pub fn link_preview2_shim_with(
     let shim = ModuleInfo::parse(preview2_shim()?).context("failed to read the wasi shim")?;
     let mut report = LinkReport::default();
 
+    // The memory each import's pointers point into: its qualifier (an
+    // import lowered into a second memory, `karmem_partition::module_in_memory`),
+    // else the lowering's record, else the memory exported as `memory`.
+    let boundaries = crate::abi::Boundaries::read(module)?;
+    let main_memory = main.exported_memory("memory").context("the wasi shim needs the module's exported `memory`")?;
+    let memory_of = |module_name: &str, field: &str| -> Result<u32> {
+        if let (_, Some(memory)) = karmem_partition::split_module_memory(module_name) {
+            return Ok(memory);
+        }
+        match boundaries.import_memory(&format!("{module_name}#{field}")) {
+            Some(name) => main.exported_memory(name),
+            None => Ok(main_memory),
+        }
+    };
+
     // Which of the main module's function imports go to which shim export,
-    // grouped by the realloc their results go through.
-    let mut groups: BTreeMap<String, BTreeMap<u32, u32>> = BTreeMap::new(); // realloc -> (import -> shim func)
+    // grouped by the memory and realloc their results go through.
+    let mut groups: BTreeMap<(u32, String), BTreeMap<u32, u32>> = BTreeMap::new(); // (memory, realloc) -> (import -> shim func)
     for (index, import) in main.func_imports() {
-        let resolution = resolve_import(mode, &import.module, &import.field)
+        let (plain, _) = karmem_partition::split_module_memory(&import.module);
+        let resolution = resolve_import(mode, plain, &import.field)
             .with_context(|| format!("failed to link import `{}#{}`", import.module, import.field))?;
         match resolution {
             WasiResolution::Keep => {
-                if matches!(super::classify_import(&import.module, &import.field)?, WasiImport::Uncovered { .. }) {
+                if matches!(super::classify_import(plain, &import.field)?, WasiImport::Uncovered { .. }) {
                     report.passed_through.push(format!("{}#{}", import.module, import.field));
                 }
             }
@@ -78,7 +94,11 @@ pub fn link_preview2_shim_with(
                     import.module,
                     import.field
                 );
-                groups.entry(realloc_of(&import.module, &import.field)).or_default().insert(index, shim_func);
+                let memory = memory_of(&import.module, &import.field)?;
+                groups
+                    .entry((memory, realloc_of(&import.module, &import.field)))
+                    .or_default()
+                    .insert(index, shim_func);
                 report.shimmed.push(format!("{}#{}", import.module, import.field));
             }
         }
@@ -87,11 +107,16 @@ pub fn link_preview2_shim_with(
         return Ok((module.to_vec(), report));
     }
     let shimmed: BTreeMap<u32, u32> = groups.values().flatten().map(|(k, v)| (*k, *v)).collect();
+    // Copies in one memory share one state (globals); each memory has its own.
+    let memories: Vec<u32> = {
+        let mut seen: Vec<u32> = groups.keys().map(|(memory, _)| *memory).collect();
+        seen.dedup();
+        seen
+    };
 
-    // The shim functions each copy needs, and their union's imports.
+    // The shim functions each copy needs.
     let reachable: Vec<BTreeSet<u32>> =
         groups.values().map(|imports| shim.reachable_from(imports.values().copied())).collect::<Result<_>>()?;
-    let any_reachable: BTreeSet<u32> = reachable.iter().flatten().copied().collect();
 
     // Function index space of the output:
     // [main's kept imports][shim's new imports][main's functions][shim copy 0][shim copy 1]...
@@ -108,37 +133,59 @@ pub fn link_preview2_shim_with(
         import_slots.push((import.module.clone(), import.field.clone(), import.type_index));
         set(&mut main_funcs, index, slot)?;
     }
-    let main_memory = main.exported_memory("memory").context("the wasi shim needs the module's exported `memory`")?;
-    let mut shim_imports: Vec<Option<u32>> = vec![None; shim.func_count() as usize];
-    for (index, import) in shim.func_imports() {
-        if !any_reachable.contains(&index) {
-            continue;
-        }
-        if import.module == MAIN_MODULE {
-            ensure!(import.field == "cabi_realloc", "the wasi shim imports unknown `{MAIN_MODULE}#{}`", import.field);
-            continue; // each copy maps it to its own realloc
-        }
-        let key = (import.module.clone(), import.field.clone());
-        let slot = match slot_of.get(&key) {
-            Some(slot) => {
-                let existing = import_slots.get(*slot as usize).map(|entry| entry.2).context("import slot")?;
-                ensure!(
-                    main.type_at(existing)? == shim.func_type(index)?,
-                    "the module imports `{}#{}` with a different type than the wasi shim",
-                    import.module,
-                    import.field
-                );
-                *slot
+    // The shim's preview1 imports, per memory: a copy in the memory
+    // exported as `memory` imports `wasi_snapshot_preview1`; a copy in
+    // another memory imports them qualified with its memory, for the
+    // partition pass to serve (`karmem_partition`).
+    let mut shim_imports_of: BTreeMap<u32, Vec<Option<u32>>> = BTreeMap::new();
+    for memory in &memories {
+        let any_reachable: BTreeSet<u32> = groups
+            .keys()
+            .zip(&reachable)
+            .filter(|((m, _), _)| m == memory)
+            .flat_map(|(_, r)| r.iter().copied())
+            .collect();
+        let mut shim_imports: Vec<Option<u32>> = vec![None; shim.func_count() as usize];
+        for (index, import) in shim.func_imports() {
+            if !any_reachable.contains(&index) {
+                continue;
             }
-            None => {
-                let slot = import_slots.len() as u32;
-                slot_of.insert(key, slot);
-                import_slots.push((import.module.clone(), import.field.clone(), import.type_index + main_type_count));
-                report.preview1_imports.push(import.field.clone());
-                slot
+            if import.module == MAIN_MODULE {
+                ensure!(import.field == "cabi_realloc", "the wasi shim imports unknown `{MAIN_MODULE}#{}`", import.field);
+                continue; // each copy maps it to its own realloc
             }
-        };
-        set(&mut shim_imports, index, slot)?;
+            let module_name = if *memory == main_memory || import.module != karmem_partition::PREVIEW1 {
+                import.module.clone()
+            } else {
+                karmem_partition::module_in_memory(&import.module, *memory)
+            };
+            let key = (module_name.clone(), import.field.clone());
+            let slot = match slot_of.get(&key) {
+                Some(slot) => {
+                    let existing = import_slots.get(*slot as usize).map(|entry| entry.2).context("import slot")?;
+                    let existing_type =
+                        if existing >= main_type_count { shim.type_at(existing - main_type_count)? } else { main.type_at(existing)? };
+                    ensure!(
+                        existing_type == shim.func_type(index)?,
+                        "the module imports `{}#{}` with a different type than the wasi shim",
+                        module_name,
+                        import.field
+                    );
+                    *slot
+                }
+                None => {
+                    let slot = import_slots.len() as u32;
+                    slot_of.insert(key, slot);
+                    import_slots.push((module_name, import.field.clone(), import.type_index + main_type_count));
+                    if !report.preview1_imports.contains(&import.field) {
+                        report.preview1_imports.push(import.field.clone());
+                    }
+                    slot
+                }
+            };
+            set(&mut shim_imports, index, slot)?;
+        }
+        shim_imports_of.insert(*memory, shim_imports);
     }
     let imported = import_slots.len() as u32;
     let main_defined: Vec<u32> = (main.func_import_count..main.func_count()).collect();
@@ -148,8 +195,8 @@ pub fn link_preview2_shim_with(
 
     let mut copies: Vec<ShimCopy> = Vec::new();
     let mut next = imported + main_defined.len() as u32;
-    for ((realloc, imports), reachable) in groups.iter().zip(&reachable) {
-        let mut funcs = shim_imports.clone();
+    for (((memory, realloc), imports), reachable) in groups.iter().zip(&reachable) {
+        let mut funcs = shim_imports_of.get(memory).cloned().context("shim imports of a memory")?;
         // Only functions that return lists or strings reach the realloc.
         for (index, import) in shim.func_imports() {
             if import.module != MAIN_MODULE || !reachable.contains(&index) {
@@ -173,13 +220,15 @@ pub fn link_preview2_shim_with(
         for (import, shim_func) in imports {
             set(&mut main_funcs, *import, lookup(&funcs, *shim_func)?)?;
         }
+        let state = memories.iter().position(|m| m == memory).context("memory of a copy")? as u32;
         copies.push(ShimCopy {
             defined,
+            state,
             map: IndexMap {
                 funcs,
                 type_offset: main_type_count,
-                global_offset: main.global_count,
-                memories: Some(main_memory),
+                global_offset: main.global_count + state * shim.global_count,
+                memories: Some(*memory),
             },
         });
     }
@@ -190,10 +239,12 @@ pub fn link_preview2_shim_with(
     Ok((output, report))
 }
 
-/// One copy of the shim's functions, bound to one realloc.
+/// One copy of the shim's functions, bound to one memory and one realloc.
 #[derive(Debug)]
 struct ShimCopy {
     defined: Vec<u32>,
+    /// Which state (set of the shim's globals) it uses: one per memory.
+    state: u32,
     map: IndexMap,
 }
 
@@ -488,7 +539,8 @@ fn encode(
         func_imports.import(module, field, enc::EntityType::Function(*type_index));
     }
 
-    // shim: types and globals once (copies share them), functions per copy
+    // shim: types once, globals once per memory (the copies in one memory
+    // share them), functions per copy
     let first = copies.first_mut().context("no shim copy to link")?;
     for payload in Parser::new(0).parse_all(shim_bytes) {
         match payload? {
@@ -497,13 +549,19 @@ fn encode(
                     first.map.parse_recursive_type_group(types.ty(), group?).map_err(reencode_error)?;
                 }
             }
-            Payload::GlobalSection(section) => {
-                first.map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
-            }
             Payload::DataSection(_) | Payload::TableSection(_) | Payload::MemorySection(_) | Payload::StartSection { .. } => {
                 bail!("the wasi shim must own no data, table, memory or start function")
             }
             _ => {}
+        }
+    }
+    let states = copies.iter().map(|copy| copy.state).max().context("no shim copy to link")? + 1;
+    for state in 0..states {
+        let copy = copies.iter_mut().find(|copy| copy.state == state).context("a state without a copy")?;
+        for payload in Parser::new(0).parse_all(shim_bytes) {
+            if let Payload::GlobalSection(section) = payload? {
+                copy.map.parse_global_section(&mut globals, section).map_err(reencode_error)?;
+            }
         }
     }
     for copy in copies.iter_mut() {

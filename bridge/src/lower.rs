@@ -50,8 +50,13 @@ pub struct LowerOptions {
     pub wasi: Option<Wasi>,
     /// Keep the memories of separate instances separate (a multi-memory
     /// module); with [`Abi::Karmem`] the edge gets a memory of its own,
-    /// `KarmemMemory` (docs/ABI.md §2).
+    /// `KarmemMemory` (docs/ABI.md §2). Without it, a module with several
+    /// memories (a composition) gets one memory of partitions
+    /// (`karmem-partition`, docs/LOWERING.md "One memory: partitions").
     pub multi_memory: bool,
+    /// Quotas of partitions, by memory owner (an instance location as
+    /// `inspect` prints it, or `karmem:edge`), in bytes.
+    pub memory_quotas: karmem_partition::Quotas,
     /// Patterns, interface memories and placements applied to the world's
     /// KarmemIDL before it is embedded and the adapters are generated.
     pub overlay: Overlay,
@@ -89,10 +94,13 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     let lowering = karmem_core_lowering::Options {
         // The Karmem ABI is built on the canonical boundary.
         abi: karmem_core_lowering::Abi::Canonical,
-        multi_memory: options.multi_memory,
+        // Instances with memories of their own stay apart until the end:
+        // the partition pass puts them in one memory.
+        multi_memory: true,
         idl: world.as_ref().ok().map(|world| world.idl.clone()),
     };
     let (lowered, mode) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
+    let several_memories = memory_count(&lowered)? > 1;
     if let Err(e) = &world {
         warnings.push(format!("`karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}"));
     }
@@ -103,12 +111,21 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         Abi::Canonical => lowered,
         Abi::Karmem => {
             let world = world.context("the Karmem ABI needs the component's world as KarmemIDL")?;
-            let adapters = karmem_adapters::abi::Options { edge_memory: options.multi_memory, ..Default::default() };
+            let adapters = karmem_adapters::abi::Options {
+                edge_memory: options.multi_memory || several_memories,
+                ..Default::default()
+            };
             let edged = karmem_adapters::abi::karmem_abi_with_warnings(&lowered, &world, &adapters)
                 .context("failed to put the Karmem ABI on the module (`--abi canonical` skips it)")?;
             warnings.extend(edged.warnings);
             edged.module
         }
+    };
+    let module = if several_memories && !options.multi_memory {
+        partition(module, options).context("failed to put the memories in one memory")?
+    } else {
+        refuse_second_memory_wasi(&module)?;
+        module
     };
     let wasi = match mode {
         WasiMode::Preview1 => Wasi::Preview1,
@@ -117,6 +134,107 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         WasiMode::Deny => Wasi::Deny,
     };
     Ok(Lowered { module, wasi, warnings, notes })
+}
+
+/// The number of memories `module` defines.
+fn memory_count(module: &[u8]) -> Result<u32> {
+    let mut count = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::MemorySection(section) = payload? {
+            count += section.count();
+        }
+    }
+    Ok(count)
+}
+
+/// The memories of `module` as partitions of one (docs/LOWERING.md, "One
+/// memory: partitions"): the Karmem edge memory (or, at the canonical
+/// boundary, the memory exported as `memory`) at address 0, the
+/// instances' after it.
+fn partition(module: Vec<u8>, options: &LowerOptions) -> Result<Vec<u8>> {
+    use karmem_partition::section;
+    let mut owners = match section::custom_section(&module, section::OWNERS_SECTION)? {
+        Some(data) => section::decode_owners(data)?,
+        None => Vec::new(),
+    };
+    let edge = karmem_partition::layout::exported_memory(&module, "KarmemMemory")?;
+    let count = memory_count(&module)?;
+    for index in owners.len() as u32..count {
+        owners.push(if Some(index) == edge { EDGE_OWNER.to_string() } else { format!("memory{index}") });
+    }
+    owners.truncate(count as usize);
+    let identity = match edge {
+        Some(edge) => edge,
+        None => {
+            // The canonical boundary: hosts address the memory exported as
+            // `memory`; a boundary function in another memory cannot be
+            // reached in one memory.
+            for (name, memory) in canonical_memories(&module)? {
+                if memory != "memory" {
+                    anyhow::bail!(
+                        "`{name}` passes values in `{memory}`, a second memory; at the canonical boundary that needs \
+                         `--multi-memory` (or use `--abi karmem`)"
+                    );
+                }
+            }
+            karmem_partition::layout::exported_memory(&module, "memory")?
+                .context("the module exports no `memory` to place at address 0")?
+        }
+    };
+    let layout = karmem_partition::plan(&module, &owners, identity, &options.memory_quotas)?;
+    karmem_partition::run(&module, &layout)
+}
+
+/// Who owns the Karmem edge memory, as `--memory-quota` names it.
+pub const EDGE_OWNER: &str = "karmem:edge";
+
+/// Boundary functions that remain imports or exports and the memory the
+/// lowering recorded for each.
+fn canonical_memories(module: &[u8]) -> Result<Vec<(String, String)>> {
+    let mut names = std::collections::BTreeSet::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload? {
+            wasmparser::Payload::ImportSection(section) => {
+                for import in section.into_imports() {
+                    let import = import?;
+                    names.insert(format!("{}#{}", import.module, import.name));
+                }
+            }
+            wasmparser::Payload::ExportSection(section) => {
+                for export in section {
+                    names.insert(export?.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let entries = karmem_core_lowering::link::read_canonical_abi(module)?;
+    Ok(entries
+        .into_iter()
+        .filter(|entry| names.contains(&entry.name))
+        .filter_map(|entry| Some((entry.name, entry.memory?)))
+        .collect())
+}
+
+/// A module kept multi-memory cannot serve WASI for an instance whose
+/// memory is not the one exported as `memory` (preview1 hosts use only that
+/// one).
+fn refuse_second_memory_wasi(module: &[u8]) -> Result<()> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(section) = payload? {
+            for import in section.into_imports() {
+                let import = import?;
+                if let Some(Some(memory)) = karmem_partition::preview1_memory_of(import.module) {
+                    anyhow::bail!(
+                        "the instance owning memory {memory} uses WASI (`{}`), which a preview1 host serves only in the \
+                         memory exported as `memory`; lower without `--multi-memory` to put every memory in one",
+                        import.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The component's world and its mapping to KarmemIDL. When the WIT cannot

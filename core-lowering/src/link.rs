@@ -82,7 +82,14 @@ pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkS
     let mut processed_by = ProducersField::new();
     processed_by.value("karmem-bridge", env!("CARGO_PKG_VERSION"));
     producers.field("processed-by", &processed_by);
-    let bytes = sections.finish(&[idl_section, abi_section], &producers);
+    // Who owns which memory, for the partition pass; only when there is
+    // more than one.
+    let mut customs = vec![idl_section, abi_section];
+    if plan.memory_owners.len() > 1 {
+        let owners = karmem_partition::section::encode_owners(&plan.memory_owners)?;
+        customs.push(CustomSection { name: karmem_partition::section::OWNERS_SECTION.into(), data: owners.into() });
+    }
+    let bytes = sections.finish(&customs, &producers);
     Ok((bytes, LinkStats { shims_resolved: plan.shims_resolved }))
 }
 

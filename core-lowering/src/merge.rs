@@ -181,6 +181,10 @@ pub struct LinkPlan {
     /// JSON: which memory, realloc and string encoding each boundary
     /// function uses (the `karmem:canonical-abi` section).
     pub canonical_abi: String,
+    /// Who owns each memory the instances define, by final memory index
+    /// (the instance's location; `#k` for an instance's k-th memory past
+    /// the first): the `karmem:memory-owners` section.
+    pub memory_owners: Vec<String>,
     /// Final index of the first glue function (the placeholders, in
     /// import order, then the helpers `link` adds).
     pub glue_base: u32,
@@ -205,6 +209,10 @@ struct Layout<'g> {
     table_base: Vec<u32>,
     memory_base: Vec<u32>,
     global_base: Vec<u32>,
+    /// Per host import name, the memory and string encoding of the first
+    /// `canon lower` of it; a later one into another memory gets a name of
+    /// its own (`karmem_partition::module_in_memory`).
+    host_lowerings: BTreeMap<(String, String), (Option<MemoryIndex>, StringEncoding)>,
 }
 
 impl<'g> Layout<'g> {
@@ -267,8 +275,8 @@ impl<'g> Layout<'g> {
                 let lowered = self.graph.lowered(*lid).clone();
                 let ty = ty.cloned().with_context(|| format!("{} is used as something other than a function", lowered.location))?;
                 match &lowered.target {
-                    LowerTarget::Import(path) => {
-                        let (module, field) = host_name(path);
+                    LowerTarget::Import(_) => {
+                        let (module, field) = self.host_import(&lowered)?;
                         Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
                     }
                     LowerTarget::Lifted(callee) => {
@@ -327,6 +335,36 @@ impl<'g> Layout<'g> {
     fn memory(&self, def: &CoreDef) -> Result<MemoryIndex> {
         let (id, d) = self.item(def, ExternalKind::Memory)?;
         Ok(MemoryIndex(base_of(&self.memory_base, id)? + d))
+    }
+
+    /// The import name of a lowered host import. Instances that lower the
+    /// same import into different memories (two composed components both
+    /// importing WASI) each get an import of their own: the first keeps
+    /// the interface's name, the others are qualified with their memory.
+    /// The same memory with another string encoding is refused.
+    fn host_import(&mut self, lowered: &Lowered) -> Result<(String, String)> {
+        let LowerTarget::Import(path) = &lowered.target else {
+            bail!("{} does not lower an import", lowered.location);
+        };
+        let (module, field) = host_name(path);
+        let memory = lowered.options.memory.as_ref().map(|m| self.memory(m)).transpose()?;
+        let these = (memory, lowered.options.encoding);
+        let key = (module.clone(), field.clone());
+        match self.host_lowerings.get(&key) {
+            None => {
+                self.host_lowerings.insert(key, these);
+                Ok((module, field))
+            }
+            Some(first) if *first == these => Ok((module, field)),
+            Some((first_memory, _)) if *first_memory == memory => bail!(
+                "`{module}` `{field}` is lowered twice into one memory with different string encodings; \
+                 this cannot be lowered yet"
+            ),
+            Some(_) => {
+                let memory = memory.map_or(u32::MAX, |m| m.0);
+                Ok((karmem_partition::module_in_memory(&module, memory), field))
+            }
+        }
     }
 
     /// A shim resolves to the function its table slot holds.
@@ -665,6 +703,7 @@ pub fn merge(
         table_base: Vec::new(),
         memory_base: Vec::new(),
         global_base: Vec::new(),
+        host_lowerings: BTreeMap::new(),
     };
     let (mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32);
     for info in &layout.infos {
@@ -693,6 +732,13 @@ pub fn merge(
         );
     }
 
+    let mut memory_owners = Vec::new();
+    for (instance, info) in graph.instances.iter().zip(&layout.infos) {
+        for d in 0..info.defined_memories {
+            memory_owners.push(if d == 0 { instance.location.clone() } else { format!("{}#{d}", instance.location) });
+        }
+    }
+
     // Pass 1: resolve every function import; this also discovers the
     // merged module's own imports.
     let mut func_targets: Vec<Vec<Option<FuncTarget>>> = Vec::new();
@@ -716,7 +762,7 @@ pub fn merge(
 
     // Exports at the canonical boundary.
     let mut exports: Vec<(String, ExportKind, FuncTargetOrIndex)> = Vec::new();
-    let mut plan = LinkPlan::default();
+    let mut plan = LinkPlan { memory_owners, ..LinkPlan::default() };
     let mut canonical_memories: Vec<MemoryIndex> = Vec::new();
     let mut reallocs: Vec<FuncTarget> = Vec::new();
     // Per boundary function: (kind, name, memory, realloc, encoding).
@@ -762,31 +808,24 @@ pub fn merge(
     }
     let mut import_options: BTreeMap<(String, String), BoundaryOptions> = BTreeMap::new();
     for lowered in &graph.lowered {
-        if let LowerTarget::Import(path) = &lowered.target {
-            let (module, field) = host_name(path);
+        if let LowerTarget::Import(_) = &lowered.target {
+            let (module, field) = layout.host_import(lowered)?;
             if !layout.import_keys.contains_key(&ImportKind::Host { module: module.clone(), field: field.clone() }) {
                 continue;
             }
             let memory = lowered.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
             let realloc = lowered.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
             let these = (memory, realloc, lowered.options.encoding);
-            match import_options.get(&(module.clone(), field.clone())) {
-                // Same memory and encoding, another realloc (a wasip1 adapter
-                // lowering the same import as the main module): the host's
-                // results land in the same memory either way; it allocates
-                // with the first realloc. See docs/LOWERING.md.
-                Some(other) if other.0 == these.0 && other.2 == these.2 => {}
-                Some(other) if *other != these => bail!(
-                    "`{module}` `{field}` is imported twice with different memories, reallocs or string encodings; \
-                     lower each component on its own and compose them through the runtime"
-                ),
-                Some(_) => {}
-                None => {
-                    canonical_memories.extend(memory);
-                    reallocs.extend(realloc);
-                    boundary.push(("import", format!("{module}#{field}"), these));
-                    import_options.insert((module, field), these);
-                }
+            // The same import lowered again into the same memory with
+            // another realloc (a wasip1 adapter lowering the same import as
+            // the main module): the host's results land in the same memory
+            // either way; it allocates with the first realloc. See
+            // docs/LOWERING.md.
+            if let std::collections::btree_map::Entry::Vacant(entry) = import_options.entry((module.clone(), field.clone())) {
+                canonical_memories.extend(memory);
+                reallocs.extend(realloc);
+                boundary.push(("import", format!("{module}#{field}"), these));
+                entry.insert(these);
             }
         }
     }

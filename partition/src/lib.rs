@@ -41,35 +41,48 @@ pub mod glue;
 pub mod layout;
 pub mod preview1;
 pub mod rewrite;
+pub mod section;
 
 pub use layout::{Layout, Partition, Quotas, plan};
 pub use rewrite::run;
 
-/// The import module of `wasi_snapshot_preview1` functions whose pointers
-/// point into memory `memory` of a multi-memory module (the WASI shim
-/// linked once per memory names its preview1 imports so). Functions
-/// imported from plain `wasi_snapshot_preview1` point into the memory
-/// exported as `memory`. [`run`] serves both with wrappers over the real
-/// `wasi_snapshot_preview1` imports; a module kept multi-memory cannot.
-pub fn preview1_module_for_memory(memory: u32) -> String {
-    format!("{PREVIEW1_IN_MEMORY_PREFIX}{memory}")
+/// The name of import module `module` when the import's pointers point
+/// into memory `memory` of a multi-memory module and another instance
+/// imports the same function into another memory (each keeps its own
+/// lowering: its memory, realloc and string encoding). The WASI shim, linked
+/// once per memory, names its preview1 imports
+/// `wasi_snapshot_preview1!memory<k>` the same way. Plain
+/// `wasi_snapshot_preview1` points into the memory exported as `memory`.
+/// [`run`] serves every preview1 import with a wrapper over the real
+/// `wasi_snapshot_preview1` import; a module kept multi-memory cannot.
+pub fn module_in_memory(module: &str, memory: u32) -> String {
+    format!("{module}{IN_MEMORY}{memory}")
 }
 
-/// Prefix of [`preview1_module_for_memory`] names.
-pub const PREVIEW1_IN_MEMORY_PREFIX: &str = "karmem:preview1@memory";
+/// [`module_in_memory`]'s inverse: the plain module name and the memory.
+pub fn split_module_memory(module: &str) -> (&str, Option<u32>) {
+    if let Some((plain, memory)) = module.rsplit_once(IN_MEMORY)
+        && let Ok(memory) = memory.parse()
+    {
+        return (plain, Some(memory));
+    }
+    (module, None)
+}
+
+const IN_MEMORY: &str = "!memory";
 
 /// The standard preview1 import module.
 pub const PREVIEW1: &str = "wasi_snapshot_preview1";
 
 /// The memory a preview1 import module name points into: `Some(None)` for
 /// plain `wasi_snapshot_preview1` (the memory exported as `memory`),
-/// `Some(Some(k))` for [`preview1_module_for_memory`]`(k)`, `None` for any
+/// `Some(Some(k))` for `wasi_snapshot_preview1!memory<k>`, `None` for any
 /// other module.
 pub fn preview1_memory_of(module: &str) -> Option<Option<u32>> {
-    if module == PREVIEW1 {
-        return Some(None);
+    match split_module_memory(module) {
+        (PREVIEW1, memory) => Some(memory),
+        _ => None,
     }
-    module.strip_prefix(PREVIEW1_IN_MEMORY_PREFIX)?.parse().ok().map(Some)
 }
 
 /// Bytes in a wasm page.

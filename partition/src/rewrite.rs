@@ -294,11 +294,15 @@ pub fn run(module: &[u8], layout: &Layout) -> Result<Vec<u8>> {
     if !input.data.is_empty() {
         out.section(&data);
     }
+    // Names index functions, which moved; the owners are replaced by the
+    // layout.
     for (name, bytes) in &input.customs {
-        if name != "name" {
+        if name != "name" && name != crate::section::OWNERS_SECTION && name != crate::section::LAYOUT_SECTION {
             out.section(&CustomSection { name: name.as_str().into(), data: bytes.as_slice().into() });
         }
     }
+    let text = layout.to_string();
+    out.section(&CustomSection { name: crate::section::LAYOUT_SECTION.into(), data: text.as_bytes().into() });
     let bytes = out.finish();
     Validator::new_with_features(WasmFeatures::default())
         .validate_all(&bytes)

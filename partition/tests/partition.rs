@@ -190,8 +190,8 @@ fn growth_stops_at_the_quota_with_minus_one() {
 fn preview1_calls_see_rebased_pointers() {
     let original = three_memories(
         r#"
-        (import "karmem:preview1@memory2" "fd_write" (func $write2 (param i32 i32 i32 i32) (result i32)))
-        (import "karmem:preview1@memory2" "args_get" (func $args2 (param i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1!memory2" "fd_write" (func $write2 (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1!memory2" "args_get" (func $args2 (param i32 i32) (result i32)))
         (data (memory $m2) (i32.const 64) "hello, world")
         (func (export "write2") (result i32)
           ;; two iovecs at 128: "hello" and ", world"

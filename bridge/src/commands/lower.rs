@@ -39,6 +39,12 @@ pub struct Opts {
     /// exported as `KarmemMemory`.
     #[arg(long)]
     pub multi_memory: bool,
+    /// How far the memory of one instance of a composition may grow, as
+    /// `OWNER=SIZE` (`64M`, `1G`, bytes): `OWNER` is an instance location
+    /// as `inspect` prints it, or `karmem:edge`. Repeatable. Partitions
+    /// without one may grow to 64 MiB; the largest instance is open-ended.
+    #[arg(long = "memory-quota", value_name = "OWNER=SIZE")]
+    pub memory_quotas: Vec<String>,
     /// How the module reaches WASI. `preview1` (the default for a wasip1
     /// component whose only WASI user is the preview1 adapter) drops the
     /// adapter and keeps the main module's own `wasi_snapshot_preview1`
@@ -78,6 +84,7 @@ pub fn run(opts: Opts) -> Result<()> {
             WasiArg::Deny => Wasi::Deny,
         }),
         multi_memory: opts.multi_memory,
+        memory_quotas: parse_quotas(&opts.memory_quotas)?,
         overlay: opts.overlay.overlay()?,
     };
     let lowered = karmem_bridge::lower::lower(&bytes, &options).with_context(|| format!("failed to lower `{name}`"))?;
@@ -89,4 +96,17 @@ pub fn run(opts: Opts) -> Result<()> {
     }
     let out = if opts.wat { karmem_core_lowering::to_wat(&lowered.module)?.into_bytes() } else { lowered.module };
     write_output(&opts.output, &out)
+}
+
+/// `--memory-quota OWNER=SIZE` flags.
+fn parse_quotas(flags: &[String]) -> Result<karmem_partition::Quotas> {
+    let mut quotas = karmem_partition::Quotas::new();
+    for flag in flags {
+        let (owner, size) = flag
+            .rsplit_once('=')
+            .with_context(|| format!("`--memory-quota {flag}` is not `OWNER=SIZE`"))?;
+        let bytes = karmem_partition::layout::parse_size(size).with_context(|| format!("in `--memory-quota {flag}`"))?;
+        quotas.insert(owner.to_string(), bytes);
+    }
+    Ok(quotas)
 }
