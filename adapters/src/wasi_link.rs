@@ -60,14 +60,14 @@ pub fn link_preview2_shim_with(
     // import lowered into a second memory, `karmem_partition::module_in_memory`),
     // else the lowering's record, else the memory exported as `memory`.
     let boundaries = crate::abi::Boundaries::read(module)?;
-    let main_memory = main.exported_memory("memory").context("the wasi shim needs the module's exported `memory`")?;
+    let main_memory = main.exported_memory("memory").ok();
     let memory_of = |module_name: &str, field: &str| -> Result<u32> {
         if let (_, Some(memory)) = karmem_partition::split_module_memory(module_name) {
             return Ok(memory);
         }
         match boundaries.import_memory(&format!("{module_name}#{field}")) {
             Some(name) => main.exported_memory(name),
-            None => Ok(main_memory),
+            None => main_memory.context("the wasi shim needs the module's exported `memory`"),
         }
     };
 
@@ -154,7 +154,7 @@ pub fn link_preview2_shim_with(
                 ensure!(import.field == "cabi_realloc", "the wasi shim imports unknown `{MAIN_MODULE}#{}`", import.field);
                 continue; // each copy maps it to its own realloc
             }
-            let module_name = if *memory == main_memory || import.module != karmem_partition::PREVIEW1 {
+            let module_name = if Some(*memory) == main_memory || import.module != karmem_partition::PREVIEW1 {
                 import.module.clone()
             } else {
                 karmem_partition::module_in_memory(&import.module, *memory)

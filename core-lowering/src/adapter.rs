@@ -29,6 +29,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId, MemoryId, Module, ValType};
 
+use crate::graph::ResourceRef;
 use crate::types::{Flat, ValTy};
 
 const I32: LoadKind = LoadKind::I32 { atomic: false };
@@ -68,6 +69,9 @@ pub struct CopyIds {
     pub borrows: Vec<(usize, FunctionId, FunctionId)>,
     /// The borrow scope global, when there are borrows.
     pub scope: Option<walrus::GlobalId>,
+    /// `(handle) -> rep` of each resource whose borrowed handles cross
+    /// inside copied parameters (the callee defines it).
+    pub reps: Vec<(crate::graph::ResourceRef, FunctionId)>,
 }
 
 /// Every copier of one glue module, so adapters between the same two
@@ -78,15 +82,23 @@ pub struct Copiers {
 }
 
 impl Copiers {
-    fn get(&mut self, src: MemoryId, dst: MemoryId, realloc: Option<FunctionId>, from: Encoding, to: Encoding) -> &mut Copier {
-        let found = self
-            .copiers
-            .iter()
-            .position(|c| c.src == src && c.dst == dst && c.realloc == realloc && c.from == from && c.to == to);
+    fn get(
+        &mut self,
+        src: MemoryId,
+        dst: MemoryId,
+        realloc: Option<FunctionId>,
+        (from, to): (Encoding, Encoding),
+        reps: &[(ResourceRef, FunctionId)],
+    ) -> &mut Copier {
+        let found = self.copiers.iter().position(|c| {
+            c.src == src && c.dst == dst && c.realloc == realloc && c.from == from && c.to == to && c.reps == reps
+        });
         let index = match found {
             Some(i) => i,
             None => {
-                self.copiers.push(Copier::new(src, dst, realloc, from, to));
+                let mut copier = Copier::new(src, dst, realloc, from, to);
+                copier.reps = reps.to_vec();
+                self.copiers.push(copier);
                 self.copiers.len() - 1
             }
         };
@@ -107,11 +119,19 @@ pub struct Copier {
     values: Vec<(ValTy, FunctionId)>,
     lists: Vec<(ValTy, FunctionId)>,
     string: Option<FunctionId>,
+    /// Borrowed handles of these resources become reps in the copy.
+    reps: Vec<(ResourceRef, FunctionId)>,
 }
 
 impl Copier {
     pub fn new(src: MemoryId, dst: MemoryId, realloc: Option<FunctionId>, from: Encoding, to: Encoding) -> Copier {
-        Copier { src, dst, realloc, from, to, values: Vec::new(), lists: Vec::new(), string: None }
+        Copier { src, dst, realloc, from, to, values: Vec::new(), lists: Vec::new(), string: None, reps: Vec::new() }
+    }
+
+    /// Must a copied value of `ty` be fixed after its bytes are copied
+    /// (pointers deep-copied, borrowed handles made reps)?
+    fn needs_fix(&self, ty: &ValTy) -> bool {
+        ty.has_pointers() || (!self.reps.is_empty() && ty.has_borrows())
     }
 
     fn realloc(&self) -> Result<FunctionId> {
@@ -129,21 +149,28 @@ impl Copier {
         // offset and how to fix it.
         enum Fix {
             String,
+            Borrow(FunctionId),
             List(FunctionId),
             Value(u32, FunctionId),
             Case { tag: LoadKind, payload: u32, cases: Vec<(u32, FunctionId)> },
         }
         let mut fixes = Vec::new();
         match ty {
-            _ if !ty.has_pointers() => {}
+            _ if !self.needs_fix(ty) => {}
             ValTy::Prim(_) => fixes.push(Fix::String),
+            ValTy::Borrow(r) => {
+                let rep = self.reps.iter().find(|(x, _)| x == r).map(|(_, f)| *f).with_context(|| {
+                    format!("a borrowed handle of `{r:?}` inside a copied value does not go to its defining component")
+                })?;
+                fixes.push(Fix::Borrow(rep));
+            }
             ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
             ValTy::Record(fields) | ValTy::Tuple(fields) => {
                 let mut offset = 0u32;
                 for f in fields {
                     let (s, a) = f.layout().context("unknown layout")?;
                     offset = offset.div_ceil(a) * a;
-                    if f.has_pointers() {
+                    if self.needs_fix(f) {
                         fixes.push(Fix::Value(offset, self.value(module, f)?));
                     }
                     offset += s;
@@ -160,7 +187,7 @@ impl Copier {
                 let v = ty.variant_layout().context("unknown layout")?;
                 let mut cases = Vec::new();
                 for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
-                    if let Some(case) = case.filter(|t| t.has_pointers()) {
+                    if let Some(case) = case.filter(|t| self.needs_fix(t)) {
                         cases.push((c as u32, self.value(module, case)?));
                     }
                 }
@@ -184,6 +211,10 @@ impl Copier {
         body.local_get(dst).local_get(src).i32_const(size as i32).memory_copy(src_mem, dst_mem);
         for fix in &fixes {
             match fix {
+                Fix::Borrow(rep) => {
+                    body.local_get(dst).local_get(src).load(src_mem, I32, at(0, 4)).call(*rep);
+                    body.store(dst_mem, I32_STORE, at(0, 4));
+                }
                 Fix::String => {
                     let Some(string) = string else { continue };
                     body.local_get(src).load(src_mem, I32, at(0, 4));
@@ -231,7 +262,7 @@ impl Copier {
             return Ok(*f);
         }
         let (size, align) = elem.layout().context("a list element of unknown layout cannot be copied")?;
-        let each = if elem.has_pointers() { Some(self.value(module, elem)?) } else { None };
+        let each = if self.needs_fix(elem) { Some(self.value(module, elem)?) } else { None };
         let realloc = self.realloc()?;
         let (src_mem, dst_mem) = (self.src, self.dst);
         let ptr = module.locals.add(ValType::I32);
@@ -1025,8 +1056,8 @@ pub fn generate(
         ids.caller_memory,
         ids.callee_memory,
         ids.callee_realloc,
-        ids.caller_encoding,
-        ids.callee_encoding,
+        (ids.caller_encoding, ids.callee_encoding),
+        &ids.reps,
     );
     let (plans, tuple_copy) = if params_in_memory {
         let tuple = ValTy::Tuple(params.to_vec());
@@ -1037,7 +1068,7 @@ pub fn generate(
         (params.iter().map(|p| FlatCopy::plan(p, forward, module)).collect::<Result<_>>()?, None)
     };
     let back =
-        copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, ids.callee_encoding, ids.caller_encoding);
+        copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, (ids.callee_encoding, ids.caller_encoding), &[]);
     let copy_result = match result {
         Some(ty) if result_in_memory => Some(back.value(module, ty)?),
         _ => None,

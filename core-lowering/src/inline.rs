@@ -47,15 +47,54 @@ enum TypeDef {
     Resource(ResourceRef),
     Val(ValTy),
     Func(Rc<FuncSig>),
-    /// An instance type: the names of its exported resource types.
-    Instance(Rc<Vec<String>>),
+    /// An instance type: what it exports as types.
+    Instance(Rc<InstanceShape>),
     Other,
+}
+
+/// The types an instance type exports: resources by name, and value types
+/// (records, variants, ... that an interface defines for others to `use`),
+/// whose resources are named relative to the instance
+/// ([`INSTANCE_RELATIVE`]) until the instance's import path is known.
+#[derive(Debug, Default)]
+struct InstanceShape {
+    resources: Vec<String>,
+    types: Vec<(String, ValTy)>,
+}
+
+/// First segment of a resource path relative to the imported instance
+/// whose type declares it (see [`InstanceShape`]).
+const INSTANCE_RELATIVE: &str = "<instance>";
+
+/// `ty` with every instance-relative resource path placed under `path`.
+fn rebase_resources(ty: &ValTy, path: &[String]) -> ValTy {
+    let resource = |r: &ResourceRef| match r {
+        ResourceRef::Imported(p) if p.first().is_some_and(|s| s == INSTANCE_RELATIVE) => {
+            ResourceRef::Imported(path.iter().chain(p.iter().skip(1)).cloned().collect())
+        }
+        other => other.clone(),
+    };
+    let boxed = |t: &ValTy| Box::new(rebase_resources(t, path));
+    match ty {
+        ValTy::Record(fields) => ValTy::Record(fields.iter().map(|f| rebase_resources(f, path)).collect()),
+        ValTy::Tuple(fields) => ValTy::Tuple(fields.iter().map(|f| rebase_resources(f, path)).collect()),
+        ValTy::Variant(cases) => {
+            ValTy::Variant(cases.iter().map(|c| c.as_ref().map(|t| rebase_resources(t, path))).collect())
+        }
+        ValTy::List(t) => ValTy::List(boxed(t)),
+        ValTy::FixedList(t, n) => ValTy::FixedList(boxed(t), *n),
+        ValTy::Option(t) => ValTy::Option(boxed(t)),
+        ValTy::Result(ok, err) => ValTy::Result(ok.as_deref().map(boxed), err.as_deref().map(boxed)),
+        ValTy::Own(r) => ValTy::Own(resource(r)),
+        ValTy::Borrow(r) => ValTy::Borrow(resource(r)),
+        other => other.clone(),
+    }
 }
 
 /// A component instance as a value.
 #[derive(Debug, Clone)]
 enum InstanceDef {
-    Import { path: ImportPath, resources: Rc<Vec<String>> },
+    Import { path: ImportPath, shape: Rc<InstanceShape> },
     Items(Rc<Vec<(String, ItemDef)>>),
 }
 
@@ -282,11 +321,11 @@ impl<'p, 'a> Inliner<'p, 'a> {
         Ok(match ty {
             ComponentTypeRef::Func(_) => ItemDef::Func(FuncDef::Import(path)),
             ComponentTypeRef::Instance(t) => {
-                let resources = match get(&frame.types, *t, "type", &frame.location)? {
-                    TypeDef::Instance(r) => r.clone(),
-                    _ => Rc::new(Vec::new()),
+                let shape = match get(&frame.types, *t, "type", &frame.location)? {
+                    TypeDef::Instance(shape) => shape.clone(),
+                    _ => Rc::new(InstanceShape::default()),
                 };
-                ItemDef::Instance(InstanceDef::Import { path, resources })
+                ItemDef::Instance(InstanceDef::Import { path, shape })
             }
             ComponentTypeRef::Type(TypeBounds::SubResource) => {
                 ItemDef::Type(TypeDef::Resource(ResourceRef::Imported(path)))
@@ -409,17 +448,19 @@ impl<'p, 'a> Inliner<'p, 'a> {
             ComponentAlias::InstanceExport { kind, instance_index, name } => {
                 let instance = get(&frame.instances, *instance_index, "instance", &loc)?.clone();
                 let item = match instance {
-                    InstanceDef::Import { path, resources } => {
-                        let mut path = path.clone();
+                    InstanceDef::Import { path: instance_path, shape } => {
+                        let mut path = instance_path.clone();
                         path.push(name.to_string());
                         match kind {
                             ComponentExternalKind::Func => ItemDef::Func(FuncDef::Import(path)),
                             ComponentExternalKind::Instance => {
-                                ItemDef::Instance(InstanceDef::Import { path, resources: Rc::new(Vec::new()) })
+                                ItemDef::Instance(InstanceDef::Import { path, shape: Rc::new(InstanceShape::default()) })
                             }
                             ComponentExternalKind::Type => {
-                                if resources.iter().any(|r| r == name) {
+                                if shape.resources.iter().any(|r| r == name) {
                                     ItemDef::Type(TypeDef::Resource(ResourceRef::Imported(path)))
+                                } else if let Some((_, ty)) = shape.types.iter().find(|(n, _)| n == name) {
+                                    ItemDef::Type(TypeDef::Val(rebase_resources(ty, &instance_path)))
                                 } else {
                                     ItemDef::Type(TypeDef::Val(ValTy::Opaque))
                                 }
@@ -525,21 +566,56 @@ impl<'p, 'a> Inliner<'p, 'a> {
                 };
                 TypeDef::Func(Rc::new(FuncSig { params, result, is_async: func.async_ }))
             }
-            ComponentType::Instance(decls) => {
-                let mut resources = Vec::new();
-                for decl in decls.iter() {
-                    if let InstanceTypeDeclaration::Export {
-                        name,
-                        ty: ComponentTypeRef::Type(TypeBounds::SubResource),
-                    } = decl
-                    {
-                        resources.push(name.name.to_string());
-                    }
-                }
-                TypeDef::Instance(Rc::new(resources))
-            }
+            ComponentType::Instance(decls) => TypeDef::Instance(Rc::new(self.instance_shape(frame, decls))),
             ComponentType::Component(_) => TypeDef::Other,
         })
+    }
+
+    /// What an instance type exports as types, evaluated in its own type
+    /// index space (outer aliases of depth 1 reach `frame`'s types). A type
+    /// this lowering cannot represent is opaque, as an unknown one is: it
+    /// only matters if a value of it is copied.
+    fn instance_shape(&mut self, frame: &Frame, decls: &[InstanceTypeDeclaration<'a>]) -> InstanceShape {
+        let mut shape = InstanceShape::default();
+        let mut local = Frame { location: frame.location.clone(), instance: frame.instance, ..Frame::default() };
+        for decl in decls {
+            match decl {
+                InstanceTypeDeclaration::Type(ty) => {
+                    let def = self.component_type(&local, ty).unwrap_or(TypeDef::Val(ValTy::Opaque));
+                    local.types.push(def);
+                }
+                InstanceTypeDeclaration::Alias(ComponentAlias::Outer {
+                    kind: ComponentOuterAliasKind::Type,
+                    count,
+                    index,
+                }) => {
+                    let def = match count {
+                        1 => frame.types.get(*index as usize).cloned().unwrap_or(TypeDef::Other),
+                        _ => TypeDef::Other,
+                    };
+                    local.types.push(def);
+                }
+                InstanceTypeDeclaration::Export { name, ty: ComponentTypeRef::Type(bounds) } => {
+                    let name = name.name.to_string();
+                    let def = match bounds {
+                        TypeBounds::SubResource => {
+                            shape.resources.push(name.clone());
+                            TypeDef::Resource(ResourceRef::Imported(vec![INSTANCE_RELATIVE.to_string(), name]))
+                        }
+                        TypeBounds::Eq(t) => {
+                            let def = local.types.get(*t as usize).cloned().unwrap_or(TypeDef::Other);
+                            if let TypeDef::Val(ty) = &def {
+                                shape.types.push((name, ty.clone()));
+                            }
+                            def
+                        }
+                    };
+                    local.types.push(def);
+                }
+                _ => {}
+            }
+        }
+        shape
     }
 
     fn val_type(&self, frame: &Frame, ty: &ComponentValType) -> Result<ValTy> {
@@ -572,7 +648,11 @@ impl<'p, 'a> Inliner<'p, 'a> {
                     .collect::<Result<_>>()?,
             ),
             ComponentDefinedType::List(t) => ValTy::List(Box::new(self.val_type(frame, t)?)),
-            ComponentDefinedType::Map(..) => bail!("a `map` type in `{loc}` cannot be lowered yet"),
+            // The canonical ABI passes `map<k, v>` as `list<tuple<k, v>>`.
+            ComponentDefinedType::Map(k, v) => ValTy::List(Box::new(ValTy::Tuple(vec![
+                self.val_type(frame, k)?,
+                self.val_type(frame, v)?,
+            ]))),
             ComponentDefinedType::FixedLengthList(t, n) => {
                 ValTy::FixedList(Box::new(self.val_type(frame, t)?), *n)
             }

@@ -225,6 +225,14 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         callee_encoding: copy.callee_encoding,
                         borrows,
                         scope,
+                        reps: copy
+                            .borrow_reps
+                            .iter()
+                            .map(|r| {
+                                let funcs = resource_funcs.get(r).context("handle table missing")?;
+                                Ok((ResourceRef::Defined(*r), funcs.rep))
+                            })
+                            .collect::<Result<_>>()?,
                     };
                     crate::adapter::generate(
                         &mut module,

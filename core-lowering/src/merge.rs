@@ -110,6 +110,11 @@ pub struct CopyPlan {
     pub params_in_memory: bool,
     pub caller_encoding: Encoding,
     pub callee_encoding: Encoding,
+    /// Resources the callee defines whose borrowed handles cross inside
+    /// copied values (list elements, parameters in memory): the copy
+    /// replaces each handle by its rep, as a borrow lent to the defining
+    /// component arrives.
+    pub borrow_reps: Vec<DefinedResourceId>,
 }
 
 /// What a copying adapter carries (see [`copy_shape`]).
@@ -126,7 +131,7 @@ struct CopyShape {
 /// What a copying adapter can carry: parameters and a result of any type
 /// without handles (strings and lists deep-copied at any depth), strings in
 /// UTF-8 or UTF-16 on either side.
-fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
+fn copy_shape(graph: &Graph, lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
     let encoding = |e: StringEncoding| match e {
         StringEncoding::Utf8 => Encoding::Utf8,
@@ -136,8 +141,12 @@ fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let (caller, callee) = (encoding(lowered.options.encoding), encoding(lifted.options.encoding));
     let params_in_memory = lifted.sig.flat_params().is_none();
     // Handles keep their numbers (every component shares one table per
-    // resource); borrows are lent around the call like in any fused call.
-    let copyable = |ty: &ValTy| -> bool { ty.layout().is_some() && !(params_in_memory && ty.has_handles()) };
+    // resource); flat borrows are lent around the call like in any fused
+    // call; borrows inside copied values must go to the component that
+    // defines the resource (they become reps, see `CopyPlan::borrow_reps`).
+    let copyable = |ty: &ValTy| -> bool {
+        ty.layout().is_some() && (!params_in_memory || borrows_to_owner(graph, lifted.owner, ty))
+    };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
         if !copyable(ty) {
@@ -436,7 +445,7 @@ impl<'g> Layout<'g> {
                 lifted.location
             );
         }
-        copy_shape(lowered, lifted).map(|_| ())
+        copy_shape(self.graph, lowered, lifted).map(|_| ())
     }
 
     /// A global's constant value, when it is an immutable global whose
@@ -633,6 +642,12 @@ fn flat_to_val(f: Flat) -> ValType {
     }
 }
 
+/// Does every `borrow<T>` in `ty` lend a resource that `owner` (the
+/// callee's component instance) defines?
+fn borrows_to_owner(graph: &Graph, owner: usize, ty: &ValTy) -> bool {
+    ty.borrowed().all(|r| matches!(r, ResourceRef::Defined(id) if graph.resource(*id).owner == owner))
+}
+
 /// A `borrow<T>` parameter of a resource the component defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BorrowParam {
@@ -646,6 +661,8 @@ pub struct BorrowParam {
 
 /// Flat positions of `borrow<T>` params of resources defined in the
 /// component (the caller passes a handle; see [`BorrowParam`]).
+/// `copied`: lists are deep-copied by a copying adapter, which turns the
+/// borrows inside them into reps when they go to the defining component.
 fn borrow_positions(
     graph: &Graph,
     owner: usize,
@@ -653,6 +670,7 @@ fn borrow_positions(
     pos: &mut usize,
     out: &mut Vec<BorrowParam>,
     what: &str,
+    copied: bool,
 ) -> Result<()> {
     match ty {
         ValTy::Borrow(ResourceRef::Defined(r)) => {
@@ -665,12 +683,16 @@ fn borrow_positions(
         ),
         ValTy::Record(fields) | ValTy::Tuple(fields) => {
             for f in fields {
-                borrow_positions(graph, owner, f, pos, out, what)?;
+                borrow_positions(graph, owner, f, pos, out, what, copied)?;
             }
         }
         other => {
-            if other.has_handles() && !matches!(other, ValTy::Own(_)) {
-                bail!("{what} passes resource handles inside a list or variant; this cannot be lowered yet");
+            let in_copied_list = copied && matches!(other, ValTy::List(_)) && borrows_to_owner(graph, owner, other);
+            if other.has_borrows() && !in_copied_list {
+                bail!(
+                    "{what} passes borrowed handles inside a list or variant{}; this cannot be lowered yet",
+                    if copied { " of a resource the callee does not define" } else { "" }
+                );
             }
             // positions matter only while the parameters are flat (at most
             // MAX_FLAT_PARAMS); past that, borrows are refused
@@ -776,7 +798,7 @@ pub fn merge(
         let mut borrows = Vec::new();
         let mut pos = 0;
         for (_, ty) in &lifted.sig.params {
-            borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what)?;
+            borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, false)?;
         }
         let target = if borrows.is_empty() {
             callee
@@ -908,15 +930,22 @@ pub fn merge(
                 None => None,
             };
             let what = graph.lowered(lid).location.clone();
-            let mut borrows = Vec::new();
-            let mut pos = 0;
-            for (_, ty) in &lifted.sig.params {
-                borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what)?;
-            }
             let lowered = graph.lowered(lid);
+            let copying = match (&lowered.options.memory, &lifted.options.memory) {
+                (Some(a), Some(b)) => lifted.sig.uses_memory() && layout.memory(a)? != layout.memory(b)?,
+                _ => false,
+            };
+            let mut borrows = Vec::new();
+            // Parameters in memory are copied whole: no flat positions.
+            if !(copying && lifted.sig.flat_params().is_none()) {
+                let mut pos = 0;
+                for (_, ty) in &lifted.sig.params {
+                    borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, copying)?;
+                }
+            }
             let copy = match (&lowered.options.memory, &lifted.options.memory) {
-                (Some(a), Some(b)) if lifted.sig.uses_memory() && layout.memory(a)? != layout.memory(b)? => {
-                    let shape = copy_shape(lowered, lifted)?;
+                (Some(a), Some(b)) if copying => {
+                    let shape = copy_shape(graph, lowered, lifted)?;
                     let realloc = |r: &Option<CoreDef>, layout: &mut Layout<'_>| -> Result<Option<FuncTarget>> {
                         r.as_ref().map(|r| layout.func(r, None, options)).transpose()
                     };
@@ -977,7 +1006,19 @@ pub fn merge(
         .into_iter()
         .map(|(k, (t, p, borrows, copy))| {
             let copy = copy.map(|(caller_memory, callee_memory, caller_realloc, callee_realloc, shape)| {
+                let mut borrow_reps: Vec<DefinedResourceId> = shape
+                    .params
+                    .iter()
+                    .flat_map(ValTy::borrowed)
+                    .filter_map(|r| match r {
+                        ResourceRef::Defined(id) => Some(*id),
+                        ResourceRef::Imported(_) => None,
+                    })
+                    .collect();
+                borrow_reps.sort();
+                borrow_reps.dedup();
                 CopyPlan {
+                    borrow_reps,
                     caller_memory,
                     callee_memory,
                     caller_realloc: caller_realloc.map(|r| layout.finish(r)),

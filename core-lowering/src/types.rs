@@ -105,6 +105,36 @@ impl ValTy {
         }
     }
 
+    /// Does a value of this type hold a `borrow<T>` anywhere?
+    pub fn has_borrows(&self) -> bool {
+        self.borrowed().next().is_some()
+    }
+
+    /// Every resource this type borrows, at any depth.
+    pub fn borrowed(&self) -> impl Iterator<Item = &ResourceRef> {
+        let mut out = Vec::new();
+        self.collect_borrows(&mut out);
+        out.into_iter()
+    }
+
+    fn collect_borrows<'a>(&'a self, out: &mut Vec<&'a ResourceRef>) {
+        match self {
+            ValTy::Borrow(r) => out.push(r),
+            ValTy::Own(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => {}
+            ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().for_each(|f| f.collect_borrows(out)),
+            ValTy::Variant(cases) => cases.iter().flatten().for_each(|c| c.collect_borrows(out)),
+            ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => elem.collect_borrows(out),
+            ValTy::Result(ok, err) => {
+                if let Some(ok) = ok {
+                    ok.collect_borrows(out);
+                }
+                if let Some(err) = err {
+                    err.collect_borrows(out);
+                }
+            }
+        }
+    }
+
     /// How many flat values this type lowers to, counted without building
     /// them and saturating at `cap + 1`: enough to compare with
     /// [`MAX_FLAT_PARAMS`] or [`MAX_FLAT_RESULTS`]. A fixed-size list of
