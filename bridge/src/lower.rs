@@ -138,13 +138,7 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
 
 /// The number of memories `module` defines.
 fn memory_count(module: &[u8]) -> Result<u32> {
-    let mut count = 0;
-    for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::MemorySection(section) = payload? {
-            count += section.count();
-        }
-    }
-    Ok(count)
+    karmem_partition::layout::memory_count(module)
 }
 
 /// The memories of `module` as partitions of one (docs/LOWERING.md, "One
@@ -152,41 +146,24 @@ fn memory_count(module: &[u8]) -> Result<u32> {
 /// boundary, the memory exported as `memory`) at address 0, the
 /// instances' after it.
 fn partition(module: Vec<u8>, options: &LowerOptions) -> Result<Vec<u8>> {
-    use karmem_partition::section;
-    let mut owners = match section::custom_section(&module, section::OWNERS_SECTION)? {
-        Some(data) => section::decode_owners(data)?,
-        None => Vec::new(),
-    };
-    let edge = karmem_partition::layout::exported_memory(&module, "KarmemMemory")?;
-    let count = memory_count(&module)?;
-    for index in owners.len() as u32..count {
-        owners.push(if Some(index) == edge { EDGE_OWNER.to_string() } else { format!("memory{index}") });
-    }
-    owners.truncate(count as usize);
-    let identity = match edge {
-        Some(edge) => edge,
-        None => {
-            // The canonical boundary: hosts address the memory exported as
-            // `memory`; a boundary function in another memory cannot be
-            // reached in one memory.
-            for (name, memory) in canonical_memories(&module)? {
-                if memory != "memory" {
-                    anyhow::bail!(
-                        "`{name}` passes values in `{memory}`, a second memory; at the canonical boundary that needs \
-                         `--multi-memory` (or use `--abi karmem`)"
-                    );
-                }
+    if karmem_partition::layout::exported_memory(&module, "KarmemMemory")?.is_none() {
+        // The canonical boundary: hosts address the memory exported as
+        // `memory`; a boundary function in another memory cannot be
+        // reached in one memory.
+        for (name, memory) in canonical_memories(&module)? {
+            if memory != "memory" {
+                anyhow::bail!(
+                    "`{name}` passes values in `{memory}`, a second memory; at the canonical boundary that needs \
+                     `--multi-memory` (or use `--abi karmem`)"
+                );
             }
-            karmem_partition::layout::exported_memory(&module, "memory")?
-                .context("the module exports no `memory` to place at address 0")?
         }
-    };
-    let layout = karmem_partition::plan(&module, &owners, identity, &options.memory_quotas)?;
-    karmem_partition::run(&module, &layout)
+    }
+    karmem_partition::one_memory(&module, &options.memory_quotas)
 }
 
 /// Who owns the Karmem edge memory, as `--memory-quota` names it.
-pub const EDGE_OWNER: &str = "karmem:edge";
+pub const EDGE_OWNER: &str = karmem_partition::EDGE_OWNER;
 
 /// Boundary functions that remain imports or exports and the memory the
 /// lowering recorded for each.

@@ -72,6 +72,9 @@ pub struct ModuleInterfaces {
     pub imports: Vec<FuncSummary>,
     pub exports: Vec<FuncSummary>,
     pub memories: u32,
+    /// The partition layout of a module whose instances' memories were put
+    /// in one (`karmem:partitions`), one line per partition.
+    pub partitions: Option<String>,
     pub idl: Option<String>,
     pub custom_sections: Vec<String>,
 }
@@ -178,6 +181,7 @@ pub fn lowered_module(bytes: &[u8]) -> Result<ModuleInterfaces> {
         imports: Vec::new(),
         exports: Vec::new(),
         memories: 0,
+        partitions: None,
         idl: None,
         custom_sections: Vec::new(),
     };
@@ -235,6 +239,9 @@ pub fn lowered_module(bytes: &[u8]) -> Result<ModuleInterfaces> {
                 if reader.name() == crate::link::IDL_SECTION {
                     out.idl = Some(String::from_utf8_lossy(reader.data()).into_owned());
                 }
+                if reader.name() == karmem_partition::section::LAYOUT_SECTION {
+                    out.partitions = Some(String::from_utf8_lossy(reader.data()).into_owned());
+                }
             }
             _ => {}
         }
@@ -289,6 +296,12 @@ pub fn render(summary: &Summary) -> String {
         Summary::CoreModule(m) => {
             let _ = writeln!(s, "core module");
             let _ = writeln!(s, "  memories: {}", m.memories);
+            if let Some(partitions) = &m.partitions {
+                let _ = writeln!(s, "  partitions of the memory:");
+                for line in partitions.lines() {
+                    let _ = writeln!(s, "    {line}");
+                }
+            }
             let _ = writeln!(s, "  imports:");
             for i in &m.imports {
                 let _ = writeln!(

@@ -153,6 +153,25 @@ fn memories(module: &[u8]) -> Result<Vec<MemoryShape>> {
     Ok(out)
 }
 
+/// How many memories `module` defines or imports.
+pub fn memory_count(module: &[u8]) -> Result<u32> {
+    let mut count = 0;
+    for payload in Parser::new(0).parse_all(module) {
+        match payload? {
+            Payload::ImportSection(section) => {
+                for import in section.into_imports() {
+                    if matches!(import?.ty, TypeRef::Memory(_)) {
+                        count += 1;
+                    }
+                }
+            }
+            Payload::MemorySection(section) => count += section.count(),
+            _ => {}
+        }
+    }
+    Ok(count)
+}
+
 /// The memory `module` exports as `name`.
 pub fn exported_memory(module: &[u8], name: &str) -> Result<Option<u32>> {
     for payload in Parser::new(0).parse_all(module) {

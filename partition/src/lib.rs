@@ -46,6 +46,33 @@ pub mod section;
 pub use layout::{Layout, Partition, Quotas, plan};
 pub use rewrite::run;
 
+/// Who owns the Karmem edge memory, as quotas and `inspect` name it.
+pub const EDGE_OWNER: &str = "karmem:edge";
+
+/// The memories of a lowered module as partitions of one: the Karmem edge
+/// memory (exported as `KarmemMemory`), else the memory exported as
+/// `memory`, at address 0; the owners the lowering recorded
+/// (`karmem:memory-owners`) name the others, for `quotas` and `inspect`.
+pub fn one_memory(module: &[u8], quotas: &Quotas) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let mut owners = match section::custom_section(module, section::OWNERS_SECTION)? {
+        Some(data) => section::decode_owners(data)?,
+        None => Vec::new(),
+    };
+    let edge = layout::exported_memory(module, "KarmemMemory")?;
+    let count = layout::memory_count(module)?;
+    for index in owners.len() as u32..count {
+        owners.push(if Some(index) == edge { EDGE_OWNER.to_string() } else { format!("memory{index}") });
+    }
+    owners.truncate(count as usize);
+    let identity = match edge {
+        Some(edge) => edge,
+        None => layout::exported_memory(module, "memory")?.context("the module exports no `memory` to place at address 0")?,
+    };
+    let layout = plan(module, &owners, identity, quotas)?;
+    run(module, &layout)
+}
+
 /// The name of import module `module` when the import's pointers point
 /// into memory `memory` of a multi-memory module and another instance
 /// imports the same function into another memory (each keeps its own

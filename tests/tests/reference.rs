@@ -59,8 +59,9 @@ fn check_guest(guest: &str) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 11] = [
+const WAT_FIXTURES: [&str; 12] = [
     "borrows",
+    "churn",
     "compact-strings",
     "composed",
     "deep-copy",
@@ -157,6 +158,11 @@ fn wat_borrows() -> Result<()> {
 #[test]
 fn wat_compact_strings() -> Result<()> {
     check_wat("compact-strings")
+}
+
+#[test]
+fn wat_churn() -> Result<()> {
+    check_wat("churn")
 }
 
 #[test]
