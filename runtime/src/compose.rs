@@ -3,10 +3,15 @@
 //!
 //! A [`Composition`] holds lowered modules. Instantiating one of them
 //! ([`Composition::instantiate`]) serves each of its `karmem:<I>` imports
-//! from the registered modules that export `I`, by `I`'s pattern:
+//! from the registered modules that export an interface of the same WIT
+//! identity (package, interface name, version: [`Identity`]), chosen as
+//! [`plan`] says (one that fits, a layer over the others, the host's
+//! [`Composition::choose`] or [`Composition::plug`]; two that fit equally
+//! are an error naming both), by `I`'s pattern:
 //!
-//! - **direct**: one exporter (the host's [`Composition::choose`], else the
-//!   first registered), instantiated for this importer alone;
+//! - **direct**: one exporter, instantiated for this importer alone: one
+//!   private instance per exporting module, shared by every interface the
+//!   importer gets from it (a handle made through one is valid in another);
 //! - **fanout**: every exporter, one private instance each, called in
 //!   registration order with the same argument message; the results are
 //!   collected in order and handed to the host's
@@ -14,13 +19,19 @@
 //!   first successful one (its import has one result). A failing exporter is
 //!   poisoned and recorded; the others still run. The import fails only
 //!   when every exporter failed;
-//! - **singleton**: one exporter instance shared by every importer of the
-//!   composition (and the host, [`Composition::singleton`]): its state
-//!   persists between them. A failed singleton stays failed rather than
-//!   silently losing the state everyone shares;
+//! - **singleton**: one instance of the exporting module shared by every
+//!   importer of the composition (and the host, [`Composition::singleton`]):
+//!   its state persists between them. A failed singleton stays failed rather
+//!   than silently losing the state everyone shares;
 //! - **pool**: N instances of the exporter shared by every importer, calls
 //!   spread across them from any thread, failed members replaced
 //!   ([`crate::link::Pool`]).
+//!
+//! Resource handles cross messages as the exporter's own numbers, so the
+//! importer's `[resource-drop]<R>` import is served by the instance that
+//! made the handle (its `<wit interface>#[resource-drop]<R>` export). Under
+//! fanout and pool the host does not know which instance that is, and a
+//! drop fails naming the handle.
 //!
 //! The pattern is the one the importer's `karmem:idl` declares for `I`
 //! (what its descriptor reports), unless the host overrides it with
@@ -43,8 +54,9 @@
 //! stay private to it.
 //!
 //! Owns: the registry of modules, pattern resolution, the routes and their
-//! regions. Leaves to [`crate::invoke`] serving one import call and mapping
-//! a window, and to [`crate::link`] the pool.
+//! regions. Leaves to [`identity`] what an interface is, to [`plan`] which
+//! module serves which import, to [`crate::invoke`] serving one import call
+//! and mapping a window, and to [`crate::link`] the pool.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +66,12 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use anyhow::{Context, Result, anyhow, bail};
 use karmem_format::Value;
 
+pub mod identity;
+pub mod plan;
+
+pub use identity::Identity;
+pub use plan::{FunctionMap, Link};
+
 use crate::handshake::ModuleAbi;
 use crate::invoke::{
     LinkedSession, Message, Route, Session, SessionModule, SessionOptions, check_interface_hashes,
@@ -62,6 +80,7 @@ use crate::invoke::{
 use crate::link::{Pattern, Pool};
 use crate::runtime::Runtime;
 use crate::shared::SharedRegion;
+use plan::{Iface, Plug};
 
 /// A module registered in a [`Composition`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,7 +89,7 @@ pub struct ModuleId(usize);
 /// One fanout call, as the host's observer sees it.
 #[derive(Debug)]
 pub struct FanoutCall<'a> {
-    /// The interface.
+    /// The interface (the importer's name).
     pub interface: &'a str,
     /// The function.
     pub function: &'a str,
@@ -105,15 +124,18 @@ impl fmt::Debug for Composition {
 struct Inner {
     runtime: Arc<Runtime>,
     registry: RwLock<Registry>,
-    /// Singletons and pools, by interface: shared by every importer.
-    shared: Mutex<BTreeMap<String, Shared>>,
+    /// Singletons and pools: shared by every importer.
+    shared: Mutex<SharedInstances>,
     observer: RwLock<Option<FanoutObserver>>,
 }
 
 struct Registry {
     modules: Vec<Entry>,
+    /// The host's patterns, by KarmemIDL name or WIT identity.
     patterns: BTreeMap<String, Pattern>,
+    /// The host's exporters, by KarmemIDL name or WIT identity.
     chosen: BTreeMap<String, ModuleId>,
+    plugs: Vec<Plug>,
     pool_size: NonZeroUsize,
 }
 
@@ -122,17 +144,30 @@ struct Entry {
     name: String,
     module: SessionModule,
     options: SessionOptions,
-    imports: Vec<String>,
-    exports: Vec<String>,
+    imports: Vec<Iface>,
+    exports: Vec<Iface>,
+}
+
+/// Instances shared by every importer, by exporting module: one module is
+/// one singleton (whichever of its interfaces is imported) or one pool.
+#[derive(Default)]
+struct SharedInstances {
+    by_module: BTreeMap<ModuleId, Shared>,
+    /// The module serving an interface as singleton or pool, by the
+    /// importer's KarmemIDL name and WIT identity (for the host's look-ups).
+    by_interface: BTreeMap<String, ModuleId>,
 }
 
 #[derive(Clone)]
 enum Shared {
-    Singleton(Arc<GroupRoute>),
-    Pool(Arc<PoolRoute>),
+    Singleton(LinkedSession),
+    Pool(Arc<Pool<Session>>),
 }
 
-/// How one importer's interface is served.
+/// A route of some functions of an import (`None`: all of them).
+type FunctionRoute = (Option<FunctionMap>, Arc<dyn Route>);
+
+/// How one link of an importer is served.
 enum Wired {
     Group(Arc<GroupRoute>),
     Pool(Arc<PoolRoute>),
@@ -149,9 +184,10 @@ impl Composition {
                     modules: Vec::new(),
                     patterns: BTreeMap::new(),
                     chosen: BTreeMap::new(),
+                    plugs: Vec::new(),
                     pool_size,
                 }),
-                shared: Mutex::new(BTreeMap::new()),
+                shared: Mutex::new(SharedInstances::default()),
                 observer: RwLock::new(None),
             }),
         }
@@ -178,8 +214,17 @@ impl Composition {
         module: SessionModule,
         options: SessionOptions,
     ) -> Result<ModuleId> {
-        let imports = module.imported_interfaces();
-        let exports = module.exported_interfaces();
+        let interfaces = |list: Vec<(String, Vec<String>)>| -> Vec<Iface> {
+            list.into_iter()
+                .map(|(name, functions)| Iface {
+                    identity: Identity::of(module.abi(), &name),
+                    name,
+                    functions,
+                })
+                .collect()
+        };
+        let imports = interfaces(module.imported_functions());
+        let exports = interfaces(module.exported_functions());
         let mut registry = self.write()?;
         registry.modules.push(Entry {
             name: name.to_string(),
@@ -191,7 +236,8 @@ impl Composition {
         Ok(ModuleId(registry.modules.len() - 1))
     }
 
-    /// The host's pattern for `interface`, overriding what importers declare.
+    /// The host's pattern for `interface` (a KarmemIDL name or a WIT
+    /// identity such as `a:b/x@1.0.0`), overriding what importers declare.
     pub fn set_pattern(&self, interface: &str, pattern: Pattern) -> Result<()> {
         self.write()?
             .patterns
@@ -199,18 +245,85 @@ impl Composition {
         Ok(())
     }
 
-    /// The exporter of `interface` for the direct, singleton and pool
-    /// patterns (default: the first registered module exporting it).
+    /// The exporter of `interface` (a KarmemIDL name or a WIT identity) for
+    /// the direct, singleton and pool patterns, when several fit (default:
+    /// the one that fits, else an error naming the candidates; see
+    /// docs/RUNTIME.md).
     pub fn choose(&self, interface: &str, exporter: ModuleId) -> Result<()> {
         let mut registry = self.write()?;
         let entry = registry
             .modules
             .get(exporter.0)
             .context("unknown module id")?;
-        if !entry.exports.iter().any(|e| e == interface) {
+        if !entry
+            .exports
+            .iter()
+            .any(|e| e.name == interface || e.identity.is_named(interface))
+        {
             bail!("`{}` does not export interface `{interface}`", entry.name);
         }
         registry.chosen.insert(interface.to_string(), exporter);
+        Ok(())
+    }
+
+    /// Serves `importer`'s `import` with `exporter`'s `export`, whatever
+    /// their names: an explicit link, for what names cannot tell (a
+    /// composition tool wired world-level `toplevel-import` to
+    /// `toplevel-export`) and to settle an ambiguous link. Both name an
+    /// interface (KarmemIDL name or WIT identity) or both a world-level
+    /// function (WIT or KarmemIDL spelling). Type hashes are checked when the
+    /// importer is instantiated, as for any link.
+    pub fn plug(
+        &self,
+        importer: ModuleId,
+        import: &str,
+        exporter: ModuleId,
+        export: &str,
+    ) -> Result<()> {
+        let mut registry = self.write()?;
+        if importer == exporter {
+            bail!("a module cannot serve its own import `{import}`");
+        }
+        let importing = registry
+            .modules
+            .get(importer.0)
+            .context("unknown module id")?;
+        let exporting = registry
+            .modules
+            .get(exporter.0)
+            .context("unknown module id")?;
+        let theirs = find_end(&importing.imports, import).with_context(|| {
+            format!(
+                "`{}` imports no interface or world-level function `{import}` (it imports {})",
+                importing.name,
+                describe(&importing.imports)
+            )
+        })?;
+        let ours = find_end(&exporting.exports, export).with_context(|| {
+            format!(
+                "`{}` exports no interface or world-level function `{export}` (it exports {})",
+                exporting.name,
+                describe(&exporting.exports)
+            )
+        })?;
+        if theirs.1.is_some() != ours.1.is_some() {
+            bail!(
+                "cannot plug `{import}` with `{export}`: one is an interface, the other a world-level function"
+            );
+        }
+        let plug = Plug {
+            importer,
+            import: theirs.0,
+            import_function: theirs.1,
+            exporter,
+            export: ours.0,
+            export_function: ours.1,
+        };
+        registry.plugs.retain(|p| {
+            (p.importer, &p.import, &p.import_function)
+                != (plug.importer, &plug.import, &plug.import_function)
+        });
+        registry.plugs.push(plug);
         Ok(())
     }
 
@@ -231,21 +344,41 @@ impl Composition {
         Ok(())
     }
 
-    /// The pattern `importer`'s imports of `interface` are served by.
+    /// The pattern `importer`'s imports of `interface` (a KarmemIDL name or
+    /// a WIT identity) are served by.
     pub fn pattern_of(&self, importer: ModuleId, interface: &str) -> Result<Pattern> {
         let registry = self.read()?;
         let entry = registry
             .modules
             .get(importer.0)
             .context("unknown module id")?;
-        Ok(resolve_pattern(&registry, entry, interface))
+        let import = entry
+            .imports
+            .iter()
+            .find(|i| i.name == interface || i.identity.is_named(interface))
+            .with_context(|| format!("`{}` imports no interface `{interface}`", entry.name))?;
+        Ok(plan::resolve_pattern(&registry, entry, import))
     }
 
-    /// The shared exporter instance of a singleton interface, once an
-    /// importer has been instantiated.
+    /// Which module serves which of `importer`'s imports (docs/RUNTIME.md,
+    /// "Which exporter"); errors as [`Composition::instantiate`] would for an
+    /// ambiguous link.
+    pub fn links(&self, importer: ModuleId) -> Result<Vec<Link>> {
+        plan::plan(&*self.read()?, importer)
+    }
+
+    /// The registered name of `module`.
+    pub fn name_of(&self, module: ModuleId) -> Option<String> {
+        Some(self.read().ok()?.modules.get(module.0)?.name.clone())
+    }
+
+    /// The shared exporter instance of a singleton interface (by the
+    /// importer's KarmemIDL name or the WIT identity), once an importer has
+    /// been instantiated.
     pub fn singleton(&self, interface: &str) -> Option<LinkedSession> {
-        match self.inner.shared.lock().ok()?.get(interface)? {
-            Shared::Singleton(group) => group.targets.first().cloned(),
+        let shared = self.inner.shared.lock().ok()?;
+        match shared.by_module.get(shared.by_interface.get(interface)?)? {
+            Shared::Singleton(session) => Some(Arc::clone(session)),
             Shared::Pool(_) => None,
         }
     }
@@ -253,126 +386,197 @@ impl Composition {
     /// The pool serving a pool interface, once an importer has been
     /// instantiated.
     pub fn pool(&self, interface: &str) -> Option<Arc<Pool<Session>>> {
-        match self.inner.shared.lock().ok()?.get(interface)? {
-            Shared::Pool(route) => Some(Arc::clone(&route.pool)),
+        let shared = self.inner.shared.lock().ok()?;
+        match shared.by_module.get(shared.by_interface.get(interface)?)? {
+            Shared::Pool(pool) => Some(Arc::clone(pool)),
             Shared::Singleton(_) => None,
         }
     }
 
     /// Instantiates `module` with each `karmem:*` import it has served by
-    /// the registered exporters of that interface, by pattern (module
-    /// docs); imports no module exports stay with host functions or trap
-    /// when called. Checks every linked function's type hash and maps the
-    /// interface memories. Modules that import from each other in a cycle
-    /// are refused.
+    /// the registered exporters of that interface (by WIT identity, plugs
+    /// and choices: [`Composition::links`]), by pattern (module docs);
+    /// imports no module exports stay with host functions or trap when
+    /// called. Checks every linked function's type hash and maps the
+    /// interface memories. Modules that import from each other in a cycle,
+    /// and ambiguous links, are refused.
     pub fn instantiate(&self, module: ModuleId) -> Result<Session> {
         self.check_acyclic(module)?;
         self.instantiate_unchecked(module)
     }
 
     fn instantiate_unchecked(&self, id: ModuleId) -> Result<Session> {
-        let (entry, plan) = {
+        let (entry, links, names) = {
             let registry = self.read()?;
             let entry = registry
                 .modules
                 .get(id.0)
                 .context("unknown module id")?
                 .clone();
-            let mut plan = Vec::new();
-            for interface in &entry.imports {
-                let exporters = exporters_of(&registry, id, interface);
-                let Some(first) = exporters.first().copied() else {
-                    continue;
-                };
-                let chosen = registry
-                    .chosen
-                    .get(interface)
-                    .copied()
-                    // A module never serves its own imports.
-                    .filter(|chosen| *chosen != id)
-                    .unwrap_or(first);
-                plan.push((
-                    interface.clone(),
-                    resolve_pattern(&registry, &entry, interface),
-                    exporters,
-                    chosen,
-                ));
-            }
-            (entry, plan)
+            let links = plan::plan(&registry, id)?;
+            let names: BTreeMap<ModuleId, String> = links
+                .iter()
+                .flat_map(|l| l.exporters.iter().map(|(m, _)| *m))
+                .map(|m| (m, plan::module_name(&registry, m)))
+                .collect();
+            (entry, links, names)
         };
-        let mut routes: BTreeMap<String, Arc<dyn Route>> = BTreeMap::new();
+        // Direct and fanout instances are private to this importer, one per
+        // exporting module: every interface it gets from that module goes to
+        // the same instance, so handles made through one interface are valid
+        // in another (`use e1.{x}` in `e2`).
+        let mut private: BTreeMap<ModuleId, LinkedSession> = BTreeMap::new();
+        let mut by_import: BTreeMap<String, Vec<FunctionRoute>> = BTreeMap::new();
         let mut wired = Vec::new();
-        for (interface, pattern, exporters, chosen) in plan {
+        for link in links {
             let context = || {
                 format!(
-                    "failed to link `{}`'s import `{interface}` ({pattern:?})",
-                    entry.name
+                    "failed to link `{}`'s import `{}` ({:?})",
+                    entry.name, link.import, link.pattern
                 )
             };
-            let route = match pattern {
-                Pattern::Direct => Wired::Group(
-                    self.group(&interface, pattern, &[chosen], &entry)
-                        .with_context(context)?,
-                ),
-                Pattern::Fanout => Wired::Group(
-                    self.group(&interface, pattern, &exporters, &entry)
-                        .with_context(context)?,
-                ),
-                Pattern::Singleton => self
-                    .shared(&interface, pattern, chosen, &entry)
-                    .with_context(context)?,
-                Pattern::Pool { .. } => self
-                    .shared(&interface, pattern, chosen, &entry)
-                    .with_context(context)?,
+            let route = match link.pattern {
+                Pattern::Direct | Pattern::Fanout => {
+                    let mut targets = Vec::new();
+                    for (module, export) in &link.exporters {
+                        let session = match private.get(module) {
+                            Some(session) => Arc::clone(session),
+                            None => {
+                                let session = Arc::new(Mutex::new(
+                                    self.instantiate_unchecked(*module).with_context(context)?,
+                                ));
+                                private.insert(*module, Arc::clone(&session));
+                                session
+                            }
+                        };
+                        targets.push(Target {
+                            session,
+                            export: export.clone(),
+                            module: names.get(module).cloned().unwrap_or_default(),
+                        });
+                    }
+                    Wired::Group(self.group(&link, targets, &entry)?)
+                }
+                Pattern::Singleton | Pattern::Pool { .. } => {
+                    let (module, export) = link
+                        .exporters
+                        .first()
+                        .cloned()
+                        .context("a link without an exporter")?;
+                    let identity = entry
+                        .imports
+                        .iter()
+                        .find(|i| i.name == link.import)
+                        .map(|i| i.identity.clone());
+                    match self
+                        .shared(module, link.pattern, &link.import, identity)
+                        .with_context(context)?
+                    {
+                        Shared::Singleton(session) => {
+                            let target = Target {
+                                session,
+                                export,
+                                module: names.get(&module).cloned().unwrap_or_default(),
+                            };
+                            Wired::Group(self.group(&link, vec![target], &entry)?)
+                        }
+                        Shared::Pool(pool) => Wired::Pool(Arc::new(PoolRoute {
+                            export,
+                            functions: link.functions.clone(),
+                            pool,
+                        })),
+                    }
+                }
             };
             let as_route: Arc<dyn Route> = match &route {
                 Wired::Group(group) => Arc::clone(group) as Arc<dyn Route>,
                 Wired::Pool(pool) => Arc::clone(pool) as Arc<dyn Route>,
             };
-            routes.insert(interface.clone(), as_route);
-            wired.push((interface, route));
+            by_import
+                .entry(link.import.clone())
+                .or_default()
+                .push((link.functions.clone(), as_route));
+            wired.push((link, route));
         }
+        let routes: BTreeMap<String, Arc<dyn Route>> = by_import
+            .into_iter()
+            .map(|(import, mut routes)| {
+                let route: Arc<dyn Route> = match (routes.len(), routes.first()) {
+                    (1, Some((None, _))) => routes.pop().map(|(_, r)| r),
+                    _ => None,
+                }
+                .unwrap_or_else(|| {
+                    Arc::new(DispatchRoute {
+                        by_function: routes
+                            .into_iter()
+                            .flat_map(|(functions, route)| {
+                                functions
+                                    .unwrap_or_default()
+                                    .into_keys()
+                                    .map(move |f| (f, Arc::clone(&route)))
+                            })
+                            .collect(),
+                    })
+                });
+                (import, route)
+            })
+            .collect();
         let mut session =
             Session::instantiate(&self.inner.runtime, &entry.module, &entry.options, &routes)
                 .with_context(|| format!("failed to instantiate `{}`", entry.name))?;
-        for (interface, route) in wired {
-            let context = || format!("failed to link `{}`'s import `{interface}`", entry.name);
+        let mut exporters: BTreeMap<String, Vec<LinkedSession>> = BTreeMap::new();
+        for (link, route) in wired {
+            let context = || format!("failed to link `{}`'s import `{}`", entry.name, link.import);
             match route {
                 Wired::Group(group) => {
-                    session
-                        .check_exporters(&interface, &group.targets)
-                        .with_context(context)?;
+                    for target in &group.targets {
+                        session
+                            .check_link(
+                                &link.import,
+                                link.functions.as_ref(),
+                                &target.session,
+                                &target.export,
+                            )
+                            .with_context(|| format!("linked to `{}`", target.module))
+                            .with_context(context)?;
+                    }
                     group.map_memories(&mut session).with_context(context)?;
-                    session.set_exporters(&interface, group.targets.clone());
+                    exporters
+                        .entry(link.import.clone())
+                        .or_default()
+                        .extend(group.targets.iter().map(|t| Arc::clone(&t.session)));
                 }
                 Wired::Pool(pool) => {
-                    if let Some(import) = session.imported(&interface) {
+                    if let Some(import) = session.imported(&link.import) {
                         pool.pool
-                            .with(|member| check_interface_hashes(session.abi(), import, member))
+                            .with(|member| {
+                                check_interface_hashes(
+                                    session.abi(),
+                                    import,
+                                    link.functions.as_ref(),
+                                    member,
+                                    &pool.export,
+                                )
+                            })
                             .with_context(context)?;
                     }
                 }
             }
         }
+        for (import, sessions) in exporters {
+            session.set_exporters(&import, sessions);
+        }
         Ok(session)
     }
 
-    /// Private instances of `exporters`, in order, as one group.
+    /// The route of one link over `targets`.
     fn group(
         &self,
-        interface: &str,
-        pattern: Pattern,
-        exporters: &[ModuleId],
+        link: &Link,
+        targets: Vec<Target>,
         importer: &Entry,
     ) -> Result<Arc<GroupRoute>> {
-        let targets = exporters
-            .iter()
-            .map(|id| {
-                self.instantiate_unchecked(*id)
-                    .map(|s| Arc::new(Mutex::new(s)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let observer = match pattern {
+        let observer = match link.pattern {
             Pattern::Fanout => {
                 let observer = self
                     .inner
@@ -385,29 +589,24 @@ impl Composition {
             _ => None,
         };
         Ok(Arc::new(GroupRoute {
-            interface: interface.to_string(),
-            pattern,
+            import: link.import.clone(),
+            pattern: link.pattern,
+            functions: link.functions.clone(),
             targets,
             regions: Mutex::new(BTreeMap::new()),
             observer,
         }))
     }
 
-    /// The singleton or pool of `interface`, made on first use.
+    /// The singleton or pool of `module`, made on first use.
     fn shared(
         &self,
-        interface: &str,
+        module: ModuleId,
         pattern: Pattern,
-        exporter: ModuleId,
-        importer: &Entry,
-    ) -> Result<Wired> {
-        let existing = self
-            .inner
-            .shared
-            .lock()
-            .map_err(|_| anyhow!("the composition's lock was poisoned"))?
-            .get(interface)
-            .cloned();
+        import: &str,
+        identity: Option<Identity>,
+    ) -> Result<Shared> {
+        let existing = self.lock_shared()?.by_module.get(&module).cloned();
         let made = match existing {
             Some(made) => made,
             // Made without holding the lock: the exporter may have imports
@@ -418,62 +617,54 @@ impl Composition {
                         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
                         let factory = Arc::new(move || -> Result<Session> {
                             let inner = weak.upgrade().context("the composition is gone")?;
-                            Composition { inner }.instantiate_unchecked(exporter)
+                            Composition { inner }.instantiate_unchecked(module)
                         });
-                        let pool = Pool::new(instances, factory)?;
-                        Shared::Pool(Arc::new(PoolRoute {
-                            interface: interface.to_string(),
-                            pool: Arc::new(pool),
-                        }))
+                        Shared::Pool(Arc::new(Pool::new(instances, factory)?))
                     }
-                    _ => Shared::Singleton(self.group(
-                        interface,
-                        Pattern::Singleton,
-                        &[exporter],
-                        importer,
-                    )?),
+                    _ => {
+                        Shared::Singleton(Arc::new(Mutex::new(self.instantiate_unchecked(module)?)))
+                    }
                 };
-                let mut shared = self
-                    .inner
-                    .shared
-                    .lock()
-                    .map_err(|_| anyhow!("the composition's lock was poisoned"))?;
-                shared.entry(interface.to_string()).or_insert(made).clone()
+                self.lock_shared()?
+                    .by_module
+                    .entry(module)
+                    .or_insert(made)
+                    .clone()
             }
         };
-        match (made, pattern) {
-            (Shared::Singleton(group), Pattern::Singleton) => Ok(Wired::Group(group)),
-            (Shared::Pool(pool), Pattern::Pool { .. }) => Ok(Wired::Pool(pool)),
+        let mut shared = self.lock_shared()?;
+        shared.by_interface.insert(import.to_string(), module);
+        if let Some(Identity::Wit(wit)) = identity {
+            shared.by_interface.insert(wit, module);
+        }
+        match (&made, pattern) {
+            (Shared::Singleton(_), Pattern::Singleton)
+            | (Shared::Pool(_), Pattern::Pool { .. }) => Ok(made),
             _ => bail!(
-                "interface `{interface}` is already served by another pattern in this composition"
+                "the exporting module is already shared by another pattern in this composition"
             ),
         }
     }
 
     /// Refuses modules that import from each other in a cycle (an import
-    /// call would re-enter a guest that is running).
+    /// call would re-enter a guest that is running), following the links
+    /// the plan makes.
     fn check_acyclic(&self, start: ModuleId) -> Result<()> {
         let registry = self.read()?;
-        let name = |id: ModuleId| {
-            registry
-                .modules
-                .get(id.0)
-                .map(|m| m.name.clone())
-                .unwrap_or_default()
-        };
+        let name = |id: ModuleId| plan::module_name(&registry, id);
+        let mut children_of: BTreeMap<ModuleId, Vec<ModuleId>> = BTreeMap::new();
         let mut path = vec![start];
         let mut next_child = vec![0usize];
         while let (Some(&current), Some(child)) = (path.last(), next_child.last_mut()) {
-            let entry = registry
-                .modules
-                .get(current.0)
-                .context("unknown module id")?;
-            let children: Vec<ModuleId> = entry
-                .imports
-                .iter()
-                .flat_map(|i| exporters_of(&registry, current, i))
-                .collect();
-            match children.get(*child) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = children_of.entry(current) {
+                slot.insert(
+                    plan::plan(&registry, current)?
+                        .into_iter()
+                        .flat_map(|link| link.exporters.into_iter().map(|(m, _)| m))
+                        .collect(),
+                );
+            }
+            match children_of.get(&current).and_then(|c| c.get(*child)) {
                 Some(&next) => {
                     *child += 1;
                     if path.contains(&next) {
@@ -510,39 +701,73 @@ impl Composition {
             .write()
             .map_err(|_| anyhow!("the composition's lock was poisoned"))
     }
+
+    fn lock_shared(&self) -> Result<std::sync::MutexGuard<'_, SharedInstances>> {
+        self.inner
+            .shared
+            .lock()
+            .map_err(|_| anyhow!("the composition's lock was poisoned"))
+    }
 }
 
-fn exporters_of(registry: &Registry, importer: ModuleId, interface: &str) -> Vec<ModuleId> {
-    registry
-        .modules
-        .iter()
-        .enumerate()
-        .filter(|(index, entry)| {
-            *index != importer.0 && entry.exports.iter().any(|e| e == interface)
+/// An interface (`(name, None)`) or world-level function
+/// (`(interface, Some(function))`) of `list` that `written` names.
+fn find_end(list: &[Iface], written: &str) -> Option<(String, Option<String>)> {
+    let interface = list.iter().find(|i| {
+        i.identity != Identity::World && (i.name == written || i.identity.is_named(written))
+    });
+    if let Some(interface) = interface {
+        return Some((interface.name.clone(), None));
+    }
+    list.iter()
+        .filter(|i| i.identity == Identity::World)
+        .find_map(|i| {
+            i.functions
+                .iter()
+                .find(|f| *f == written || karmem_format::wave::kebab(f) == written)
+                .map(|f| (i.name.clone(), Some(f.clone())))
         })
-        .map(|(index, _)| ModuleId(index))
-        .collect()
 }
 
-fn resolve_pattern(registry: &Registry, importer: &Entry, interface: &str) -> Pattern {
-    registry
-        .patterns
-        .get(interface)
-        .copied()
-        .or_else(|| {
-            importer
-                .module
-                .declared_pattern(interface, registry.pool_size)
-        })
-        .unwrap_or(Pattern::Direct)
+/// `a:b/x (`b_x`), function `f`, ...` for error messages.
+fn describe(list: &[Iface]) -> String {
+    let mut names = Vec::new();
+    for iface in list {
+        match &iface.identity {
+            Identity::World => names.extend(
+                iface
+                    .functions
+                    .iter()
+                    .map(|f| format!("function `{}`", karmem_format::wave::kebab(f))),
+            ),
+            identity => names.push(format!("`{identity}` (`{}`)", iface.name)),
+        }
+    }
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// One serving instance of a link.
+struct Target {
+    session: LinkedSession,
+    /// The exporter's name of the interface.
+    export: String,
+    /// The exporting module's registered name, for errors.
+    module: String,
 }
 
 /// Direct, fanout and singleton: fixed sessions sharing one region per
 /// interface memory.
 struct GroupRoute {
-    interface: String,
+    /// The importer's name of the interface.
+    import: String,
     pattern: Pattern,
-    targets: Vec<LinkedSession>,
+    /// Importer's function names to exporters' (`None`: the same).
+    functions: Option<FunctionMap>,
+    targets: Vec<Target>,
     regions: Mutex<BTreeMap<String, Arc<SharedRegion>>>,
     /// Fanout only: the host's observer and the importer's schema, to
     /// decode results with.
@@ -556,19 +781,33 @@ impl GroupRoute {
     /// may run concurrently, and two writing one region would overwrite each
     /// other's messages; later importers' messages are copied.
     fn map_memories(&self, importer: &mut Session) -> Result<()> {
-        let Some(import) = importer.imported(&self.interface).cloned() else {
+        let Some(import) = importer.imported(&self.import).cloned() else {
             return Ok(());
         };
         if import.memories.is_empty() {
             return Ok(());
         }
+        if matches!(self.pattern, Pattern::Singleton) {
+            for target in &self.targets {
+                let exporter = target
+                    .session
+                    .lock()
+                    .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+                let mapped = exporter.windows();
+                let taken = exporter.exported(&target.export).is_some_and(|info| {
+                    info.memories
+                        .iter()
+                        .any(|m| mapped.iter().any(|w| w.offset == m.offset))
+                });
+                if taken {
+                    return Ok(());
+                }
+            }
+        }
         let mut regions = self
             .regions
             .lock()
             .map_err(|_| anyhow!("a route's lock was poisoned"))?;
-        if matches!(self.pattern, Pattern::Singleton) && !regions.is_empty() {
-            return Ok(());
-        }
         for memory in &import.memories {
             let region = match regions.get(&memory.name) {
                 Some(region) => Arc::clone(region),
@@ -588,13 +827,14 @@ impl GroupRoute {
                 })?;
             for target in &self.targets {
                 let mut exporter = target
+                    .session
                     .lock()
                     .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
                 if exporter.window_of(&region).is_some() {
                     continue;
                 }
                 let info = exporter
-                    .exported(&self.interface)
+                    .exported(&target.export)
                     .and_then(|i| i.memories.iter().find(|m| m.name == memory.name))
                     .cloned()
                     .with_context(|| {
@@ -612,23 +852,33 @@ impl GroupRoute {
         }
         Ok(())
     }
+
+    /// The exporter's name of the importer's `function`.
+    fn theirs<'a>(&'a self, function: &'a str) -> &'a str {
+        self.functions
+            .as_ref()
+            .and_then(|map| map.get(function))
+            .map_or(function, String::as_str)
+    }
 }
 
 impl Route for GroupRoute {
     fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+        let theirs = self.theirs(function);
         if !matches!(self.pattern, Pattern::Fanout) {
             let target = self.targets.first().context("the route has no exporter")?;
             let mut exporter = target
+                .session
                 .lock()
                 .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
             return exporter
-                .call_message(&self.interface, function, message)
-                .context("the linked module failed");
+                .call_message(&target.export, theirs, message)
+                .with_context(|| format!("the linked module `{}` failed", target.module));
         }
         let mut results: Vec<Result<Vec<u8>>> = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
-            let outcome = match target.lock() {
-                Ok(mut exporter) => exporter.call_message(&self.interface, function, message),
+            let outcome = match target.session.lock() {
+                Ok(mut exporter) => exporter.call_message(&target.export, theirs, message),
                 Err(_) => Err(anyhow!("a linked module's lock was poisoned")),
             };
             results.push(outcome);
@@ -637,15 +887,13 @@ impl Route for GroupRoute {
             let decoded: Vec<Result<Value, String>> = results
                 .iter()
                 .map(|outcome| match outcome {
-                    Ok(bytes) => {
-                        decode_result_message(&abi.layout, &self.interface, function, bytes)
-                            .map_err(|e| format!("{e:#}"))
-                    }
+                    Ok(bytes) => decode_result_message(&abi.layout, &self.import, function, bytes)
+                        .map_err(|e| format!("{e:#}")),
                     Err(e) => Err(format!("{e:#}")),
                 })
                 .collect();
             observer(&FanoutCall {
-                interface: &self.interface,
+                interface: &self.import,
                 function,
                 results: &decoded,
             });
@@ -667,18 +915,64 @@ impl Route for GroupRoute {
             None => bail!("the fanout has no exporter"),
         }
     }
+
+    fn drop_resource(&self, field: &str, handle: i32) -> Result<()> {
+        if matches!(self.pattern, Pattern::Fanout) {
+            bail!(
+                "handle {handle} cannot be dropped: under fanout every exporter made a handle, \
+                 and the host does not track which one the importer kept"
+            );
+        }
+        let target = self.targets.first().context("the route has no exporter")?;
+        let mut exporter = target
+            .session
+            .lock()
+            .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        exporter
+            .drop_handle(&target.export, field, handle)
+            .with_context(|| format!("the linked module `{}` failed", target.module))
+    }
 }
 
 /// Pool: calls spread over the members, messages copied.
 struct PoolRoute {
-    interface: String,
+    /// The exporter's name of the interface.
+    export: String,
+    functions: Option<FunctionMap>,
     pool: Arc<Pool<Session>>,
 }
 
 impl Route for PoolRoute {
     fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+        let theirs = self
+            .functions
+            .as_ref()
+            .and_then(|map| map.get(function))
+            .map_or(function, String::as_str);
         self.pool
-            .with(|member| member.call_message(&self.interface, function, message))
+            .with(|member| member.call_message(&self.export, theirs, message))
             .context("the pool member failed")
+    }
+
+    fn drop_resource(&self, _field: &str, handle: i32) -> Result<()> {
+        bail!(
+            "handle {handle} cannot be dropped: the pool does not track which member made it \
+             (link interfaces with resources by another pattern)"
+        )
+    }
+}
+
+/// World-level imports served by several links: each function goes to its
+/// own.
+struct DispatchRoute {
+    by_function: BTreeMap<String, Arc<dyn Route>>,
+}
+
+impl Route for DispatchRoute {
+    fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>> {
+        self.by_function
+            .get(function)
+            .with_context(|| format!("no linked module serves `{function}`"))?
+            .call(function, message)
     }
 }

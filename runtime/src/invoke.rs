@@ -37,6 +37,7 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::WasmtimeResultExt;
+use crate::compose::Identity;
 use crate::handshake::{self, AbiInstance, ModuleAbi};
 use crate::link::{GuestInterfaces, InterfaceInfo, Pattern, PoolMember};
 use crate::runtime::{EpochTicker, LoadedModule, Runtime};
@@ -136,14 +137,25 @@ pub enum Message<'a> {
 /// Serves the imports of one interface from other guests (by pattern:
 /// [`crate::compose`]).
 pub trait Route: Send + Sync {
-    /// Calls `function` of the interface with the argument message; returns
-    /// a copy of the result message for the importer.
+    /// Calls `function` of the interface (the importer's name for it) with
+    /// the argument message; returns a copy of the result message for the
+    /// importer.
     fn call(&self, function: &str, message: &Message<'_>) -> Result<Vec<u8>>;
+
+    /// Drops the importer's owned `handle` of a resource of the interface
+    /// (the core import `[resource-drop]<resource>`, docs/ABI.md §4): the
+    /// exporter instance that made the handle drops it. Handles cross
+    /// messages unchanged, so `handle` is that instance's own number.
+    fn drop_resource(&self, field: &str, handle: i32) -> Result<()> {
+        let _ = handle;
+        bail!("`{field}` cannot be served by this route")
+    }
 }
 
 /// The direct route of [`SessionOptions::links`]: one shared session.
 struct LinkRoute {
-    interface: String,
+    /// The exporter's name of the interface.
+    export: String,
     session: LinkedSession,
 }
 
@@ -154,8 +166,16 @@ impl Route for LinkRoute {
             .lock()
             .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
         exporter
-            .call_message(&self.interface, function, message)
+            .call_message(&self.export, function, message)
             .context("the linked module failed")
+    }
+
+    fn drop_resource(&self, field: &str, handle: i32) -> Result<()> {
+        let mut exporter = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        exporter.drop_handle(&self.export, field, handle)
     }
 }
 
@@ -208,32 +228,50 @@ impl SessionModule {
     /// Interfaces the module imports (`karmem:<interface>` import modules),
     /// in import order.
     pub fn imported_interfaces(&self) -> Vec<String> {
-        let mut found: Vec<String> = Vec::new();
-        for import in self.module.module().imports() {
-            if let Some(name) = import.module().strip_prefix("karmem:")
-                && !found.iter().any(|f| f == name)
-            {
-                found.push(name.to_string());
-            }
-        }
-        found
+        self.imported_functions()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Interfaces the module exports (`<interface>.<function>` exports), in
     /// export order.
     pub fn exported_interfaces(&self) -> Vec<String> {
-        let mut found: Vec<String> = Vec::new();
+        self.exported_functions()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Imported interfaces with their message functions (not the
+    /// `[resource-drop]` imports), in import order.
+    pub fn imported_functions(&self) -> Vec<(String, Vec<String>)> {
+        let mut found: Vec<(String, Vec<String>)> = Vec::new();
+        for import in self.module.module().imports() {
+            if let Some(name) = import.module().strip_prefix("karmem:") {
+                push_function(&mut found, name, import.name());
+            }
+        }
+        found
+    }
+
+    /// Exported interfaces with their functions, in export order.
+    pub fn exported_functions(&self) -> Vec<(String, Vec<String>)> {
+        let mut found: Vec<(String, Vec<String>)> = Vec::new();
         for export in self.module.module().exports() {
             if export.ty().func().is_none() {
                 continue;
             }
-            if let Some((name, _)) = export.name().split_once('.')
-                && !found.iter().any(|f| f == name)
-            {
-                found.push(name.to_string());
+            if let Some((name, function)) = export.name().split_once('.') {
+                push_function(&mut found, name, function);
             }
         }
         found
+    }
+
+    /// The `[resource-drop]<resource>` imports of `interface`.
+    pub fn resource_drops(&self, interface: &str) -> Vec<String> {
+        resource_drops(self.module.module(), interface)
     }
 
     /// The pattern the module's schema declares for `interface`
@@ -255,6 +293,34 @@ impl SessionModule {
             }),
             _ => None,
         }
+    }
+}
+
+/// The field prefix of a resource-drop import, and of the `#`-suffix of
+/// the matching export (docs/ABI.md §2, §4).
+const RESOURCE_DROP: &str = "[resource-drop]";
+
+fn resource_drops(module: &wasmtime::Module, interface: &str) -> Vec<String> {
+    let karmem = format!("karmem:{interface}");
+    module
+        .imports()
+        .filter(|i| i.module() == karmem && i.name().starts_with(RESOURCE_DROP))
+        .map(|i| i.name().to_string())
+        .collect()
+}
+
+fn push_function(found: &mut Vec<(String, Vec<String>)>, interface: &str, function: &str) {
+    let index = match found.iter().position(|(name, _)| name == interface) {
+        Some(index) => index,
+        None => {
+            found.push((interface.to_string(), Vec::new()));
+            found.len() - 1
+        }
+    };
+    if !function.starts_with(RESOURCE_DROP)
+        && let Some((_, functions)) = found.get_mut(index)
+    {
+        functions.push(function.to_string());
     }
 }
 
@@ -320,19 +386,25 @@ impl Session {
     ) -> Result<Session> {
         let mut routes: BTreeMap<String, Arc<dyn Route>> = BTreeMap::new();
         let mut linked: BTreeMap<String, Vec<LinkedSession>> = BTreeMap::new();
+        let mut exports: BTreeMap<String, String> = BTreeMap::new();
         for interface in module.imported_interfaces() {
-            if let Some(link) = find_link(&options.links, &interface)? {
+            let identity = Identity::of(module.abi(), &interface);
+            if let Some((link, export)) = find_link(&options.links, &interface, &identity)? {
                 let route = LinkRoute {
-                    interface: interface.clone(),
+                    export: export.clone(),
                     session: Arc::clone(&link),
                 };
                 routes.insert(interface.clone(), Arc::new(route));
-                linked.insert(interface, vec![link]);
+                linked.insert(interface.clone(), vec![link]);
+                exports.insert(interface, export);
             }
         }
         let mut session = Session::instantiate(runtime, module, options, &routes)?;
         for (interface, sessions) in linked {
-            session.check_exporters(&interface, &sessions)?;
+            let export = exports.get(&interface).cloned().unwrap_or_default();
+            for link in &sessions {
+                session.check_link(&interface, None, link, &export)?;
+            }
             session.linked.insert(interface, sessions);
         }
         Ok(session)
@@ -374,14 +446,43 @@ impl Session {
                     None => Server::Missing,
                 },
             };
+            let drop_shape =
+                ty.params().map(|p| p.is_i32()).eq([true]) && ty.results().next().is_none();
+            if let (true, true, Some(route)) = (
+                drop_shape,
+                field.starts_with(RESOURCE_DROP),
+                routes.get(interface),
+            ) {
+                let route = Arc::clone(route);
+                let what = format!("import `{module_name}`/`{field}`");
+                let field = field.clone();
+                linker
+                    .func_new(&module_name, &field.clone(), ty, move |_, params, _| {
+                        let handle = match params {
+                            [Val::I32(handle)] => *handle,
+                            _ => {
+                                return Err(wasmtime::Error::msg(format!(
+                                    "{what}: expected `(handle: i32)`"
+                                )));
+                            }
+                        };
+                        route
+                            .drop_resource(&field, handle)
+                            .map_err(|error| wasmtime::Error::msg(format!("{what}: {error:#}")))
+                    })
+                    .into_anyhow()?;
+                continue;
+            }
             let karmem_shape = ty.params().map(|p| p.is_i32()).eq([true, true])
                 && ty.results().map(|r| matches!(r, ValType::I64)).eq([true]);
             if !karmem_shape || matches!(server, Server::Missing) {
                 let what = format!("import `{module_name}`/`{field}`");
                 let why = if karmem_shape {
                     "is not served (no host function and no linked module exports it)"
+                } else if field.starts_with(RESOURCE_DROP) {
+                    "is not served (no linked module exports the resource's interface)"
                 } else {
-                    "is not served (only Karmem ABI message functions are)"
+                    "is not served (only Karmem ABI message functions and resource drops are)"
                 };
                 linker
                     .func_new(&module_name, &field, ty, move |_, _, _| {
@@ -743,22 +844,69 @@ impl Session {
         }
     }
 
-    /// Checks that every function this session imports from `interface` is
-    /// exported by each of `exporters` with the same type hash.
-    pub(crate) fn check_exporters(
+    /// Checks a link of this session's import `interface` (its `functions`,
+    /// importer's name to exporter's, or all of them under their own names)
+    /// to `exporter`'s exported interface `export`: every function exported
+    /// with the same type hash or a compatible version, every resource the
+    /// importer may drop droppable there.
+    pub(crate) fn check_link(
         &self,
         interface: &str,
-        exporters: &[LinkedSession],
+        functions: Option<&BTreeMap<String, String>>,
+        exporter: &LinkedSession,
+        export: &str,
     ) -> Result<()> {
-        let Some(import) = self.imported(interface) else {
-            return Ok(());
-        };
-        for link in exporters {
-            let exporter = link
-                .lock()
-                .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-            check_interface_hashes(self.abi.as_deref(), import, &exporter)?;
+        let mut exporter = exporter
+            .lock()
+            .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
+        if let Some(import) = self.imported(interface) {
+            check_interface_hashes(self.abi.as_deref(), import, functions, &exporter, export)?;
         }
+        if functions.is_none() {
+            for field in self.resource_drops(interface) {
+                if exporter.drop_export(export, &field).is_none() {
+                    bail!(
+                        "the linked module exports no `{}` to serve the import `{field}`",
+                        exporter.drop_export_name(export, &field)
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[resource-drop]<resource>` imports of `interface`.
+    pub(crate) fn resource_drops(&self, interface: &str) -> Vec<String> {
+        resource_drops(self.module.module(), interface)
+    }
+
+    /// The export that drops this guest's own handles of a resource of its
+    /// exported `interface`: `<wit interface>#[resource-drop]<resource>`
+    /// (docs/ABI.md §2), the WIT name read from the interface's origin, else
+    /// (a module without one) its KarmemIDL name.
+    fn drop_export_name(&self, interface: &str, field: &str) -> String {
+        match Identity::of(self.abi.as_deref(), interface) {
+            Identity::Wit(wit) => format!("{wit}#{field}"),
+            _ => format!("{interface}#{field}"),
+        }
+    }
+
+    fn drop_export(&mut self, interface: &str, field: &str) -> Option<String> {
+        let name = self.drop_export_name(interface, field);
+        self.has_export(&name).then_some(name)
+    }
+
+    /// Drops this guest's own `handle` of a resource of its exported
+    /// `interface` (`field` is `[resource-drop]<resource>`), for an importer
+    /// that owned it.
+    pub fn drop_handle(&mut self, interface: &str, field: &str, handle: i32) -> Result<()> {
+        let name = self.drop_export(interface, field).with_context(|| {
+            format!(
+                "the module has no export `{}`",
+                self.drop_export_name(interface, field)
+            )
+        })?;
+        self.call_export(&name, &[Val::I32(handle)])?;
         Ok(())
     }
 }
@@ -768,40 +916,65 @@ impl Session {
 /// hashes differ and both sides carry their `karmem:idl` schema, as a safe
 /// evolution of each other by the rules of `karmem-bridge compat`
 /// (docs/ABI.md §5): messages of dynamic structs cross such versions.
+///
+/// `functions` restricts the check to those functions, importer's name to
+/// exporter's (a renaming plug); `None` checks every function under its own
+/// name. The exporter's interface is `export` (names differ between modules:
+/// `test` imported, `test_export` exported).
 pub(crate) fn check_interface_hashes(
     importer: Option<&ModuleAbi>,
     import: &InterfaceInfo,
+    functions: Option<&BTreeMap<String, String>>,
     exporter: &Session,
+    export: &str,
 ) -> Result<()> {
     let name = &import.name;
-    let export = exporter
-        .exported(name)
-        .with_context(|| format!("the linked module does not export interface `{name}`"))?;
+    let exported = exporter
+        .exported(export)
+        .with_context(|| format!("the linked module does not export interface `{export}`"))?;
     for function in &import.functions {
-        let theirs = export
+        let theirs_name = match functions {
+            None => function.name.as_str(),
+            Some(map) => match map.get(&function.name) {
+                Some(theirs) => theirs.as_str(),
+                None => continue,
+            },
+        };
+        let theirs = exported
             .functions
             .iter()
-            .find(|f| f.name == function.name)
+            .find(|f| f.name == theirs_name)
             .with_context(|| {
-                format!(
-                    "the linked module's `{name}` has no function `{}`",
-                    function.name
-                )
+                format!("the linked module's `{export}` has no function `{theirs_name}`")
             })?;
         if theirs.type_hash == function.type_hash {
             continue;
         }
         let mismatch = || {
             format!(
-                "type hash mismatch for linked function `{name}.{}`: the importer says {:#018x}, the exporter {:#018x}",
+                "type hash mismatch for linked function `{name}.{}` (served by `{export}.{theirs_name}`): the importer says {:#018x}, the exporter {:#018x}",
                 function.name, function.type_hash, theirs.type_hash
             )
         };
         let (Some(importer), Some(exporter_abi)) = (importer, exporter.abi()) else {
             bail!("{}", mismatch());
         };
-        karmem_format::compat::check_function(&importer.schema, &exporter_abi.schema, name, &function.name)
-            .map_err(|e| anyhow!("{}, and the versions are not compatible: {e}", mismatch()))?;
+        // `compat::check_function` compares one name in both schemas; a
+        // renamed link (a plug, or `test` served by `test_export`) is held
+        // to equal hashes.
+        if (name.as_str(), function.name.as_str()) != (export, theirs_name) {
+            bail!(
+                "{} (versions of renamed functions must have equal hashes)",
+                mismatch()
+            );
+        }
+        karmem_format::compat::check_function(
+            &importer.schema,
+            &exporter_abi.schema,
+            name,
+            &function.name,
+        )
+        .map_err(|e| anyhow!("{}, and the versions are not compatible: {e}", mismatch()))?;
     }
     Ok(())
 }
@@ -937,16 +1110,35 @@ pub(crate) fn decode_result_message(
     decode_results(layout, shape.results, bytes)
 }
 
-fn find_link(links: &[LinkedSession], interface: &str) -> Result<Option<LinkedSession>> {
+/// The linked session (and its exported interface) serving an import of
+/// `identity`: the one whose export fits it (docs/RUNTIME.md, "Linking
+/// guests by pattern"); two are ambiguous.
+fn find_link(
+    links: &[LinkedSession],
+    interface: &str,
+    identity: &Identity,
+) -> Result<Option<(LinkedSession, String)>> {
+    let mut found: Vec<(LinkedSession, String)> = Vec::new();
     for link in links {
         let session = link
             .lock()
             .map_err(|_| anyhow!("a linked module's lock was poisoned"))?;
-        if session.exported(interface).is_some() {
-            return Ok(Some(Arc::clone(link)));
+        let abi = session.abi.as_deref();
+        if let Some(export) = session
+            .interfaces
+            .exports
+            .iter()
+            .find(|e| identity.fits(&Identity::of(abi, &e.name)))
+        {
+            found.push((Arc::clone(link), export.name.clone()));
         }
     }
-    Ok(None)
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        n => bail!(
+            "the import `{interface}` (`{identity}`) is ambiguous: {n} linked sessions export it"
+        ),
+    }
 }
 
 /// Serves one `karmem:*` import call. A host function gets the decoded
@@ -968,7 +1160,10 @@ fn serve_import(
         _ => bail!("expected `(ptr: i32, len: i32)`"),
     };
     // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
-    let memory = match caller.get_export("KarmemMemory").or_else(|| caller.get_export("memory")) {
+    let memory = match caller
+        .get_export("KarmemMemory")
+        .or_else(|| caller.get_export("memory"))
+    {
         Some(Extern::Memory(memory)) => memory,
         _ => bail!("the caller exports neither `KarmemMemory` nor `memory`"),
     };

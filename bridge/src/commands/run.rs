@@ -1,8 +1,9 @@
-//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)'] [--link OTHER.wasm]...`:
-//! run a lowered module on wasmtime with the component model off.
+//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)'] [--link OTHER.wasm]...
+//! [--plug IMPORTER:IMPORT=EXPORTER[:EXPORT]]...`: run a lowered module on
+//! wasmtime with the component model off.
 //!
-//! Owns: the command only: options, the module cache's location, WAVE in and
-//! out. Instantiation, the Karmem handshake, WASI preview1, linking modules
+//! Owns: the command only: options, the module cache's location, naming
+//! modules in `--plug` (path, file name or stem), WAVE in and out. Instantiation, the Karmem handshake, WASI preview1, linking modules
 //! by pattern ([`Composition`]) and the cache itself are `karmem-runtime`'s;
 //! WAVE parsing and printing are `karmem-format`'s. Without `--invoke` the
 //! module's `_start` runs (a lowered command) and its exit code is ours.
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use karmem_runtime::compose::Composition;
+use karmem_runtime::compose::{Composition, ModuleId};
 use karmem_runtime::invoke::{Session, SessionOptions, WasiOptions};
 use karmem_runtime::link::Pattern;
 use karmem_runtime::{Runtime, RuntimeConfig};
@@ -44,10 +45,20 @@ pub struct Opts {
     /// exporter, in the order given).
     #[arg(long = "link", value_name = "OTHER.wasm")]
     pub links: Vec<PathBuf>,
-    /// Override an interface's pattern: `IFACE=direct|fanout|singleton|pool[:N]`
+    /// Override an interface's pattern: `IFACE=direct|fanout|singleton|pool[:N]`,
+    /// IFACE a KarmemIDL name or a WIT interface (`a:b/x@1.0.0`)
     /// (modules lowered from WIT declare `direct`).
     #[arg(long = "pattern", value_name = "IFACE=PATTERN")]
     pub patterns: Vec<String>,
+    /// Serve one module's import with another's export, whatever their names
+    /// (repeatable): `IMPORTER:IMPORT=EXPORTER[:EXPORT]`. A module is named by
+    /// its path as given, its file name or its file stem; IMPORT and EXPORT are
+    /// both interfaces (WIT `ns:pkg/iface@1.0.0` or KarmemIDL name) or both
+    /// world-level functions (`toplevel-import`); EXPORT defaults to IMPORT.
+    /// Needed where names cannot tell (a world-level import wired to an export
+    /// of another name) or several linked modules fit one import.
+    #[arg(long = "plug", value_name = "IMPORTER:IMPORT=EXPORTER[:EXPORT]")]
+    pub plugs: Vec<String>,
     /// Directory of the compiled-module cache (default: `$KARMEM_CACHE_DIR`,
     /// else `$XDG_CACHE_HOME/karmem-bridge/modules`, else `~/.cache/karmem-bridge/modules`).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -76,14 +87,22 @@ pub fn run(opts: Opts) -> Result<()> {
     let runtime = Arc::new(Runtime::new(config)?);
     let composition = Composition::new(runtime);
     let main = composition.add(&name, &bytes, session_options(&opts, &name)?)?;
+    let mut modules = vec![(opts.module.clone(), main)];
     for path in &opts.links {
         let other = display_name(path);
         let bytes = read_input(path)?;
-        composition.add(&other, &bytes, session_options(&opts, &other)?)?;
+        let id = composition.add(&other, &bytes, session_options(&opts, &other)?)?;
+        modules.push((path.clone(), id));
     }
     for text in &opts.patterns {
         let (interface, pattern) = parse_pattern(text)?;
         composition.set_pattern(interface, pattern)?;
+    }
+    for text in &opts.plugs {
+        let plug = parse_plug(text, &modules)?;
+        composition
+            .plug(plug.importer, &plug.import, plug.exporter, &plug.export)
+            .with_context(|| format!("`--plug {text}`"))?;
     }
     let mut session = composition.instantiate(main).with_context(|| format!("failed to load `{name}`"))?;
     match &opts.invoke {
@@ -135,6 +154,63 @@ fn parse_pattern(text: &str) -> Result<(&str, Pattern)> {
         },
     };
     Ok((interface, pattern))
+}
+
+/// One `--plug`, its modules resolved.
+struct PlugArg {
+    importer: ModuleId,
+    import: String,
+    exporter: ModuleId,
+    export: String,
+}
+
+/// `IMPORTER:IMPORT=EXPORTER[:EXPORT]`. Module names are matched as whole
+/// prefixes (the longest that fits), so WIT names after them may hold `:`.
+fn parse_plug(text: &str, modules: &[(PathBuf, ModuleId)]) -> Result<PlugArg> {
+    let usage = "expected `IMPORTER:IMPORT=EXPORTER[:EXPORT]`";
+    let (left, right) = text.split_once('=').with_context(|| format!("`--plug {text}`: {usage}"))?;
+    let (importer, import) = split_module(left, modules, false)
+        .with_context(|| format!("`--plug {text}`: {usage}"))?;
+    let (exporter, export) = split_module(right, modules, true)
+        .with_context(|| format!("`--plug {text}`: {usage}"))?;
+    let import = import.context("no import after the importing module")?.to_string();
+    let export = export.map_or_else(|| import.clone(), str::to_string);
+    Ok(PlugArg { importer, import, exporter, export })
+}
+
+/// The module `text` starts with (path as given, file name or file stem),
+/// and what follows its `:`; `bare` allows the module alone.
+fn split_module<'a>(text: &'a str, modules: &[(PathBuf, ModuleId)], bare: bool) -> Result<(ModuleId, Option<&'a str>)> {
+    let mut found: Vec<(usize, ModuleId, Option<&'a str>)> = Vec::new();
+    for (path, id) in modules {
+        for alias in module_aliases(path) {
+            if bare && text == alias {
+                found.push((alias.len(), *id, None));
+            } else if let Some(rest) = text.strip_prefix(alias.as_str()).and_then(|r| r.strip_prefix(':')) {
+                found.push((alias.len(), *id, Some(rest)));
+            }
+        }
+    }
+    let longest = found.iter().map(|(len, ..)| *len).max().context("names no module given to `run`")?;
+    found.retain(|(len, ..)| *len == longest);
+    found.sort_by_key(|(_, id, _)| *id);
+    found.dedup_by_key(|(_, id, _)| *id);
+    match found.as_slice() {
+        [(_, id, rest)] => Ok((*id, *rest)),
+        _ => bail!("`{text}` names more than one module given to `run`: use their paths"),
+    }
+}
+
+fn module_aliases(path: &Path) -> Vec<String> {
+    let mut aliases = vec![path.display().to_string()];
+    if let Some(name) = path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    if let Some(stem) = path.file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    aliases.dedup();
+    aliases
 }
 
 /// Parses `text`, calls the function, prints its results as WAVE.
