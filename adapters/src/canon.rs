@@ -7,8 +7,11 @@
 //! spec), following the same mapping as `AbiType::from_idl`: `#string`
 //! arrays are `string`, inline structs tuples, dynamic structs records,
 //! unions variants whose discriminant is the case position, enums and flags
-//! by declaration order, handles `own`/`borrow`. Also [`StringEncoding`], the
-//! `string-encoding` canonical option.
+//! by declaration order, handles `own`/`borrow`. A `map<K, V>` is laid out as
+//! the SoA array of its inline entry struct (FORMAT.md §6.5), so it comes out
+//! as `list<tuple<K, V>>` — exactly how the canonical ABI passes a map — and
+//! the transcoders move maps with the code of lists of tuples. Also
+//! [`StringEncoding`], the `string-encoding` canonical option.
 //!
 //! Does not own: Karmem's byte layout (`karmem-format`) or the spec's
 //! size/alignment/flattening rules (`karmem_wit_import::abi`).

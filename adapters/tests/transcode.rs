@@ -137,6 +137,29 @@ fn lists_soa_aos_and_bulk() -> Result<()> {
     round_trip(source, &value)
 }
 
+/// Maps (FORMAT.md §6.5): the SoA array of the entry struct on the Karmem
+/// side, `list<tuple<k, v>>` on the canonical side; order and repeated keys
+/// kept; a tuple value flattened into columns; maps inside maps.
+#[test]
+fn maps_keep_order_and_repeated_keys() -> Result<()> {
+    let source = "
+        struct pair (inline) { _0: u8; _1: []u8 #string; }
+        struct root (dynamic) {
+            counts: map<[]u8 #string, u32>; groups: map<u32, []([]u8 #string)>;
+            pairs: map<char, pair>; nested: map<i16, map<bool, f64>>; empty: map<u64, u8>;
+        }";
+    let map = |entries: Vec<(Value, Value)>| Value::Map(entries);
+    let pair = |n: u8, t: &str| rec(vec![("_0", Value::U8(n)), ("_1", s(t))]);
+    let value = rec(vec![
+        ("counts", map(vec![(s("b"), Value::U32(2)), (s("\u{e9}t\u{e9}"), Value::U32(1)), (s("b"), Value::U32(3))])),
+        ("groups", map(vec![(Value::U32(7), Value::List(vec![s("x"), s("yz")])), (Value::U32(0), Value::List(vec![]))])),
+        ("pairs", map(vec![('k', pair(1, "one")), ('\u{1F600}', pair(2, ""))].into_iter().map(|(k, v)| (Value::Char(k), v)).collect())),
+        ("nested", map(vec![(Value::S16(-1), map(vec![(Value::Bool(true), Value::F64(0.5)), (Value::Bool(true), Value::F64(-0.0))]))])),
+        ("empty", map(vec![])),
+    ]);
+    round_trip(source, &value)
+}
+
 #[test]
 fn unions_enums_flags_options_results() -> Result<()> {
     let source = "

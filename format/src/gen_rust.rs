@@ -7,7 +7,12 @@
 //! views (`FooView::Case(..)`) and a value enum (`Foo::Case(..)`); Rust enums
 //! for IDL enums; a bits newtype per flags item; SoA column accessors
 //! (`FooSoa`, `FooSoaBuilder`) for every struct used as SoA elements, and
-//! per-case accessors for bunches (`FooBovoa`, `FooBovos`). Options, results,
+//! per-case accessors for bunches (`FooBovoa`, `FooBovos`). A `map<K, V>` is
+//! the SoA array of its entry struct (FORMAT.md §6.5), so its view is the
+//! entry's `FooSoa` with `get(i)` / `iter()` giving `(key, value)` views (an
+//! inline-struct value as a `FooRow`, read from its columns), and its
+//! builders are `FooMapBuilder` (`push` entries in order) besides the SoA
+//! ones. Options, results,
 //! fixed arrays, plain arrays and arrays of arrays map to `Option`, `Result`,
 //! `typed::Fixed`, `typed::List` / `view::Column` (scalars, as `&[T]`
 //! slices), so every field of every type has a typed accessor and setter.
@@ -195,8 +200,19 @@ pub fn generate(layout: &Layout, source_name: &str) -> String {
         }
     }
     soa_elems.sort();
+    // Inline-struct map values are read from their columns as rows.
+    let mut rows = Vec::new();
+    for &elem in &soa_elems {
+        if let Some((_, value)) = layout.as_struct(elem).and_then(crate::layout::map_entry_types) {
+            row_structs(layout, value, &mut rows);
+        }
+    }
+    rows.sort();
     for elem in soa_elems {
         g.soa(elem);
+    }
+    for id in rows {
+        g.row(id);
     }
     bunches.sort_by_key(|b| (b.0, b.1));
     for (elem, soa) in bunches {
@@ -623,6 +639,13 @@ impl Gen<'_> {
                         self.out,
                         "    /// Allocates the column directory and columns for `len` elements (zeroed).\n    pub fn alloc_{set}(&self, b: &mut {KF}::Builder, len: u32, capacity: u32) -> {RES}<{e}SoaBuilder, {KF}::builder::TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array(self.at + {off}, len, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}SoaBuilder {{ columns, len }})\n    }}\n\n    /// Like `alloc_{set}`, for a writer that fills all `len` elements of every\n    /// column: those are not zeroed first (on a reused builder they hold the\n    /// previous message's bytes until written).\n    pub fn alloc_{set}_to_fill(&self, b: &mut {KF}::Builder, len: u32, capacity: u32) -> {RES}<{e}SoaBuilder, {KF}::builder::TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array_to_fill(self.at + {off}, len, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}SoaBuilder {{ columns, len }})\n    }}\n"
                     );
+                    if layout.is_map_entry(*elem) {
+                        let _ = writeln!(
+                            self.out,
+                            "    /// Allocates map `{}` with room for `capacity` entries and none yet;\n    /// `push` appends them in order.\n    pub fn new_{set}(&self, b: &mut {KF}::Builder, capacity: u32) -> {RES}<{e}MapBuilder, {KF}::builder::TooLarge> {{\n        let mut columns = [0u32; {e}Soa::<'static>::COLUMNS.len()];\n        b.alloc_soa_array(self.at + {off}, 0, capacity, &{e}Soa::<'static>::COLUMNS, &mut columns)?;\n        Ok({e}MapBuilder {{ slot: self.at + {off}, columns, len: 0, capacity }})\n    }}\n",
+                            f.name
+                        );
+                    }
                 }
                 Kind::Struct(inner) if !inner.dynamic => {
                     let e = self.name(f.ty);
@@ -907,6 +930,9 @@ impl Gen<'_> {
                 );
             }
         }
+        if let Some((key, value)) = crate::layout::map_entry_types(&s) {
+            self.map_methods(key, value);
+        }
         // Element `i` as a dump (nested records rebuilt from the leaves).
         let mut dump = String::new();
         self.soa_dump(elem, &[], &leaf_methods, &mut dump);
@@ -923,6 +949,82 @@ impl Gen<'_> {
             "/// The columns of a freshly allocated SoA array of `{}`.\n#[derive(Debug, Clone, Copy)]\npub struct {name}SoaBuilder {{\n    /// Column offsets, in the order of `{name}Soa::COLUMNS`.\n    pub columns: [u32; {}],\n    pub len: u32,\n}}\n\nimpl {name}SoaBuilder {{\n{builder}}}\n",
             s.name,
             columns.len()
+        );
+        if let Some((key, value)) = crate::layout::map_entry_types(&s) {
+            self.map_builder(elem, key, value, columns.len());
+        }
+    }
+
+    /// The read type of a map value: its view, or for an inline struct (whose
+    /// fields are flattened into columns) its row.
+    fn map_value_ty(&mut self, value: TypeId) -> String {
+        if self.layout.as_struct(value).is_some_and(|s| !s.dynamic) {
+            format!("{}Row<'a>", self.name(value))
+        } else {
+            self.read_ty(value)
+        }
+    }
+
+    /// `get` and `iter` of the SoA view of a map's entry struct.
+    fn map_methods(&mut self, key: TypeId, value: TypeId) {
+        let k = self.read_ty(key);
+        let v = self.map_value_ty(value);
+        let read_value = if self.layout.as_struct(value).is_some_and(|s| !s.dynamic) {
+            format!("{}Row::new(row.nested(1))", self.name(value))
+        } else {
+            format!("row.leaf::<{v}>(1)?")
+        };
+        let _ = writeln!(
+            self.out,
+            "    /// Map entry `i` as (key, value), or `None` past the end. Entries are in\n    /// the writer's order; a key may repeat (FORMAT.md §6.5).\n    pub fn get(&self, i: u32) -> {RES}<{OPT}<({k}, {v})>, {ERR}> {{\n        if i >= self.soa.len() {{\n            return Ok({OPT}::None);\n        }}\n        let row = {KF}::typed::SoaRow::new(self.msg, self.soa, i);\n        Ok({OPT}::Some((row.leaf::<{k}>(0)?, {read_value})))\n    }}\n\n    /// Every map entry, in order.\n    pub fn iter(&self) -> impl ::core::iter::Iterator<Item = {RES}<({k}, {v}), {ERR}>> + '_ {{\n        (0..self.soa.len()).map(move |i| self.get(i).and_then(|e| e.ok_or({ERR}::new({KF}::ErrorKind::NoDefault, 0))))\n    }}\n"
+        );
+    }
+
+    /// `FooMapBuilder`: the entries of a map of entry struct `elem`, pushed in order.
+    fn map_builder(&mut self, elem: TypeId, key: TypeId, value: TypeId, columns: usize) {
+        let name = self.name(elem);
+        let k = self.write_ty(key, "'_");
+        let v = self.write_ty(value, "'_");
+        let _ = writeln!(
+            self.out,
+            "/// Writes a map's entries (entry struct `{name}`) one after another, up to\n/// the capacity it was allocated with; the slot's length follows.\n#[derive(Debug, Clone, Copy)]\npub struct {name}MapBuilder {{\n    /// The map's slot.\n    pub slot: u32,\n    /// Column offsets, in the order of `{name}Soa::COLUMNS`.\n    pub columns: [u32; {columns}],\n    pub len: u32,\n    pub capacity: u32,\n}}\n\nimpl {name}MapBuilder {{\n    /// Appends an entry; `Ok(false)`, and nothing written, when the map is full.\n    pub fn push(&mut self, b: &mut {KF}::Builder, key: {k}, value: {v}) -> {RES}<bool, {KF}::builder::TooLarge> {{\n        if self.len >= self.capacity {{\n            return Ok(false);\n        }}\n        {KF}::typed::SoaElement::write_columns(&{name} {{ key, value }}, b, &self.columns, self.len)?;\n        self.len += 1;\n        // the slot's length word (FORMAT.md §6.2)\n        b.put(self.slot + 4, self.len);\n        Ok(true)\n    }}\n}}\n"
+        );
+    }
+
+    /// `FooRow`: an SoA element read as inline struct `id`, field by field.
+    fn row(&mut self, id: TypeId) {
+        let Some(s) = self.layout.as_struct(id) else { return };
+        let s = s.clone();
+        let name = self.name(id);
+        let _ = writeln!(
+            self.out,
+            "/// An SoA element read as IDL inline struct `{}`, field by field from its\n/// columns (FORMAT.md §6.3); a column the writer left out reads as zero.\n#[derive(Debug, Clone, Copy)]\npub struct {name}Row<'a> {{\n    pub row: {KF}::typed::SoaRow<'a>,\n}}\n\nimpl<'a> {name}Row<'a> {{\n    pub fn new(row: {KF}::typed::SoaRow<'a>) -> Self {{\n        Self {{ row }}\n    }}\n",
+            s.name
+        );
+        let mut dump = String::new();
+        for (pos, f) in s.fields.iter().enumerate() {
+            let m = method_name(&f.name, ROW_METHODS);
+            if self.layout.as_struct(f.ty).is_some_and(|x| !x.dynamic) {
+                let inner = self.name(f.ty);
+                let _ = writeln!(
+                    self.out,
+                    "    /// Field `{}`.\n    pub fn {m}(&self) -> {RES}<{inner}Row<'a>, {ERR}> {{\n        Ok({inner}Row::new(self.row.nested({pos})))\n    }}\n",
+                    f.name
+                );
+            } else {
+                let r = self.read_ty(f.ty);
+                let _ = writeln!(
+                    self.out,
+                    "    /// Field `{}`.\n    pub fn {m}(&self) -> {RES}<{r}, {ERR}> {{\n        self.row.leaf::<{r}>({pos})\n    }}\n",
+                    f.name
+                );
+            }
+            let sep = if pos > 0 { ", " } else { "" };
+            let _ = writeln!(dump, "        out.write_str(\"{sep}{}: \")?;\n        {KF}::typed::dump_result(out, &self.{m}())?;", f.name);
+        }
+        let _ = writeln!(
+            self.out,
+            "}}\n\nimpl<'a> {KF}::typed::Dump for {name}Row<'a> {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        out.write_char('{{')?;\n{dump}        out.write_char('}}')\n    }}\n}}\n"
         );
     }
 
@@ -1037,12 +1139,26 @@ impl Gen<'_> {
     }
 }
 
+/// `id` and every inline struct inside it, when `id` is an inline struct:
+/// the structs a flattened SoA element is read through as rows.
+fn row_structs(layout: &Layout, id: TypeId, out: &mut Vec<TypeId>) {
+    let Some(s) = layout.as_struct(id).filter(|s| !s.dynamic) else { return };
+    if out.contains(&id) {
+        return;
+    }
+    out.push(id);
+    for f in &s.fields {
+        row_structs(layout, f.ty, out);
+    }
+}
+
 /// Inherent methods of generated views, builders, SoA and bunch accessors
 /// that a field or case named alike must not shadow.
 const VIEW_METHODS: &[&str] = &["at", "root", "absent", "present"];
 const BUILDER_METHODS: &[&str] = &["new", "new_root"];
 const SOA_METHODS: &[&str] = &["len", "is_empty", "dump_element"];
 const BUNCH_METHODS: &[&str] = &["len", "is_empty", "bunch", "array"];
+const ROW_METHODS: &[&str] = &["new"];
 
 /// A field's accessor name: `field_name`, with `_` appended when it would
 /// clash with one of `reserved`.

@@ -2,8 +2,9 @@
 //! SoA columns and hashes (FORMAT.md §4–§8, §11).
 //!
 //! Owns: [`Layout`], an owned table of every type the schema mentions
-//! (named items, anonymous types, and the synthetic argument/result structs of
-//! every interface function), each with its inline size and alignment; struct
+//! (named items, anonymous types, the synthetic argument/result structs of
+//! every interface function and the synthetic entry struct of every map
+//! type), each with its inline size and alignment; struct
 //! field offsets; flattened SoA columns with their hash-chain hashes; layout
 //! signatures and hashes.
 //!
@@ -66,7 +67,8 @@ pub enum Kind {
     Flags(FlagsInfo),
     Struct(StructInfo),
     Union(UnionInfo),
-    /// `[]T`: a 12-byte slot.
+    /// `[]T`: a 12-byte slot. Also `map<K, V>`: an SoA array whose `elem`
+    /// is the map's entry struct ([`StructInfo::map_entry`], FORMAT.md §6.5).
     Array { elem: TypeId, form: ArrayForm },
     /// `[]u8 #string` (`utf16 == false`) or `[]u16 #string`.
     String { utf16: bool },
@@ -103,6 +105,10 @@ pub struct FlagsInfo {
 pub struct StructInfo {
     pub name: String,
     pub dynamic: bool,
+    /// The synthetic inline struct `{ key: K, value: V }` of a `map<K, V>`
+    /// (named `<where the map is first met>.entry`): an array of it is that
+    /// map, with the same bytes as any SoA array of an inline struct.
+    pub map_entry: bool,
     pub fields: Vec<FieldInfo>,
     /// End of the last field: the writer's `used` (≥ 4 for dynamic structs).
     pub used: u32,
@@ -189,6 +195,7 @@ static UNKNOWN_TYPE: TypeInfo = TypeInfo {
     kind: Kind::Struct(StructInfo {
         name: String::new(),
         dynamic: false,
+        map_entry: false,
         fields: Vec::new(),
         used: 0,
         body_size: 0,
@@ -212,6 +219,9 @@ struct Builder<'s> {
     by_name: HashMap<String, TypeId>,
     /// Anonymous types, deduplicated by shape.
     interned: HashMap<String, TypeId>,
+    /// Map entry structs by (key, value) type: one per map type, named
+    /// after the first place it is met.
+    map_entries: HashMap<(TypeId, TypeId), TypeId>,
 }
 
 impl Layout {
@@ -223,6 +233,7 @@ impl Layout {
             state: Vec::new(),
             by_name: HashMap::new(),
             interned: HashMap::new(),
+            map_entries: HashMap::new(),
         };
         // Pass 1: one id per named item, so that references can be interned.
         for item in schema.items() {
@@ -309,6 +320,18 @@ impl Layout {
     /// Whether `id` is a dynamic struct (stored out of line).
     pub fn is_dynamic_struct(&self, id: TypeId) -> bool {
         self.as_struct(id).is_some_and(|s| s.dynamic)
+    }
+
+    /// Whether `id` is the entry struct of a map type.
+    pub fn is_map_entry(&self, id: TypeId) -> bool {
+        self.as_struct(id).is_some_and(|s| s.map_entry)
+    }
+
+    /// The key and value types of `id` when it is a `map<K, V>` (an array
+    /// of a map entry struct, FORMAT.md §6.5).
+    pub fn map_types(&self, id: TypeId) -> Option<(TypeId, TypeId)> {
+        let Kind::Array { elem, .. } = &self.get(id).kind else { return None };
+        map_entry_types(self.as_struct(*elem)?)
     }
 
     /// Size of the out-of-line form of `id` (FORMAT.md §3).
@@ -492,6 +515,7 @@ impl Builder<'_> {
                 Kind::Struct(StructInfo {
                     name,
                     dynamic: s.evolution == Evolution::Dynamic,
+                    map_entry: false,
                     fields,
                     used: 0,
                     body_size: 0,
@@ -565,6 +589,7 @@ impl Builder<'_> {
         Ok(self.push(Kind::Struct(StructInfo {
             name: format!("{path}.{which}"),
             dynamic: true,
+            map_entry: false,
             fields,
             used: 0,
             body_size: 0,
@@ -638,6 +663,14 @@ impl Builder<'_> {
                 };
                 Kind::Result { ok, err: e, payload_offset: 0 }
             }
+            TypeKind::Map { key, value } => {
+                if !ty.attrs.is_empty() {
+                    return err(path, "a map takes no attributes");
+                }
+                let key = self.intern(key, &format!("{path}.key"))?;
+                let value = self.intern(value, &format!("{path}.value"))?;
+                Kind::Array { elem: self.map_entry(key, value, path), form: ArrayForm::Soa }
+            }
         };
         let key = format!("{kind:?}");
         if let Some(&id) = self.interned.get(&key) {
@@ -646,6 +679,26 @@ impl Builder<'_> {
         let id = self.push(kind);
         self.interned.insert(key, id);
         Ok(id)
+    }
+
+    /// The entry struct `{ key: K, value: V }` of `map<K, V>` (FORMAT.md
+    /// §6.5), created the first time the map type is met, at `path`.
+    fn map_entry(&mut self, key: TypeId, value: TypeId, path: &str) -> TypeId {
+        if let Some(&id) = self.map_entries.get(&(key, value)) {
+            return id;
+        }
+        let field = |name: &str, ty| FieldInfo { name: name.to_string(), ty, offset: 0, default: None };
+        let id = self.push(Kind::Struct(StructInfo {
+            name: format!("{path}.entry"),
+            dynamic: false,
+            map_entry: true,
+            fields: vec![field("key", key), field("value", value)],
+            used: 0,
+            body_size: 0,
+            columns: Vec::new(),
+        }));
+        self.map_entries.insert((key, value), id);
+        id
     }
 
     fn named_kind(&self, ty: &TypeRef) -> Option<NamedKind> {
@@ -707,7 +760,16 @@ impl Builder<'_> {
             Kind::Handle { resource, borrow: false } => resource.clone(),
             Kind::String { utf16: false } => "[]u8 #string".to_string(),
             Kind::String { utf16: true } => "[]u16 #string".to_string(),
-            Kind::Array { elem, .. } => format!("[]{}", element(*elem)),
+            Kind::Array { elem, .. } => {
+                let map = match self.types.get(elem.0 as usize).map(|e| &e.kind) {
+                    Some(Kind::Struct(entry)) => map_entry_types(entry),
+                    _ => None,
+                };
+                match map {
+                    Some((k, v)) => format!("map<{}, {}>", inner(k), inner(v)),
+                    None => format!("[]{}", element(*elem)),
+                }
+            }
             Kind::FixedArray { elem, len } => format!("[{len}]{}", element(*elem)),
             Kind::Option { some, .. } => format!("option<{}>", inner(*some)),
             Kind::Result { ok: None, err: None, .. } => "result".to_string(),
@@ -925,6 +987,14 @@ impl Builder<'_> {
             }
             path.pop();
         }
+    }
+}
+
+/// The key and value types of a map entry struct (`None` for other structs).
+pub fn map_entry_types(s: &StructInfo) -> Option<(TypeId, TypeId)> {
+    match (s.map_entry, s.fields.as_slice()) {
+        (true, [key, value]) => Some((key.ty, value.ty)),
+        _ => None,
     }
 }
 

@@ -5,7 +5,9 @@
 //! with the zero value an absent field reads as, §7) for scalars, `()`,
 //! strings, options, results and the generic views [`List`] (a plain array
 //! of any element), [`Fixed`] (`[N]T`), [`Utf16`], [`UnionSoa`] (an SoA
-//! array of unions) and [`Bunch`] (a bunch table, §8); [`Write`] (a value
+//! array of unions), [`Bunch`] (a bunch table, §8) and [`SoaRow`] (one
+//! element of an SoA array, read field by field from its columns: how a map
+//! entry is read, §6.5); [`Write`] (a value
 //! written top-down into a [`Builder`]) for the same shapes plus the
 //! form-carrying wrappers [`SoaOf`] and [`BunchOf`]; and [`Dump`], a plain
 //! text of a value that tests compare. All of it is `no_std`; writing needs
@@ -419,6 +421,40 @@ impl<'a, U: Union<'a>> Read<'a> for UnionSoa<'a, U> {
     }
     fn zero(msg: Message<'a>) -> Result<Self> {
         Ok(UnionSoa { msg, len: 0, columns: None, _ty: PhantomData })
+    }
+}
+
+/// Element `i` of an SoA array (FORMAT.md §6.3) seen from one struct of its
+/// flattened element: the element struct itself (`hash` the seed), or an
+/// inline struct inside it (`hash` the hash of its path). A field that is a
+/// leaf is read from its column; a column the writer did not write reads as
+/// the zero value (the fields of inline structs and map entries have no
+/// defaults). Generated code wraps it in a typed row per struct (`FooRow`).
+#[derive(Debug, Clone, Copy)]
+pub struct SoaRow<'a> {
+    msg: Message<'a>,
+    soa: Soa<'a>,
+    i: u32,
+    hash: u32,
+}
+
+impl<'a> SoaRow<'a> {
+    /// Element `i` of `soa`, at the element struct.
+    pub fn new(msg: Message<'a>, soa: Soa<'a>, i: u32) -> Self {
+        SoaRow { msg, soa, i, hash: raw::COLUMN_HASH_SEED }
+    }
+
+    /// The same element, at the inline struct in field `pos`.
+    pub fn nested(&self, pos: u32) -> Self {
+        SoaRow { hash: raw::column_hash_step(self.hash, pos), ..*self }
+    }
+
+    /// Field `pos`, a leaf: its column's element `i`.
+    pub fn leaf<T: Read<'a>>(&self, pos: u32) -> Result<T> {
+        match self.soa.find(raw::column_hash_step(self.hash, pos))? {
+            Some(column) => T::read(self.msg, raw::offset_add(column, self.i as u64 * T::SIZE as u64)?),
+            None => T::zero(self.msg),
+        }
     }
 }
 

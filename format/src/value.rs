@@ -54,6 +54,9 @@ pub enum Value {
     Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
     /// The names of the flags that are set, in declaration order.
     Flags(Vec<String>),
+    /// A `map<K, V>`: (key, value) entries in the sender's order, duplicate
+    /// keys included (FORMAT.md §6.5).
+    Map(Vec<(Value, Value)>),
 }
 
 impl Value {
@@ -77,6 +80,9 @@ impl Value {
             (F32(a), F32(b)) => a.to_bits() == b.to_bits(),
             (F64(a), F64(b)) => a.to_bits() == b.to_bits(),
             (List(a), List(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.bit_eq(b)),
+            (Map(a), Map(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka.bit_eq(kb) && va.bit_eq(vb))
+            }
             (Record(a), Record(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|((na, a), (nb, b))| na == nb && a.bit_eq(b))
             }
@@ -155,6 +161,7 @@ impl Encoder<'_> {
         let found = match value {
             Value::Record(_) => "a record".to_string(),
             Value::List(_) => "a list".to_string(),
+            Value::Map(_) => "a map".to_string(),
             other => {
                 let s = format!("{other:?}");
                 s.chars().take(40).collect()
@@ -263,7 +270,12 @@ impl Encoder<'_> {
                     }
                 }
             }
-            (Kind::Array { elem, form }, Value::List(items)) => self.array(*elem, *form, at, items)?,
+            (Kind::Array { elem, .. }, Value::Map(entries)) if layout.is_map_entry(*elem) => {
+                self.map(*elem, at, entries)?
+            }
+            (Kind::Array { elem, form }, Value::List(items)) if !layout.is_map_entry(*elem) => {
+                self.array(*elem, *form, at, items)?
+            }
             (Kind::FixedArray { elem, len }, Value::List(items)) => {
                 if items.len() != *len as usize {
                     return self.fail(format!("expected {len} elements, found {}", items.len()));
@@ -449,6 +461,42 @@ impl Encoder<'_> {
         Ok(())
     }
 
+    /// Writes a map's entries at the slot `at`: the SoA array of its entry
+    /// struct `entry` (FORMAT.md §6.5), in the order given.
+    fn map(&mut self, entry: TypeId, at: u32, entries: &[(Value, Value)]) -> Result<(), EncodeError> {
+        let layout = self.layout;
+        let Some((key_ty, value_ty)) = layout.as_struct(entry).and_then(crate::layout::map_entry_types) else {
+            return self.fail("a map needs its entry struct");
+        };
+        let n = self.len32(entries.len())?;
+        let columns = layout.columns(entry);
+        let spec: Vec<(u32, u32)> = columns.iter().map(|c| (c.hash, c.size)).collect();
+        let mut offsets = vec![0u32; columns.len()];
+        self.b.alloc_soa_array(at, n, n, &spec, &mut offsets)?;
+        for (i, (key, value)) in entries.iter().enumerate() {
+            self.path.push(format!("[{i}]"));
+            if !layout.is_dynamic_struct(value_ty) {
+                self.check_record(value_ty, value)?;
+            }
+            for (c, &col) in columns.iter().zip(&offsets) {
+                let Leaf::Field(leaf_ty) = c.leaf else { continue };
+                let leaf = match c.path.split_first() {
+                    Some((0, rest)) => leaf_value(layout, key_ty, key, rest),
+                    Some((_, rest)) => leaf_value(layout, value_ty, value, rest),
+                    None => None,
+                };
+                let Some(v) = leaf else {
+                    return self.fail("map entry does not match its types");
+                };
+                self.path.push(if c.path.first() == Some(&0) { ".key" } else { ".value" }.to_string());
+                self.inline(leaf_ty, col + i as u32 * c.size, v)?;
+                self.path.pop();
+            }
+            self.path.pop();
+        }
+        Ok(())
+    }
+
     fn soa_element(
         &mut self,
         elem: TypeId,
@@ -626,7 +674,7 @@ impl Decoder<'_, '_> {
                 self.deeper(at)?;
                 let v = self.array(*elem, *form, slot)?;
                 self.depth -= 1;
-                Value::List(v)
+                if layout.is_map_entry(*elem) { Value::Map(v.into_iter().map(entry_pair).collect()) } else { Value::List(v) }
             }
             Kind::FixedArray { elem, len } => {
                 let size = layout.get(*elem).size;
@@ -798,6 +846,17 @@ impl Decoder<'_, '_> {
     }
 }
 
+/// A decoded map entry as a (key, value) pair. `soa` assembles every entry
+/// as the two-field record `{key, value}` of its entry struct, so the
+/// fallbacks (an empty record) are never taken.
+fn entry_pair(record: Value) -> (Value, Value) {
+    let Value::Record(fields) = record else { return (record, Value::Record(Vec::new())) };
+    let mut fields = fields.into_iter().map(|(_, v)| v);
+    let key = fields.next().unwrap_or(Value::Record(Vec::new()));
+    let value = fields.next().unwrap_or(Value::Record(Vec::new()));
+    (key, value)
+}
+
 /// The value of an absent field: its default literal, or its type's zero value (FORMAT.md §7).
 pub fn default_value(layout: &Layout, ty: TypeId, default: Option<&Literal>, at: u32) -> Result<Value, Error> {
     match default {
@@ -860,6 +919,7 @@ pub fn zero_value(layout: &Layout, ty: TypeId, at: u32, depth: u32) -> Result<Va
             Value::Variant(case.name.clone(), payload)
         }
         Kind::String { .. } => Value::String(String::new()),
+        Kind::Array { elem, .. } if layout.is_map_entry(*elem) => Value::Map(Vec::new()),
         Kind::Array { .. } => Value::List(Vec::new()),
         Kind::FixedArray { elem, len } => {
             let zero = zero_value(layout, *elem, at, depth + 1)?;

@@ -5,7 +5,9 @@
 //! values. IDL names are snake_case; WAVE (like WIT) writes them in kebab-case,
 //! so the impls convert. Resource handles appear as `u32`; `[N]T` as a list;
 //! a struct whose fields are `_0`, `_1`, … (how WIT tuples map to KarmemIDL,
-//! docs/IDL.md "From WIT") as a WAVE tuple `(a, b)`, as wasmtime writes tuples.
+//! docs/IDL.md "From WIT") as a WAVE tuple `(a, b)`, as wasmtime writes tuples;
+//! a `map<K, V>` as a list of (key, value) tuples `[(k, v), ...]` in entry
+//! order, because WAVE (wasm-wave 0.254) has no map form.
 //!
 //! Does not own: the binary format (`value` encodes and decodes).
 
@@ -56,8 +58,14 @@ pub fn is_tuple_shaped<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
     count > 0
 }
 
+/// Tuple-shaped structs and map entries (`(key, value)`) are WAVE tuples.
 fn is_tuple_struct(s: &StructInfo) -> bool {
-    is_tuple_shaped(s.fields.iter().map(|f| f.name.as_str()))
+    s.map_entry || is_tuple_shaped(s.fields.iter().map(|f| f.name.as_str()))
+}
+
+/// A map entry as the tuple value the WAVE writer prints.
+fn entry_tuple(key: &Value, value: &Value) -> Value {
+    Value::Record(std::vec![("_0".to_string(), key.clone()), ("_1".to_string(), value.clone())])
 }
 
 /// `snake_case` to `kebab-case`.
@@ -189,7 +197,7 @@ impl WasmValue for Value {
             Value::F64(_) => WasmTypeKind::F64,
             Value::Char(_) => WasmTypeKind::Char,
             Value::String(_) => WasmTypeKind::String,
-            Value::List(_) => WasmTypeKind::List,
+            Value::List(_) | Value::Map(_) => WasmTypeKind::List,
             Value::Record(fields) if is_tuple_shaped(fields.iter().map(|(n, _)| n.as_str())) => WasmTypeKind::Tuple,
             Value::Record(_) => WasmTypeKind::Record,
             Value::Variant(..) => WasmTypeKind::Variant,
@@ -246,6 +254,19 @@ impl WasmValue for Value {
             && items.len() != *len as usize
         {
             return Err(WasmValueError::Other(std::format!("expected {len} elements, found {}", items.len())));
+        }
+        if ty.layout.map_types(ty.id).is_some() {
+            // Each item is a `(key, value)` tuple: a record of the entry struct.
+            let mut entries = Vec::with_capacity(items.len());
+            for item in items {
+                let Value::Record(fields) = item else { return Err(wrong(ty, "map")) };
+                let mut fields = fields.into_iter().map(|(_, v)| v);
+                match (fields.next(), fields.next(), fields.next()) {
+                    (Some(key), Some(value), None) => entries.push((key, value)),
+                    _ => return Err(wrong(ty, "map")),
+                }
+            }
+            return Ok(Value::Map(entries));
         }
         Ok(Value::List(items))
     }
@@ -372,6 +393,7 @@ impl WasmValue for Value {
     fn unwrap_list(&self) -> Box<dyn Iterator<Item = Cow<'_, Self>> + '_> {
         match self {
             Value::List(items) => Box::new(items.iter().map(Cow::Borrowed)),
+            Value::Map(entries) => Box::new(entries.iter().map(|(k, v)| Cow::Owned(entry_tuple(k, v)))),
             _ => Box::new(std::iter::empty()),
         }
     }

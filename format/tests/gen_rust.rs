@@ -11,7 +11,8 @@
 //! mutated message that still validates reads the same through both; and
 //! two versions of a schema read each other's messages through their
 //! generated code (old reader, new writer and the other way round).
-//! A hand-written driver also exercises the builders of the paper's Figure 32.
+//! Hand-written drivers also exercise the builders of the paper's Figure 32
+//! and the map builders and views of `constructs.km`.
 
 #![cfg(feature = "schema")]
 #![allow(
@@ -143,6 +144,40 @@ fn fig32_builders() {
 }
 "#;
 
+/// A map's builders and views (FORMAT.md §6.5): entries pushed in order,
+/// duplicates kept, read back by index and in order; an inline-struct value
+/// read as a row from its columns.
+const MAPS_DRIVER: &str = r#"
+fn maps_api() {
+    use karmem_format::builder::Builder;
+    use karmem_gen_check::idl_constructs::*;
+
+    let mut b = Builder::new();
+    let maps = MapsBuilder::new_root(&mut b).unwrap();
+    let mut counts = maps.new_counts(&mut b, 3).unwrap();
+    assert!(counts.push(&mut b, "b", 2).unwrap());
+    assert!(counts.push(&mut b, "a", 1).unwrap());
+    assert!(counts.push(&mut b, "b", 3).unwrap());
+    assert!(!counts.push(&mut b, "c", 4).unwrap(), "a full map takes no more entries");
+    let mut by_id = maps.new_by_id(&mut b, 4).unwrap();
+    assert!(by_id.push(&mut b, 7, Point { x: 1.5, y: -2.0 }).unwrap());
+    let bytes = b.finish();
+
+    let view = MapsView::root(&bytes).unwrap();
+    let counts = view.counts().unwrap();
+    let entries: Vec<(&str, u32)> = counts.iter().map(|e| e.unwrap()).collect();
+    assert_eq!(entries, [("b", 2), ("a", 1), ("b", 3)]);
+    assert_eq!(counts.get(1).unwrap(), Some(("a", 1)));
+    assert!(counts.get(3).unwrap().is_none());
+    let by_id = view.by_id().unwrap();
+    assert_eq!(by_id.len(), 1, "the length follows the pushes, not the capacity");
+    let (id, point) = by_id.get(0).unwrap().unwrap();
+    assert_eq!((id, point.x().unwrap(), point.y().unwrap()), (7, 1.5, -2.0));
+    assert_eq!(view.nested().unwrap().len(), 0);
+    println!("maps {}", hex(&bytes));
+}
+"#;
+
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -208,6 +243,14 @@ impl Exprs<'_> {
                     (Some(t), Some(p)) => format!("{}::{}({})", self.path(ty), camel(case), self.expr(t, p)),
                     _ => format!("{}::{}", self.path(ty), camel(case)),
                 }
+            }
+            (Kind::Array { elem, .. }, Value::Map(entries)) => {
+                let (k, v) = layout.map_types(ty).expect("a map type");
+                let items: Vec<String> = entries
+                    .iter()
+                    .map(|(key, value)| format!("{} {{ key: {}, value: {} }}", self.path(*elem), self.expr(k, key), self.expr(v, value)))
+                    .collect();
+                format!("karmem_format::typed::SoaOf(&[{}])", items.join(", "))
             }
             (Kind::Array { elem, form }, Value::List(items)) => {
                 let items: Vec<String> = items.iter().map(|v| self.expr(*elem, v)).collect();
@@ -302,6 +345,22 @@ fn dump_into(layout: &Layout, ty: TypeId, value: &Value, out: &mut String) {
             }
         }
         (Kind::Array { elem, .. } | Kind::FixedArray { elem, .. }, Value::List(items)) => list(items, *elem, out),
+        // A map reads as the SoA array of its entry struct.
+        (Kind::Array { .. }, Value::Map(entries)) => {
+            let (k, v) = layout.map_types(ty).expect("a map type");
+            out.push('[');
+            for (i, (key, value)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str("{key: ");
+                dump_into(layout, k, key, out);
+                out.push_str(", value: ");
+                dump_into(layout, v, value, out);
+                out.push('}');
+            }
+            out.push(']');
+        }
         (Kind::Option { some, .. }, Value::Option(v)) => match v {
             None => out.push_str("none"),
             Some(v) => {
@@ -343,6 +402,7 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
          fn show<T: karmem_format::typed::Dump>(r: Result<T, karmem_format::Error>) -> String {\n    let mut s = String::new();\n    let _ = karmem_format::typed::dump_result(&mut s, &r);\n    s\n}\n",
     );
     driver.push_str(FIG32_DRIVER);
+    driver.push_str(MAPS_DRIVER);
     let mut calls = String::new();
     let mut expected: Vec<String> = Vec::new();
     let mut cases = 0;
@@ -461,7 +521,7 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
         }
     }
     assert!(evolution_cases >= 20, "only {evolution_cases} evolution cases");
-    let _ = writeln!(driver, "fn main() {{\n    fig32_builders();\n{calls}}}");
+    let _ = writeln!(driver, "fn main() {{\n    fig32_builders();\n    maps_api();\n{calls}}}");
     std::fs::write(src.join("lib.rs"), lib).unwrap();
     std::fs::write(src.join("bin/roundtrip.rs"), driver).unwrap();
     let format_dir = workspace().join("format");
@@ -498,7 +558,8 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let stdout = run(&["run", "--quiet", "--bin", "roundtrip"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("fig32 ")), "{stdout}");
-    let got: Vec<&str> = lines.iter().skip(1).copied().collect();
+    assert!(lines.get(1).is_some_and(|l| l.starts_with("maps ")), "{stdout}");
+    let got: Vec<&str> = lines.iter().skip(2).copied().collect();
     assert_eq!(got.len(), expected.len(), "one line per expectation");
     let mut failures = Vec::new();
     for (g, e) in got.iter().zip(&expected) {
@@ -520,6 +581,20 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
         &layout,
         ty,
         "{readings: [{timestamp: 10, value: 1.5}, {timestamp: 20, value: 2.5}, {timestamp: 30, value: 3.5}]}",
+    );
+    assert_eq!(value, expected);
+
+    // The map builders' bytes decode to the entries they pushed, in order.
+    let hex = lines[1].trim_start_matches("maps ");
+    let bytes: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let source = corpus().into_iter().find(|(n, _, _)| n == "idl_constructs").expect("constructs.km").2;
+    let layout = common::layout(&source);
+    let ty = common::ty(&layout, "maps");
+    let value = decode(&layout, ty, &bytes, &Limits::default()).expect("generated map builder output decodes");
+    let expected = common::wave(
+        &layout,
+        ty,
+        r#"{counts: [("b", 2), ("a", 1), ("b", 3)], by-id: [(7, {x: 1.5, y: -2.0})], nested: [], wide-keys: []}"#,
     );
     assert_eq!(value, expected);
 }

@@ -56,6 +56,7 @@ fn has_nan(v: &karmem_format::Value) -> bool {
         F32(f) => f.is_nan(),
         F64(f) => f.is_nan(),
         List(items) => items.iter().any(has_nan),
+        Map(entries) => entries.iter().any(|(k, v)| has_nan(k) || has_nan(v)),
         Record(fields) => fields.iter().any(|(_, v)| has_nan(v)),
         Variant(_, Some(p)) | Option(Some(p)) | Result(Ok(Some(p))) | Result(Err(Some(p))) => has_nan(p),
         _ => false,

@@ -469,6 +469,13 @@ pub enum TypeKind {
     },
     /// `own<R>` / `borrow<R>`
     Handle(HandleKind, Ident),
+    /// `map<K, V>`: entries in the sender's order, stored like `[]E` for the
+    /// inline struct `E { key: K; value: V; }` (docs/FORMAT.md §6.5). `K` is
+    /// a component-model map key: an integer, `bool`, `char` or a `#string`.
+    Map {
+        key: Box<TypeRef>,
+        value: Box<TypeRef>,
+    },
 }
 
 /// Postfix attributes: `[]point #aos`, `[]u8 #string`.
@@ -640,6 +647,10 @@ impl TypeRef {
                 for t in ok.iter_mut().chain(err.iter_mut()) {
                     t.clear_spans();
                 }
+            }
+            TypeKind::Map { key, value } => {
+                key.clear_spans();
+                value.clear_spans();
             }
         }
     }

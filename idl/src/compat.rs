@@ -773,6 +773,10 @@ fn reach(ty: &TypeRef, schema: &Schema, out: &mut Vec<String>) {
                 reach(t, schema, out);
             }
         }
+        TypeKind::Map { key, value } => {
+            reach(key, schema, out);
+            reach(value, schema, out);
+        }
     }
 }
 
@@ -806,6 +810,10 @@ fn normalize(ty: &TypeRef, schema: &Schema) -> TypeRef {
             ok: ok.as_ref().map(|t| Box::new(normalize(t, schema))),
             err: err.as_ref().map(|t| Box::new(normalize(t, schema))),
         },
+        TypeKind::Map { key, value } => TypeKind::Map {
+            key: Box::new(normalize(key, schema)),
+            value: Box::new(normalize(value, schema)),
+        },
         other => other.clone(),
     };
     out
@@ -818,7 +826,12 @@ fn normalize(ty: &TypeRef, schema: &Schema) -> TypeRef {
 /// `visiting` breaks cycles through dynamic structs, which have no finite zero value.
 fn has_zero_value<'a>(ty: &'a TypeRef, schema: &'a Schema, visiting: &mut Vec<&'a str>) -> bool {
     match &ty.kind {
-        TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Option(_) | TypeKind::Handle(..) => true,
+        // The empty map, like the empty array.
+        TypeKind::Prim(_)
+        | TypeKind::Array(_)
+        | TypeKind::Map { .. }
+        | TypeKind::Option(_)
+        | TypeKind::Handle(..) => true,
         TypeKind::FixedArray(elem, _) => has_zero_value(elem, schema, visiting),
         TypeKind::Result { ok, .. } => ok
             .as_ref()

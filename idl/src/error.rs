@@ -120,6 +120,8 @@ pub enum ErrorKind {
         what: &'static str,
     },
     ZeroLengthArray,
+    /// A map key that is not a component-model key type; `found` is the key as written.
+    BadMapKey(String),
     EmptyItem {
         what: &'static str,
         name: String,
@@ -239,6 +241,10 @@ impl fmt::Display for ErrorKind {
                 write!(f, "`{name}` is {what}, not a type")
             }
             ErrorKind::ZeroLengthArray => write!(f, "a fixed array needs at least one element"),
+            ErrorKind::BadMapKey(found) => write!(
+                f,
+                "a map key is an integer, `bool`, `char` or a `#string`, not `{found}`"
+            ),
             ErrorKind::EmptyItem { what, name } => write!(f, "{what} `{name}` has no cases"),
             ErrorKind::ZeroPages(name) => write!(f, "memory `{name}` has zero pages"),
             ErrorKind::DuplicatePackage => write!(f, "a file has at most one `package` header"),

@@ -9,9 +9,9 @@ use crate::error::{Error, ErrorKind};
 use crate::lexer::{Spanned, Token, tokenize};
 
 /// Words that always mean a built-in type where a type is expected.
-pub const RESERVED_TYPE_WORDS: [&str; 17] = [
+pub const RESERVED_TYPE_WORDS: [&str; 18] = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f32", "f64", "bool", "char", "option",
-    "result", "own", "borrow", "_",
+    "result", "map", "own", "borrow", "_",
 ];
 
 pub fn is_reserved_type_word(word: &str) -> bool {
@@ -672,6 +672,17 @@ impl Parser<'_> {
                         TypeKind::Option(Box::new(inner))
                     }
                     "result" => self.result_args()?,
+                    "map" => {
+                        self.expect(Token::Lt, "`<`")?;
+                        let key = self.ty()?;
+                        self.expect(Token::Comma, "`,` and a value type (`map<K, V>`)")?;
+                        let value = self.ty()?;
+                        self.expect(Token::Gt, "`>`")?;
+                        TypeKind::Map {
+                            key: Box::new(key),
+                            value: Box::new(value),
+                        }
+                    }
                     "own" | "borrow" => {
                         self.expect(Token::Lt, "`<`")?;
                         let resource = self.item_name()?;

@@ -204,7 +204,7 @@ fn params(params: &[Param]) -> String {
     out
 }
 
-/// A type as written: `[]([]u8 #string)`, `option<point>`, `[4]f32 #aos`.
+/// A type as written: `[]([]u8 #string)`, `option<point>`, `map<u32, point>`.
 pub fn type_ref(ty: &TypeRef) -> String {
     let mut out = String::new();
     write_type(&mut out, ty);
@@ -248,6 +248,13 @@ fn write_type(out: &mut String, ty: &TypeRef) {
                     out.push('>');
                 }
             }
+        }
+        TypeKind::Map { key, value } => {
+            out.push_str("map<");
+            write_type(out, key);
+            out.push_str(", ");
+            write_type(out, value);
+            out.push('>');
         }
         TypeKind::Handle(kind, id) => {
             let _ = write!(

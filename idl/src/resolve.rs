@@ -3,6 +3,7 @@
 //! Owns every rule a well-formed schema obeys beyond the grammar: names refer
 //! to declared items, no name is declared twice in one scope, tags and values
 //! are unique and fit their width, inline types do not contain themselves,
+//! map keys are component-model key types,
 //! functions place data only in declared memories, attributes sit on types that
 //! accept them, and defaults fit their field. It reports every problem it finds,
 //! in source order, rather than stopping at the first.
@@ -352,6 +353,15 @@ impl<'a> Resolver<'a> {
                     self.ty(t);
                 }
             }
+            TypeKind::Map { key, value } => {
+                self.ty(key);
+                self.ty(value);
+                // An unknown key type is already reported as such.
+                let unknown = matches!(&key.kind, TypeKind::Named(id) if self.lookup(&id.name).is_none());
+                if !is_map_key(key) && !unknown {
+                    self.error(ErrorKind::BadMapKey(type_ref(key)), key.span);
+                }
+            }
         }
         self.attrs(ty);
     }
@@ -509,9 +519,9 @@ impl<'a> Resolver<'a> {
 
     /// Reports inline types that contain themselves by value, once per cycle.
     ///
-    /// Inline structs and inline unions are laid out in place; `[]T`, dynamic
-    /// structs and dynamic unions are reached through an offset and break a
-    /// cycle. Options and results hold their payload in place.
+    /// Inline structs and inline unions are laid out in place; `[]T`, maps,
+    /// dynamic structs and dynamic unions are reached through an offset and
+    /// break a cycle. Options and results hold their payload in place.
     fn recursion(&mut self, file: &'a File) {
         let mut reported: Vec<Vec<&str>> = Vec::new();
         let mut done: HashSet<&str> = HashSet::new();
@@ -624,8 +634,25 @@ impl<'a> Resolver<'a> {
                     self.by_value(t, span, edges);
                 }
             }
-            TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Handle(..) => {}
+            // A map's entries sit in an array block, reached through an offset.
+            TypeKind::Prim(_) | TypeKind::Array(_) | TypeKind::Map { .. } | TypeKind::Handle(..) => {}
         }
+    }
+}
+
+/// Whether `key` is a component-model map key (integers, `bool`, `char`,
+/// strings): floats are not, as NaN equals nothing, and neither is anything
+/// compound. Both `#string` forms are strings.
+pub fn is_map_key(key: &TypeRef) -> bool {
+    match &key.kind {
+        TypeKind::Prim(p) => key.attrs.is_empty() && !matches!(p, Prim::F32 | Prim::F64),
+        TypeKind::Array(elem) => {
+            key.attrs.len() == 1
+                && key.has_attr(AttrKind::String)
+                && elem.attrs.is_empty()
+                && matches!(elem.kind, TypeKind::Prim(Prim::U8 | Prim::U16))
+        }
+        _ => false,
     }
 }
 

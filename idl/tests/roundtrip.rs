@@ -79,11 +79,15 @@ fn type_ref() -> impl Strategy<Value = TypeRef> {
             inner.clone().prop_map(|t| TypeKind::Array(Box::new(t))),
             (inner.clone(), any::<u32>()).prop_map(|(t, n)| TypeKind::FixedArray(Box::new(t), n)),
             inner.clone().prop_map(|t| TypeKind::Option(Box::new(t))),
-            (prop::option::of(inner.clone()), prop::option::of(inner)).prop_map(|(ok, err)| {
+            (prop::option::of(inner.clone()), prop::option::of(inner.clone())).prop_map(|(ok, err)| {
                 TypeKind::Result {
                     ok: ok.map(Box::new),
                     err: err.map(Box::new),
                 }
+            }),
+            (inner.clone(), inner).prop_map(|(key, value)| TypeKind::Map {
+                key: Box::new(key),
+                value: Box::new(value),
             }),
         ];
         (kind, attrs()).prop_map(|(kind, attrs)| TypeRef {
@@ -349,6 +353,20 @@ proptest! {
         prop_assert_eq!(parsed.without_spans(), file.without_spans(), "{}", printed);
         prop_assert_eq!(karmem_idl::print(&parsed), printed);
     }
+}
+
+#[test]
+fn maps_print_in_canonical_form_and_parse_back() {
+    let canonical = "struct s (dynamic) {\n    a: map<[]u8 #string, u32>;\n    b: map<u32, []([]u8 #string)>;\n    c: map<char, map<i8, option<[]u16 #string>>>;\n}\n";
+    let messy = "struct s(dynamic){a:map< []u8#string ,u32>;b:map<u32,[]([]u8 #string)>;c:map<char,map<i8,option<[]u16#string>>>;}";
+    let parsed = karmem_idl::parse(messy).unwrap_or_default();
+    assert_eq!(karmem_idl::print(&parsed), canonical);
+    let Some(Item::Struct(s)) = parsed.items.first() else { panic!("a struct") };
+    let Some(TypeKind::Map { key, value }) = s.fields.first().map(|f| &f.ty.kind) else { panic!("a map") };
+    assert!(key.has_attr(AttrKind::String) && matches!(value.kind, TypeKind::Prim(Prim::U32)));
+    assert!(karmem_idl::load(canonical, "maps.km").is_ok());
+    // `map` is a built-in type word: no item may take its name.
+    assert!(karmem_idl::parse("struct map (inline) { x: u8; }").is_err());
 }
 
 #[test]

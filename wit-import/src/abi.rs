@@ -13,7 +13,10 @@
 //! The inverse of the mapping in `convert`: `[]u8 #string` (and `[]u16 #string`)
 //! is `string`; inline structs are tuples, dynamic structs records; unions are
 //! variants whose case index is the case's position; enums and flags count
-//! their cases in declaration order; a bare resource name is `own`.
+//! their cases in declaration order; a bare resource name is `own`. A
+//! `map<K, V>` is `List(Tuple([K, V]))` from either side: the canonical ABI
+//! passes a map exactly as that list (flat `(ptr, len)`, elements laid out
+//! as the tuple), so it needs no shape of its own here.
 //!
 //! Does not own: Karmem's own layout (`karmem-format`).
 
@@ -360,6 +363,7 @@ fn from_idl(schema: &Schema, ty: &TypeRef, depth: usize) -> Result<AbiType> {
             }
         }
         TypeKind::FixedArray(elem, n) => AbiType::FixedList(Box::new(inner(elem)?), *n),
+        TypeKind::Map { key, value } => map_shape(inner(key)?, inner(value)?),
         TypeKind::Option(t) => AbiType::Option(Box::new(inner(t)?)),
         TypeKind::Result { ok, err } => AbiType::Result {
             ok: ok.as_deref().map(inner).transpose()?.map(Box::new),
@@ -443,12 +447,18 @@ fn from_wit(resolve: &Resolve, ty: &Type, resource_name: &dyn Fn(TypeId) -> Stri
             },
             TypeDefKind::List(t) => AbiType::List(Box::new(inner(t)?)),
             TypeDefKind::FixedLengthList(t, n) => AbiType::FixedList(Box::new(inner(t)?), *n),
+            TypeDefKind::Map(k, v) => map_shape(inner(k)?, inner(v)?),
             TypeDefKind::Resource => AbiType::Own(resource_name(root_resource(resolve, *id))),
             TypeDefKind::Handle(Handle::Own(r)) => AbiType::Own(resource_name(root_resource(resolve, *r))),
             TypeDefKind::Handle(Handle::Borrow(r)) => AbiType::Borrow(resource_name(root_resource(resolve, *r))),
             other => bail!("`{}` has no shape here yet", other.as_str()),
         },
     })
+}
+
+/// `map<K, V>` as the canonical ABI passes it: `list<tuple<K, V>>`.
+fn map_shape(key: AbiType, value: AbiType) -> AbiType {
+    AbiType::List(Box::new(AbiType::Tuple(vec![key, value])))
 }
 
 /// Follows `use` aliases to the resource itself (at most as many steps as there are types).

@@ -2,7 +2,7 @@
 //!
 //! Owns: which WIT items become which IDL items, in which order, under which
 //! names (through `names`), and the refusal of what cannot be mapped yet
-//! (`future`, `stream`, `error-context`, `map`, async functions). The rules
+//! (`future`, `stream`, `error-context`, async functions). The rules
 //! are written up in `docs/IDL.md`, section "From WIT"; this file follows them.
 //!
 //! Order of the output: the world's imports, then its exports, in the order the
@@ -558,7 +558,15 @@ impl<'a> Converter<'a> {
             }
             TypeDefKind::List(inner) => TypeKind::Array(boxed(self.ty(inner, hint)?)),
             TypeDefKind::FixedLengthList(inner, n) => TypeKind::FixedArray(boxed(self.ty(inner, hint)?), *n),
-            TypeDefKind::Map(..) => bail!("`map` cannot be mapped to KarmemIDL yet"),
+            TypeDefKind::Map(key, value) => {
+                let key = self.ty(key, &format!("{hint}_key"))?;
+                // wit-parser checks keys in WIT text; a decoded binary is checked here.
+                if !karmem_idl::resolve::is_map_key(&key) {
+                    bail!("a map key of type `{}` has no KarmemIDL form", karmem_idl::printer::type_ref(&key));
+                }
+                let value = self.ty(value, &format!("{hint}_value"))?;
+                TypeKind::Map { key: boxed(key), value: boxed(value) }
+            }
             TypeDefKind::Future(_) => bail!("`future` cannot be mapped to KarmemIDL yet"),
             TypeDefKind::Stream(_) => bail!("`stream` cannot be mapped to KarmemIDL yet"),
             TypeDefKind::Unknown => bail!("an unresolved WIT type cannot be mapped"),

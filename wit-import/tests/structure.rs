@@ -268,7 +268,7 @@ impl Gen {
     fn ty(&mut self, depth: u32) -> String {
         const SCALARS: [&str; 13] =
             ["bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "f32", "f64", "char", "string"];
-        let choice = if depth == 0 { 0 } else { self.next(12) };
+        let choice = if depth == 0 { 0 } else { self.next(13) };
         match choice {
             0..=3 => SCALARS[self.next(SCALARS.len() as u64) as usize].to_string(),
             4 => format!("list<{}>", self.ty(depth - 1)),
@@ -300,6 +300,11 @@ impl Gen {
                     .collect();
                 self.definitions.push(format!("variant {name} {{ {} }}", cases.join(", ")));
                 name
+            }
+            11 => {
+                const KEYS: [&str; 11] = ["bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "char", "string"];
+                let key = KEYS[self.next(KEYS.len() as u64) as usize];
+                format!("map<{key}, {}>", self.ty(depth - 1))
             }
             _ => {
                 let name = self.fresh("set");

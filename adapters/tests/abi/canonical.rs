@@ -94,7 +94,19 @@ pub fn read(mem: &[u8], layout: &Layout, ty: TypeId, at: u32, enc: StringEncodin
             for i in 0..len {
                 items.push(read(mem, layout, *elem, ptr + i * size, enc)?);
             }
-            Value::List(items)
+            if layout.is_map_entry(*elem) {
+                // `map<k, v>` is `list<tuple<k, v>>`: each item the entry's record
+                let pair = |item: Value| match item {
+                    Value::Record(fields) => match <[(String, Value); 2]>::try_from(fields) {
+                        Ok([(_, k), (_, v)]) => Ok((k, v)),
+                        Err(fields) => bail!("a map entry of {} fields", fields.len()),
+                    },
+                    other => bail!("a map entry {other:?}"),
+                };
+                Value::Map(items.into_iter().map(pair).collect::<Result<_>>()?)
+            } else {
+                Value::List(items)
+            }
         }
         Kind::FixedArray { elem, len } => {
             let size = abi_type(layout, *elem)?.size();
@@ -213,6 +225,13 @@ pub fn write(guest: &mut dyn Guest, layout: &Layout, ty: TypeId, at: u32, value:
             put(guest, at, &ptr.to_le_bytes())?;
             put(guest, at + 4, &(items.len() as u32).to_le_bytes())?;
         }
+        (Kind::Array { .. }, Value::Map(entries)) => {
+            let items: Vec<Value> = entries
+                .iter()
+                .map(|(k, v)| Value::Record(vec![("key".into(), k.clone()), ("value".into(), v.clone())]))
+                .collect();
+            write(guest, layout, ty, at, &Value::List(items), enc)?;
+        }
         (Kind::FixedArray { elem, .. }, Value::List(items)) => {
             let size = abi_type(layout, *elem)?.size();
             for (i, item) in items.iter().enumerate() {
@@ -273,6 +292,7 @@ pub fn same(a: &Value, b: &Value) -> bool {
         (F32(x), F32(y)) => (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits(),
         (F64(x), F64(y)) => (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits(),
         (List(x), List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Map(x), Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((ka, va), (kb, vb))| same(ka, kb) && same(va, vb)),
         (Record(x), Record(y)) => x.len() == y.len() && x.iter().zip(y).all(|((n, a), (m, b))| n == m && same(a, b)),
         (Variant(n, x), Variant(m, y)) => n == m && opt(x, y),
         (Option(x), Option(y)) => opt(x, y),
@@ -289,6 +309,7 @@ pub fn nans_canonical(value: &Value) -> bool {
         F32(x) => !x.is_nan() || x.to_bits() == 0x7fc0_0000,
         F64(x) => !x.is_nan() || x.to_bits() == 0x7ff8_0000_0000_0000,
         List(items) => items.iter().all(nans_canonical),
+        Map(entries) => entries.iter().all(|(k, v)| nans_canonical(k) && nans_canonical(v)),
         Record(fields) => fields.iter().all(|(_, v)| nans_canonical(v)),
         Variant(_, v) | Option(v) => opt(v),
         Result(Ok(v)) | Result(Err(v)) => opt(v),

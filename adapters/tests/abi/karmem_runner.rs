@@ -768,6 +768,10 @@ fn from_val(layout: &Layout, ty: TypeId, val: &CVal) -> Result<Value> {
         (_, CVal::Float64(x)) => Value::F64(*x),
         (_, CVal::Char(c)) => Value::Char(*c),
         (_, CVal::String(t)) => Value::String(t.clone()),
+        (Kind::Array { .. }, CVal::Map(entries)) => {
+            let (k, v) = layout.map_types(ty).context("a map value for a list type")?;
+            Value::Map(entries.iter().map(|(key, value)| Ok((inner(k, key)?, inner(v, value)?))).collect::<Result<_>>()?)
+        }
         (Kind::Array { elem, .. } | Kind::FixedArray { elem, .. }, CVal::List(items) | CVal::FixedLengthList(items)) => {
             Value::List(items.iter().map(|v| inner(*elem, v)).collect::<Result<_>>()?)
         }
@@ -828,6 +832,11 @@ fn to_test_value(layout: &Layout, ty: TypeId, value: &Value, handle: &mut dyn Fn
                 _ => None,
             };
             TValue::Variant(kebab(name), payload)
+        }
+        (Kind::Array { .. }, Value::Map(entries)) => {
+            // as the reference runner shows a map: a list of (key, value) tuples
+            let (k, v) = layout.map_types(ty).unwrap_or((ty, ty));
+            TValue::List(entries.iter().map(|(key, value)| TValue::Tuple(vec![inner(k, key), inner(v, value)])).collect())
         }
         (Kind::Array { elem, .. } | Kind::FixedArray { elem, .. }, Value::List(items)) => {
             TValue::List(items.iter().map(|v| inner(*elem, v)).collect())

@@ -153,6 +153,11 @@ fn ty(rng: &mut Rng, items: &[(String, ItemKind)], depth: u32) -> String {
             2 => format!("result<_, {}>", ty(rng, items, depth - 1)),
             _ => "result".to_string(),
         },
+        11 => {
+            // component-model map keys: integers, bool, char, strings
+            let keys = ["u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "bool", "char", "[]u8 #string", "[]u16 #string"];
+            format!("map<{}, {}>", rng.pick(&keys), ty(rng, items, depth - 1))
+        }
         _ => rng.pick(&prims).to_string(),
     }
 }
@@ -171,6 +176,19 @@ pub fn value(rng: &mut Rng, layout: &Layout, ty: TypeId, depth: u32) -> Value {
         Kind::Union(u) => {
             let case = rng.pick(&u.cases);
             Value::Variant(case.name.clone(), case.ty.map(|t| Box::new(value(rng, layout, t, depth + 1))))
+        }
+        Kind::Array { .. } if layout.map_types(ty).is_some() => {
+            let (key, val) = layout.map_types(ty).unwrap_or((ty, ty));
+            let mut entries: Vec<(Value, Value)> = Vec::new();
+            for _ in 0..list_len(rng) {
+                // now and then a repeated key: maps go through as given
+                let k = match entries.first() {
+                    Some((k, _)) if rng.chance(20) => k.clone(),
+                    _ => value(rng, layout, key, depth + 1),
+                };
+                entries.push((k, value(rng, layout, val, depth + 1)));
+            }
+            Value::Map(entries)
         }
         Kind::Array { elem, form } => {
             let n = list_len(rng);

@@ -52,7 +52,7 @@ struct Gen<'r> {
 
 impl Gen<'_> {
     fn ty(&mut self, depth: u32) -> TypeRef {
-        let choice = if depth == 0 { self.rng.below(3) } else { self.rng.below(12) };
+        let choice = if depth == 0 { self.rng.below(3) } else { self.rng.below(13) };
         match choice {
             0 | 1 => TypeRef::new(TypeKind::Prim(Prim::ALL[self.rng.below(12) as usize])),
             2 => {
@@ -94,6 +94,18 @@ impl Gen<'_> {
                 let ok = self.rng.chance(70).then(|| Box::new(self.ty(depth - 1)));
                 let err = self.rng.chance(70).then(|| Box::new(self.ty(depth - 1)));
                 TypeRef::new(TypeKind::Result { ok, err })
+            }
+            11 => {
+                // A component-model key: an integer, bool, char or a string.
+                let key = match self.rng.below(4) {
+                    0 => TypeRef::new(TypeKind::Array(Box::new(TypeRef::new(TypeKind::Prim(Prim::U8)))))
+                        .with_attr(AttrKind::String),
+                    _ => {
+                        let keys: Vec<Prim> = Prim::ALL.into_iter().filter(|p| !matches!(p, Prim::F32 | Prim::F64)).collect();
+                        TypeRef::new(TypeKind::Prim(keys[self.rng.below(keys.len() as u64) as usize]))
+                    }
+                };
+                TypeRef::new(TypeKind::Map { key: Box::new(key), value: Box::new(self.ty(depth - 1)) })
             }
             _ => TypeRef::new(TypeKind::Handle(HandleKind::Own, ident("res"))),
         }
@@ -193,6 +205,20 @@ pub fn value(layout: &Layout, ty: TypeId, rng: &mut Rng, depth: u32) -> Value {
         Kind::String { .. } => {
             let n = rng.below(6);
             Value::String((0..n).map(|_| ['a', 'é', '€', '𝄞', 'z', '\0'][rng.below(6) as usize]).collect())
+        }
+        Kind::Array { .. } if layout.map_types(ty).is_some() => {
+            let (key, val) = layout.map_types(ty).unwrap_or((ty, ty));
+            let max = if depth > 4 { 1 } else { 5 };
+            let mut entries: Vec<(Value, Value)> = Vec::new();
+            for _ in 0..rng.below(max) {
+                // Sometimes a duplicate key: a map is passed through as given.
+                let k = match entries.first() {
+                    Some((k, _)) if rng.chance(20) => k.clone(),
+                    _ => value(layout, key, rng, depth + 1),
+                };
+                entries.push((k, value(layout, val, rng, depth + 1)));
+            }
+            Value::Map(entries)
         }
         Kind::Array { elem, form } => {
             let max = if depth > 4 { 1 } else { 5 };
