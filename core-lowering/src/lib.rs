@@ -36,6 +36,7 @@ pub mod merge;
 pub mod module_info;
 pub mod parse;
 pub mod preview1;
+pub mod reps_in_place;
 pub mod types;
 
 /// The ABI at the lowered module's edge.

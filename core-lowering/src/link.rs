@@ -18,7 +18,10 @@ use wasmparser::{Parser, Payload, TypeRef};
 
 use crate::builtins::{HandleTable, ResourceFuncs, borrow_scope};
 use crate::graph::{BuiltinKind, DefinedResourceId, Graph, ResourceRef};
-use crate::merge::{BorrowParam, FuncIndex, INTERNAL_MODULE, ImportKind, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections};
+use crate::merge::{
+    BorrowParam, FuncIndex, INTERNAL_MODULE, ImportKind, InPlace, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections,
+};
+use crate::types::ValTy;
 
 /// Name of the custom section that carries the IDL text.
 pub const IDL_SECTION: &str = "karmem:idl";
@@ -122,9 +125,11 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
         called.get(&index).copied().with_context(|| format!("function {index} is missing"))
     };
     let mut memories: BTreeMap<u32, MemoryId> = BTreeMap::new();
-    let used = plan.builtin_memory.into_iter().chain(
-        plan.fused.values().filter_map(|f| f.copy.as_ref()).flat_map(|c| [c.caller_memory, c.callee_memory]),
-    );
+    let used = plan
+        .builtin_memory
+        .into_iter()
+        .chain(plan.fused.values().filter_map(|f| f.copy.as_ref()).flat_map(|c| [c.caller_memory, c.callee_memory]))
+        .chain(plan.wrappers.iter().filter(|w| !w.in_place.is_empty()).filter_map(|w| w.memory));
     for m in used {
         if let std::collections::btree_map::Entry::Vacant(slot) = memories.entry(m.0) {
             slot.insert(module.add_import_memory(GLUE_MEMORIES, &m.0.to_string(), false, false, 0, None, None).0);
@@ -147,11 +152,26 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
         };
         needed.extend(resource);
     }
-    for (_, borrows) in &plan.wrappers {
-        needed.extend(borrows.iter().map(|b| b.resource));
+    let defined = |ty: &ValTy| -> Vec<DefinedResourceId> {
+        ty.borrowed()
+            .filter_map(|r| match r {
+                ResourceRef::Defined(id) => Some(*id),
+                ResourceRef::Imported(_) => None,
+            })
+            .collect()
+    };
+    for wrapper in &plan.wrappers {
+        needed.extend(wrapper.borrows.iter().map(|b| b.resource));
+        for fix in &wrapper.in_place {
+            match fix {
+                InPlace::List { elem, .. } => needed.extend(defined(elem)),
+                InPlace::Memory { ty } => needed.extend(defined(ty)),
+            }
+        }
     }
     for fused in plan.fused.values() {
         needed.extend(fused.borrows.iter().map(|b| b.resource));
+        needed.extend(fused.copy.iter().flat_map(|c| c.borrow_reps.iter().copied()));
     }
     needed.sort();
     needed.dedup();
@@ -182,6 +202,7 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
 
     // Replace each placeholder with its code.
     let mut copiers = crate::adapter::Copiers::default();
+    let mut in_place: BTreeMap<u32, crate::reps_in_place::RepsInPlace> = BTreeMap::new();
     for (k, fid) in &holders {
         let (k, fid) = (*k, *fid);
         let import = plan.imports.get(k).context("placeholder missing")?;
@@ -250,9 +271,26 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                 }
             }
             ImportKind::BorrowWrapper(w) => {
-                let (callee, borrows) = plan.wrappers.get(*w).context("borrow wrapper missing")?;
-                let call = Call { callee: func(callee.0)?, post_return: None, borrows, scope };
-                call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
+                let wrapper = plan.wrappers.get(*w).context("borrow wrapper missing")?;
+                let mut fixes = Vec::new();
+                if !wrapper.in_place.is_empty() {
+                    let m = wrapper.memory.context("borrows in memory without a memory")?;
+                    let walker = match in_place.entry(m.0) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let reps = resource_funcs.iter().map(|(r, f)| (ResourceRef::Defined(*r), f.rep)).collect();
+                            e.insert(crate::reps_in_place::RepsInPlace::new(memory(m)?, reps))
+                        }
+                    };
+                    for fix in &wrapper.in_place {
+                        fixes.push(match fix {
+                            InPlace::List { pos, elem } => (*pos, 2, walker.list(&mut module, elem)?),
+                            InPlace::Memory { ty } => (0, 1, walker.value(&mut module, ty)?),
+                        });
+                    }
+                }
+                let call = Call { callee: func(wrapper.callee.0)?, post_return: None, borrows: &wrapper.borrows, scope };
+                call.generate_with(&mut module, fid, &import.ty, &resource_funcs, &fixes)?;
             }
         }
         module.exports.add(&format!("p{k}"), fid);
@@ -282,6 +320,20 @@ impl Call<'_> {
         ty: &wasmparser::FuncType,
         tables: &BTreeMap<DefinedResourceId, ResourceFuncs>,
     ) -> Result<()> {
+        self.generate_with(module, fid, ty, tables, &[])
+    }
+
+    /// [`Call::generate`], first calling each `(pos, n, f)` of `in_place`
+    /// with the `n` arguments from flat position `pos` (borrowed handles in
+    /// memory made reps: `reps_in_place`).
+    fn generate_with(
+        &self,
+        module: &mut Module,
+        fid: FunctionId,
+        ty: &wasmparser::FuncType,
+        tables: &BTreeMap<DefinedResourceId, ResourceFuncs>,
+        in_place: &[(usize, usize, FunctionId)],
+    ) -> Result<()> {
         let mut lent: BTreeMap<usize, (bool, ResourceFuncs)> = BTreeMap::new();
         for b in self.borrows {
             lent.insert(b.pos, (b.to_owner, *tables.get(&b.resource).context("handle table missing")?));
@@ -296,6 +348,12 @@ impl Call<'_> {
         let (callee, post) = (self.callee, self.post_return);
         module
             .replace_imported_func(fid, |(body, args)| {
+                for (pos, n, f) in in_place {
+                    for a in args.iter().skip(*pos).take(*n) {
+                        body.local_get(*a);
+                    }
+                    body.call(*f);
+                }
                 if let Some(g) = scope_global {
                     body.global_get(g).local_set(saved_scope).i32_const(0).global_set(g);
                 }

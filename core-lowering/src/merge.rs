@@ -117,6 +117,19 @@ pub struct CopyPlan {
     pub borrow_reps: Vec<DefinedResourceId>,
 }
 
+/// A wrapper at the host boundary around an exported function that
+/// borrows handles of resources the component defines.
+#[derive(Debug, Clone)]
+pub struct WrapperPlan {
+    pub callee: FuncIndex,
+    /// Flat borrowed parameters, lent for the call.
+    pub borrows: Vec<BorrowParam>,
+    /// Borrows inside values in memory, made reps before the call.
+    pub in_place: Vec<InPlace>,
+    /// The callee's memory (where those values are).
+    pub memory: Option<MemoryIndex>,
+}
+
 /// What a copying adapter carries (see [`copy_shape`]).
 #[derive(Debug, Clone)]
 struct CopyShape {
@@ -184,7 +197,7 @@ pub struct LinkPlan {
     pub fused: BTreeMap<LoweredId, FusedPlan>,
     /// For each borrow wrapper: callee, and the flat params to convert
     /// (position, resource).
-    pub wrappers: Vec<(FuncIndex, Vec<BorrowParam>)>,
+    pub wrappers: Vec<WrapperPlan>,
     /// Final names of the exports, for diagnostics.
     pub export_names: Vec<String>,
     /// JSON: which memory, realloc and string encoding each boundary
@@ -661,8 +674,28 @@ pub struct BorrowParam {
 
 /// Flat positions of `borrow<T>` params of resources defined in the
 /// component (the caller passes a handle; see [`BorrowParam`]).
-/// `copied`: lists are deep-copied by a copying adapter, which turns the
-/// borrows inside them into reps when they go to the defining component.
+/// Borrowed handles inside a list parameter, or in parameters passed
+/// through memory, of an exported function: the wrapper at the host
+/// boundary makes them reps in place before the call (`reps_in_place`).
+#[derive(Debug, Clone)]
+pub enum InPlace {
+    /// The flat list parameter at flat position `pos` (pointer, length).
+    List { pos: usize, elem: ValTy },
+    /// Every parameter, as the tuple the pointer (flat position 0) points at.
+    Memory { ty: ValTy },
+}
+
+/// What may hold borrowed handles below the top level of a parameter.
+enum Nested<'a> {
+    /// Nothing: refused.
+    Refuse,
+    /// Lists, deep-copied by a copying adapter, which turns the borrows
+    /// inside them into reps when they go to the defining component.
+    Copied,
+    /// Lists, fixed in place by the export's wrapper.
+    InPlace(&'a mut Vec<InPlace>),
+}
+
 fn borrow_positions(
     graph: &Graph,
     owner: usize,
@@ -670,7 +703,7 @@ fn borrow_positions(
     pos: &mut usize,
     out: &mut Vec<BorrowParam>,
     what: &str,
-    copied: bool,
+    nested: &mut Nested<'_>,
 ) -> Result<()> {
     match ty {
         ValTy::Borrow(ResourceRef::Defined(r)) => {
@@ -683,16 +716,25 @@ fn borrow_positions(
         ),
         ValTy::Record(fields) | ValTy::Tuple(fields) => {
             for f in fields {
-                borrow_positions(graph, owner, f, pos, out, what, copied)?;
+                borrow_positions(graph, owner, f, pos, out, what, nested)?;
             }
         }
         other => {
-            let in_copied_list = copied && matches!(other, ValTy::List(_)) && borrows_to_owner(graph, owner, other);
-            if other.has_borrows() && !in_copied_list {
-                bail!(
-                    "{what} passes borrowed handles inside a list or variant{}; this cannot be lowered yet",
-                    if copied { " of a resource the callee does not define" } else { "" }
-                );
+            if other.has_borrows() {
+                let list_to_owner = matches!(other, ValTy::List(_)) && borrows_to_owner(graph, owner, other);
+                match (nested, other) {
+                    (Nested::Copied, _) if list_to_owner => {}
+                    (Nested::InPlace(fixes), ValTy::List(elem)) if list_to_owner => {
+                        fixes.push(InPlace::List { pos: *pos, elem: (**elem).clone() });
+                    }
+                    (Nested::Refuse, _) => {
+                        bail!("{what} passes borrowed handles inside a list or variant; this cannot be lowered yet")
+                    }
+                    _ => bail!(
+                        "{what} passes borrowed handles inside a variant, or of a resource the callee does not \
+                         define inside a list; this cannot be lowered yet"
+                    ),
+                }
             }
             // positions matter only while the parameters are flat (at most
             // MAX_FLAT_PARAMS); past that, borrows are refused
@@ -789,23 +831,36 @@ pub fn merge(
     let mut reallocs: Vec<FuncTarget> = Vec::new();
     // Per boundary function: (kind, name, memory, realloc, encoding).
     let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
-    let mut wrapper_callees: Vec<(FuncTarget, Vec<BorrowParam>)> = Vec::new();
+    let mut wrapper_callees: Vec<(FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>)> = Vec::new();
     let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);
         let what = format!("the export `{}`", export.name);
         let callee = layout.func(&lifted.core, None, options).with_context(|| format!("failed to resolve {what}"))?;
         let mut borrows = Vec::new();
-        let mut pos = 0;
-        for (_, ty) in &lifted.sig.params {
-            borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, false)?;
+        let mut in_place = Vec::new();
+        if lifted.sig.flat_params().is_none() {
+            // Parameters in memory: every borrow is made a rep in place.
+            let tuple = ValTy::Tuple(lifted.sig.params.iter().map(|(_, t)| t.clone()).collect());
+            if tuple.has_borrows() {
+                if !borrows_to_owner(graph, lifted.owner, &tuple) {
+                    bail!(
+                        "{what} passes borrowed handles of a resource it does not define through memory (too many \
+                         parameters); this cannot be lowered yet"
+                    );
+                }
+                in_place.push(InPlace::Memory { ty: tuple });
+            }
+        } else {
+            let mut pos = 0;
+            let mut nested = Nested::InPlace(&mut in_place);
+            for (_, ty) in &lifted.sig.params {
+                borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, &mut nested)?;
+            }
         }
-        let target = if borrows.is_empty() {
+        let target = if borrows.is_empty() && in_place.is_empty() {
             callee
         } else {
-            if lifted.sig.flat_params().is_none() {
-                bail!("{what} passes borrowed handles through memory (too many parameters); this cannot be lowered yet");
-            }
             let mut params = Vec::new();
             for (_, ty) in &lifted.sig.params {
                 ty.flatten(&mut params);
@@ -814,7 +869,8 @@ pub fn merge(
                 .unwrap_or_else(|| FuncType::new(params.into_iter().map(flat_to_val), []));
             let k = wrapper_callees.len();
             plan_wrapper_targets.push(callee);
-            wrapper_callees.push((callee, borrows));
+            let memory = lifted.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
+            wrapper_callees.push((callee, borrows, in_place, memory));
             FuncTarget::Import(layout.import(ImportKind::BorrowWrapper(k), ty))
         };
         if let Some(post) = &lifted.options.post_return {
@@ -940,7 +996,8 @@ pub fn merge(
             if !(copying && lifted.sig.flat_params().is_none()) {
                 let mut pos = 0;
                 for (_, ty) in &lifted.sig.params {
-                    borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, copying)?;
+                    let mut nested = if copying { Nested::Copied } else { Nested::Refuse };
+                    borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, &mut nested)?;
                 }
             }
             let copy = match (&lowered.options.memory, &lifted.options.memory) {
@@ -1035,7 +1092,10 @@ pub fn merge(
         })
         .collect();
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
-    plan.wrappers = wrapper_callees.into_iter().map(|(t, b)| (layout.finish(t), b)).collect();
+    plan.wrappers = wrapper_callees
+        .into_iter()
+        .map(|(t, borrows, in_place, memory)| WrapperPlan { callee: layout.finish(t), borrows, in_place, memory })
+        .collect();
     // The types of the functions the glue calls.
     for target in called {
         let index = layout.finish(target);

@@ -1,0 +1,170 @@
+//! Borrowed handles inside values in memory, made reps in place.
+//!
+//! Owns: the functions a wrapper at the host boundary calls before an
+//! exported function runs, when its parameters hold `borrow<T>` handles of
+//! a resource the component defines inside a list, or inside parameters
+//! passed through memory (more than 16 flat values): the canonical ABI
+//! gives the defining component the rep, so each handle is replaced by its
+//! rep where it lies (the values are already the callee's: the host wrote
+//! them with its `realloc`). One function per type: `(addr)` for a value,
+//! `(ptr, len)` for a list.
+//!
+//! Does not own: flat borrowed parameters (lent by the wrapper in
+//! `link.rs`), copies between memories (`adapter.rs`).
+
+use anyhow::{Context, Result, bail};
+use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
+use walrus::{FunctionBuilder, FunctionId, MemoryId, Module, ValType};
+
+use crate::graph::ResourceRef;
+use crate::types::ValTy;
+
+const I32: LoadKind = LoadKind::I32 { atomic: false };
+const I32_STORE: StoreKind = StoreKind::I32 { atomic: false };
+
+fn at(offset: u32, align: u32) -> MemArg {
+    MemArg { align, offset: offset.into() }
+}
+
+/// Generates the in-place functions for one memory, each type once.
+#[derive(Debug)]
+pub struct RepsInPlace {
+    memory: MemoryId,
+    /// `(handle) -> rep` per resource.
+    reps: Vec<(ResourceRef, FunctionId)>,
+    values: Vec<(ValTy, FunctionId)>,
+    lists: Vec<(ValTy, FunctionId)>,
+}
+
+impl RepsInPlace {
+    pub fn new(memory: MemoryId, reps: Vec<(ResourceRef, FunctionId)>) -> Self {
+        RepsInPlace { memory, reps, values: Vec::new(), lists: Vec::new() }
+    }
+
+    /// `(addr)`: every borrowed handle in the value of `ty` at `addr` made
+    /// its rep.
+    pub fn value(&mut self, module: &mut Module, ty: &ValTy) -> Result<FunctionId> {
+        if let Some((_, f)) = self.values.iter().find(|(t, _)| t == ty) {
+            return Ok(*f);
+        }
+        enum Fix {
+            Rep(FunctionId),
+            List(FunctionId),
+            Field(u32, FunctionId),
+            Case { tag: LoadKind, payload: u32, cases: Vec<(u32, FunctionId)> },
+        }
+        let mut fixes = Vec::new();
+        match ty {
+            _ if !ty.has_borrows() => {}
+            ValTy::Borrow(r) => {
+                let rep = self.reps.iter().find(|(x, _)| x == r).map(|(_, f)| *f).with_context(|| {
+                    format!("a borrowed handle of `{r:?}` does not go to the component that defines it")
+                })?;
+                fixes.push(Fix::Rep(rep));
+            }
+            ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let mut offset = 0u32;
+                for f in fields {
+                    let (s, a) = f.layout().context("unknown layout")?;
+                    offset = offset.div_ceil(a) * a;
+                    if f.has_borrows() {
+                        fixes.push(Fix::Field(offset, self.value(module, f)?));
+                    }
+                    offset += s;
+                }
+            }
+            ValTy::FixedList(elem, n) => {
+                let (s, _) = elem.layout().context("unknown layout")?;
+                let f = self.value(module, elem)?;
+                for i in 0..*n {
+                    fixes.push(Fix::Field(i * s, f));
+                }
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
+                let v = ty.variant_layout().context("unknown layout")?;
+                let mut cases = Vec::new();
+                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
+                    if let Some(case) = case.filter(|t| t.has_borrows()) {
+                        cases.push((c as u32, self.value(module, case)?));
+                    }
+                }
+                let tag = match v.tag_size {
+                    1 => LoadKind::I32_8 { kind: ExtendedLoad::ZeroExtend },
+                    2 => LoadKind::I32_16 { kind: ExtendedLoad::ZeroExtend },
+                    _ => I32,
+                };
+                fixes.push(Fix::Case { tag, payload: v.payload_offset, cases });
+            }
+            other => bail!("borrowed handles inside `{other:?}` cannot be made reps in place"),
+        }
+        let memory = self.memory;
+        let addr = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[]);
+        builder.name(format!("karmem reps in place {ty:?}"));
+        let mut body = builder.func_body();
+        for fix in &fixes {
+            match fix {
+                Fix::Rep(rep) => {
+                    body.local_get(addr).local_get(addr).load(memory, I32, at(0, 4)).call(*rep);
+                    body.store(memory, I32_STORE, at(0, 4));
+                }
+                Fix::List(list) => {
+                    body.local_get(addr).load(memory, I32, at(0, 4));
+                    body.local_get(addr).load(memory, I32, at(4, 4));
+                    body.call(*list);
+                }
+                Fix::Field(offset, f) => {
+                    body.local_get(addr).i32_const(*offset as i32).binop(BinaryOp::I32Add).call(*f);
+                }
+                Fix::Case { tag, payload, cases } => {
+                    for (c, f) in cases {
+                        let (f, payload) = (*f, *payload as i32);
+                        body.local_get(addr).load(memory, *tag, at(0, 1)).i32_const(*c as i32).binop(BinaryOp::I32Eq);
+                        body.if_else(
+                            None,
+                            |then| {
+                                then.local_get(addr).i32_const(payload).binop(BinaryOp::I32Add).call(f);
+                            },
+                            |_| {},
+                        );
+                    }
+                }
+            }
+        }
+        let f = builder.finish(vec![addr], &mut module.funcs);
+        self.values.push((ty.clone(), f));
+        Ok(f)
+    }
+
+    /// `(ptr, len)`: every element of a list of `elem` fixed in place.
+    pub fn list(&mut self, module: &mut Module, elem: &ValTy) -> Result<FunctionId> {
+        if let Some((_, f)) = self.lists.iter().find(|(t, _)| t == elem) {
+            return Ok(*f);
+        }
+        let (size, _) = elem.layout().context("a list element of unknown layout")?;
+        let each = self.value(module, elem)?;
+        let (ptr, len, i) = (module.locals.add(ValType::I32), module.locals.add(ValType::I32), module.locals.add(ValType::I32));
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[]);
+        builder.name(format!("karmem reps in place list {elem:?}"));
+        let mut body = builder.func_body();
+        body.i32_const(0).local_set(i);
+        body.block(None, |done| {
+            let done_id = done.id();
+            done.loop_(None, |next| {
+                let next_id = next.id();
+                next.local_get(i).local_get(len).binop(BinaryOp::I32GeU).br_if(done_id);
+                next.local_get(ptr)
+                    .local_get(i)
+                    .i32_const(size as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .binop(BinaryOp::I32Add)
+                    .call(each);
+                next.local_get(i).i32_const(1).binop(BinaryOp::I32Add).local_set(i).br(next_id);
+            });
+        });
+        let f = builder.finish(vec![ptr, len], &mut module.funcs);
+        self.lists.push((elem.clone(), f));
+        Ok(f)
+    }
+}
