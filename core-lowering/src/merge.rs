@@ -831,7 +831,9 @@ pub fn merge(
     let mut reallocs: Vec<FuncTarget> = Vec::new();
     // Per boundary function: (kind, name, memory, realloc, encoding).
     let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
-    let mut wrapper_callees: Vec<(FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>)> = Vec::new();
+    // (callee, flat borrows, borrows in memory, the callee's memory)
+    type Wrapper = (FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>);
+    let mut wrapper_callees: Vec<Wrapper> = Vec::new();
     let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);

@@ -38,9 +38,12 @@ pub(crate) struct HelperTypes {
     pub two_to_one: u32,
 }
 
+/// A function signature: parameters, results.
+pub(crate) type Signature = (Vec<ValType>, Vec<ValType>);
+
 impl HelperTypes {
     /// The types to append after `existing` types, in order.
-    pub(crate) fn new(existing: u32) -> (Self, [(Vec<ValType>, Vec<ValType>); 4]) {
+    pub(crate) fn new(existing: u32) -> (Self, [Signature; 4]) {
         let types = Self { range: existing, grow: existing + 1, three: existing + 2, two_to_one: existing + 3 };
         let signatures = [
             (vec![ValType::I32, ValType::I64], vec![ValType::I32]),

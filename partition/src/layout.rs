@@ -111,7 +111,7 @@ impl fmt::Display for Layout {
 }
 
 fn format_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{} KiB", bytes >> 10)
@@ -209,10 +209,7 @@ pub fn plan(module: &[u8], owners: &[String], identity: u32, quotas: &Quotas) ->
     }
     let quota_of = |index: usize, shape: &MemoryShape| -> Result<Option<u64>> {
         let owner = owners.get(index).context("owner")?;
-        let asked = match quotas.get(owner) {
-            Some(bytes) => Some(bytes.div_ceil(PAGE)),
-            None => None,
-        };
+        let asked = quotas.get(owner).map(|bytes| bytes.div_ceil(PAGE));
         if let Some(q) = asked {
             ensure!(
                 q >= shape.initial,

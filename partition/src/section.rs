@@ -35,10 +35,10 @@ pub fn decode_owners(data: &[u8]) -> Result<Vec<String>> {
 /// The payload of custom section `name` in `module`, if any.
 pub fn custom_section<'a>(module: &'a [u8], name: &str) -> Result<Option<&'a [u8]>> {
     for payload in Parser::new(0).parse_all(module) {
-        if let Payload::CustomSection(section) = payload? {
-            if section.name() == name {
-                return Ok(Some(section.data()));
-            }
+        if let Payload::CustomSection(section) = payload?
+            && section.name() == name
+        {
+            return Ok(Some(section.data()));
         }
     }
     Ok(None)
