@@ -30,7 +30,16 @@ use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId, MemoryId, Module, ValType};
 
 use crate::graph::ResourceRef;
-use crate::types::{Flat, ValTy};
+use crate::types::{Flat, Parts, ValTy};
+
+/// The load of a variant discriminant of `size` bytes.
+pub(crate) fn tag_load(size: u32) -> LoadKind {
+    match size {
+        1 => U8,
+        2 => U16,
+        _ => I32,
+    }
+}
 
 const I32: LoadKind = LoadKind::I32 { atomic: false };
 const U8: LoadKind = LoadKind::I32_8 { kind: ExtendedLoad::ZeroExtend };
@@ -165,40 +174,21 @@ impl Copier {
                 fixes.push(Fix::Borrow(rep));
             }
             ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
-            ValTy::Record(fields) | ValTy::Tuple(fields) => {
-                let mut offset = 0u32;
-                for f in fields {
-                    let (s, a) = f.layout().context("unknown layout")?;
-                    offset = offset.div_ceil(a) * a;
-                    if self.needs_fix(f) {
+            other => match other.parts_in_memory(|t| self.needs_fix(t)) {
+                Some(Parts::Fields(fields)) => {
+                    for (offset, f) in fields {
                         fixes.push(Fix::Value(offset, self.value(module, f)?));
                     }
-                    offset += s;
                 }
-            }
-            ValTy::FixedList(elem, n) => {
-                let (s, _) = elem.layout().context("unknown layout")?;
-                let f = self.value(module, elem)?;
-                for i in 0..*n {
-                    fixes.push(Fix::Value(i * s, f));
-                }
-            }
-            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
-                let v = ty.variant_layout().context("unknown layout")?;
-                let mut cases = Vec::new();
-                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
-                    if let Some(case) = case.filter(|t| self.needs_fix(t)) {
-                        cases.push((c as u32, self.value(module, case)?));
+                Some(Parts::Cases { tag_size, payload_offset, cases }) => {
+                    let mut fns = Vec::new();
+                    for (c, case) in cases {
+                        fns.push((c, self.value(module, case)?));
                     }
+                    fixes.push(Fix::Case { tag: tag_load(tag_size), payload: payload_offset, cases: fns });
                 }
-                let tag = match v.tag_size {
-                    1 => U8,
-                    2 => U16,
-                    _ => I32,
-                };
-                fixes.push(Fix::Case { tag, payload: v.payload_offset, cases });
-            }
-            other => bail!("copying `{other:?}` between memories is not supported"),
+                None => bail!("copying `{other:?}` between memories is not supported"),
+            },
         }
         let string = if fixes.iter().any(|f| matches!(f, Fix::String)) { Some(self.string(module)?) } else { None };
         let (src_mem, dst_mem) = (self.src, self.dst);

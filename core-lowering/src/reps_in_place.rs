@@ -13,11 +13,12 @@
 //! `link.rs`), copies between memories (`adapter.rs`).
 
 use anyhow::{Context, Result, bail};
-use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
+use walrus::ir::{BinaryOp, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, FunctionId, MemoryId, Module, ValType};
 
+use crate::adapter::tag_load;
 use crate::graph::ResourceRef;
-use crate::types::ValTy;
+use crate::types::{Parts, ValTy};
 
 const I32: LoadKind = LoadKind::I32 { atomic: false };
 const I32_STORE: StoreKind = StoreKind::I32 { atomic: false };
@@ -63,40 +64,21 @@ impl RepsInPlace {
                 fixes.push(Fix::Rep(rep));
             }
             ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
-            ValTy::Record(fields) | ValTy::Tuple(fields) => {
-                let mut offset = 0u32;
-                for f in fields {
-                    let (s, a) = f.layout().context("unknown layout")?;
-                    offset = offset.div_ceil(a) * a;
-                    if f.has_borrows() {
+            other => match other.parts_in_memory(ValTy::has_borrows) {
+                Some(Parts::Fields(fields)) => {
+                    for (offset, f) in fields {
                         fixes.push(Fix::Field(offset, self.value(module, f)?));
                     }
-                    offset += s;
                 }
-            }
-            ValTy::FixedList(elem, n) => {
-                let (s, _) = elem.layout().context("unknown layout")?;
-                let f = self.value(module, elem)?;
-                for i in 0..*n {
-                    fixes.push(Fix::Field(i * s, f));
-                }
-            }
-            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
-                let v = ty.variant_layout().context("unknown layout")?;
-                let mut cases = Vec::new();
-                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
-                    if let Some(case) = case.filter(|t| t.has_borrows()) {
-                        cases.push((c as u32, self.value(module, case)?));
+                Some(Parts::Cases { tag_size, payload_offset, cases }) => {
+                    let mut fns = Vec::new();
+                    for (c, case) in cases {
+                        fns.push((c, self.value(module, case)?));
                     }
+                    fixes.push(Fix::Case { tag: tag_load(tag_size), payload: payload_offset, cases: fns });
                 }
-                let tag = match v.tag_size {
-                    1 => LoadKind::I32_8 { kind: ExtendedLoad::ZeroExtend },
-                    2 => LoadKind::I32_16 { kind: ExtendedLoad::ZeroExtend },
-                    _ => I32,
-                };
-                fixes.push(Fix::Case { tag, payload: v.payload_offset, cases });
-            }
-            other => bail!("borrowed handles inside `{other:?}` cannot be made reps in place"),
+                None => bail!("borrowed handles inside `{other:?}` cannot be made reps in place"),
+            },
         }
         let memory = self.memory;
         let addr = module.locals.add(ValType::I32);

@@ -336,6 +336,55 @@ impl ValTy {
     pub fn has_pointers(&self) -> bool {
         self.uses_memory()
     }
+
+    /// The parts of a value of this type in memory that `wanted` selects,
+    /// for code that walks values to fix them up (deep copies, borrowed
+    /// handles made reps): the fields of a record, tuple or fixed-size list
+    /// at their offsets, or the cases of a variant-like type with its
+    /// discriminant size and payload offset. `None` for other types or an
+    /// unknown layout.
+    pub fn parts_in_memory(&self, wanted: impl Fn(&ValTy) -> bool) -> Option<Parts<'_>> {
+        Some(match self {
+            ValTy::Record(fields) | ValTy::Tuple(fields) => {
+                let mut offset = 0u32;
+                let mut out = Vec::new();
+                for f in fields {
+                    let (s, a) = f.layout()?;
+                    offset = align_to(offset, a);
+                    if wanted(f) {
+                        out.push((offset, f));
+                    }
+                    offset += s;
+                }
+                Parts::Fields(out)
+            }
+            ValTy::FixedList(elem, n) => {
+                let (s, _) = elem.layout()?;
+                Parts::Fields(if wanted(elem) { (0..*n).map(|i| (i * s, &**elem)).collect() } else { Vec::new() })
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => {
+                let v = self.variant_layout()?;
+                let cases = self
+                    .cases()?
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(c, case)| case.filter(|t| wanted(t)).map(|t| (c as u32, t)))
+                    .collect();
+                Parts::Cases { tag_size: v.tag_size, payload_offset: v.payload_offset, cases }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// See [`ValTy::parts_in_memory`].
+#[derive(Debug)]
+pub enum Parts<'a> {
+    /// (offset, type) of each selected field.
+    Fields(Vec<(u32, &'a ValTy)>),
+    /// The discriminant's size, the payload's offset, and (case index,
+    /// payload type) of each selected case.
+    Cases { tag_size: u32, payload_offset: u32, cases: Vec<(u32, &'a ValTy)> },
 }
 
 impl ValTy {
