@@ -10,6 +10,8 @@
 //! implementation. A wasip1 component whose adapter the default drops is
 //! also compared lowered with the adapter kept (`--wasi shim`), and every
 //! component lowered with a Karmem edge memory (`--multi-memory`), on wasmi.
+//! Compositions of guests (`components/composed/`) are compared lowered into
+//! one memory of partitions.
 
 // Test helpers index data they built themselves (clippy.toml exempts only
 // `#[test]` functions).
@@ -21,7 +23,7 @@ mod karmem_runner;
 use anyhow::{Context, Result, bail, ensure};
 use karmem_adapters::wasi::WasiMode;
 use karmem_runner::{Engine, KarmemRunner, lower_karmem, lower_karmem_full, lower_karmem_with};
-use karmem_tests::fixtures::{component_fixtures, invocations};
+use karmem_tests::fixtures::{component_fixtures, composed_fixtures, invocations};
 use karmem_tests::harness::{Completion, Runner, compare};
 use karmem_tests::reference::ReferenceRunner;
 
@@ -125,6 +127,111 @@ fn compare_all() -> Result<()> {
     }
     eprintln!("compared {compared} invocations (both runtimes) of {variants:?}");
     Ok(())
+}
+
+/// Compositions of guests (`fixtures/components/composed/`, built by
+/// `wasm-tools compose`), whose instances own separate memories and each
+/// import WASI: lowered like [`SEPARATE_MEMORIES`] with `--multi-memory`,
+/// then every memory made a partition of one (`karmem_partition::one_memory`,
+/// what `lower` does by default), and compared on both runtimes. The
+/// multi-memory module itself runs only if a preview1 host can serve it:
+/// WASI into a memory other than `memory` is imported as
+/// `wasi_snapshot_preview1!memory<k>` (docs/LOWERING.md, "The same import in
+/// several memories"), which only the partition pass resolves.
+const COMPOSED: [&str; 2] = ["consumer-provider", "consumer-quiet-provider"];
+
+/// Compositions that do not agree yet, with what their first disagreement
+/// must say. Shrink this list; never grow it silently.
+const COMPOSED_NOT_YET: [(&str, &str); 0] = [];
+
+#[test]
+fn compositions_agree_with_the_reference_on_wasmtime_and_wasmi() -> Result<()> {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(compare_composed)?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the comparison thread panicked"))?
+}
+
+fn compare_composed() -> Result<()> {
+    let mut compared = 0;
+    let mut hows = Vec::new();
+    for fixture in composed_fixtures()? {
+        let name = format!("{}.{}", fixture.guest, fixture.variant);
+        let not_yet = COMPOSED_NOT_YET.iter().find(|(n, _)| *n == fixture.guest);
+        match (compare_composition(&fixture.path, &fixture.guest, &mut compared), not_yet) {
+            (Ok(how), None) => hows.push(format!("{name}: {how}")),
+            (Ok(_), Some(_)) => bail!("`{name}` agrees now: take it off `COMPOSED_NOT_YET`"),
+            (Err(e), Some((_, phrase))) => {
+                let message = format!("{e:#}");
+                ensure!(message.contains(phrase), "`{name}` disagrees, but not with `{phrase}`: {message}");
+                hows.push(format!("{name}: not yet"));
+            }
+            (Err(e), None) => return Err(e),
+        }
+    }
+    for name in COMPOSED {
+        ensure!(hows.iter().any(|h| h.starts_with(&format!("{name}."))), "`{name}` was not compared");
+    }
+    eprintln!("compared {compared} invocations (both runtimes) of {hows:?}");
+    Ok(())
+}
+
+/// Compares one composition; says how it was lowered.
+fn compare_composition(path: &std::path::Path, guest: &str, compared: &mut usize) -> Result<&'static str> {
+    let bytes = std::fs::read(path)?;
+    let name = path.display().to_string();
+    let calls = invocations(guest)?;
+    let mut reference = ReferenceRunner::new(&bytes)?;
+    let mut expected = Vec::with_capacity(calls.len());
+    for invocation in &calls {
+        expected.push(reference.invoke(invocation)?);
+    }
+    let refused = lower_karmem(&bytes).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    ensure!(
+        refused.contains("own separate memories") && refused.contains("--multi-memory"),
+        "`{name}` in one memory must be refused naming `--multi-memory`, got: {refused}"
+    );
+    let (world, lowered, _) =
+        lower_karmem_full(&bytes, false, true).with_context(|| format!("lowering `{name}` (multi-memory)"))?;
+    ensure!(lowered.warnings.is_empty(), "`{name}` with an edge memory warns: {:?}", lowered.warnings);
+    let one = karmem_partition::one_memory(&lowered.module, &karmem_partition::Quotas::new())
+        .with_context(|| format!("partitioning `{name}`"))?;
+    let mut modules = vec![("one memory", &one)];
+    let how = if preview1_in_other_memories(&lowered.module)? {
+        "one memory"
+    } else {
+        modules.push(("multi-memory", &lowered.module));
+        "one memory, multi-memory"
+    };
+    for (how, module) in modules {
+        for engine in [Engine::Wasmtime, Engine::Wasmi] {
+            let mut candidate = KarmemRunner::from_lowered(engine, &bytes, world.clone(), module)
+                .with_context(|| format!("loading the Karmem-ABI `{name}` ({how}) on {engine:?}"))?;
+            for (invocation, expected) in calls.iter().zip(&expected) {
+                let at = || format!("{name} ({how}) on {engine:?}: line {}: `{}`", invocation.line, invocation.text);
+                let actual = candidate.invoke(invocation).with_context(at)?;
+                compare(expected, &actual).with_context(at)?;
+                *compared += 1;
+            }
+        }
+    }
+    Ok(how)
+}
+
+/// Does `module` import preview1 into a memory other than `memory`
+/// (`wasi_snapshot_preview1!memory<k>`), which no preview1 host serves?
+fn preview1_in_other_memories(module: &[u8]) -> Result<bool> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(reader) = payload? {
+            for import in reader.into_imports() {
+                if karmem_partition::preview1_memory_of(import?.module).is_some_and(|memory| memory.is_some()) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// WAT fixtures whose instances own separate memories: the canonical

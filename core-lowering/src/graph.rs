@@ -119,6 +119,8 @@ pub struct Lowered {
     pub options: CanonOptions,
     pub sig: Option<FuncSig>,
     pub location: String,
+    /// The component instantiation the `canon lower` is in.
+    pub owner: usize,
 }
 
 /// Kinds of canonical builtins we implement inside the module.
@@ -144,6 +146,8 @@ impl BuiltinKind {
 pub struct Builtin {
     pub kind: BuiltinKind,
     pub resource: ResourceRef,
+    /// The component instantiation the builtin is in.
+    pub owner: usize,
 }
 
 /// One core module instantiation with every import resolved.

@@ -738,7 +738,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                     FuncDef::Lifted(id) => (LowerTarget::Lifted(id), Some(self.graph.lifted(id).sig.clone())),
                 };
                 let id = LoweredId(self.graph.lowered.len());
-                self.graph.lowered.push(Lowered { target, options, sig, location: what });
+                self.graph.lowered.push(Lowered { target, options, sig, location: what, owner: frame.instance });
                 frame.core_funcs.push(CoreDef::Lowered(id));
             }
             CanonicalFunction::ResourceNew { resource }
@@ -753,7 +753,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                     TypeDef::Resource(r) => r.clone(),
                     _ => bail!("{} names a type that is not a resource", what(kind.name())),
                 };
-                let builtin = Builtin { kind, resource };
+                let builtin = Builtin { kind, resource, owner: frame.instance };
                 let id = match self.graph.builtins.iter().position(|b| *b == builtin) {
                     Some(i) => BuiltinId(i),
                     None => {

@@ -235,6 +235,9 @@ struct Layout<'g> {
     /// `canon lower` of it; a later one into another memory gets a name of
     /// its own (`karmem_partition::module_in_memory`).
     host_lowerings: BTreeMap<(String, String), (Option<MemoryIndex>, StringEncoding)>,
+    /// Per component instantiation that owns one, the memory its `canon`
+    /// options name (first found).
+    owner_memory: BTreeMap<usize, MemoryIndex>,
 }
 
 impl<'g> Layout<'g> {
@@ -318,6 +321,8 @@ impl<'g> Layout<'g> {
                     (ResourceRef::Imported(path), BuiltinKind::ResourceDrop) => {
                         let (module, last) = host_name(path);
                         let field = format!("[resource-drop]{last}");
+                        let (module, field) =
+                            self.host_import_in(builtin.owner, module, field, None, StringEncoding::Utf8)?;
                         Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
                     }
                     (ResourceRef::Imported(path), kind) => bail!(
@@ -370,7 +375,34 @@ impl<'g> Layout<'g> {
         };
         let (module, field) = host_name(path);
         let memory = lowered.options.memory.as_ref().map(|m| self.memory(m)).transpose()?;
-        let these = (memory, lowered.options.encoding);
+        self.host_import_in(lowered.owner, module, field, memory, lowered.options.encoding)
+    }
+
+    /// The memory an import of component instantiation `owner` points
+    /// into: its own memory option, else (in a composition) the memory the
+    /// instantiation's other `canon` options name, so that every WASI call
+    /// of one component reaches the same WASI state (its handle table).
+    fn effective_memory(&self, owner: usize, memory: Option<MemoryIndex>) -> Option<MemoryIndex> {
+        memory.or_else(|| if self.owner_memory.len() > 1 { self.owner_memory.get(&owner).copied() } else { None })
+    }
+
+    fn host_import_in(
+        &mut self,
+        owner: usize,
+        module: String,
+        field: String,
+        memory: Option<MemoryIndex>,
+        encoding: StringEncoding,
+    ) -> Result<(String, String)> {
+        let memory = self.effective_memory(owner, memory);
+        // WASI in a composition: always named by memory, so the WASI shim
+        // links each component's calls to its own copy.
+        if self.owner_memory.len() > 1 && module.starts_with("wasi:") {
+            if let Some(m) = memory {
+                return Ok((karmem_partition::module_in_memory(&module, m.0), field));
+            }
+        }
+        let these = (memory, encoding);
         let key = (module.clone(), field.clone());
         match self.host_lowerings.get(&key) {
             None => {
@@ -768,6 +800,7 @@ pub fn merge(
         memory_base: Vec::new(),
         global_base: Vec::new(),
         host_lowerings: BTreeMap::new(),
+        owner_memory: BTreeMap::new(),
     };
     let (mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32);
     for info in &layout.infos {
@@ -796,6 +829,17 @@ pub fn merge(
         );
     }
 
+    let mut owner_memory = BTreeMap::new();
+    let lowered_options = graph.lowered.iter().map(|l| (l.owner, &l.options));
+    let lifted_options = graph.lifted.iter().map(|l| (l.owner, &l.options));
+    for (owner, options) in lowered_options.chain(lifted_options) {
+        if let Some(m) = &options.memory
+            && !owner_memory.contains_key(&owner)
+        {
+            owner_memory.insert(owner, layout.memory(m)?);
+        }
+    }
+    layout.owner_memory = owner_memory;
     let mut memory_owners = Vec::new();
     for (instance, info) in graph.instances.iter().zip(&layout.infos) {
         for d in 0..info.defined_memories {
@@ -894,6 +938,7 @@ pub fn merge(
                 continue;
             }
             let memory = lowered.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
+            let memory = layout.effective_memory(lowered.owner, memory);
             let realloc = lowered.options.realloc.as_ref().map(|r| layout.func(r, None, options)).transpose()?;
             let these = (memory, realloc, lowered.options.encoding);
             // The same import lowered again into the same memory with

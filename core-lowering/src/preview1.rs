@@ -247,6 +247,9 @@ impl Rewrite<'_> {
             options: CanonOptions { memory: None, realloc: None, post_return: None, encoding: StringEncoding::Utf8 },
             sig: None,
             location: format!("preview1 function `{name}` (in place of the adapter's export)"),
+            // preview1 imports point into the memory exported as `memory`
+            // whoever calls them; never qualified by instance
+            owner: 0,
         });
         self.preview1.insert(name.to_string(), id);
         id

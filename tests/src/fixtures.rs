@@ -1,8 +1,10 @@
 //! Finding the fixtures on disk.
 //!
 //! Owns: the layout of `fixtures/` as the tests see it: component fixtures
-//! `components/<guest>.<variant>.wasm`, WAT fixtures `wat/<name>.wat`, and
-//! each fixture's `<name>.invocations` and `<name>.expected` beside them.
+//! `components/<guest>.<variant>.wasm`, compositions of guests
+//! `components/composed/<name>.<variant>.wasm`, WAT fixtures
+//! `wat/<name>.wat`, and each fixture's `<name>.invocations` and
+//! `<name>.expected` beside them.
 //! Running them is left to the runners and the tests.
 
 use std::path::{Path, PathBuf};
@@ -35,9 +37,22 @@ pub struct ComponentFixture {
 /// Every `components/<guest>.<variant>.wasm`, sorted by guest then by the
 /// order of [`VARIANTS`].
 pub fn component_fixtures() -> Result<Vec<ComponentFixture>> {
-    let dir = fixtures_dir().join("components");
+    fixtures_in(&fixtures_dir().join("components"))
+}
+
+/// Every `components/composed/<name>.<variant>.wasm`: guests composed with
+/// each other (`wasm-tools compose`), whose instances own separate memories,
+/// so they are not among [`component_fixtures`]. `guest` is the
+/// composition's name.
+pub fn composed_fixtures() -> Result<Vec<ComponentFixture>> {
+    fixtures_in(&fixtures_dir().join("components").join("composed"))
+}
+
+/// The `<guest>.<variant>.wasm` files directly in `dir`, sorted by guest
+/// then by the order of [`VARIANTS`].
+fn fixtures_in(dir: &Path) -> Result<Vec<ComponentFixture>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing `{}`", dir.display()))? {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing `{}`", dir.display()))? {
         let path = entry?.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;

@@ -6,7 +6,8 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use karmem_tests::fixtures::{
-    component_fixtures, expected_path, guest_variants, invocations, wat_fixtures,
+    ComponentFixture, component_fixtures, composed_fixtures, expected_path, guest_variants,
+    invocations, wat_fixtures,
 };
 use karmem_tests::harness::{check_snapshot, compare, render_transcript, run_all};
 use karmem_tests::reference::ReferenceRunner;
@@ -22,15 +23,37 @@ const GUESTS: [&str; 6] = [
     "command",
 ];
 
+/// The compositions of guests (`fixtures/components/composed/`) with a test
+/// below; one missing here fails `every_composition_is_tested`.
+const COMPOSED: [&str; 2] = ["consumer-provider", "consumer-quiet-provider"];
+
 fn check_guest(guest: &str) -> Result<()> {
     let variants = guest_variants(guest)?;
     ensure!(
         !variants.is_empty(),
         "no components built for the guest `{guest}` in fixtures/components"
     );
+    check_variants(guest, &variants)
+}
+
+fn check_composed(name: &str) -> Result<()> {
+    let variants: Vec<_> = composed_fixtures()?
+        .into_iter()
+        .filter(|f| f.guest == name)
+        .collect();
+    ensure!(
+        !variants.is_empty(),
+        "no composition `{name}` built in fixtures/components/composed"
+    );
+    check_variants(name, &variants)
+}
+
+/// Runs `<guest>.invocations` on each variant: each must match
+/// `<guest>.expected` and agree with the first.
+fn check_variants(guest: &str, variants: &[ComponentFixture]) -> Result<()> {
     let invocations = invocations(guest)?;
     let mut first = None;
-    for fixture in &variants {
+    for fixture in variants {
         let name = format!("{guest}.{}", fixture.variant);
         let mut runner = ReferenceRunner::from_file(&fixture.path)?;
         let runs =
@@ -118,6 +141,33 @@ fn every_built_guest_is_tested() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[test]
+fn every_composition_is_tested() -> Result<()> {
+    let mut untested: Vec<String> = composed_fixtures()?
+        .into_iter()
+        .map(|f| f.guest)
+        .filter(|g| !COMPOSED.contains(&g.as_str()))
+        .collect();
+    untested.dedup();
+    if !untested.is_empty() {
+        bail!(
+            "compositions without a test in tests/tests/reference.rs: {}",
+            untested.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn composed_consumer_provider() -> Result<()> {
+    check_composed("consumer-provider")
+}
+
+#[test]
+fn composed_consumer_quiet_provider() -> Result<()> {
+    check_composed("consumer-quiet-provider")
 }
 
 #[test]
