@@ -88,20 +88,37 @@ impl Helpers {
     }
 }
 
-/// The globals added per input memory: its page count (`i32`) and its size
-/// in bytes (`i64`, what the checks compare with).
+/// The globals added per input memory: its page count (`i32`), its size in
+/// bytes (`i64`, what the helpers compare with), and per access width `n`
+/// of 1, 2, 4, 8 and 16 bytes the *limit* (`i32`) an inline check compares
+/// an address with: the first address at which an `n`-byte access no longer
+/// fits, `bytes - n + 1`, or 0 when none fits ([`limit`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Globals {
     pub(crate) first: u32,
 }
 
+/// Globals per memory: pages, bytes, five limits.
+pub(crate) const GLOBALS_PER_MEMORY: u32 = 7;
+/// The access widths that have a limit.
+pub(crate) const WIDTHS: [u32; 5] = [1, 2, 4, 8, 16];
+
 impl Globals {
     pub(crate) fn pages(&self, memory: u32) -> u32 {
-        self.first + 2 * memory
+        self.first + GLOBALS_PER_MEMORY * memory
     }
     pub(crate) fn bytes(&self, memory: u32) -> u32 {
-        self.first + 2 * memory + 1
+        self.first + GLOBALS_PER_MEMORY * memory + 1
     }
+    /// The limit global of `width`-byte accesses (a power of two up to 16).
+    pub(crate) fn limit(&self, memory: u32, width: u32) -> u32 {
+        self.first + GLOBALS_PER_MEMORY * memory + 2 + width.trailing_zeros().min(4)
+    }
+}
+
+/// The limit of `width`-byte accesses in a memory of `bytes` bytes.
+pub(crate) fn limit(bytes: u64, width: u32) -> u32 {
+    if bytes >= u64::from(width) { (bytes - u64::from(width) + 1) as u32 } else { 0 }
 }
 
 pub(crate) fn memarg(offset: u64, align: u32) -> MemArg {
@@ -219,8 +236,20 @@ fn grow(p: &Partition, globals: &Globals) -> Function {
         .instruction(&I::I64ExtendI32U)
         .instruction(&I::I64Const(16))
         .instruction(&I::I64Shl)
-        .instruction(&I::GlobalSet(globals.bytes(k)))
-        .instruction(&I::LocalGet(1))
-        .instruction(&I::End);
+        .instruction(&I::GlobalSet(globals.bytes(k)));
+    // limits: bytes - n + 1 (the size only grows, so bytes >= n once it did)
+    for width in WIDTHS {
+        f.instruction(&I::GlobalGet(globals.bytes(k)))
+            .instruction(&I::I64Const(i64::from(width)))
+            .instruction(&I::I64GeU)
+            .instruction(&I::If(BlockType::Empty))
+            .instruction(&I::GlobalGet(globals.bytes(k)))
+            .instruction(&I::I64Const(i64::from(width) - 1))
+            .instruction(&I::I64Sub)
+            .instruction(&I::I32WrapI64)
+            .instruction(&I::GlobalSet(globals.limit(k, width)))
+            .instruction(&I::End);
+    }
+    f.instruction(&I::LocalGet(1)).instruction(&I::End);
     f
 }

@@ -7,9 +7,9 @@
 //! of every function body:
 //!
 //! - a load or store of partition `k` with offset `o` and width `n`:
-//!   `a + o + n <= bytes_k` is checked (unless `k` is the last partition)
-//!   and the partition's base is added to the static offset, so the
-//!   address operand is untouched. The last partition ends where the
+//!   `a + o < limit_k_n` (`bytes_k - n + 1`) is checked (unless `k` is the
+//!   last partition) and the partition's base is added to the static
+//!   offset, so the address operand is untouched. The last partition ends where the
 //!   memory ends, so the engine's own bounds check is the partition's and
 //!   its accesses cost nothing extra;
 //! - `memory.size` reads the partition's page count, `memory.grow`,
@@ -214,14 +214,16 @@ pub fn run(module: &[u8], layout: &Layout) -> Result<Vec<u8>> {
     }
     for p in &layout.partitions {
         let pages = p.initial_pages;
-        global_section.global(
-            GlobalType { val_type: ValType::I32, mutable: true, shared: false },
-            &ConstExpr::i32_const(pages as i32),
-        );
+        let bytes = u64::from(pages) * PAGE;
+        let mutable_i32 = GlobalType { val_type: ValType::I32, mutable: true, shared: false };
+        global_section.global(mutable_i32, &ConstExpr::i32_const(pages as i32));
         global_section.global(
             GlobalType { val_type: ValType::I64, mutable: true, shared: false },
-            &ConstExpr::i64_const((u64::from(pages) * PAGE) as i64),
+            &ConstExpr::i64_const(bytes as i64),
         );
+        for width in glue::WIDTHS {
+            global_section.global(mutable_i32, &ConstExpr::i32_const(glue::limit(bytes, width) as i32));
+        }
     }
     out.section(&global_section);
 
@@ -606,13 +608,17 @@ fn rewrite_body(
                     emit(&mut out, &I::LocalSet(scratch + slot));
                 }
                 used_slots = used_slots.max(1);
+                // trap if a + offset >= limit(width). `a + offset` may wrap
+                // past 4 GiB and pass: the engine then traps on the
+                // rebased access, which lands past the memory's end.
+                emit(&mut out, &I::LocalTee(scratch));
+                if offset != 0 {
+                    emit(&mut out, &I::I32Const(offset as u32 as i32));
+                    emit(&mut out, &I::I32Add);
+                }
                 for insn in [
-                    I::LocalTee(scratch),
-                    I::I64ExtendI32U,
-                    I::I64Const((offset + u64::from(width)) as i64),
-                    I::I64Add,
-                    I::GlobalGet(globals.bytes(k)),
-                    I::I64GtU,
+                    I::GlobalGet(globals.limit(k, width)),
+                    I::I32GeU,
                     I::If(BlockType::Empty),
                     I::Unreachable,
                     I::End,

@@ -166,6 +166,24 @@ fn addressing_past_a_partition_traps() {
 }
 
 #[test]
+fn static_offsets_are_checked_with_the_address() {
+    let original = three_memories(
+        r#"(func (export "far2") (param i32) (result i32) (i32.load $m2 offset=65532 (local.get 0)))
+           (func (export "wide2") (param i32) (result i64) (i64.load $m2 offset=8 (local.get 0)))"#,
+    );
+    let one = run(&original, &layout(&original, &[])).unwrap();
+    let mut g = Guest::new(&one);
+    assert_eq!(g.call::<i32, i32>("far2", 0).unwrap(), 0);
+    assert!(g.call::<i32, i32>("far2", 1).is_err());
+    assert!(g.call::<i32, i32>("far2", 4).is_err());
+    // a + offset wraps past 4 GiB: still a trap
+    assert!(g.call::<i32, i32>("far2", -4).is_err());
+    assert!(g.call::<i32, i32>("far2", -65532).is_err());
+    assert_eq!(g.call::<i32, i64>("wide2", 65_520).unwrap(), 0);
+    assert!(g.call::<i32, i64>("wide2", 65_521).is_err());
+}
+
+#[test]
 fn growth_stops_at_the_quota_with_minus_one() {
     let original = three_memories("");
     // `small` may grow to 3 pages (192 KiB)
