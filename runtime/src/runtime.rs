@@ -114,6 +114,13 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(config.fuel)
             .memory_init_cow(false)
+            // Compositions lowered into one memory address their partitions
+            // through static offsets as large as the partition's base
+            // (docs/LOWERING.md, "One memory: partitions"): a guard region
+            // that covers them keeps those accesses free of explicit checks
+            // (wasmtime elides a check when offset + size fits the guard).
+            // Virtual address space only.
+            .memory_guard_size(2 << 30)
             .allocation_strategy(InstanceAllocationStrategy::OnDemand)
             .parallel_compilation(config.parallel_compilation)
             .with_host_memory(Arc::clone(&creator) as Arc<dyn wasmtime::MemoryCreator>);
