@@ -397,10 +397,11 @@ impl<'g> Layout<'g> {
         let memory = self.effective_memory(owner, memory);
         // WASI in a composition: always named by memory, so the WASI shim
         // links each component's calls to its own copy.
-        if self.owner_memory.len() > 1 && module.starts_with("wasi:") {
-            if let Some(m) = memory {
-                return Ok((karmem_partition::module_in_memory(&module, m.0), field));
-            }
+        if self.owner_memory.len() > 1
+            && module.starts_with("wasi:")
+            && let Some(m) = memory
+        {
+            return Ok((karmem_partition::module_in_memory(&module, m.0), field));
         }
         let these = (memory, encoding);
         let key = (module.clone(), field.clone());

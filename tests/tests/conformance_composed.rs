@@ -597,3 +597,70 @@ fn tail(bytes: &[u8], count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].join("\n")
 }
+
+/// The same tests through `run --link`: every part of a composition (runner,
+/// tests, intermediates; `parts/MANIFEST`) lowered on its own, the runner's
+/// imports served from the others by karmem-runtime's `Composition` (WIT
+/// identity, layers served from below), `run()` called on the runner.
+#[test]
+fn composed_parts_run_linked_on_karmem_runtime() {
+    let Some(suite) = suite_dir() else { return };
+    let path = suite.join("parts/MANIFEST");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading `{}`: {e}", path.display()));
+    let compositions: Vec<Vec<String>> = text
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|fields| fields.get(1).map(String::as_str) == Some("async=no"))
+        .collect();
+    assert!(!compositions.is_empty(), "`{}` lists no `async=no` test", path.display());
+    let runtime = std::sync::Arc::new(
+        karmem_runtime::Runtime::new(karmem_runtime::RuntimeConfig::default()).expect("a karmem runtime"),
+    );
+    let next = AtomicUsize::new(0);
+    let outcomes = Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..std::thread::available_parallelism().map_or(2, usize::from) {
+            std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn_scoped(scope, || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(fields) = compositions.get(i) else { break };
+                        let outcome = unwinding(|| run_linked(&suite, &runtime, &fields[2..]));
+                        outcomes.lock().expect("outcomes").insert(fields[0].clone(), outcome);
+                    }
+                })
+                .expect("a thread");
+        }
+    });
+    let outcomes = outcomes.into_inner().expect("outcomes");
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(test, outcome)| outcome.as_ref().err().map(|why| format!("  FAIL {test}: {why}")))
+        .collect();
+    println!("conformance composed --link: {} passed, {} failed", outcomes.len() - failed.len(), failed.len());
+    for line in &failed {
+        println!("{line}");
+    }
+    assert!(failed.is_empty(), "linked parts failed:\n{}", failed.join("\n"));
+}
+
+/// Lowers `parts` (the runner first) and calls the runner's `run()` with the
+/// others linked.
+fn run_linked(suite: &Path, runtime: &std::sync::Arc<karmem_runtime::Runtime>, parts: &[String]) -> Result<(), String> {
+    use karmem_runtime::compose::Composition;
+    use karmem_runtime::invoke::SessionOptions;
+    let composition = Composition::new(std::sync::Arc::clone(runtime));
+    let mut runner = None;
+    for part in parts {
+        let lowered = lower_one(&suite.join("parts").join(part)).map_err(|e| format!("lowering `{part}`: {e}"))?;
+        let id = composition.add(part, &lowered, SessionOptions::default()).map_err(|e| format!("{e:#}"))?;
+        runner.get_or_insert(id);
+    }
+    let runner = runner.ok_or("no parts")?;
+    let mut session = composition.instantiate(runner).map_err(|e| first_line(&format!("{e:#}")))?;
+    session
+        .invoke("root", "run", &karmem_format::Value::Record(Vec::new()))
+        .map(|_| ())
+        .map_err(|e| first_line(&format!("{e:#}")))
+}

@@ -90,7 +90,6 @@ impl Reference {
     fn call(&mut self, function: &str, rounds: u32) -> Result<u32> {
         let f = if function == "run" { self.run } else { self.churn };
         let (out,) = f.call(&mut self.store, (rounds,))?;
-        f.post_return(&mut self.store)?;
         Ok(out)
     }
 }
