@@ -100,7 +100,7 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         idl: world.as_ref().ok().map(|world| world.idl.clone()),
     };
     let (lowered, mode) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
-    let several_memories = memory_count(&lowered)? > 1;
+    let several_memories = karmem_partition::layout::memory_count(&lowered)? > 1;
     if let Err(e) = &world {
         warnings.push(format!("`karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}"));
     }
@@ -121,11 +121,14 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
             edged.module
         }
     };
-    let module = if several_memories && !options.multi_memory {
-        partition(module, options).context("failed to put the memories in one memory")?
-    } else {
-        refuse_second_memory_wasi(&module)?;
-        module
+    let module = match (several_memories, options.multi_memory) {
+        (true, false) => partition(module, options).context("failed to put the memories in one memory")?,
+        (true, true) => {
+            refuse_second_memory_wasi(&module)?;
+            module
+        }
+        // one memory: every preview1 import already points into it
+        (false, _) => module,
     };
     let wasi = match mode {
         WasiMode::Preview1 => Wasi::Preview1,
@@ -134,11 +137,6 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         WasiMode::Deny => Wasi::Deny,
     };
     Ok(Lowered { module, wasi, warnings, notes })
-}
-
-/// The number of memories `module` defines.
-fn memory_count(module: &[u8]) -> Result<u32> {
-    karmem_partition::layout::memory_count(module)
 }
 
 /// The memories of `module` as partitions of one (docs/LOWERING.md, "One
@@ -161,9 +159,6 @@ fn partition(module: Vec<u8>, options: &LowerOptions) -> Result<Vec<u8>> {
     }
     karmem_partition::one_memory(&module, &options.memory_quotas)
 }
-
-/// Who owns the Karmem edge memory, as `--memory-quota` names it.
-pub const EDGE_OWNER: &str = karmem_partition::EDGE_OWNER;
 
 /// Boundary functions that remain imports or exports and the memory the
 /// lowering recorded for each.

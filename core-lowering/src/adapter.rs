@@ -80,7 +80,7 @@ pub struct CopyIds {
     pub scope: Option<walrus::GlobalId>,
     /// `(handle) -> rep` of each resource whose borrowed handles cross
     /// inside copied parameters (the callee defines it).
-    pub reps: Vec<(crate::graph::ResourceRef, FunctionId)>,
+    pub reps: Vec<(ResourceRef, FunctionId)>,
 }
 
 /// Every copier of one glue module, so adapters between the same two
