@@ -512,20 +512,65 @@ impl<'g> Layout<'g> {
                 if global.ty.mutable {
                     return None;
                 }
-                let mut ops = global.init_expr.get_operators_reader();
-                let op = ops.read().ok()?;
-                if !matches!(ops.read().ok()?, Operator::End) {
-                    return None;
-                }
-                return match op {
-                    Operator::I32Const { value } => Some(Instruction::I32Const(value)),
-                    Operator::I64Const { value } => Some(Instruction::I64Const(value)),
-                    Operator::GlobalGet { global_index } => self.global_constant(id, global_index, module_bytes),
-                    _ => None,
-                };
+                return fold_const_expr(&global.init_expr, |global_index| {
+                    self.global_constant(id, global_index, module_bytes)
+                });
             }
         }
         None
+    }
+}
+
+/// The value of a constant expression made of `i32/i64.const`, `global.get`
+/// of globals whose value `global` knows, and the extended-const
+/// arithmetic (`add`, `sub`, `mul`, wrapping), or `None` when it is
+/// anything else (`ref.func`, a global of unknown value, ...).
+fn fold_const_expr(
+    expr: &wasmparser::ConstExpr<'_>,
+    global: impl Fn(u32) -> Option<Instruction<'static>>,
+) -> Option<Instruction<'static>> {
+    #[derive(Clone, Copy)]
+    enum C {
+        I32(i32),
+        I64(i64),
+    }
+    let mut stack: Vec<C> = Vec::new();
+    let mut ops = expr.get_operators_reader();
+    loop {
+        let op = ops.read().ok()?;
+        let c = match op {
+            Operator::End => break,
+            Operator::I32Const { value } => C::I32(value),
+            Operator::I64Const { value } => C::I64(value),
+            Operator::GlobalGet { global_index } => match global(global_index)? {
+                Instruction::I32Const(value) => C::I32(value),
+                Instruction::I64Const(value) => C::I64(value),
+                _ => return None,
+            },
+            Operator::I32Add | Operator::I32Sub | Operator::I32Mul => {
+                let (C::I32(b), C::I32(a)) = (stack.pop()?, stack.pop()?) else { return None };
+                C::I32(match op {
+                    Operator::I32Add => a.wrapping_add(b),
+                    Operator::I32Sub => a.wrapping_sub(b),
+                    _ => a.wrapping_mul(b),
+                })
+            }
+            Operator::I64Add | Operator::I64Sub | Operator::I64Mul => {
+                let (C::I64(b), C::I64(a)) = (stack.pop()?, stack.pop()?) else { return None };
+                C::I64(match op {
+                    Operator::I64Add => a.wrapping_add(b),
+                    Operator::I64Sub => a.wrapping_sub(b),
+                    _ => a.wrapping_mul(b),
+                })
+            }
+            _ => return None,
+        };
+        stack.push(c);
+    }
+    match stack.as_slice() {
+        [C::I32(value)] => Some(Instruction::I32Const(*value)),
+        [C::I64(value)] => Some(Instruction::I64Const(*value)),
+        _ => None,
     }
 }
 
@@ -608,6 +653,14 @@ impl Reencode for InstanceMaps {
         Ok(self.data_base + data)
     }
     fn const_expr(&mut self, expr: wasmparser::ConstExpr) -> Result<ConstExpr, ReencodeError<Self::Error>> {
+        // Arithmetic over constants (extended-const, e.g. `__memory_base`
+        // plus an offset, once `__memory_base` is known) becomes one
+        // constant, so the output needs no extended-const.
+        match fold_const_expr(&expr, |global_index| self.global_consts.get(&global_index).cloned()) {
+            Some(Instruction::I32Const(value)) => return Ok(ConstExpr::i32_const(value)),
+            Some(Instruction::I64Const(value)) => return Ok(ConstExpr::i64_const(value)),
+            _ => {}
+        }
         let mut ops = expr.get_operators_reader();
         let mut bytes = Vec::new();
         while !ops.is_end_then_eof() {

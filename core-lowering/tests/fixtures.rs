@@ -131,3 +131,25 @@ fn shims_of_real_components_resolve() -> Result<()> {
     }
     Ok(())
 }
+
+/// componentize-py places its data with `__memory_base + offset` global
+/// initialisers (extended-const); once `__memory_base` is a known constant
+/// the lowering folds them, so the output loads on engines without
+/// extended-const (node 20).
+#[test]
+fn folded_global_initialisers_need_no_extended_const() -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/lowering/componentize-py/component.wasm");
+    let bytes = std::fs::read(&path)?;
+    let without = wasmparser::WasmFeatures::default()
+        - wasmparser::WasmFeatures::EXTENDED_CONST;
+    let mut component_features = without;
+    component_features.insert(wasmparser::WasmFeatures::COMPONENT_MODEL);
+    if wasmparser::Validator::new_with_features(component_features).validate_all(&bytes).is_ok() {
+        bail!("the input no longer uses extended-const: this test checks nothing");
+    }
+    let lowered = lower(&bytes, &Options::default())?;
+    wasmparser::Validator::new_with_features(without)
+        .validate_all(&lowered)
+        .map_err(|e| anyhow::anyhow!("the output needs a feature it should not: {e}"))?;
+    Ok(())
+}
