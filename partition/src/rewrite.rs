@@ -9,7 +9,9 @@
 //! - a load or store of partition `k` with offset `o` and width `n`:
 //!   `a + o < limit_k_n` (`bytes_k - n + 1`) is checked (unless `k` is the
 //!   last partition) and the partition's base is added to the static
-//!   offset, so the address operand is untouched. The last partition ends where the
+//!   offset, so the address operand is untouched. Each body keeps the
+//!   limits it uses in locals, read on entry and after every call (the
+//!   only way a memory grows), so checks in loops compare registers. The last partition ends where the
 //!   memory ends, so the engine's own bounds check is the partition's and
 //!   its accesses cost nothing extra;
 //! - `memory.size` reads the partition's page count, `memory.grow`,
@@ -559,10 +561,28 @@ fn rewrite_body(
         local_count = local_count.checked_add(count).context("too many locals")?;
         locals.push((count, remap.val_type(ty)?));
     }
-    let scratch = local_count;
+    // The limits this body checks against, each cached in a local: read
+    // once on entry and again after every call (only a call can grow a
+    // memory: `memory.grow` is one too), so a loop compares with a
+    // register instead of loading a global on every access. A limit only
+    // ever rises, and it is re-read after anything that could raise it.
+    let limits = checked_limits(body, layout)?;
+    let cached = |k: u32, width: u32| limits.iter().position(|l| *l == (k, width)).map(|i| local_count + i as u32);
+    let refresh: Vec<I<'static>> = limits
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (k, width))| [I::GlobalGet(globals.limit(*k, *width)), I::LocalSet(local_count + i as u32)])
+        .collect();
+    if !limits.is_empty() {
+        locals.push((limits.len() as u32, ValType::I32));
+    }
+    let scratch = local_count + limits.len() as u32;
     let mut used_slots = 0u32; // slots 0..used_slots are declared
     let mut out: Vec<u8> = Vec::new();
     let emit = |out: &mut Vec<u8>, insn: &I<'_>| insn.encode(out);
+    for insn in &refresh {
+        emit(&mut out, insn);
+    }
 
     let mut ops = body.get_operators_reader()?;
     let mut copy_from = ops.original_position();
@@ -616,8 +636,12 @@ fn rewrite_body(
                     emit(&mut out, &I::I32Const(offset as u32 as i32));
                     emit(&mut out, &I::I32Add);
                 }
+                let limit = match cached(k, width) {
+                    Some(local) => I::LocalGet(local),
+                    None => I::GlobalGet(globals.limit(k, width)),
+                };
                 for insn in [
-                    I::GlobalGet(globals.limit(k, width)),
+                    limit,
                     I::I32GeU,
                     I::If(BlockType::Empty),
                     I::Unreachable,
@@ -638,7 +662,12 @@ fn rewrite_body(
         }
         match op {
             Operator::MemorySize { mem } => emit(&mut out, &I::GlobalGet(globals.pages(mem))),
-            Operator::MemoryGrow { mem } => emit(&mut out, &I::Call(helpers.get(Helper::Grow(mem)))),
+            Operator::MemoryGrow { mem } => {
+                emit(&mut out, &I::Call(helpers.get(Helper::Grow(mem))));
+                for insn in &refresh {
+                    emit(&mut out, insn);
+                }
+            }
             Operator::MemoryFill { mem } => emit(&mut out, &I::Call(helpers.get(Helper::Fill(mem)))),
             Operator::MemoryCopy { dst_mem, src_mem } => {
                 emit(&mut out, &I::Call(helpers.get(Helper::Copy { dst: dst_mem, src: src_mem })))
@@ -663,8 +692,14 @@ fn rewrite_body(
                 bail!("atomic memory instructions cannot be partitioned ({op:?})")
             }
             op => {
+                let call = matches!(op, Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. });
                 let insn = remap.instruction(op)?;
                 emit(&mut out, &insn);
+                if call {
+                    for insn in &refresh {
+                        emit(&mut out, insn);
+                    }
+                }
             }
         }
     }
@@ -681,6 +716,24 @@ fn rewrite_body(
     let mut f = Function::new(locals);
     f.raw(out);
     Ok(f)
+}
+
+/// The `(partition, width)` limits the checked accesses of `body` compare
+/// with, in first-use order.
+fn checked_limits(body: &FunctionBody<'_>, layout: &Layout) -> Result<Vec<(u32, u32)>> {
+    let mut limits = Vec::new();
+    let mut ops = body.get_operators_reader()?;
+    while !ops.eof() {
+        let mut op = ops.read()?;
+        if let Some((memarg, width, _)) = access(&mut op) {
+            let k = memarg.memory;
+            let within = layout.partition(k).is_some_and(|p| memarg.offset + p.base() <= u64::from(u32::MAX));
+            if k != layout.last && within && !limits.contains(&(k, width)) {
+                limits.push((k, width));
+            }
+        }
+    }
+    Ok(limits)
 }
 
 /// The prefix byte of the threads proposal's atomic instructions.

@@ -208,6 +208,31 @@ fn growth_stops_at_the_quota_with_minus_one() {
     assert_eq!(g.call::<i32, i32>("grow0", 1).unwrap(), 1);
 }
 
+/// A body keeps its limits in locals: they must be re-read after a
+/// `memory.grow` in the same body and after a call that grows, or the new
+/// pages would trap.
+#[test]
+fn growth_inside_a_body_is_seen_by_its_later_accesses() {
+    let original = three_memories(
+        r#"(func $grow2_by_one (drop (memory.grow $m2 (i32.const 1))))
+           (func (export "grow_then_store2") (param i32) (result i32)
+             (drop (memory.grow $m2 (i32.const 1)))
+             (i32.store $m2 (local.get 0) (i32.const 42))
+             (i32.load $m2 (local.get 0)))
+           (func (export "call_grow_then_load2") (param i32) (result i32)
+             (drop (i32.load $m2 (i32.const 0)))
+             (call $grow2_by_one)
+             (i32.load $m2 (local.get 0)))"#,
+    );
+    let one = run(&original, &layout(&original, &[("small", 4 * 65_536)])).unwrap();
+    let mut g = Guest::new(&one);
+    assert!(g.call::<i32, i32>("load2", 65_536).is_err());
+    assert_eq!(g.call::<i32, i32>("grow_then_store2", 65_536).unwrap(), 42);
+    assert!(g.call::<i32, i32>("load2", 2 * 65_536).is_err());
+    assert_eq!(g.call::<i32, i32>("call_grow_then_load2", 2 * 65_536).unwrap(), 0);
+    assert_eq!(g.call::<(), i32>("size2", ()).unwrap(), 3);
+}
+
 #[test]
 fn preview1_calls_see_rebased_pointers() {
     let original = three_memories(
