@@ -14,7 +14,9 @@
 //! `churn/*` calls the worker alone (so `one-memory` against
 //! `one-memory-worker-checked` is the cost of the bounds checks on every
 //! access), `run/*` the driver, which sweeps its own memory and then calls
-//! the worker. Ratios are written up in docs/BENCHMARKS.md.
+//! the worker. After criterion, an interleaved
+//! comparison (every path once per round) prints min and median ratios that
+//! load on a shared machine cannot skew. Ratios are written up in docs/BENCHMARKS.md.
 
 use std::hint::black_box;
 
@@ -121,6 +123,58 @@ fn run_benches(c: &mut Criterion) -> Result<()> {
             group.bench_function(*name, |b| b.iter(|| black_box(path.call(function))));
         }
         group.finish();
+    }
+    interleaved(&mut reference, &mut paths)
+}
+
+/// Rounds of the interleaved comparison: each round calls every path once.
+const INTERLEAVED_ROUNDS: usize = 200;
+
+/// Criterion measures one path after another, so load that comes and goes
+/// (other jobs on a shared machine) lands on some paths and not others.
+/// Here every round calls each path once, in turn, and the minimum and the
+/// median per path are printed with their ratios to multi-memory: the
+/// minimum is the least disturbed call, what the code costs.
+fn interleaved(reference: &mut Reference, paths: &mut [(&str, Lowered)]) -> Result<()> {
+    for function in ["churn", "run"] {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len() + 1];
+        for _ in 0..INTERLEAVED_ROUNDS {
+            let start = std::time::Instant::now();
+            black_box(reference.call(function, ROUNDS)?);
+            if let Some(t) = times.first_mut() {
+                t.push(start.elapsed().as_secs_f64());
+            }
+            for (i, (_, path)) in paths.iter_mut().enumerate() {
+                let start = std::time::Instant::now();
+                black_box(path.call(function)?);
+                if let Some(t) = times.get_mut(i + 1) {
+                    t.push(start.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let names: Vec<&str> = std::iter::once("component").chain(paths.iter().map(|(n, _)| *n)).collect();
+        let stats: Vec<(f64, f64)> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort_by(f64::total_cmp);
+                (t.first().copied().unwrap_or(f64::NAN), t.get(t.len() / 2).copied().unwrap_or(f64::NAN))
+            })
+            .collect();
+        let (multi_min, multi_median) = names
+            .iter()
+            .position(|n| *n == "multi-memory")
+            .and_then(|i| stats.get(i).copied())
+            .unwrap_or((f64::NAN, f64::NAN));
+        println!("interleaved {function}({ROUNDS}), {INTERLEAVED_ROUNDS} rounds: min / median, ratio to multi-memory");
+        for (name, (min, median)) in names.iter().zip(&stats) {
+            println!(
+                "  {name:<28} {:>8.3} ms / {:>8.3} ms   {:.3}x / {:.3}x",
+                min * 1e3,
+                median * 1e3,
+                min / multi_min,
+                median / multi_median
+            );
+        }
     }
     Ok(())
 }
