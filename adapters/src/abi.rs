@@ -44,7 +44,7 @@ use walrus::{
 };
 
 pub use alloc::{add_allocator, reads_memory_size};
-pub use world::{FunctionBinding, InterfaceBinding, ROOT_MODULE, World};
+pub use world::{FunctionBinding, InterfaceBinding, RESOURCE_DROP, ROOT_MODULE, WitIdentity, World};
 
 use crate::asm::{self, Width};
 use crate::canon::{AbiType, StringEncoding};
@@ -52,7 +52,7 @@ use crate::transcode::read::switch;
 use crate::transcode::{Env, TranscodeOptions, Transcoder};
 
 /// The ABI version written to the `karmem:abi` custom section.
-pub const ABI_VERSION: &str = "0.1";
+pub const ABI_VERSION: &str = "0.2";
 /// The custom section holding the ABI version.
 pub const ABI_SECTION: &str = "karmem:abi";
 /// The custom section holding the module's KarmemIDL.
@@ -188,12 +188,11 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         for function in &iface.functions {
             let what = format!("`{}.{}` (core export `{}`)", iface.name, function.name, function.core_name);
             let fl = layout.function(&iface.name, &function.name).with_context(|| format!("no layout for {what}"))?;
-            let core = match t.module.exports.get_func(&function.core_name) {
-                Ok(core) => core,
-                // `wasi:cli/run` may already be `_start` (the WASI shim's job)
-                Err(_) if is_wasi(&function.core_name) => continue,
-                Err(_) => bail!("the module has no export `{}` for {what}", function.core_name),
-            };
+            let core = t
+                .module
+                .exports
+                .get_func(&function.core_name)
+                .map_err(|_| anyhow!("the module has no export `{}` for {what}", function.core_name))?;
             let post_name = format!("cabi_post_{}", function.core_name);
             let post = t.module.exports.get_func(&post_name).ok();
             let region = placement(world, &iface.name, &function.name, false, &regions)?;
@@ -239,12 +238,18 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
     }
 
     // Imports the adapters do not cover (resource drops of imported
-    // resources) move to the interface's Karmem module unchanged.
+    // resources, `[resource-drop]<WIT name>`) move to the interface's
+    // Karmem module (docs/ABI.md §4).
     for iface in world.interfaces.iter().filter(|i| is_karmem_import(i)) {
         let ids: Vec<_> = module.imports.iter().filter(|i| i.module == iface.core_module).map(|i| i.id()).collect();
         for id in ids {
             module.imports.get_mut(id).module = format!("{IMPORT_PREFIX}{}", iface.name);
         }
+    }
+    // Drops of the guest's own resources: `<interface>.[resource-drop]<resource>`.
+    for (core, name) in world.resource_drop_exports() {
+        let Some(export) = module.exports.iter_mut().find(|e| e.name == core) else { continue };
+        export.name = name;
     }
     let leftover: Vec<String> = module
         .imports
@@ -419,6 +424,13 @@ fn is_wasi(core_name: &str) -> bool {
 /// (docs/LOWERING.md, `## WASI`).
 fn is_karmem_import(iface: &InterfaceBinding) -> bool {
     iface.side == Side::Import && !is_wasi(&iface.core_module)
+}
+
+/// Whether an interface has a descriptor (docs/ABI.md §5): one with neither
+/// a function nor an interface memory (a WIT interface that only defines
+/// types) has nothing to call or map, and none.
+fn is_described(iface: &InterfaceBinding, def: &karmem_idl::ast::InterfaceDef) -> bool {
+    !iface.functions.is_empty() || def.memories().next().is_some()
 }
 
 /// An interface memory's region.
@@ -712,7 +724,7 @@ type Descriptors = (Vec<u8>, u32, u32, Vec<(u32, GlobalId)>);
 
 fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Descriptors> {
     let (desc_layout, root) = descriptor_layout()?;
-    let package = world
+    let file_package = world
         .schema
         .file()
         .package
@@ -726,12 +738,19 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
     // (message index, byte offset in it, region) of every memory offset
     let mut patches: Vec<(usize, usize, GlobalId)> = Vec::new();
     let mut next_id = 0u32;
+    let mut export_count = 0u32;
     for side in [Side::Export, Side::Import] {
         let on_side = world.interfaces.iter().filter(|i| i.side == side);
         for iface in on_side.filter(|i| side == Side::Export || is_karmem_import(i)) {
             let Some(Item::Interface(def)) = world.schema.get(&iface.name) else {
                 bail!("interface `{}` is missing from the schema", iface.name);
             };
+            if !is_described(iface, def) {
+                continue;
+            }
+            if side == Side::Export {
+                export_count += 1;
+            }
             let mut functions = Vec::new();
             for (position, function) in iface.functions.iter().enumerate() {
                 let id = if side == Side::Export {
@@ -766,12 +785,19 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
                     ])
                 })
                 .collect();
+            let package = match iface.wit.package_with_version() {
+                wit if wit.is_empty() => file_package.clone(),
+                wit => wit,
+            };
             let value = record(vec![
-                ("package", Value::String(package.clone())),
+                ("package", Value::String(package)),
                 ("name", Value::String(iface.name.clone())),
                 ("pattern", Value::U8(pattern_code(def.pattern))),
                 ("functions", Value::List(functions)),
                 ("memories", Value::List(memories)),
+                ("wit_package", Value::String(iface.wit.package.clone())),
+                ("wit_interface", Value::String(iface.wit.interface.clone())),
+                ("wit_version", Value::String(iface.wit.version.clone())),
             ]);
             let bytes = karmem_format::value::encode(desc_layout, root, &value)
                 .map_err(|e| anyhow!("{e}"))
@@ -788,7 +814,6 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
             messages.push(bytes);
         }
     }
-    let export_count = world.interfaces.iter().filter(|i| i.side == Side::Export).count() as u32;
     let import_count = messages.len() as u32 - export_count;
     // the table, then the messages
     let mut table = Vec::with_capacity(8 * messages.len());

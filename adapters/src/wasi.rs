@@ -35,7 +35,7 @@ use anyhow::{Context, Result, bail};
 
 pub use adapter::{Preview1Adapter, recognize_preview1_adapter};
 pub use link::{LinkReport, link_preview2_shim, link_preview2_shim_with};
-pub use start::{add_command_start, add_command_start_to_bytes, find_run_export};
+pub use start::{add_command_start, add_command_start_to_bytes, exit_codes_as_the_component, find_run_export};
 
 /// The import module name under which the shim asks for the main module's
 /// `memory` and `cabi_realloc` (the name wit-component uses for adapters).
@@ -242,8 +242,9 @@ pub struct Preview1Module {
 /// The WASI step of `lower` after merging: link the shim
 /// ([`link_preview2_shim_with`]), then turn a `wasi:cli/run@0.2.x#run` export
 /// into `_start` ([`add_command_start`]). Under [`WasiMode::Preview1`] (the
-/// lowering dropped the preview1 adapter) there is nothing to link, and any
-/// WASI 0.2 import left is refused.
+/// lowering dropped the preview1 adapter) there is nothing to link, any
+/// WASI 0.2 import left is refused, and the program's `proc_exit` reports
+/// the code the component runtime would ([`exit_codes_as_the_component`]).
 pub fn finish_for_preview1(
     lowered: &[u8],
     mode: WasiMode,
@@ -251,6 +252,9 @@ pub fn finish_for_preview1(
 ) -> Result<Preview1Module> {
     let (linked, report) = link_preview2_shim_with(lowered, mode, realloc_of)?;
     let mut module = walrus::Module::from_buffer(&linked).context("failed to re-read the linked module")?;
+    if mode == WasiMode::Preview1 {
+        exit_codes_as_the_component(&mut module)?;
+    }
     // Under `--wasi preview1` the lowering already exports the main module's `_start`.
     let is_command =
         add_command_start(&mut module)?.is_some() || module.exports.iter().any(|export| export.name == "_start");

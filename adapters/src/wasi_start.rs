@@ -7,10 +7,15 @@
 //! `wasi:cli/exit#exit` inside `run` already ended the process through the
 //! shim's `proc_exit`.
 //!
+//!
+//! Also owns the exit-code rule for a wasip1 program whose adapter was
+//! dropped ([`exit_codes_as_the_component`], docs/LOWERING.md "Exit codes").
+//!
 //! Does not own: deciding that the output is a command (the lowering does,
 //! when the component exports `wasi:cli/run`).
 
 use anyhow::{Context, Result, bail, ensure};
+use walrus::ir::BinaryOp;
 use walrus::{ExportItem, FunctionBuilder, FunctionId, Module, ValType};
 
 use super::PREVIEW1_MODULE;
@@ -80,4 +85,35 @@ fn proc_exit_import(module: &mut Module) -> Result<FunctionId> {
     }
     let ty = module.types.add(&[ValType::I32], &[]);
     Ok(module.add_import_func(PREVIEW1_MODULE, "proc_exit", ty).0)
+}
+
+/// The exit-code rule for a wasip1 program whose preview1 adapter was
+/// dropped (`--wasi preview1`): the program's `proc_exit(n)` reaches the
+/// host as `proc_exit(n == 0 ? 0 : 1)`, the code the component runtime
+/// reports for it (the adapter turns it into `wasi:cli/exit.exit`, whose
+/// `err` is exit code 1), so every build of a guest exits alike
+/// (docs/LOWERING.md, "Exit codes"). Every use of the imported `proc_exit`
+/// becomes a use of a function that maps the code and calls a fresh
+/// import of it. Returns whether the module imported `proc_exit`.
+pub fn exit_codes_as_the_component(module: &mut Module) -> Result<bool> {
+    let Ok(program) = module.imports.get_func(PREVIEW1_MODULE, "proc_exit") else {
+        return Ok(false);
+    };
+    let ty = module.funcs.get(program).ty();
+    let signature = module.types.get(ty);
+    ensure!(
+        signature.params() == [ValType::I32] && signature.results().is_empty(),
+        "`{PREVIEW1_MODULE}#proc_exit` is imported with a wrong type"
+    );
+    let walrus::FunctionKind::Import(imported) = &module.funcs.get(program).kind else {
+        bail!("internal error: the `proc_exit` import is not an imported function");
+    };
+    module.imports.delete(imported.import);
+    let (host, _) = module.add_import_func(PREVIEW1_MODULE, "proc_exit", ty);
+    let code = module.locals.add(ValType::I32);
+    let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[]);
+    builder.name("proc_exit as the component".to_string());
+    builder.func_body().local_get(code).i32_const(0).binop(BinaryOp::I32Ne).call(host);
+    module.funcs.get_mut(program).kind = walrus::FunctionKind::Local(builder.local_func(vec![code]));
+    Ok(true)
 }

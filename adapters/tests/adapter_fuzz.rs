@@ -77,6 +77,9 @@ fn echo_world(source: &str) -> Result<World> {
         interfaces: vec![InterfaceBinding {
             name: "fuzz".into(),
             side: Side::Export,
+            wit_name: String::new(),
+            wit: Default::default(),
+            resources: Vec::new(),
             core_module: String::new(),
             functions: vec![FunctionBinding { name: "echo".into(), core_name: "echo".into() }],
         }],

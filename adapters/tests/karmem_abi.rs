@@ -57,13 +57,20 @@ fn init_descriptors_and_sections() -> Result<()> {
         let hash = host.layout.function_hash("api", &name).context("hash")?;
         ensure!(f.field("type_hash") == Some(&Value::U64(hash)), "type hash of {name}");
     }
+    // the WIT identity (ABI 0.2)
+    for (field, want) in
+        [("package", "demo:app@1.0.0"), ("wit_package", "demo:app"), ("wit_interface", "api"), ("wit_version", "1.0.0")]
+    {
+        ensure!(export.field(field) == Some(&s(want)), "`{field}` of {export:?}");
+    }
     let import = host.descriptor("KarmemImport", 0)?;
     ensure!(import.field("name") == Some(&s("host")), "{import:?}");
+    ensure!(import.field("wit_interface") == Some(&s("host")), "{import:?}");
     ensure!(host.descriptor("KarmemExport", 1).is_err(), "an out-of-range descriptor index traps");
     // a second KarmemInit traps
     ensure!(host.init().is_err(), "KarmemInit twice must trap");
     let sections = host.custom_sections();
-    ensure!(sections.iter().any(|(n, d)| n == "karmem:abi" && d == b"0.1"), "karmem:abi section");
+    ensure!(sections.iter().any(|(n, d)| n == "karmem:abi" && d == karmem_adapters::abi::ABI_VERSION.as_bytes()), "karmem:abi section");
     ensure!(sections.iter().any(|(n, d)| n == "karmem:idl" && String::from_utf8_lossy(d).contains("interface api")));
     ensure!(sections.iter().any(|(n, d)| n == "producers" && String::from_utf8_lossy(d).contains("karmem-bridge")));
     ensure!(host.exports().iter().all(|e| !e.contains('#') && e != "cabi_realloc"), "canonical exports remain: {:?}", host.exports());
@@ -201,6 +208,9 @@ fn interface_memories_are_regions() -> Result<()> {
         interfaces: vec![InterfaceBinding {
             name: "api".into(),
             side: karmem_wit_import::Side::Export,
+            wit_name: String::new(),
+            wit: Default::default(),
+            resources: Vec::new(),
             core_module: String::new(),
             functions: vec![FunctionBinding { name: "echo".into(), core_name: "echo".into() }],
         }],
@@ -262,5 +272,37 @@ fn hostile_argument_message_hits_the_decode_limit() -> Result<()> {
     host.init()?;
     let sum = host.call_bytes("api.sum", &message(1000))?;
     ensure!(sum == rec(vec![("ret", Value::F64(0.0))]), "{sum:?}");
+    Ok(())
+}
+
+/// An interface that only defines types (imported implicitly because an
+/// export uses them) has nothing to call: no descriptor (docs/ABI.md §5),
+/// though its types are in `karmem:idl`.
+#[test]
+fn types_only_interfaces_have_no_descriptor() -> Result<()> {
+    let wit = r#"package demo:shapes@0.3.0;
+interface shared { record point { x: u32 } }
+interface api {
+  use shared.{point};
+  norm: func(p: point) -> u32;
+}
+world app { export api; }
+"#;
+    let canonical = wat::parse_str(
+        r#"(module
+          (memory (export "memory") 1)
+          (func (export "demo:shapes/api@0.3.0#norm") (param i32) (result i32) local.get 0)
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024))"#,
+    )?;
+    let mut host = Host::new(wit, &canonical, |iface, function, _| anyhow::bail!("unexpected import {iface}.{function}"))?;
+    let counts = host.init()?;
+    ensure!(counts == 1, "KarmemInit returned {counts:#x}: one export, no import");
+    let export = host.descriptor("KarmemExport", 0)?;
+    ensure!(export.field("name") == Some(&s("api")), "{export:?}");
+    ensure!(host.descriptor("KarmemImport", 0).is_err(), "`shared` got a descriptor");
+    let sections = host.custom_sections();
+    ensure!(sections.iter().any(|(n, d)| n == "karmem:idl" && String::from_utf8_lossy(d).contains("struct point")));
+    let out = host.call("api", "norm", rec(vec![("p", rec(vec![("x", Value::U32(7))]))]))?;
+    ensure!(out.field("ret") == Some(&Value::U32(7)), "{out:?}");
     Ok(())
 }

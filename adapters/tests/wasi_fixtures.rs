@@ -95,17 +95,6 @@ fn lower_for_preview1(component: &[u8], how: Lowering) -> Result<(Vec<u8>, bool)
     Ok((finished.module, finished.is_command))
 }
 
-/// Without its adapter a wasip1 program's `proc_exit(n)` reaches the host as
-/// is; through the adapter, WASI 0.2's `exit` carries only `ok`/`err`, so the
-/// component runtime reports every non-zero code as 1. Compared that way;
-/// everything else must be equal.
-fn as_the_component_reports(mut outcome: Outcome, how: Lowering) -> Outcome {
-    if how == Lowering::Preview1 {
-        outcome.exit_code = outcome.exit_code.map(|code| i32::from(code != 0));
-    }
-    outcome
-}
-
 fn invocations() -> Vec<(&'static str, Invocation)> {
     let base = Invocation {
         args: ["command", "first", "second arg"].map(String::from).to_vec(),
@@ -130,8 +119,9 @@ fn check_command(name: &str, how: Lowering) -> Result<()> {
     for (case, invocation) in invocations() {
         let reference = hosts::run_component(&component, &invocation, None)?;
         assert!(reference.exit_code.is_some(), "{name}, {case}: the reference trapped: {reference:?}");
+        // Exit codes too: every build exits as the component runtime reports
+        // (docs/LOWERING.md, "Exit codes").
         let check = |host: &str, outcome: Outcome| {
-            let outcome = as_the_component_reports(outcome, how);
             assert_eq!(outcome, reference, "{name}, {case}: {host} differs from the component runtime");
         };
         check("wasmtime (preview1)", hosts::run_wasmtime(&lowered, &invocation)?);
@@ -142,9 +132,8 @@ fn check_command(name: &str, how: Lowering) -> Result<()> {
             None => eprintln!("node is not installed: the node host was skipped"),
         }
         // The script checks by itself too, as a user would run it: against
-        // the reference (with the program's own exit code under `preview1`).
+        // the reference.
         let mut expected = reference.clone();
-        expected.exit_code = node.as_ref().map_or(reference.exit_code, |outcome| outcome.exit_code);
         if let Some((ok, report)) = hosts::node_check_outcome(&lowered, &invocation, &expected)? {
             assert!(ok, "{name}, {case}: node-wasi-check.mjs reported: {report}");
         }
@@ -365,12 +354,10 @@ fn check_reactor(name: &str, how: Lowering) -> Result<()> {
     };
     let reference = hosts::run_component(&component, &invocation, Some(&component_probe))?;
     assert!(reference.transcript.len() == 12, "the reference stopped early: {reference:?}");
+    // `exit-with(3)` is `std::process::exit(3)`: 1 on the component runtime,
+    // and from every build lowered either way (docs/LOWERING.md, "Exit codes").
+    assert_eq!(reference.exit_code, Some(1), "{name}: the component runtime's exit code");
     let check = |host: &str, outcome: Outcome| {
-        if how == Lowering::Preview1 {
-            // `exit-with(3)` is the program's `proc_exit(3)`, now the host's own.
-            assert_eq!(outcome.exit_code, Some(3), "{name}: {host} lost the program's exit code");
-        }
-        let outcome = as_the_component_reports(outcome, how);
         assert_eq!(outcome, reference, "{name}: {host} differs from the component runtime");
     };
     check("wasmtime (preview1)", hosts::run_wasmtime_entry(&lowered, &invocation, hosts::Entry::Reactor(&core_probe))?);

@@ -214,7 +214,7 @@ fn refuse_second_memory_wasi(module: &[u8]) -> Result<()> {
 /// made-up text.
 fn map_world(component: &[u8]) -> Result<(LoadedWorld, Imported)> {
     let loaded = karmem_wit_import::load_wasm(component, None)?;
-    let imported = karmem_wit_import::import_world(&loaded.resolve, loaded.world)?;
+    let imported = karmem_wit_import::import_boundary(&loaded.resolve, loaded.world)?;
     Ok((loaded, imported))
 }
 

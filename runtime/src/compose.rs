@@ -29,7 +29,7 @@
 //!
 //! Resource handles cross messages as the exporter's own numbers, so the
 //! importer's `[resource-drop]<R>` import is served by the instance that
-//! made the handle (its `<wit interface>#[resource-drop]<R>` export). Under
+//! made the handle (its `<interface>.[resource-drop]<R>` export). Under
 //! fanout and pool the host does not know which instance that is, and a
 //! drop fails naming the handle.
 //!

@@ -265,6 +265,9 @@ pub fn decode_descriptor(bytes: &[u8]) -> Result<InterfaceInfo> {
         pattern: Pattern::from_abi(pattern, NonZeroUsize::MIN)?,
         functions,
         memories,
+        wit_package: string_field(&value, "wit_package")?,
+        wit_interface: string_field(&value, "wit_interface")?,
+        wit_version: string_field(&value, "wit_version")?,
     })
 }
 

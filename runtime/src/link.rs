@@ -104,9 +104,10 @@ impl MemoryInfo {
 /// One imported or exported interface of a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceInfo {
-    /// KarmemIDL package, e.g. `example:types@1.0.0`.
+    /// The interface's package with version, e.g. `example:types@1.0.0`:
+    /// its WIT package, else the module's KarmemIDL package.
     pub package: String,
-    /// Interface name.
+    /// Interface name (KarmemIDL).
     pub name: String,
     /// Linking pattern.
     pub pattern: Pattern,
@@ -114,6 +115,11 @@ pub struct InterfaceInfo {
     pub functions: Vec<FunctionInfo>,
     /// Interface memories with this guest's placement.
     pub memories: Vec<MemoryInfo>,
+    /// The WIT package (`namespace:name`), interface name and version;
+    /// each empty when there is none (docs/ABI.md §5, ABI 0.2).
+    pub wit_package: String,
+    pub wit_interface: String,
+    pub wit_version: String,
 }
 
 /// What a handshake learns about a guest.

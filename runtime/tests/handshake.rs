@@ -26,6 +26,9 @@ fn interfaces(layout: &Layout, add_hash: Option<u64>) -> GuestInterfaces {
             pattern: Pattern::Direct,
             functions: vec![function("log", 0), add],
             memories: Vec::new(),
+            wit_package: String::new(),
+            wit_interface: String::new(),
+            wit_version: String::new(),
         }],
         exports: Vec::new(),
     }

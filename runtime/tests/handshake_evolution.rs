@@ -38,6 +38,9 @@ fn descriptors(layout: &Layout, hash: Option<u64>) -> GuestInterfaces {
                 type_hash: hash.unwrap_or_else(|| layout.function_hash("api", "run").unwrap_or_default()),
             }],
             memories: Vec::new(),
+            wit_package: String::new(),
+            wit_interface: String::new(),
+            wit_version: String::new(),
         }],
     }
 }

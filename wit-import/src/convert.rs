@@ -88,6 +88,15 @@ pub struct Imported {
 /// The prefix of the doc line that records an interface's side and WIT name.
 pub const ORIGIN_DOC_PREFIX: &str = "wit: ";
 
+/// The word of a resource's origin doc line: `wit: resource output-stream`,
+/// its WIT name (kebab-case).
+pub const RESOURCE_ORIGIN: &str = "resource";
+
+/// Reads a resource's WIT name back from its origin doc line.
+pub fn resource_origin_of(resource: &karmem_idl::ast::ResourceDef) -> Option<&str> {
+    resource.docs.0.first()?.strip_prefix(ORIGIN_DOC_PREFIX)?.strip_prefix(RESOURCE_ORIGIN)?.strip_prefix(' ')
+}
+
 /// Reads the origin doc line (`wit: import wasi:cli/stdout@0.2.6`) back from
 /// an interface of an imported file.
 pub fn origin_of(interface: &InterfaceDef) -> Option<(Side, String)> {
@@ -101,8 +110,40 @@ pub fn origin_of(interface: &InterfaceDef) -> Option<(Side, String)> {
     Some((side, name.to_string()))
 }
 
-/// Maps `world` of `resolve` to a KarmemIDL file.
+/// Maps `world` of `resolve` to a KarmemIDL file, WASI interfaces included.
 pub fn import_world(resolve: &Resolve, world: WorldId) -> Result<Imported> {
+    import(resolve, world, Wasi::Include)
+}
+
+/// Maps `world` of `resolve` to the KarmemIDL of its Karmem boundary: as
+/// [`import_world`], without the WASI interfaces (packages `wasi:*`), which
+/// never cross the Karmem boundary (docs/ABI.md §4). WASI types appear only
+/// where a boundary interface uses them. Every name is the one
+/// [`import_world`] gives, and neither depends on which WASI interfaces the
+/// world has.
+pub fn import_boundary(resolve: &Resolve, world: WorldId) -> Result<Imported> {
+    import(resolve, world, Wasi::Omit)
+}
+
+/// Whether the output holds the world's WASI interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wasi {
+    Include,
+    Omit,
+}
+
+/// Whether `package` is the one `wit-component` gives the world it decodes
+/// from a component binary, which has no package of its own.
+pub fn is_decoded_component(package: &wit_parser::PackageName) -> bool {
+    package.namespace == "root" && package.name == "component" && package.version.is_none()
+}
+
+/// Whether `package` is a WASI package (namespace `wasi`).
+pub fn is_wasi_package(package: &wit_parser::PackageName) -> bool {
+    package.namespace == "wasi"
+}
+
+fn import(resolve: &Resolve, world: WorldId, wasi: Wasi) -> Result<Imported> {
     // The one id that comes from the caller; every other id is read out of `resolve`.
     let world_name = resolve
         .worlds
@@ -111,7 +152,7 @@ pub fn import_world(resolve: &Resolve, world: WorldId) -> Result<Imported> {
         .context("the world to map is not a world of this WIT `Resolve`")?;
     let mut nominal = resolve.clone();
     nominal.generate_nominal_type_ids(world);
-    let mut imported = Converter::new(&nominal, world)
+    let mut imported = Converter::new(&nominal, world, wasi)
         .run()
         .with_context(|| format!("failed to map WIT world `{world_name}` to KarmemIDL"))?;
     imported.resolve = nominal;
@@ -130,6 +171,10 @@ enum Group {
 struct Converter<'a> {
     resolve: &'a Resolve,
     world: WorldId,
+    wasi: Wasi,
+    /// Names of WASI groups and their types, given once every other group is
+    /// out (`name_wasi`).
+    deferred: Vec<(Vec<String>, Named)>,
     /// Names of inline (unnamed) interfaces: their world key.
     inline_interface_names: HashMap<InterfaceId, String>,
     /// IDL names of WIT types that become items.
@@ -145,10 +190,12 @@ struct Converter<'a> {
 }
 
 impl<'a> Converter<'a> {
-    fn new(resolve: &'a Resolve, world: WorldId) -> Converter<'a> {
+    fn new(resolve: &'a Resolve, world: WorldId, wasi: Wasi) -> Converter<'a> {
         Converter {
             resolve,
             world,
+            wasi,
+            deferred: Vec::new(),
             inline_interface_names: HashMap::new(),
             names: HashMap::new(),
             used: HashSet::new(),
@@ -159,15 +206,42 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// Emits every group but WASI's first, named without them, so that WASI
+    /// never shapes another name (a WASI type a boundary interface uses is
+    /// named where it is first used); then, when included, names and emits
+    /// the WASI groups. The output keeps world order.
     fn run(mut self) -> Result<Imported> {
-        let groups = self.plan()?;
-        for group in &groups {
-            self.emit(group)?;
+        let mut groups = self.plan()?;
+        let mut out: Vec<Option<(Vec<Item>, Vec<InterfaceOrigin>)>> = groups.iter().map(|_| None).collect();
+        let wasi: Vec<bool> = groups.iter().map(|g| self.is_wasi_group(g)).collect();
+        for pass in [false, true] {
+            if pass {
+                if self.wasi == Wasi::Omit {
+                    break;
+                }
+                self.name_wasi(&mut groups)?;
+            }
+            for (i, group) in groups.iter().enumerate() {
+                if wasi.get(i).copied() != Some(pass) {
+                    continue;
+                }
+                self.emit(group)?;
+                let items = std::mem::take(&mut self.items);
+                let origins = std::mem::take(&mut self.origins);
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some((items, origins));
+                }
+            }
+        }
+        let (mut items, mut interfaces) = (Vec::new(), Vec::new());
+        for (group_items, group_origins) in out.into_iter().flatten() {
+            items.extend(group_items);
+            interfaces.extend(group_origins);
         }
         let package = self.package();
         Ok(Imported {
-            file: File { package: Some(package), items: self.items },
-            interfaces: self.origins,
+            file: File { package: Some(package), items },
+            interfaces,
             type_names: self.names,
             resolve: Resolve::default(),
         })
@@ -193,15 +267,20 @@ impl<'a> Converter<'a> {
                         if let (WorldKey::Name(name), None) = (key, &arena::interface(self.resolve, *id).name) {
                             self.inline_interface_names.insert(*id, name.clone());
                         }
-                        let candidates = self.interface_candidates(key, *id);
-                        entities.push((candidates, Named::Group(groups.len())));
+                        let mut named = Vec::new();
+                        named.push((self.interface_candidates(key, *id), Named::Group(groups.len())));
                         groups.push(Group::Interface { side, key: key.clone(), id: *id, name: String::new() });
                         if typed_interfaces.insert(*id) {
                             for &ty in arena::interface(self.resolve, *id).types.values() {
                                 if let Some(candidates) = self.type_candidates(ty) {
-                                    entities.push((candidates, Named::Type(ty)));
+                                    named.push((candidates, Named::Type(ty)));
                                 }
                             }
+                        }
+                        if self.is_wasi_interface(*id) {
+                            self.deferred.extend(named);
+                        } else {
+                            entities.extend(named);
                         }
                     }
                     WorldItem::Type { id, .. } => {
@@ -223,8 +302,25 @@ impl<'a> Converter<'a> {
             }
         }
 
+        self.give_names(entities, &mut groups)?;
+        Ok(groups)
+    }
+
+    /// Names the WASI groups and their types that no other group named on
+    /// first use, avoiding every name taken.
+    fn name_wasi(&mut self, groups: &mut [Group]) -> Result<()> {
+        let entities: Vec<(Vec<String>, Named)> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .filter(|(_, named)| !matches!(named, Named::Type(id) if self.names.contains_key(id)))
+            .collect();
+        self.give_names(entities, groups)
+    }
+
+    /// Allocates one name per entity (`names::allocate`) among the names not
+    /// yet used, and records it.
+    fn give_names(&mut self, entities: Vec<(Vec<String>, Named)>, groups: &mut [Group]) -> Result<()> {
         let candidates: Vec<Vec<String>> = entities.iter().map(|(c, _)| c.clone()).collect();
-        let chosen = allocate(&candidates, &HashSet::new());
+        let chosen = allocate(&candidates, &self.used);
         for ((_, named), name) in entities.into_iter().zip(chosen) {
             self.used.insert(name.clone());
             match named {
@@ -239,7 +335,18 @@ impl<'a> Converter<'a> {
                 },
             }
         }
-        Ok(groups)
+        Ok(())
+    }
+
+    /// Whether `id` belongs to a WASI package.
+    fn is_wasi_interface(&self, id: InterfaceId) -> bool {
+        arena::interface(self.resolve, id)
+            .package
+            .is_some_and(|pkg| is_wasi_package(&arena::package(self.resolve, pkg).name))
+    }
+
+    fn is_wasi_group(&self, group: &Group) -> bool {
+        matches!(group, Group::Interface { id, .. } if self.is_wasi_interface(*id))
     }
 
     /// What qualifies something owned by `owner`, most specific first:
@@ -388,13 +495,29 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// The file's package: the world's, except for the world `wit-component`
+    /// makes up when it decodes a component (`root:component`), where it is
+    /// the package of the first exported interface not from WASI (else of
+    /// the first such import) that has one: the component's own.
     fn package(&self) -> Package {
         let world = arena::world(self.resolve, self.world);
+        let real = |pkg: wit_parser::PackageId| {
+            let name = &arena::package(self.resolve, pkg).name;
+            (format!("{}:{}", name.namespace, name.name), name.version.as_ref().map(|v| v.to_string()))
+        };
         let (name, version) = match world.package {
-            Some(pkg) => {
-                let name = &arena::package(self.resolve, pkg).name;
-                (format!("{}:{}", name.namespace, name.name), name.version.as_ref().map(|v| v.to_string()))
+            Some(pkg) if is_decoded_component(&arena::package(self.resolve, pkg).name) => {
+                let own = |items: &wit_parser::IndexMap<WorldKey, WorldItem>| {
+                    items.values().find_map(|item| match item {
+                        WorldItem::Interface { id, .. } if !self.is_wasi_interface(*id) => arena::interface(self.resolve, *id)
+                            .package
+                            .filter(|p| !is_decoded_component(&arena::package(self.resolve, *p).name)),
+                        _ => None,
+                    })
+                };
+                real(own(&world.exports).or_else(|| own(&world.imports)).unwrap_or(pkg))
             }
+            Some(pkg) => real(pkg),
             None => (world.name.clone(), None),
         };
         let mut lines = vec![format!("{ORIGIN_DOC_PREFIX}world {}", self.world_id())];
@@ -487,7 +610,14 @@ impl<'a> Converter<'a> {
                 docs,
                 span: Span::DUMMY,
             }),
-            TypeDefKind::Resource => Item::Resource(ResourceDef { name: Ident::new(&name), docs, span: Span::DUMMY }),
+            TypeDefKind::Resource => {
+                // The WIT name, which names the resource's drop at the Karmem
+                // boundary (docs/ABI.md §2, §4) whatever the item is called.
+                let wit = def.name.clone().unwrap_or_default();
+                let mut lines = vec![format!("{ORIGIN_DOC_PREFIX}{RESOURCE_ORIGIN} {wit}")];
+                lines.extend(docs.0);
+                Item::Resource(ResourceDef { name: Ident::new(&name), docs: Docs(lines), span: Span::DUMMY })
+            }
             other => bail!("internal error: a `{}` was named as an item", other.as_str()),
         };
         refuse_repeated_members(&item)?;

@@ -33,7 +33,7 @@ pub mod names;
 pub mod overlay;
 
 pub use abi::{AbiType, FlatType};
-pub use convert::{FunctionOrigin, Imported, InterfaceOrigin, Side, import_world, origin_of};
+pub use convert::{FunctionOrigin, Imported, InterfaceOrigin, Side, import_boundary, import_world, is_decoded_component, is_wasi_package, origin_of, resource_origin_of};
 pub use load::{LoadedWorld, in_guarded_parse, load_path, load_wasm, load_wit_text};
 pub use overlay::Overlay;
 

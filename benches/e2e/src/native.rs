@@ -62,6 +62,10 @@ pub fn descriptor() -> Result<Vec<u8>> {
                 ("pages", Value::U32(4)),
             ])]),
         ),
+        // ABI 0.2: the WIT identity; a Karmem-native interface has none.
+        ("wit_package", Value::String(String::new())),
+        ("wit_interface", Value::String(String::new())),
+        ("wit_version", Value::String(String::new())),
     ]);
     let bytes = karmem_format::value::encode(layout, root, &value).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(bytes.to_vec())

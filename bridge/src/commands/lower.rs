@@ -36,7 +36,8 @@ pub struct Opts {
     /// Keep memories owned by separate instances as separate memories of a
     /// multi-memory module instead of refusing; with `--abi karmem` the
     /// Karmem edge (messages, `KarmemAlloc`) gets a memory of its own,
-    /// exported as `KarmemMemory`.
+    /// exported as `KarmemMemory`. The output needs an engine with
+    /// multi-memory (wasmtime, node 22; not wazero 1.9 or node 20).
     #[arg(long)]
     pub multi_memory: bool,
     /// How far the memory of one instance of a composition may grow, as
