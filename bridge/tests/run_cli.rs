@@ -271,3 +271,30 @@ fn run_caches_compiled_modules() {
     assert_eq!(run(&flag), "5", "and loaded again");
     assert_eq!(entries(), 1);
 }
+
+/// `--invoke` repeated: the calls run in order on one instance, one result
+/// line each, so state carries over (the counter keeps its total); a call
+/// that fails stops the run after the lines of the calls before it.
+#[test]
+fn repeated_invokes_share_one_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = lower("linked/counter.core", dir.path());
+    let out = bridge()
+        .arg("run")
+        .arg(&module)
+        .args(["--invoke", "incr(5)", "--invoke", "incr(2)", "--invoke", "counter.incr(10)"])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&out), "5\n7\n17");
+
+    let out = bridge()
+        .arg("run")
+        .arg(&module)
+        .args(["--invoke", "incr(1)", "--invoke", "nope(1)", "--invoke", "incr(1)"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`nope(1)` failed (call 2 of 3)"), "{stderr}");
+}

@@ -52,6 +52,21 @@ fn at(offset: u32, align: u32) -> MemArg {
     MemArg { align, offset: offset.into() }
 }
 
+/// Trap unless the pointer in `ptr` is a multiple of `align`: the canonical
+/// ABI's check on every pointer it lifts and every `realloc` result
+/// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#loading>).
+fn check_aligned(body: &mut InstrSeqBuilder<'_>, ptr: LocalId, align: u32) {
+    if align > 1 {
+        body.local_get(ptr).i32_const(align as i32 - 1).binop(BinaryOp::I32And).if_else(
+            None,
+            |unaligned| {
+                unaligned.unreachable();
+            },
+            |_| {},
+        );
+    }
+}
+
 /// A string encoding a copying adapter can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -262,6 +277,7 @@ impl Copier {
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32, ValType::I32], &[ValType::I32]);
         builder.name(format!("karmem copy list {elem:?}"));
         let mut body = builder.func_body();
+        check_aligned(&mut body, ptr, align);
         body.i32_const(0)
             .i32_const(0)
             .i32_const(align as i32)
@@ -270,6 +286,7 @@ impl Copier {
             .binop(BinaryOp::I32Mul)
             .call(realloc)
             .local_set(copy);
+        check_aligned(&mut body, copy, align);
         match each {
             None => {
                 body.local_get(copy)
@@ -335,6 +352,7 @@ impl Copier {
         builder.name(format!("karmem copy string {:?} to {:?}", self.from, self.to));
         let mut body = builder.func_body();
         let to = self.to;
+        check_aligned(&mut body, ptr, if self.from == Encoding::Utf8 { 1 } else { 2 });
         match self.from {
             Encoding::Utf8 => transcode(&mut body, &l, Simple::Utf8, to),
             Encoding::Utf16 => transcode(&mut body, &l, Simple::Utf16, to),
@@ -396,6 +414,7 @@ impl StringLocals {
             .binop(BinaryOp::I32Mul)
             .call(self.realloc)
             .local_set(self.copy);
+        check_aligned(body, self.copy, align as u32);
     }
 
     /// out_ptr = realloc(copy, len * per_unit, align, o * out_unit)
@@ -410,6 +429,7 @@ impl StringLocals {
             .binop(BinaryOp::I32Mul)
             .call(self.realloc)
             .local_set(self.out_ptr);
+        check_aligned(body, self.out_ptr, align as u32);
     }
 
     /// A byte copy of `len * unit` bytes; the length stays.
@@ -1060,7 +1080,10 @@ pub fn generate(
     let back =
         copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, (ids.callee_encoding, ids.caller_encoding), &[]);
     let copy_result = match result {
-        Some(ty) if result_in_memory => Some(back.value(module, ty)?),
+        Some(ty) if result_in_memory => {
+            let (_, align) = ty.layout().context("a result of unknown layout cannot be copied")?;
+            Some((back.value(module, ty)?, align))
+        }
         _ => None,
     };
     let flat_result = match result {
@@ -1105,8 +1128,10 @@ pub fn generate(
                     outcome = Err(anyhow!("the caller passes no parameter pointer"));
                     return;
                 };
+                check_aligned(body, *ptr, align);
                 body.i32_const(0).i32_const(0).i32_const(align as i32).i32_const(size as i32).call(realloc);
                 body.local_set(params_copy);
+                check_aligned(body, params_copy, align);
                 body.local_get(*ptr).local_get(params_copy).call(copy);
                 body.local_get(params_copy);
             }
@@ -1138,11 +1163,13 @@ pub fn generate(
                     }
                 }
             }
-            if let Some(copy) = copy_result {
+            if let Some((copy, align)) = copy_result {
                 let Some(retptr) = arg.next() else {
                     outcome = Err(anyhow!("the caller passes no return pointer"));
                     return;
                 };
+                check_aligned(body, area, align);
+                check_aligned(body, *retptr, align);
                 body.local_get(area).local_get(*retptr).call(copy);
                 if let Some(post) = post {
                     body.local_get(area).call(post);
@@ -1159,4 +1186,111 @@ pub fn generate(
         .map_err(|e| anyhow!("{e:#}"))
         .context("failed to build a copying adapter")?;
     outcome
+}
+
+/// Emit the canonical ABI's flat lifting of one value of `ty` held in
+/// `locals` (its flat values, in order), in place: `bool` normalised to 0
+/// or 1, 8- and 16-bit integers truncated or sign-extended, unused flag bits
+/// masked; a `char` that is a surrogate or past U+10FFFF and a variant or
+/// enum discriminant past its cases trap
+/// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flat-lifting>).
+/// A variant's payload is lifted when its flat types are the joined slots'
+/// (no conversion between slot and payload types). Returns how many flat
+/// values the value takes.
+pub(crate) fn lift_flat(body: &mut InstrSeqBuilder<'_>, ty: &ValTy, locals: &[LocalId]) -> usize {
+    use crate::types::Prim;
+    let mut flat = Vec::new();
+    ty.flatten(&mut flat);
+    let first = locals.first().copied();
+    let trap_if = |b: &mut InstrSeqBuilder<'_>| {
+        b.if_else(
+            None,
+            |bad| {
+                bad.unreachable();
+            },
+            |_| {},
+        );
+    };
+    match (ty, first) {
+        (_, None) => {}
+        (ValTy::Prim(p), Some(l)) => match p {
+            Prim::Bool => {
+                body.local_get(l).i32_const(0).binop(BinaryOp::I32Ne).local_set(l);
+            }
+            Prim::U8 => {
+                body.local_get(l).i32_const(0xff).binop(BinaryOp::I32And).local_set(l);
+            }
+            Prim::U16 => {
+                body.local_get(l).i32_const(0xffff).binop(BinaryOp::I32And).local_set(l);
+            }
+            Prim::S8 => {
+                body.local_get(l).unop(walrus::ir::UnaryOp::I32Extend8S).local_set(l);
+            }
+            Prim::S16 => {
+                body.local_get(l).unop(walrus::ir::UnaryOp::I32Extend16S).local_set(l);
+            }
+            Prim::Char => {
+                body.local_get(l).i32_const(0x11_0000).binop(BinaryOp::I32GeU);
+                body.local_get(l).i32_const(!0x7ff).binop(BinaryOp::I32And).i32_const(0xd800).binop(BinaryOp::I32Eq);
+                body.binop(BinaryOp::I32Or);
+                trap_if(body);
+            }
+            _ => {}
+        },
+        (ValTy::Record(fields) | ValTy::Tuple(fields), _) => {
+            let mut at = 0;
+            for f in fields {
+                at += lift_flat(body, f, locals.get(at..).unwrap_or_default());
+            }
+        }
+        (ValTy::FixedList(elem, n), _) => {
+            let mut at = 0;
+            for _ in 0..*n {
+                at += lift_flat(body, elem, locals.get(at..).unwrap_or_default());
+            }
+        }
+        (ValTy::Flags(n), _) if n % 32 != 0 => {
+            if let Some(last) = locals.get(n.div_ceil(32) - 1).copied() {
+                body.local_get(last).i32_const(((1u64 << (n % 32)) - 1) as i32).binop(BinaryOp::I32And).local_set(last);
+            }
+        }
+        (ValTy::Enum(_) | ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..), Some(tag)) => {
+            let cases = ty.cases().unwrap_or_default();
+            body.local_get(tag).i32_const(cases.len() as i32).binop(BinaryOp::I32GeU);
+            trap_if(body);
+            for (c, case) in cases.iter().enumerate() {
+                let Some(case) = case else { continue };
+                let mut own = Vec::new();
+                case.flatten(&mut own);
+                let joined = flat.get(1..1 + own.len());
+                let slots = locals.get(1..1 + own.len());
+                if joined != Some(own.as_slice()) || !needs_lifting(case) {
+                    continue;
+                }
+                let Some(slots) = slots else { continue };
+                body.local_get(tag).i32_const(c as i32).binop(BinaryOp::I32Eq).if_else(
+                    None,
+                    |then| {
+                        lift_flat(then, case, slots);
+                    },
+                    |_| {},
+                );
+            }
+        }
+        _ => {}
+    }
+    flat.len()
+}
+
+/// Whether lifting a flat value of `ty` checks or converts anything.
+pub(crate) fn needs_lifting(ty: &ValTy) -> bool {
+    use crate::types::Prim;
+    match ty {
+        ValTy::Prim(p) => matches!(p, Prim::Bool | Prim::U8 | Prim::U16 | Prim::S8 | Prim::S16 | Prim::Char),
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(needs_lifting),
+        ValTy::FixedList(elem, n) => *n > 0 && needs_lifting(elem),
+        ValTy::Flags(n) => n % 32 != 0,
+        ValTy::Enum(_) | ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) => true,
+        _ => false,
+    }
 }

@@ -183,6 +183,8 @@ pub struct Graph {
     pub alias_count: usize,
     /// How many component instantiations were evaluated.
     pub component_instances: usize,
+    /// Per component instantiation, the one it was instantiated in (`None`: the root).
+    pub component_parents: Vec<Option<usize>>,
 }
 
 #[allow(
@@ -192,6 +194,26 @@ pub struct Graph {
 impl Graph {
     pub fn lifted(&self, id: LiftedId) -> &Lifted {
         &self.lifted[id.0]
+    }
+    /// Whether a component instance calling a function lifted by another
+    /// would enter an instance already on the stack: the same instance, or
+    /// one of them instantiated (transitively) inside the other. The
+    /// canonical ABI forbids it ("cannot enter component instance").
+    pub fn reenters(&self, caller: usize, callee: usize) -> bool {
+        self.is_ancestor(caller, callee) || self.is_ancestor(callee, caller)
+    }
+
+    /// Whether `outer` is `inner` or one of the instances it was instantiated in.
+    fn is_ancestor(&self, outer: usize, inner: usize) -> bool {
+        let mut at = Some(inner);
+        // Parents come before their children, so the walk ends.
+        while let Some(i) = at {
+            if i == outer {
+                return true;
+            }
+            at = self.component_parents.get(i).copied().flatten().filter(|p| *p < i);
+        }
+        false
     }
     pub fn lowered(&self, id: LoweredId) -> &Lowered {
         &self.lowered[id.0]

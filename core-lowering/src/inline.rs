@@ -158,11 +158,13 @@ pub struct Inliner<'p, 'a> {
     pub graph: Graph,
     pub module_infos: BTreeMap<StaticModuleId, Rc<ModuleInfo>>,
     depth: usize,
+    /// The component instantiations being evaluated, innermost last.
+    stack: Vec<usize>,
 }
 
 impl<'p, 'a> Inliner<'p, 'a> {
     pub fn new(parsed: &'p ParsedComponent<'a>) -> Self {
-        Inliner { parsed, graph: Graph::default(), module_infos: BTreeMap::new(), depth: 0 }
+        Inliner { parsed, graph: Graph::default(), module_infos: BTreeMap::new(), depth: 0, stack: Vec::new() }
     }
 
     pub fn module_info(&mut self, id: StaticModuleId) -> Result<Rc<ModuleInfo>> {
@@ -242,12 +244,15 @@ impl<'p, 'a> Inliner<'p, 'a> {
         }
         let instance = self.graph.component_instances;
         self.graph.component_instances += 1;
+        self.graph.component_parents.push(self.stack.last().copied());
+        self.stack.push(instance);
         let component = self.parsed.component(closure.id);
         let mut frame = Frame { location: location.clone(), instance, ..Frame::default() };
         for init in &component.initializers {
             self.initializer(&mut frame, closure, args, init)
                 .with_context(|| format!("in `{}`", component.location))?;
         }
+        self.stack.pop();
         self.depth -= 1;
         Ok(Rc::new(frame.exports))
     }

@@ -266,9 +266,18 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         copy.result_in_memory,
                     )?;
                 } else {
-                    let call = Call { callee, post_return: post, borrows: &fused.borrows, scope };
+                    let (params, result) = fused_types(graph, *l);
+                    let call =
+                        Call { callee, post_return: post, borrows: &fused.borrows, scope, lifts: (&params, result.as_ref()) };
                     call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
                 }
+            }
+            ImportKind::Reenter(_) => {
+                module
+                    .replace_imported_func(fid, |(body, _)| {
+                        body.unreachable();
+                    })
+                    .map_err(|e| anyhow!("{e:#}"))?;
             }
             ImportKind::BorrowWrapper(w) => {
                 let wrapper = plan.wrappers.get(*w).context("borrow wrapper missing")?;
@@ -289,7 +298,13 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         });
                     }
                 }
-                let call = Call { callee: func(wrapper.callee.0)?, post_return: None, borrows: &wrapper.borrows, scope };
+                let call = Call {
+                    callee: func(wrapper.callee.0)?,
+                    post_return: None,
+                    borrows: &wrapper.borrows,
+                    scope,
+                    lifts: (&[], None),
+                };
                 call.generate_with(&mut module, fid, &import.ty, &resource_funcs, &fixes)?;
             }
         }
@@ -306,6 +321,10 @@ struct Call<'a> {
     borrows: &'a [BorrowParam],
     /// The borrow scope global (present whenever a handle table is).
     scope: Option<GlobalId>,
+    /// A call between two components: the parameter and result types, whose
+    /// flat values are lifted (checked and converted) on the way
+    /// (`adapter::lift_flat`). Empty at the host boundary.
+    lifts: (&'a [ValTy], Option<&'a ValTy>),
 }
 
 impl Call<'_> {
@@ -346,8 +365,25 @@ impl Call<'_> {
         let saved_scope = module.locals.add(ValType::I32);
         let scope_global = if lent.is_empty() { None } else { Some(self.scope.context("borrow scope missing")?) };
         let (callee, post) = (self.callee, self.post_return);
+        // Lift the flat values only when they are all flat (nothing passed through memory).
+        let (param_tys, result_ty) = self.lifts;
+        let flat_count = |tys: &[&ValTy]| {
+            let mut flat = Vec::new();
+            tys.iter().for_each(|t| t.flatten(&mut flat));
+            flat.len()
+        };
+        let lift_params = param_tys.iter().any(crate::adapter::needs_lifting)
+            && flat_count(&param_tys.iter().collect::<Vec<_>>()) == ty.params().len();
+        let lift_result = result_ty
+            .filter(|t| crate::adapter::needs_lifting(t) && flat_count(&[*t]) == results.len());
         module
             .replace_imported_func(fid, |(body, args)| {
+                if lift_params {
+                    let mut at = 0;
+                    for p in param_tys {
+                        at += crate::adapter::lift_flat(body, p, args.get(at..).unwrap_or_default());
+                    }
+                }
                 for (pos, n, f) in in_place {
                     for a in args.iter().skip(*pos).take(*n) {
                         body.local_get(*a);
@@ -370,11 +406,14 @@ impl Call<'_> {
                     }
                 }
                 body.call(callee);
-                if scope_global.is_none() && post.is_none() {
+                if scope_global.is_none() && post.is_none() && lift_result.is_none() {
                     return;
                 }
                 for r in results.iter().rev() {
                     body.local_set(*r);
+                }
+                if let Some(t) = lift_result {
+                    crate::adapter::lift_flat(body, t, &results);
                 }
                 if let Some(g) = scope_global {
                     // The callee must have dropped every borrow it was given.
@@ -555,3 +594,13 @@ fn forward(module: &mut Module, fid: FunctionId, target: FunctionId) -> Result<(
     Ok(())
 }
 
+/// The parameter and result types of the lifted function a fused adapter calls.
+fn fused_types(graph: &Graph, lowered: crate::graph::LoweredId) -> (Vec<ValTy>, Option<ValTy>) {
+    match &graph.lowered(lowered).target {
+        crate::graph::LowerTarget::Lifted(callee) => {
+            let sig = &graph.lifted(*callee).sig;
+            (sig.params.iter().map(|(_, t)| t.clone()).collect(), sig.result.clone())
+        }
+        crate::graph::LowerTarget::Import(_) => (Vec::new(), None),
+    }
+}

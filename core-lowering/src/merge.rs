@@ -64,6 +64,10 @@ pub enum ImportKind {
     Builtin(BuiltinId),
     /// A lowered lifted function of a sibling component: a fused adapter.
     Fused(LoweredId),
+    /// A lowered lifted function of the caller's own component instance, or
+    /// of one it is nested in or that is nested in it: a call traps
+    /// ("cannot enter component instance").
+    Reenter(LoweredId),
     /// An export that converts borrowed handles to reps before the call.
     BorrowWrapper(usize),
     /// `[resource-drop]` exported for the host.
@@ -303,6 +307,9 @@ impl<'g> Layout<'g> {
                     LowerTarget::Import(_) => {
                         let (module, field) = self.host_import(&lowered)?;
                         Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
+                    }
+                    LowerTarget::Lifted(callee) if self.graph.reenters(lowered.owner, self.graph.lifted(*callee).owner) => {
+                        Ok(FuncTarget::Import(self.import(ImportKind::Reenter(*lid), ty)))
                     }
                     LowerTarget::Lifted(callee) => {
                         self.check_fusable(&lowered, *callee, options)?;

@@ -190,6 +190,7 @@ pub fn drop_adapter(
         imports: graph.imports.clone(),
         alias_count: graph.alias_count,
         component_instances: graph.component_instances,
+        component_parents: graph.component_parents.clone(),
     };
     Ok(Some((dropped, report)))
 }

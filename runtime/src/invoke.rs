@@ -50,15 +50,22 @@ const NO_DEADLINE: u64 = u64::MAX / 2;
 /// struct in, the result struct out (an empty record for no results).
 pub type HostFn = Arc<dyn Fn(&Value) -> Result<Value> + Send + Sync>;
 
+/// A host implementation of the drop of a host-defined resource: the
+/// guest's owned handle (the host's own number) in.
+pub type HostDrop = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
+
 /// Host functions registered per interface, by KarmemIDL names.
 #[derive(Clone, Default)]
 pub struct HostFunctions {
     functions: BTreeMap<(String, String), HostFn>,
+    /// Drops of host-defined resources, by interface and import field
+    /// (`[resource-drop]<resource>`).
+    drops: BTreeMap<(String, String), HostDrop>,
 }
 
 impl fmt::Debug for HostFunctions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.functions.keys()).finish()
+        f.debug_list().entries(self.functions.keys().chain(self.drops.keys())).finish()
     }
 }
 
@@ -67,6 +74,14 @@ impl HostFunctions {
     pub fn register(&mut self, interface: &str, function: &str, host: HostFn) {
         self.functions
             .insert((interface.to_string(), function.to_string()), host);
+    }
+
+    /// Serves the drop of the host-defined `resource` of `interface` (the
+    /// core import `karmem:<interface>`/`[resource-drop]<resource>`) with
+    /// `host`; it takes precedence over linked guests.
+    pub fn register_drop(&mut self, interface: &str, resource: &str, host: HostDrop) {
+        self.drops
+            .insert((interface.to_string(), format!("{RESOURCE_DROP}{resource}")), host);
     }
 }
 
@@ -296,8 +311,8 @@ impl SessionModule {
     }
 }
 
-/// The field prefix of a resource-drop import, and of the `#`-suffix of
-/// the matching export (docs/ABI.md §2, §4).
+/// The field prefix of a resource-drop import, and of the function part
+/// of the matching export (docs/ABI.md §2, §4).
 const RESOURCE_DROP: &str = "[resource-drop]";
 
 fn resource_drops(module: &wasmtime::Module, interface: &str) -> Vec<String> {
@@ -448,6 +463,21 @@ impl Session {
             };
             let drop_shape =
                 ty.params().map(|p| p.is_i32()).eq([true]) && ty.results().next().is_none();
+            if let (true, Some(host)) = (
+                drop_shape,
+                options.hosts.drops.get(&(interface.to_string(), field.clone())),
+            ) {
+                let host = Arc::clone(host);
+                let what = format!("import `{module_name}`/`{field}`");
+                linker
+                    .func_new(&module_name, &field.clone(), ty, move |_, params, _| match params {
+                        [Val::I32(handle)] => host(*handle)
+                            .map_err(|error| wasmtime::Error::msg(format!("{what}: {error:#}"))),
+                        _ => Err(wasmtime::Error::msg(format!("{what}: expected `(handle: i32)`"))),
+                    })
+                    .into_anyhow()?;
+                continue;
+            }
             if let (true, true, Some(route)) = (
                 drop_shape,
                 field.starts_with(RESOURCE_DROP),
@@ -881,14 +911,11 @@ impl Session {
     }
 
     /// The export that drops this guest's own handles of a resource of its
-    /// exported `interface`: `<wit interface>#[resource-drop]<resource>`
-    /// (docs/ABI.md §2), the WIT name read from the interface's origin, else
-    /// (a module without one) its KarmemIDL name.
+    /// exported `interface`: `<interface>.[resource-drop]<resource>`
+    /// (docs/ABI.md §2), `field` being the importer's
+    /// `[resource-drop]<resource>`.
     fn drop_export_name(&self, interface: &str, field: &str) -> String {
-        match Identity::of(self.abi.as_deref(), interface) {
-            Identity::Wit(wit) => format!("{wit}#{field}"),
-            _ => format!("{interface}#{field}"),
-        }
+        format!("{interface}.{field}")
     }
 
     fn drop_export(&mut self, interface: &str, field: &str) -> Option<String> {

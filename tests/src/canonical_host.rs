@@ -14,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Type, Val};
 use wasmtime::{
@@ -91,6 +91,11 @@ struct HostData {
     next_rep: u32,
     /// Live host `tally` resources: handle -> total.
     tallies: std::collections::BTreeMap<u32, u64>,
+    /// Live `resource1` handles of the wast `host` instance: handle -> rep.
+    wast_resources: std::collections::BTreeMap<u32, u32>,
+    /// `resource1` destructor runs, and the rep of the last one.
+    wast_drops: u32,
+    wast_last_drop: u32,
 }
 
 /// One function of the component, with its interface for naming.
@@ -132,7 +137,12 @@ impl std::fmt::Debug for CanonicalRunner {
 impl CanonicalRunner {
     /// `component` supplies the types; `lowered` is what runs.
     pub fn new(component: &[u8], lowered: &[u8]) -> Result<Self> {
-        let typing_engine = crate::reference::engine();
+        Self::with_typing_engine(crate::reference::engine(), component, lowered)
+    }
+
+    /// [`CanonicalRunner::new`] with the engine that compiles `component` for
+    /// its types (one with the wasm features the component needs).
+    pub fn with_typing_engine(typing_engine: &Engine, component: &[u8], lowered: &[u8]) -> Result<Self> {
         let component = Component::new(typing_engine, component).map_err(anyhow::Error::from)?;
         let ty = component.component_type();
         let mut exports = Vec::new();
@@ -401,7 +411,7 @@ fn unversioned(interface: &str) -> &str {
 }
 
 fn is_served(interface: &str, name: &str) -> bool {
-    unversioned(interface) == crate::host::HOST_INTERFACE
+    is_wast_host(interface, name) || unversioned(interface) == crate::host::HOST_INTERFACE
         && matches!(
             name,
             "log"
@@ -413,6 +423,78 @@ fn is_served(interface: &str, name: &str) -> bool {
                 | "[static]tally.named"
                 | "[resource-drop]tally"
         )
+}
+
+/// The host items wasmtime's wast runner gives component scripts (its
+/// `link_component_spectest`), the synchronous ones: `host-return-two` at the
+/// root and, in the instance `host`, `return-three`, `return-hi` and the
+/// resource `resource1` (constructor, `assert`, `simple`, `take-borrow`,
+/// `take-own`, `drops`, `last-drop`, drop).
+fn is_wast_host(interface: &str, name: &str) -> bool {
+    (interface == "$root" && name == "host-return-two")
+        || (interface == "host"
+            && matches!(
+                name,
+                "return-three"
+                    | "return-hi"
+                    | "[constructor]resource1"
+                    | "[static]resource1.assert"
+                    | "[static]resource1.last-drop"
+                    | "[static]resource1.drops"
+                    | "[method]resource1.simple"
+                    | "[method]resource1.take-borrow"
+                    | "[method]resource1.take-own"
+                    | "[resource-drop]resource1"
+            ))
+}
+
+/// Serves a wast `host` item (see [`is_wast_host`]): `Some(result)` when
+/// `function` is one. `resource1` handles are the host's own numbers; an
+/// `own` passed in is consumed without running the destructor, as wasmtime
+/// does for host resources.
+fn serve_wast_host(data: &mut HostData, function: &str, values: &[Val], types: &[Type]) -> Result<Option<Option<Val>>> {
+    let rep_of = |data: &HostData, h: u32| data.wast_resources.get(&h).copied().with_context(|| format!("unknown resource1 handle {h}"));
+    let owned = |i: usize| matches!(types.get(i), Some(Type::Own(_)));
+    let result = match (function, values) {
+        ("host-return-two", []) => Some(Val::U32(2)),
+        ("return-three", []) => Some(Val::U32(3)),
+        ("return-hi", []) => Some(Val::String("hi".into())),
+        ("[constructor]resource1", [Val::U32(rep)]) => {
+            data.next_rep += 1;
+            data.wast_resources.insert(data.next_rep, *rep);
+            Some(Val::U32(data.next_rep))
+        }
+        ("[static]resource1.assert" | "[method]resource1.simple", [Val::U32(h), Val::U32(rep)]) => {
+            if rep_of(data, *h)? != *rep {
+                bail!("resource1 handle {h} does not hold rep {rep}");
+            }
+            if function == "[method]resource1.simple" && owned(0) {
+                bail!("resource1.simple takes a borrow");
+            }
+            if owned(0) {
+                data.wast_resources.remove(h);
+            }
+            None
+        }
+        ("[method]resource1.take-borrow" | "[method]resource1.take-own", [Val::U32(a), Val::U32(b)]) => {
+            rep_of(data, *a)?;
+            rep_of(data, *b)?;
+            if owned(1) {
+                data.wast_resources.remove(b);
+            }
+            None
+        }
+        ("[static]resource1.drops", []) => Some(Val::U32(data.wast_drops)),
+        ("[static]resource1.last-drop", []) => Some(Val::U32(data.wast_last_drop)),
+        ("[resource-drop]resource1", [Val::U32(h)]) => {
+            let rep = data.wast_resources.remove(h).with_context(|| format!("dropping unknown resource1 handle {h}"))?;
+            data.wast_drops += 1;
+            data.wast_last_drop = rep;
+            None
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(result))
 }
 
 /// A lifted value as the harness sees it; handles (carried as `u32` here)
@@ -489,7 +571,13 @@ fn serve(
         data.tallies.insert(data.next_rep, start);
         Val::U32(data.next_rep)
     };
+    let wast_host = if is_wast_host(qualified.split_once('#').map_or("$root", |(i, _)| i), function) {
+        serve_wast_host(data, function, &values, &param_types)?
+    } else {
+        None
+    };
     let result = match (function, values.as_slice()) {
+        _ if wast_host.is_some() => wast_host.flatten(),
         ("next-id", _) => {
             data.next_id += 1;
             Some(Val::U32(data.next_id))
@@ -564,7 +652,12 @@ impl Cx<'_> {
             .call(&mut self.store, (0, 0, align as i32, size as i32))
             .map_err(anyhow::Error::from)
             .context("`cabi_realloc` failed")?;
-        Ok(ptr as u32)
+        let ptr = ptr as u32;
+        // The canonical ABI's checks on a realloc result.
+        ensure!(align == 0 || ptr.is_multiple_of(align), "realloc return: unaligned pointer {ptr} (alignment {align})");
+        let end = u64::from(ptr) + u64::from(size);
+        ensure!(end <= self.memory()?.data_size(&self.store) as u64, "realloc return: beyond end of memory");
+        Ok(ptr)
     }
     fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>> {
         let memory = self.memory()?;
@@ -1014,6 +1107,8 @@ fn flags_from_words(names: &[String], words: &[u32]) -> Vec<String> {
 fn load_sequence(cx: &mut Cx<'_>, ty: &Type, ptr: u32, len: u32) -> Result<Val> {
     match ty {
         Type::String => {
+            // UTF-16 and latin1+UTF-16 strings are 2-aligned (canonical ABI, `load_string_from_range`).
+            ensure!(cx.encoding == "utf8" || ptr.is_multiple_of(2), "string pointer not aligned to 2");
             let utf16 = |cx: &mut Cx<'_>, units: u32| -> Result<Val> {
                 let bytes = cx.read(ptr, units * 2)?;
                 let units: Vec<u16> = bytes.as_chunks::<2>().0.iter().map(|&c| u16::from_le_bytes(c)).collect();
@@ -1031,7 +1126,8 @@ fn load_sequence(cx: &mut Cx<'_>, ty: &Type, ptr: u32, len: u32) -> Result<Val> 
         }
         Type::List(l) => {
             let elem = l.ty();
-            let (size, _) = layout(&elem)?;
+            let (size, align) = layout(&elem)?;
+            ensure!(align == 0 || ptr.is_multiple_of(align), "list pointer not aligned to {align}");
             let items = (0..len)
                 .map(|i| load(cx, &elem, ptr + i * size))
                 .collect::<Result<_>>()?;

@@ -205,6 +205,12 @@ impl Transcoder<'_> {
             asm::load(&mut b, place, Width::I32, 4);
             b.local_set(len);
         }
+        // UTF-16 and latin1+UTF-16 strings are 2-aligned: lifting a string
+        // at an odd address traps ("string pointer not aligned to 2").
+        if self.options.string_encoding != StringEncoding::Utf8 {
+            f.instr_seq(seq).local_get(ptr).i32_const(1).binop(BinaryOp::I32And);
+            asm::trap_if(f, seq);
+        }
         // Each case leaves `blk`, `count` and `cap` set (blk unset when empty).
         let emit_case = |this: &mut Self, f: &mut FunctionBuilder, seq: InstrSeqId, source: Source| {
             // worst-case Karmem units for `len` source units

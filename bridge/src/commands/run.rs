@@ -1,4 +1,4 @@
-//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)'] [--link OTHER.wasm]...
+//! `karmem-bridge run MODULE.wasm [--invoke 'fn(args)']... [--link OTHER.wasm]...
 //! [--plug IMPORTER:IMPORT=EXPORTER[:EXPORT]]...`: run a lowered module on
 //! wasmtime with the component model off.
 //!
@@ -30,10 +30,12 @@ use super::{display_name, read_input, write_output};
 pub struct Opts {
     /// The lowered module (`karmem-bridge lower` output).
     pub module: PathBuf,
-    /// Call one exported function, WAVE in and out: `iface.fn(1, "x")`, or a
-    /// bare `fn(...)` when one exported interface has it. Without it, `_start` runs.
+    /// Call an exported function, WAVE in and out: `iface.fn(1, "x")`, or a
+    /// bare `fn(...)` when one exported interface has it. Repeatable: the calls
+    /// run in order on one instance (state such as resources and counters
+    /// carries over), one result line each. Without it, `_start` runs.
     #[arg(long)]
-    pub invoke: Option<String>,
+    pub invoke: Vec<String>,
     /// Preopen a host directory for WASI, as `HOST` or `HOST::GUEST`.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     pub dirs: Vec<String>,
@@ -105,19 +107,23 @@ pub fn run(opts: Opts) -> Result<()> {
             .with_context(|| format!("`--plug {text}`"))?;
     }
     let mut session = composition.instantiate(main).with_context(|| format!("failed to load `{name}`"))?;
-    match &opts.invoke {
-        Some(text) => {
-            let printed = invoke(&mut session, text).with_context(|| format!("`{name}`: `{text}` failed"))?;
-            write_output(Path::new("-"), format!("{printed}\n").as_bytes())
+    if opts.invoke.is_empty() {
+        let code = session.run_start().with_context(|| format!("`{name}` failed"))?;
+        if code != 0 {
+            std::process::exit(code);
         }
-        None => {
-            let code = session.run_start().with_context(|| format!("`{name}` failed"))?;
-            if code != 0 {
-                std::process::exit(code);
-            }
-            Ok(())
-        }
+        return Ok(());
     }
+    // Each result is printed as soon as its call returns: a later call that
+    // fails leaves the earlier lines, then the error.
+    for (index, text) in opts.invoke.iter().enumerate() {
+        let printed = invoke(&mut session, text).with_context(|| {
+            let which = if opts.invoke.len() > 1 { format!(" (call {} of {})", index + 1, opts.invoke.len()) } else { String::new() };
+            format!("`{name}`: `{text}` failed{which}")
+        })?;
+        write_output(Path::new("-"), format!("{printed}\n").as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The cache directory: `--cache-dir`, `$KARMEM_CACHE_DIR`,
