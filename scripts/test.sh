@@ -6,3 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo clippy --workspace --all-targets --locked
 cargo test --workspace --locked
+# The Go host (hosts/go) against the host kit; skipped with a note without Go.
+hosts/go/test.sh

@@ -51,6 +51,10 @@ pub mod compat;
 #[cfg(feature = "schema")]
 pub mod gen_rust;
 #[cfg(feature = "schema")]
+pub mod gen_go;
+#[cfg(feature = "schema")]
+pub mod gen_ts;
+#[cfg(feature = "schema")]
 pub mod layout;
 #[cfg(feature = "schema")]
 pub mod validate;

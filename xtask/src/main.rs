@@ -6,6 +6,12 @@
 //! adapter. Building the guests themselves is `fixtures/build.sh`'s job.
 //!
 //! Usage: `xtask componentize <module.wasm> <out.wasm> [--adapter reactor|command]`
+//!
+//! Also `xtask host-kit OUT_DIR`: the lowered fixtures with their KarmemIDL
+//! and expected outcomes as JSON, for hosts in other languages
+//! (docs/HOSTS.md, [`host_kit`]).
+
+mod host_kit;
 
 use std::path::{Path, PathBuf};
 
@@ -38,9 +44,17 @@ fn main() -> Result<()> {
             let parsed = parse_componentize_args(rest)?;
             componentize(&parsed)
         }
-        Some((command, _)) => bail!("unknown command `{command}`; expected `componentize`"),
+        Some((command, rest)) if command == "host-kit" => match rest {
+            [out] => host_kit::host_kit(Path::new(out)),
+            _ => bail!("usage: xtask host-kit OUT_DIR"),
+        },
+        Some((command, _)) => {
+            bail!("unknown command `{command}`; expected `componentize` or `host-kit`")
+        }
         None => {
-            bail!("usage: xtask componentize <module.wasm> <out.wasm> [--adapter reactor|command]")
+            bail!(
+                "usage: xtask componentize <module.wasm> <out.wasm> [--adapter reactor|command] | xtask host-kit OUT_DIR"
+            )
         }
     }
 }

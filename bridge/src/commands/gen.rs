@@ -14,6 +14,11 @@ use anyhow::{Context as _, Result};
 pub enum Lang {
     /// Rust views, builders and value types over `karmem-format` (`no_std` + `alloc`).
     Rust,
+    /// Go value types, views and builders over the Go host's `karmem` package (`hosts/go`).
+    Go,
+    /// TypeScript over the JavaScript host (`hosts/js`): value types, zero-copy
+    /// views, top-down builders, typed calls per function, and the layout.
+    Ts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +31,9 @@ pub struct Opts {
     /// Where to write the code (`-` or absent: stdout).
     #[arg(short, long, default_value = "-")]
     pub output: PathBuf,
+    /// Go: the package name (default: the input file's stem).
+    #[arg(long)]
+    pub package: Option<String>,
 }
 
 pub fn run(opts: Opts) -> Result<()> {
@@ -34,7 +42,16 @@ pub fn run(opts: Opts) -> Result<()> {
     let layout = karmem_format::Layout::new(&schema).with_context(|| format!("failed to lay out `{name}`"))?;
     let code = match opts.lang {
         Lang::Rust => karmem_format::gen_rust::generate(&layout, &name),
+        Lang::Go => karmem_format::gen_go::generate(&layout, &name, &go_package(&opts))
+            .with_context(|| format!("failed to generate Go for `{name}`"))?,
+        Lang::Ts => karmem_format::gen_ts::generate(&layout, &name, "karmem-host"),
     };
     super::write_output(&opts.output, code.as_bytes())
         .with_context(|| format!("failed to write generated code for `{name}`"))
+}
+
+/// The Go package: `--package`, else the input file's stem (`basics.km`: `basics`).
+fn go_package(opts: &Opts) -> String {
+    let stem = opts.file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    karmem_format::gen_go::package_name(opts.package.as_deref().unwrap_or(&stem))
 }
