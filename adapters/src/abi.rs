@@ -92,6 +92,10 @@ pub struct Lowered {
     pub module: Vec<u8>,
     /// One line each, for the user (`lower` prints them as `warning:`).
     pub warnings: Vec<String>,
+    /// The edge shares the guest's memory and a guest realloc reads that
+    /// memory's `memory.size` (the hazard of docs/ABI.md §10): lowering
+    /// again with [`Options::edge_memory`] removes it.
+    pub allocator_reads_memory_size: bool,
 }
 
 /// Turns the canonical-ABI module `canonical` into a Karmem-ABI module.
@@ -224,9 +228,11 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         }
     }
     let statics_init = t.finish();
+    let mut allocator_reads_memory_size = false;
     if !options.edge_memory {
         for (name, realloc) in &reallocs {
             if reads_memory_size(&module, *realloc, memory) {
+                allocator_reads_memory_size = true;
                 warnings.push(format!(
                     "the guest's `{name}` reads `memory.size` of the memory the Karmem ABI shares with it: \
                      an allocator that takes every page up to `memory.size` as its own would hand out pages \
@@ -320,7 +326,7 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
     wasmparser::Validator::new()
         .validate_all(&bytes)
         .context("internal error: the Karmem-ABI module does not validate")?;
-    Ok(Lowered { module: bytes, warnings })
+    Ok(Lowered { module: bytes, warnings, allocator_reads_memory_size })
 }
 
 /// The lowering's record of each boundary function's canonical options

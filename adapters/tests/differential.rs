@@ -237,8 +237,10 @@ const SEPARATE_MEMORIES: [&str; 5] = ["churn", "compact-strings", "composed", "d
 
 /// WAT fixtures whose bump allocators take every page up to `memory.size`
 /// as their own and reset in a post-return: sharing their memory with
-/// `KarmemAlloc` hands its pages out (docs/ABI.md §10), so they are lowered
-/// with `--multi-memory`, and the single-memory lowering warns.
+/// `KarmemAlloc` hands its pages out (docs/ABI.md §10), so the adapters
+/// warn when asked for one shared memory, and they are compared with an
+/// edge memory of their own: as a multi-memory module and as partitions of
+/// one memory (what `lower` does for them by default).
 const BUMP_ALLOCATORS: [&str; 2] = ["latin1-utf16-strings", "utf16-strings"];
 
 /// The hand-written WAT components of `fixtures/wat` (string encodings
@@ -295,7 +297,9 @@ fn compare_wat() -> Result<()> {
             expected.push(reference.invoke(invocation)?);
         }
         let mut modules = vec![("", lowered.module.clone())];
-        if separate {
+        // In one memory of partitions (what `lower` does by default for
+        // both: a bump allocator's guest gets the edge its own partition).
+        if multi_memory {
             let one = karmem_partition::one_memory(&lowered.module, &karmem_partition::Quotas::new())
                 .with_context(|| format!("partitioning `{name}`"))?;
             modules.push((" in one memory", one));

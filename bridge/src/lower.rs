@@ -107,16 +107,30 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     // The shim goes in first: it allocates through the module's
     // `cabi_realloc` exports, which the Karmem ABI pass does not keep.
     let lowered = serve_wasi(lowered, mode).context("failed to serve the WASI imports")?;
+    let mut several_memories = several_memories;
     let module = match options.abi {
         Abi::Canonical => lowered,
         Abi::Karmem => {
             let world = world.context("the Karmem ABI needs the component's world as KarmemIDL")?;
-            let adapters = karmem_adapters::abi::Options {
-                edge_memory: options.multi_memory || several_memories,
-                ..Default::default()
+            let edge = |edge_memory: bool| {
+                let adapters = karmem_adapters::abi::Options { edge_memory, ..Default::default() };
+                karmem_adapters::abi::karmem_abi_with_warnings(&lowered, &world, &adapters)
+                    .context("failed to put the Karmem ABI on the module (`--abi canonical` skips it)")
             };
-            let edged = karmem_adapters::abi::karmem_abi_with_warnings(&lowered, &world, &adapters)
-                .context("failed to put the Karmem ABI on the module (`--abi canonical` skips it)")?;
+            let mut edged = edge(options.multi_memory || several_memories)?;
+            if edged.allocator_reads_memory_size && !options.multi_memory {
+                // An allocator that may take every page up to `memory.size`
+                // (docs/ABI.md §10) must not share its memory with
+                // `KarmemAlloc`: the edge gets a memory of its own, which
+                // becomes a partition of the one memory below.
+                edged = edge(true)?;
+                several_memories = true;
+                notes.push(
+                    "the Karmem edge has a partition of its own: the guest's allocator reads `memory.size` \
+                     (docs/ABI.md §10)"
+                        .to_string(),
+                );
+            }
             warnings.extend(edged.warnings);
             edged.module
         }

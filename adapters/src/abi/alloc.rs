@@ -15,8 +15,8 @@
 //! other way, for allocators that reclaim everything in a post-return or
 //! collect garbage (measured on the WAT fixtures `latin1-utf16-strings` and
 //! `utf16-strings`). The remedy is a memory of the allocator's own, the
-//! Karmem edge memory (`--multi-memory`, docs/ABI.md §10);
-//! [`reads_memory_size`] finds the guests to warn about without it.
+//! Karmem edge memory (docs/ABI.md §10; `lower` gives one to the guests
+//! [`reads_memory_size`] finds, as a partition of the one memory).
 //!
 //! Shape: classes 2^6 .. 2^31 bytes (64 B minimum, so every block is 64-byte
 //! aligned, the ABI's largest alignment); one free list per class, heads in
