@@ -96,6 +96,15 @@ fn linking_patterns_give_the_rust_runtimes_values() {
     assert!(stdout.contains("link: 4 patterns agree"), "unexpected output: {stdout}");
 }
 
+#[test]
+fn the_minimal_preview1_serves_the_wasi_guest() {
+    if !node_available() {
+        return;
+    }
+    let stdout = node("minimal-wasi.mjs", kit());
+    assert!(stdout.contains("minimal wasi: "), "unexpected output: {stdout}");
+}
+
 /// A component whose `limits` interface has a function that never returns,
 /// one that answers 42 and one that grows memory by `pages`.
 const LIMITS: &str = r#"(component
