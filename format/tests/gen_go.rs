@@ -22,7 +22,6 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use karmem_format::gen_go::{generate, package_name};
@@ -33,25 +32,12 @@ use karmem_format::{Limits, validate};
 
 use common::random::{self, Rng};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
+use common::tools::workspace;
 
-/// `GO` and `WAZERO` from `scripts/runners.sh --go`, or None (after a note) when
-/// Go is unavailable and CI is unset.
+/// ["GO", "WAZERO"] from `scripts/runners.sh --go`, or None (after a note) when
+/// unavailable and CI is unset.
 fn go_env() -> Option<(String, String)> {
-    let out = Command::new("bash").arg(workspace().join("scripts/runners.sh")).arg("--go").output().expect("run runners.sh");
-    assert!(out.status.success(), "runners.sh --go failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
-    match (get("GO"), get("WAZERO")) {
-        (Some(go), Some(wazero)) => Some((go, wazero)),
-        _ if std::env::var_os("CI").is_some() => panic!("CI is set but Go is unavailable:\n{}", String::from_utf8_lossy(&out.stderr)),
-        _ => {
-            eprintln!("note: Go is unavailable, the gen go test is skipped:\n{}", String::from_utf8_lossy(&out.stderr));
-            None
-        }
-    }
+    common::tools::runners_env("--go", ["GO", "WAZERO"], "the gen go test").map(|[a, b]| (a, b))
 }
 
 /// (Go package, source path, source) of every corpus schema.

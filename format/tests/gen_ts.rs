@@ -26,7 +26,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use karmem_format::gen_ts::{generate, ts_names};
@@ -36,26 +35,12 @@ use karmem_format::{Limits, validate};
 
 use common::random::{self, Rng};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
+use common::tools::workspace;
 
-/// `NODE` and `TSC` from `scripts/runners.sh --js`, or None (after a note)
-/// when either is unavailable and CI is unset.
+/// ["NODE", "TSC"] from `scripts/runners.sh --js`, or None (after a note) when
+/// unavailable and CI is unset.
 fn js_env() -> Option<(String, String)> {
-    let out = Command::new("bash").arg(workspace().join("scripts/runners.sh")).arg("--js").output().expect("run runners.sh");
-    assert!(out.status.success(), "runners.sh --js failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    match (get("NODE"), get("TSC")) {
-        (Some(node), Some(tsc)) => Some((node, tsc)),
-        _ if ci => panic!("CI is set but node or TypeScript is unavailable:\n{}", String::from_utf8_lossy(&out.stderr)),
-        _ => {
-            eprintln!("note: node or TypeScript is unavailable, the gen ts test is skipped:\n{}", String::from_utf8_lossy(&out.stderr));
-            None
-        }
-    }
+    common::tools::runners_env("--js", ["NODE", "TSC"], "the gen ts test").map(|[a, b]| (a, b))
 }
 
 /// (module, source path, source) of every corpus schema.

@@ -59,3 +59,4 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub mod random;
+pub mod tools;

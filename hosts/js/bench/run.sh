@@ -12,6 +12,11 @@ ROOT="$(cd "$HERE/../../.." && pwd)"
 OUT="$HERE/out"
 eval "$("$ROOT/scripts/runners.sh" --js)"
 [ -n "${TSC:-}" ] && [ -n "${JCO:-}" ] || { echo "bench: node, TypeScript or jco unavailable" >&2; exit 1; }
+# The Rust runtime's numbers for the same calls, in the same run: the scalar
+# `add` (adapters' call_overhead bench, "karmem") and TemperatureBatch through
+# the lowered component (the e2e bench's path (b), "b_lowered").
+(cd "$ROOT" && cargo bench --locked -p karmem-adapters --bench call_overhead -- 'scalar add' 2>&1 | grep -E '^scalar add|time:')
+(cd "$ROOT" && cargo bench --locked -p karmem-bench-e2e --bench e2e -- 'e2e/b_lowered' 2>&1 | grep -E '^e2e/b_lowered|time:')
 cargo build -q -p karmem-bridge --release --manifest-path "$ROOT/Cargo.toml"
 BRIDGE="$ROOT/target/release/karmem-bridge"
 rm -rf "$OUT" && mkdir -p "$OUT/gen" "$OUT/node_modules"
