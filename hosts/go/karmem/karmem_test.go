@@ -104,3 +104,27 @@ func TestMutatedMessagesAreErrorsNotPanics(t *testing.T) {
 		}
 	}
 }
+
+// A short message may claim a huge SoA array whose columns it leaves out
+// (FORMAT.md §9: they read as zero values): the dynamic decoder refuses to
+// materialise more elements than the message's size allows instead of
+// building billions of Go values.
+func TestHugeArraysOfAbsentColumnsAreRefused(t *testing.T) {
+	m := goldenBytes(t)
+	// the readings slot's length and capacity (root struct at 0x08: its
+	// size, then the slot: offset, length, capacity)
+	copy(m[0x10:], []byte{0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f})
+	// the SoA directory at 0x40: no columns
+	copy(m[0x40:], []byte{0, 0, 0, 0})
+	layout := temperature.KarmemLayout
+	_, err := karmem.DecodeValue(layout, layout.Functions[0].Params, m, nil)
+	if err == nil || !strings.Contains(err.Error(), "decode budget") {
+		t.Fatalf("expected the decode budget to refuse the message, got %v", err)
+	}
+	// the same shape with a believable length decodes
+	copy(m[0x10:], []byte{2, 0, 0, 0})
+	copy(m[0x14:], []byte{2, 0, 0, 0})
+	if _, err := karmem.DecodeValue(layout, layout.Functions[0].Params, m, nil); err != nil {
+		t.Fatalf("two readings of absent columns: %v", err)
+	}
+}

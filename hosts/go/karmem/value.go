@@ -58,7 +58,7 @@ func DecodeValue(l *Layout, ty int, msg []byte, h *Handles) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{l: l, m: m, h: h}
+	d := &decoder{l: l, m: m, h: h, budget: decodeBudget(len(msg))}
 	return d.outOfLine(ty, m.Root())
 }
 
@@ -634,6 +634,32 @@ type decoder struct {
 	m     Message
 	h     *Handles
 	depth int
+	// budget is how many more array elements this decode may materialise.
+	budget uint64
+}
+
+// An array's length is read from the message, and elements of zero size
+// (empty structs, SoA columns a message leaves out, payload-less union
+// cases) take no bytes, so a short hostile message could ask for billions
+// of Go values. The decoder materialises at most this many elements in
+// all, plus so many per byte of the message (the allowance a message of
+// real data needs), in the spirit of validation's `max_visit` (FORMAT.md §9).
+const (
+	decodeBudgetBase    = 1 << 24
+	decodeBudgetPerByte = 8
+)
+
+func decodeBudget(msgLen int) uint64 {
+	return decodeBudgetBase + decodeBudgetPerByte*uint64(msgLen)
+}
+
+// charge takes n elements from the budget.
+func (d *decoder) charge(n uint32, at uint32) error {
+	if uint64(n) > d.budget {
+		return errAt(at, "the message asks for more values than its size allows (%d elements over the decode budget)", uint64(n)-d.budget)
+	}
+	d.budget -= uint64(n)
+	return nil
 }
 
 // maxDepth bounds nesting as validation's default limit does (FORMAT.md §9).
@@ -935,6 +961,9 @@ func (d *decoder) unionParts(t *Type, tag uint64, tagAt, payloadAt uint32) (any,
 }
 
 func (d *decoder) array(elem int, form string, slot Slot) ([]any, error) {
+	if err := d.charge(slot.Length, slot.Offset); err != nil {
+		return nil, err
+	}
 	et := d.l.ty(elem)
 	items := make([]any, 0, min(slot.Length, 1<<16))
 	switch form {
