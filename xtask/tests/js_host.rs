@@ -105,6 +105,15 @@ fn the_minimal_preview1_serves_the_wasi_guest() {
     assert!(stdout.contains("minimal wasi: "), "unexpected output: {stdout}");
 }
 
+#[test]
+fn huge_arrays_of_absent_columns_are_refused() {
+    if !node_available() {
+        return;
+    }
+    let stdout = node("budget.mjs", kit());
+    assert!(stdout.contains("budget: "), "unexpected output: {stdout}");
+}
+
 /// A component whose `limits` interface has a function that never returns,
 /// one that answers 42 and one that grows memory by `pages`.
 const LIMITS: &str = r#"(component

@@ -87,11 +87,25 @@ export function decodeFields(layout, ty, bytes) {
   return layout.get(ty).fields.map((f) => record[f.name]);
 }
 
+// Array lengths come from the message, and elements of zero size (empty
+// structs, SoA columns a message leaves out, payload-less union cases) take
+// no bytes: a short hostile message could ask for billions of values. A
+// decode materialises at most DECODE_BUDGET_BASE elements plus
+// DECODE_BUDGET_PER_BYTE per message byte (FORMAT.md §9's `max_visit` idea).
+const DECODE_BUDGET_BASE = 2 ** 24, DECODE_BUDGET_PER_BYTE = 8;
+
 class Reader {
   constructor(layout, bytes) {
     this.layout = layout;
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.budget = DECODE_BUDGET_BASE + DECODE_BUDGET_PER_BYTE * bytes.length;
+  }
+  charge(n, at) {
+    if (n > this.budget) {
+      throw new KarmemError(`array at ${at}: the message asks for more values than its size allows (${n - this.budget} elements over the decode budget)`);
+    }
+    this.budget -= n;
   }
   u8(at) { return this.view.getUint8(at); }
   u16(at) { return this.view.getUint16(at, true); }
@@ -242,6 +256,7 @@ class Reader {
   array(t, slot, depth) {
     const { offset, length } = slot;
     if (length === 0) return [];
+    this.charge(length, offset);
     if (offset === 0 && t.form !== "bovoa" && t.form !== "bovos") {
       // only arrays of 0-byte elements need no storage
       if (this.layout.get(t.elem).size !== 0) throw new KarmemError("a non-empty array without storage");
