@@ -42,20 +42,8 @@ fn go_env() -> Option<(String, String)> {
 
 /// (Go package, source path, source) of every corpus schema.
 fn corpus() -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for (dir, prefix) in [("fixtures/idl", "idl"), ("fixtures/wit", "wit")] {
-        let mut files: Vec<_> = std::fs::read_dir(workspace().join(dir))
-            .expect("fixture directory")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "km"))
-            .collect();
-        files.sort();
-        for p in files {
-            let stem = p.file_stem().unwrap().to_string_lossy().to_string();
-            let path = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
-            out.push((package_name(&format!("{prefix}_{stem}")), path, std::fs::read_to_string(&p).unwrap()));
-        }
-    }
+    let mut out: Vec<_> =
+        common::tools::corpus().into_iter().map(|(name, path, source)| (package_name(&name), path, source)).collect();
     let descriptor = workspace().join("adapters/descriptor.km");
     out.push(("abi_descriptor".into(), "adapters/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
     out

@@ -24,7 +24,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -35,28 +34,7 @@ use karmem_format::{Limits, validate};
 
 use common::random::{self, Rng};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// (module name, source path, source) of every corpus schema.
-fn corpus() -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for (dir, prefix) in [("fixtures/idl", "idl"), ("fixtures/wit", "wit")] {
-        let mut files: Vec<_> = std::fs::read_dir(workspace().join(dir))
-            .expect("fixture directory")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "km"))
-            .collect();
-        files.sort();
-        for p in files {
-            let stem = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
-            let path = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
-            out.push((format!("{prefix}_{stem}"), path, std::fs::read_to_string(&p).unwrap()));
-        }
-    }
-    out
-}
+use common::tools::{corpus, workspace};
 
 /// Names that clash with Rust keywords, generated methods and the types
 /// generated code uses.

@@ -43,22 +43,9 @@ fn js_env() -> Option<(String, String)> {
     common::tools::runners_env("--js", ["NODE", "TSC"], "the gen ts test").map(|[a, b]| (a, b))
 }
 
-/// (module, source path, source) of every corpus schema.
+/// The generators' corpus plus the ABI's descriptor schema.
 fn corpus() -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for (dir, prefix) in [("fixtures/idl", "idl"), ("fixtures/wit", "wit")] {
-        let mut files: Vec<_> = std::fs::read_dir(workspace().join(dir))
-            .expect("fixture directory")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "km"))
-            .collect();
-        files.sort();
-        for p in files {
-            let stem = p.file_stem().unwrap().to_string_lossy().replace('-', "_");
-            let path = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
-            out.push((format!("{prefix}_{stem}"), path, std::fs::read_to_string(&p).unwrap()));
-        }
-    }
+    let mut out = common::tools::corpus();
     let descriptor = workspace().join("adapters/descriptor.km");
     out.push(("abi_descriptor".into(), "adapters/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
     out

@@ -31,3 +31,24 @@ pub fn runners_env<const N: usize>(flag: &str, keys: [&str; N], what: &str) -> O
         }
     }
 }
+
+/// `(name, source path, source)` of every corpus schema the code
+/// generators are tested on: `fixtures/idl/*.km` and `fixtures/wit/*.km`,
+/// sorted, named `idl_<stem>` / `wit_<stem>` with `-` as `_`.
+pub fn corpus() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (dir, prefix) in [("fixtures/idl", "idl"), ("fixtures/wit", "wit")] {
+        let mut files: Vec<_> = std::fs::read_dir(workspace().join(dir))
+            .expect("fixture directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "km"))
+            .collect();
+        files.sort();
+        for p in files {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().replace('-', "_")).unwrap_or_default();
+            let path = format!("{dir}/{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+            out.push((format!("{prefix}_{stem}"), path, std::fs::read_to_string(&p).expect("corpus schema")));
+        }
+    }
+    out
+}
