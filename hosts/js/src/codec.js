@@ -467,12 +467,18 @@ function fillEmpty(layout, t, node) {
 // ---------------------------------------------------------------- encoding
 
 /** A growable, zero-filled message buffer (FORMAT.md's top-down writer). */
-class Writer {
+/**
+ * A message being written: the header, then objects allocated in order,
+ * zero-filled, in a buffer that grows by doubling (offsets stay valid, views
+ * over the old buffer do not). Shared by the dynamic codec's writer and the
+ * typed `Builder` (typed.js).
+ */
+export class MessageBuffer {
   constructor(capacity = 256) {
-    this.bytes = new Uint8Array(Math.max(capacity, 64));
-    this.view = new DataView(this.bytes.buffer);
+    this.bytes = new Uint8Array(Math.max(alignUp(capacity, 64), 64));
+    this.dv = new DataView(this.bytes.buffer);
     this.len = 8;
-    this.view.setUint32(0, HEADER_WORD, true);
+    this.dv.setUint32(0, HEADER_WORD, true);
   }
   reserve(end) {
     if (end > 0xffffffff) throw new KarmemError("message larger than 4 GiB");
@@ -482,8 +488,9 @@ class Writer {
     const grown = new Uint8Array(size);
     grown.set(this.bytes.subarray(0, this.len));
     this.bytes = grown;
-    this.view = new DataView(grown.buffer);
+    this.dv = new DataView(grown.buffer);
   }
+  /** `size` zeroed bytes aligned to `align`; 0 (no storage) when size is 0. */
   alloc(size, align) {
     if (size === 0) return 0;
     const start = alignUp(this.len, align);
@@ -491,18 +498,21 @@ class Writer {
     this.len = start + size;
     return start;
   }
+}
+
+class Writer extends MessageBuffer {
   block(size) { return this.alloc(alignUp(size, 64), 64); }
   slot(at, offset, length, capacity) {
-    this.view.setUint32(at, offset, true);
-    this.view.setUint32(at + 4, length, true);
-    this.view.setUint32(at + 8, capacity, true);
+    this.dv.setUint32(at, offset, true);
+    this.dv.setUint32(at + 4, length, true);
+    this.dv.setUint32(at + 8, capacity, true);
   }
   uint(at, width, value) {
     switch (width) {
-      case 1: this.view.setUint8(at, value); break;
-      case 2: this.view.setUint16(at, value, true); break;
-      case 4: this.view.setUint32(at, value, true); break;
-      case 8: this.view.setBigUint64(at, BigInt(value), true); break;
+      case 1: this.dv.setUint8(at, value); break;
+      case 2: this.dv.setUint16(at, value, true); break;
+      case 4: this.dv.setUint32(at, value, true); break;
+      case 8: this.dv.setBigUint64(at, BigInt(value), true); break;
       default: throw new KarmemError(`bad width ${width}`);
     }
   }
@@ -513,7 +523,7 @@ class Writer {
 export function encode(layout, ty, value) {
   const e = new Encoder(layout);
   const root = e.outOfLine(ty, value, "");
-  e.w.view.setUint32(4, root, true);
+  e.w.dv.setUint32(4, root, true);
   return e.w.finish();
 }
 
@@ -594,7 +604,7 @@ class Encoder {
     const used = Math.max(s.used, 4);
     const size = alignUp(used, 8);
     const at = this.w.alloc(size, 8);
-    this.w.view.setUint32(at, ((size / 8) << 3) | (size - used), true);
+    this.w.dv.setUint32(at, ((size / 8) << 3) | (size - used), true);
     this.fields(s, at, value, where);
     return at;
   }
@@ -616,7 +626,7 @@ class Encoder {
   }
   inline(ty, at, value, where) {
     const t = this.layout.get(ty);
-    const v = this.w.view;
+    const v = this.w.dv;
     switch (t.k) {
       case "prim":
         switch (t.p) {
@@ -667,7 +677,7 @@ class Encoder {
         if (t.dynamic) {
           const off = this.body(t, value, where);
           // allocating may have moved the buffer: write through the new view
-          this.w.view.setUint32(at, off, true);
+          this.w.dv.setUint32(at, off, true);
           return;
         }
         this.fields(t, at, value, where);
@@ -686,7 +696,7 @@ class Encoder {
           const n = value.length;
           const block = this.w.block(2 * n);
           this.w.slot(at, block, n, n);
-          const view = this.w.view;
+          const view = this.w.dv;
           for (let i = 0; i < n; i++) view.setUint16(block + 2 * i, value.charCodeAt(i), true);
         } else {
           const bytes = utf8Encoder.encode(value);
@@ -718,7 +728,7 @@ class Encoder {
         const isOk = value && typeof value === "object" && "ok" in value;
         const isErr = value && typeof value === "object" && "err" in value;
         if (isOk === isErr) throw new KarmemError(`${where}: expected {ok: v} or {err: v}, found ${short(value)}`);
-        this.w.view.setUint8(at, isOk ? 0 : 1);
+        this.w.dv.setUint8(at, isOk ? 0 : 1);
         const side = isOk ? t.ok : t.err;
         const payload = isOk ? value.ok : value.err;
         if (side === null) {
@@ -745,7 +755,7 @@ class Encoder {
     }
     if (u.dynamic) {
       const off = this.outOfLine(c.ty, payload, `${where}#${name}`);
-      this.w.view.setUint32(payloadAt, off, true);
+      this.w.dv.setUint32(payloadAt, off, true);
     } else {
       this.inline(c.ty, payloadAt, payload, `${where}#${name}`);
     }
@@ -785,11 +795,11 @@ class Encoder {
     const columns = t.columns;
     const dir = this.w.block(4 + 8 * columns.length);
     this.w.slot(at, dir, n, n);
-    this.w.view.setUint32(dir, columns.length, true);
+    this.w.dv.setUint32(dir, columns.length, true);
     const offsets = columns.map((c, j) => {
       const col = this.w.block(n * c.size);
-      this.w.view.setUint32(dir + 4 + 4 * j, c.hash, true);
-      this.w.view.setUint32(dir + 4 + 4 * columns.length + 4 * j, col, true);
+      this.w.dv.setUint32(dir + 4 + 4 * j, c.hash, true);
+      this.w.dv.setUint32(dir + 4 + 4 * columns.length + 4 * j, col, true);
       return col;
     });
     items.forEach((item, i) => {
@@ -823,10 +833,10 @@ class Encoder {
     const entries = [...groups.values()].sort((a, b) => a.c.tag - b.c.tag);
     const table = this.w.block(8 + 16 * entries.length);
     this.w.slot(at, table, n, n);
-    this.w.view.setUint32(table, entries.length, true);
+    this.w.dv.setUint32(table, entries.length, true);
     entries.forEach(({ c, values }, j) => {
       const entry = table + 8 + 16 * j;
-      this.w.view.setUint32(entry, c.tag, true);
+      this.w.dv.setUint32(entry, c.tag, true);
       if (c.ty === null) {
         this.w.slot(entry + 4, 0, values.length, values.length);
         return;

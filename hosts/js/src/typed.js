@@ -15,7 +15,7 @@
 // hash as a constant) or the dynamic codec (codec.js). Typed arrays over
 // columns assume a little-endian host, as every JavaScript engine in use is.
 
-import { KarmemError } from "./codec.js";
+import { KarmemError, MessageBuffer } from "./codec.js";
 
 const HEADER_WORD = 0x0c;
 const MAX_COLUMNS = 1024;
@@ -299,37 +299,13 @@ function checkInt(v, kind) {
  * buffer grows by doubling, so offsets stay valid but typed arrays taken
  * over it do not survive a later allocation.
  */
-export class Builder {
-  constructor(capacity = 256) {
-    this.bytes = new Uint8Array(Math.max(alignUp(capacity, 64), 64));
-    this.dv = new DataView(this.bytes.buffer);
-    this.len = 8;
-    this.dv.setUint32(0, HEADER_WORD, true);
-  }
+export class Builder extends MessageBuffer {
   /** Starts a new message in the same buffer. */
   reset() {
     this.bytes.fill(0, 8, this.len);
     this.dv.setUint32(4, 0, true);
     this.len = 8;
     return this;
-  }
-  reserve(end) {
-    if (end > 0xffffffff) throw new KarmemError("message larger than 4 GiB");
-    if (end <= this.bytes.length) return;
-    let size = this.bytes.length * 2;
-    while (size < end) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.bytes.subarray(0, this.len));
-    this.bytes = grown;
-    this.dv = new DataView(grown.buffer);
-  }
-  /** `size` zeroed bytes aligned to `align`; 0 (no storage) when size is 0. */
-  alloc(size, align) {
-    if (size === 0) return 0;
-    const start = alignUp(this.len, align);
-    this.reserve(start + size);
-    this.len = start + size;
-    return start;
   }
   /** An object (root, union payload): 8-aligned. */
   object(size) { return this.alloc(size, 8); }
