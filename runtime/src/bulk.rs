@@ -9,23 +9,22 @@
 //! need it: Rust's wasm targets emit `memory.copy` for `memcpy`, and lowered
 //! modules copy their descriptors in with `memory.init` at `KarmemInit`.
 //!
-//! - `memory.copy` and `memory.fill` become calls to two appended wasm
-//!   functions that do the work with loads and stores. Semantics kept: bounds
-//!   are checked before anything is written (an out-of-bounds call traps with
-//!   `MemoryOutOfBounds`, like the instruction); overlapping copies behave like
-//!   `memmove`; the loops carry wasmtime's epoch and fuel checks, so long
-//!   copies stay interruptible. The price is speed: the loops move 8 bytes
-//!   per iteration instead of calling `memmove`.
-//! - `memory.init` cannot be done in wasm (its source is a data segment wasm
-//!   cannot address), so it becomes a call to an appended function per data
-//!   segment that first *probes* the destination: it stores back the byte it
-//!   loads at the first address and at every 64 KiB page start inside the
-//!   range (windows are whole, aligned pages, so each window the range
-//!   touches contains a probe), then runs the original `memory.init`. A probe
-//!   into a read-only or inaccessible window traps in compiled code before
-//!   the host writes anything; a probe elsewhere rewrites a byte that the
-//!   `memory.init` overwrites right after. Windows cannot change in between:
-//!   mapping one needs the guest's store exclusively.
+//! Each instruction becomes a call to an appended wasm function that first
+//! *probes* the memory the instruction will touch, then runs the original
+//! instruction (one function for `memory.copy`, one for `memory.fill`, one
+//! per data segment `memory.init` reads). A probe visits the first address of
+//! a range and every 64 KiB page start inside it; windows are whole, aligned
+//! pages, so every window a range touches holds a probe. Destination probes
+//! load the byte and store it back: on a read-only or inaccessible window
+//! that traps in compiled code before the host writes anything, elsewhere it
+//! rewrites a byte the instruction overwrites right after. Source probes of
+//! `memory.copy` only load (read-only windows may be copied from; an
+//! inaccessible one traps). Windows cannot change in between: mapping one
+//! needs the guest's store exclusively. Semantics kept: a range out of bounds
+//! traps with `MemoryOutOfBounds` (at a probe past the end, or in the
+//! instruction) before anything is written; a zero length probes nothing and
+//! leaves the bounds check to the instruction. Cost: one or two byte accesses
+//! per 64 KiB page, then the host's `memmove`/`memset`.
 //!
 //! Only memory 0 of single-memory, 32-bit modules is rewritten.
 //!
@@ -212,221 +211,62 @@ impl Reencode for BulkRewriter {
     }
 }
 
-// Parameters of both helpers, and their locals.
+// Parameters of every helper, and their locals.
 const DST: u32 = 0;
 const SRC_OR_VALUE: u32 = 1;
 const LEN: u32 = 2;
-const INDEX: u32 = 3;
-const PATTERN: u32 = 4;
+/// The address being probed.
+const PROBE: u32 = 3;
+/// The next page start after the probe, in i64 (4 GiB does not fit in i32).
+const NEXT: u32 = 4;
 
 const BYTE: MemArg = MemArg {
     offset: 0,
     align: 0,
     memory_index: 0,
 };
-const WORD: MemArg = MemArg {
-    offset: 0,
-    align: 0,
-    memory_index: 0,
-};
 
-/// `memory.size` in bytes, as an i64.
-fn push_size_in_bytes(f: &mut Function) {
-    f.instruction(&Instruction::MemorySize(0));
-    f.instruction(&Instruction::I64ExtendI32U);
-    f.instruction(&Instruction::I64Const(65536));
-    f.instruction(&Instruction::I64Mul);
+/// How a probe touches the byte it visits.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// Load it: traps on an inaccessible window.
+    Read,
+    /// Load it and store it back: traps on a read-only or inaccessible
+    /// window, and changes nothing elsewhere.
+    Write,
 }
 
-/// `start + len > size` (as i32 bool), computed in i64 so nothing wraps.
-fn push_out_of_bounds(f: &mut Function, start: u32) {
+/// Visits `start` and every 64 KiB page start inside `[start, start + LEN)`
+/// (module docs); emitted only under `LEN != 0`. A probe past the end of
+/// memory traps out of bounds, as the instruction would.
+fn push_probes(f: &mut Function, start: u32, probe: Probe) {
     f.instruction(&Instruction::LocalGet(start));
-    f.instruction(&Instruction::I64ExtendI32U);
-    f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::I64ExtendI32U);
-    f.instruction(&Instruction::I64Add);
-    push_size_in_bytes(f);
-    f.instruction(&Instruction::I64GtU);
-}
-
-/// Traps with `MemoryOutOfBounds` by loading the byte just past the end of
-/// memory; `unreachable` covers a full 4 GiB memory, where that address
-/// wraps to 0.
-fn push_trap_out_of_bounds(f: &mut Function) {
-    f.instruction(&Instruction::If(BlockType::Empty));
-    push_size_in_bytes(f);
-    f.instruction(&Instruction::I32WrapI64);
-    f.instruction(&Instruction::I32Load8U(BYTE));
-    f.instruction(&Instruction::Drop);
-    f.instruction(&Instruction::Unreachable);
-    f.instruction(&Instruction::End);
-}
-
-/// Pushes `base + index` (an address).
-fn push_address(f: &mut Function, base: u32) {
-    f.instruction(&Instruction::LocalGet(base));
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::I32Add);
-}
-
-/// `index = index + delta` (delta may be negative).
-fn step_index(f: &mut Function, delta: i32) {
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::I32Const(delta));
-    f.instruction(&Instruction::I32Add);
-    f.instruction(&Instruction::LocalSet(INDEX));
-}
-
-/// Opens `block $exit (loop $next` and branches to `$exit` when the
-/// condition `push_exit` leaves is true.
-fn open_loop(f: &mut Function, push_exit: impl FnOnce(&mut Function)) {
-    f.instruction(&Instruction::Block(BlockType::Empty));
+    f.instruction(&Instruction::LocalSet(PROBE));
     f.instruction(&Instruction::Loop(BlockType::Empty));
-    push_exit(f);
-    f.instruction(&Instruction::BrIf(1));
-}
-
-/// Closes what `open_loop` opened, looping back first.
-fn close_loop(f: &mut Function) {
-    f.instruction(&Instruction::Br(0));
-    f.instruction(&Instruction::End);
-    f.instruction(&Instruction::End);
-}
-
-/// `len - index < 8`: fewer than 8 bytes left going forward.
-fn push_less_than_a_word_left(f: &mut Function) {
-    f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::I32Sub);
-    f.instruction(&Instruction::I32Const(8));
-    f.instruction(&Instruction::I32LtU);
-}
-
-/// `index >= len`.
-fn push_done_forward(f: &mut Function) {
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::I32GeU);
-}
-
-fn copy_word(f: &mut Function) {
-    push_address(f, DST);
-    push_address(f, SRC_OR_VALUE);
-    f.instruction(&Instruction::I64Load(WORD));
-    f.instruction(&Instruction::I64Store(WORD));
-}
-
-fn copy_byte(f: &mut Function) {
-    push_address(f, DST);
-    push_address(f, SRC_OR_VALUE);
-    f.instruction(&Instruction::I32Load8U(BYTE));
-    f.instruction(&Instruction::I32Store8(BYTE));
-}
-
-/// `(dst, src, len)`: `memmove` with `memory.copy`'s bounds checks.
-fn copy_function() -> Function {
-    let mut f = Function::new([(1, ValType::I32)]);
-    push_out_of_bounds(&mut f, DST);
-    push_out_of_bounds(&mut f, SRC_OR_VALUE);
-    f.instruction(&Instruction::I32Or);
-    push_trap_out_of_bounds(&mut f);
-
-    // dst <= src: front to back never overwrites unread source bytes.
-    f.instruction(&Instruction::LocalGet(DST));
-    f.instruction(&Instruction::LocalGet(SRC_OR_VALUE));
-    f.instruction(&Instruction::I32LeU);
-    f.instruction(&Instruction::If(BlockType::Empty));
-    open_loop(&mut f, push_less_than_a_word_left);
-    copy_word(&mut f);
-    step_index(&mut f, 8);
-    close_loop(&mut f);
-    open_loop(&mut f, push_done_forward);
-    copy_byte(&mut f);
-    step_index(&mut f, 1);
-    close_loop(&mut f);
-
-    // dst > src: back to front.
-    f.instruction(&Instruction::Else);
-    f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::LocalSet(INDEX));
-    open_loop(&mut f, |f| {
-        f.instruction(&Instruction::LocalGet(INDEX));
-        f.instruction(&Instruction::I32Const(8));
-        f.instruction(&Instruction::I32LtU);
-    });
-    step_index(&mut f, -8);
-    copy_word(&mut f);
-    close_loop(&mut f);
-    open_loop(&mut f, |f| {
-        f.instruction(&Instruction::LocalGet(INDEX));
-        f.instruction(&Instruction::I32Eqz);
-    });
-    step_index(&mut f, -1);
-    copy_byte(&mut f);
-    close_loop(&mut f);
-    f.instruction(&Instruction::End);
-    f.instruction(&Instruction::End);
-    f
-}
-
-/// `(dst, value, len)`: `memory.fill` with its bounds check.
-fn fill_function() -> Function {
-    let mut f = Function::new([(1, ValType::I32), (1, ValType::I64)]);
-    push_out_of_bounds(&mut f, DST);
-    push_trap_out_of_bounds(&mut f);
-
-    // The low byte of `value`, repeated eight times.
-    f.instruction(&Instruction::LocalGet(SRC_OR_VALUE));
-    f.instruction(&Instruction::I32Const(0xff));
-    f.instruction(&Instruction::I32And);
-    f.instruction(&Instruction::I64ExtendI32U);
-    f.instruction(&Instruction::I64Const(0x0101_0101_0101_0101));
-    f.instruction(&Instruction::I64Mul);
-    f.instruction(&Instruction::LocalSet(PATTERN));
-
-    open_loop(&mut f, push_less_than_a_word_left);
-    push_address(&mut f, DST);
-    f.instruction(&Instruction::LocalGet(PATTERN));
-    f.instruction(&Instruction::I64Store(WORD));
-    step_index(&mut f, 8);
-    close_loop(&mut f);
-    open_loop(&mut f, push_done_forward);
-    push_address(&mut f, DST);
-    f.instruction(&Instruction::LocalGet(SRC_OR_VALUE));
-    f.instruction(&Instruction::I32Store8(BYTE));
-    step_index(&mut f, 1);
-    close_loop(&mut f);
-    f.instruction(&Instruction::End);
-    f
-}
-
-/// `(dst, src, len)`: probes the destination (module docs), then
-/// `memory.init segment`.
-fn init_function(segment: u32) -> Function {
-    // INDEX: the address being probed; NEXT: the next page start, in i64.
-    const NEXT: u32 = 4;
-    let mut f = Function::new([(1, ValType::I32), (1, ValType::I64)]);
-    f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::If(BlockType::Empty));
-    f.instruction(&Instruction::LocalGet(DST));
-    f.instruction(&Instruction::LocalSet(INDEX));
-    f.instruction(&Instruction::Loop(BlockType::Empty));
-    // Store back the byte at the probe: traps on a protected window.
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::LocalGet(INDEX));
-    f.instruction(&Instruction::I32Load8U(BYTE));
-    f.instruction(&Instruction::I32Store8(BYTE));
-    f.instruction(&Instruction::LocalGet(INDEX));
+    match probe {
+        Probe::Read => {
+            f.instruction(&Instruction::LocalGet(PROBE));
+            f.instruction(&Instruction::I32Load8U(BYTE));
+            f.instruction(&Instruction::Drop);
+        }
+        Probe::Write => {
+            f.instruction(&Instruction::LocalGet(PROBE));
+            f.instruction(&Instruction::LocalGet(PROBE));
+            f.instruction(&Instruction::I32Load8U(BYTE));
+            f.instruction(&Instruction::I32Store8(BYTE));
+        }
+    }
+    f.instruction(&Instruction::LocalGet(PROBE));
     f.instruction(&Instruction::I32Const(-65536));
     f.instruction(&Instruction::I32And);
     f.instruction(&Instruction::I64ExtendI32U);
     f.instruction(&Instruction::I64Const(65536));
     f.instruction(&Instruction::I64Add);
     f.instruction(&Instruction::LocalTee(NEXT));
-    // Continue while next < dst + len (in i64, so nothing wraps) and next is
-    // a 32-bit address; a range past 4 GiB is out of bounds, and the
-    // `memory.init` below traps on it before writing.
-    f.instruction(&Instruction::LocalGet(DST));
+    // Continue while next < start + len (in i64, so nothing wraps) and next
+    // is a 32-bit address; a range past 4 GiB is out of bounds, and the
+    // instruction after the probes traps on it before writing.
+    f.instruction(&Instruction::LocalGet(start));
     f.instruction(&Instruction::I64ExtendI32U);
     f.instruction(&Instruction::LocalGet(LEN));
     f.instruction(&Instruction::I64ExtendI32U);
@@ -439,20 +279,57 @@ fn init_function(segment: u32) -> Function {
     f.instruction(&Instruction::If(BlockType::Empty));
     f.instruction(&Instruction::LocalGet(NEXT));
     f.instruction(&Instruction::I32WrapI64);
-    f.instruction(&Instruction::LocalSet(INDEX));
+    f.instruction(&Instruction::LocalSet(PROBE));
     f.instruction(&Instruction::Br(1));
     f.instruction(&Instruction::End);
     f.instruction(&Instruction::End);
+}
+
+/// A helper `(dst, src_or_value, len)`: when `len` is not 0, the `probes`,
+/// then `native` with the three parameters on the stack.
+fn probing_function(probes: &[(u32, Probe)], native: Instruction<'static>) -> Function {
+    let mut f = Function::new([(1, ValType::I32), (1, ValType::I64)]);
+    f.instruction(&Instruction::LocalGet(LEN));
+    f.instruction(&Instruction::If(BlockType::Empty));
+    for (start, probe) in probes {
+        push_probes(&mut f, *start, *probe);
+    }
     f.instruction(&Instruction::End);
     f.instruction(&Instruction::LocalGet(DST));
     f.instruction(&Instruction::LocalGet(SRC_OR_VALUE));
     f.instruction(&Instruction::LocalGet(LEN));
-    f.instruction(&Instruction::MemoryInit {
-        mem: 0,
-        data_index: segment,
-    });
+    f.instruction(&native);
     f.instruction(&Instruction::End);
     f
+}
+
+/// `(dst, src, len)`: probes the source for reading and the destination for
+/// writing, then `memory.copy`.
+fn copy_function() -> Function {
+    probing_function(
+        &[(SRC_OR_VALUE, Probe::Read), (DST, Probe::Write)],
+        Instruction::MemoryCopy {
+            src_mem: 0,
+            dst_mem: 0,
+        },
+    )
+}
+
+/// `(dst, value, len)`: probes the destination, then `memory.fill`.
+fn fill_function() -> Function {
+    probing_function(&[(DST, Probe::Write)], Instruction::MemoryFill(0))
+}
+
+/// `(dst, src, len)`: probes the destination, then `memory.init segment`
+/// (`src` is an offset into the segment, which no window can hold).
+fn init_function(segment: u32) -> Function {
+    probing_function(
+        &[(DST, Probe::Write)],
+        Instruction::MemoryInit {
+            mem: 0,
+            data_index: segment,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -482,8 +359,15 @@ mod tests {
         )?;
         let rewritten = rewrite(&bytes)?.context("expected a rewrite")?;
         wasmparser::Validator::new().validate_all(&rewritten)?;
+        // One import and two functions of the module's own: the bulk
+        // instructions left are the appended helpers' (after their probes).
         let facts = crate::module::ModuleFacts::scan(&rewritten)?;
-        assert!(facts.bulk_sites.is_empty(), "{:?}", facts.bulk_sites);
+        let sites: Vec<(u32, &str)> = facts
+            .bulk_sites
+            .iter()
+            .map(|s| (s.function_index, s.instruction))
+            .collect();
+        assert_eq!(sites, [(3, "memory.copy"), (4, "memory.fill")]);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ use crate::module::ModuleFacts;
 use crate::shared::WindowedMemoryCreator;
 
 /// Cache variant of modules compiled after the bulk-memory rewrite.
-const BULK_VARIANT: &str = "bulk-memory-rewrite-v2";
+const BULK_VARIANT: &str = "bulk-memory-rewrite-v3";
 
 /// How a [`Runtime`] is built.
 #[derive(Debug, Clone)]

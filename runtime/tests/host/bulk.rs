@@ -153,6 +153,59 @@ fn rewritten_fill_into_a_read_only_window_traps_and_the_host_lives() -> Result<(
     Ok(())
 }
 
+/// A copy whose source lies in an inaccessible window traps (the probes
+/// load from it in compiled code) instead of faulting the host's `memmove`;
+/// so does one that only starts before the window, or spans 64 KiB pages.
+#[test]
+fn rewritten_copy_out_of_an_inaccessible_window_traps_and_the_host_lives() -> Result<()> {
+    let runtime = rewriting_runtime()?;
+    let module = runtime.load(&wat::parse_str(BULK)?)?;
+    let region = SharedRegion::new("hidden", 1)?;
+    let options = || -> Result<GuestOptions> {
+        Ok(GuestOptions {
+            layout: MemoryLayout::new(vec![RegionPlacement::new(
+                &region,
+                WINDOW_OFFSET,
+                Access::None,
+            )])?,
+            ..GuestOptions::default()
+        })
+    };
+    let window = WINDOW_OFFSET as i32;
+    for (src, len) in [
+        (window, 16),
+        (window - 8, 16),
+        (window - 0x8000 + 4, 0x18000),
+        (window + 100, 1),
+    ] {
+        let mut guest = runtime.instantiate(&module, &options()?)?;
+        let err = guest
+            .call("copy", &[Val::I32(0), Val::I32(src), Val::I32(len)])
+            .err()
+            .with_context(|| {
+                format!(
+                    "a copy from {src:#x} ({len} bytes) out of an inaccessible window must trap"
+                )
+            })?;
+        assert_eq!(Failure::of(&err), Failure::MemoryAccess, "{err:?}");
+        // Nothing was written before the trap.
+        let mut head = [0u8; 16];
+        guest.read_memory(0, &mut head)?;
+        assert_eq!(head, [0u8; 16]);
+    }
+    // Private memory on both sides of the window still copies.
+    let mut guest = runtime.instantiate(&module, &options()?)?;
+    guest.call(
+        "fill",
+        &[Val::I32(0x20000), Val::I32(0x5a), Val::I32(0x20000)],
+    )?;
+    guest.call("copy", &[Val::I32(0), Val::I32(0x2fffc), Val::I32(0x10000)])?;
+    let mut head = [0u8; 4];
+    guest.read_memory(0, &mut head)?;
+    assert_eq!(head, [0x5a; 4]);
+    Ok(())
+}
+
 #[test]
 fn rewritten_modules_are_cached_under_their_own_key() -> Result<()> {
     let dir = tempfile::tempdir()?;
