@@ -73,6 +73,95 @@ fn analyse_columns(timestamps: &[i64], values: &[f32]) -> Analysis {
     Analysis { average: if n == 0 { 0.0 } else { sum / n as f32 }, min, max, latest }
 }
 
+/// Lanes of the several-accumulator aggregations: eight f32 lanes are one
+/// 256-bit vector, which LLVM keeps in registers and vectorises.
+const LANES: usize = 8;
+
+/// Column-wise aggregation with [`LANES`] independent accumulators per
+/// statistic, as SoA readers write it so the compiler can use SIMD (no
+/// dependency from one element to the next). Sums in another order than
+/// [`analyse`]: the same result on this data (quarter steps, exact in f32).
+fn analyse_columns_lanes(timestamps: &[i64], values: &[f32]) -> Analysis {
+    let mut sum = [0.0f32; LANES];
+    let mut min = [f32::INFINITY; LANES];
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let (chunks, rest) = values.as_chunks::<LANES>();
+    // One pass per statistic: each loop is one vector operation per chunk
+    // (fused, LLVM shuffles the three accumulators instead; measured 2x).
+    for chunk in chunks {
+        for l in 0..LANES {
+            sum[l] += chunk[l];
+        }
+    }
+    for chunk in chunks {
+        for l in 0..LANES {
+            min[l] = if chunk[l] < min[l] { chunk[l] } else { min[l] };
+        }
+    }
+    for chunk in chunks {
+        for l in 0..LANES {
+            max[l] = if chunk[l] > max[l] { chunk[l] } else { max[l] };
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        sum[l] += v;
+        min[l] = min[l].min(v);
+        max[l] = max[l].max(v);
+    }
+    let mut latest = [i64::MIN; LANES];
+    let (ts, ts_rest) = timestamps.as_chunks::<LANES>();
+    for chunk in ts {
+        for l in 0..LANES {
+            latest[l] = latest[l].max(chunk[l]);
+        }
+    }
+    for (l, &t) in ts_rest.iter().enumerate() {
+        latest[l] = latest[l].max(t);
+    }
+    let total: f32 = sum.iter().sum();
+    let n = values.len();
+    Analysis {
+        average: if n == 0 { 0.0 } else { total / n as f32 },
+        min: min.iter().copied().fold(f32::INFINITY, f32::min),
+        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        latest: latest.iter().copied().max().unwrap_or(i64::MIN),
+    }
+}
+
+/// The same several-accumulator aggregation over records (AoS formats):
+/// lane `l` takes every `LANES`-th record.
+fn analyse_records_lanes<R>(records: &[R], get: impl Fn(&R) -> (i64, f32)) -> Analysis {
+    let mut sum = [0.0f32; LANES];
+    let mut min = [f32::INFINITY; LANES];
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut latest = [i64::MIN; LANES];
+    let (chunks, rest) = records.as_chunks::<LANES>();
+    for chunk in chunks {
+        for l in 0..LANES {
+            let (t, v) = get(&chunk[l]);
+            sum[l] += v;
+            min[l] = if v < min[l] { v } else { min[l] };
+            max[l] = if v > max[l] { v } else { max[l] };
+            latest[l] = latest[l].max(t);
+        }
+    }
+    for (l, r) in rest.iter().enumerate() {
+        let (t, v) = get(r);
+        sum[l] += v;
+        min[l] = min[l].min(v);
+        max[l] = max[l].max(v);
+        latest[l] = latest[l].max(t);
+    }
+    let total: f32 = sum.iter().sum();
+    let n = records.len();
+    Analysis {
+        average: if n == 0 { 0.0 } else { total / n as f32 },
+        min: min.iter().copied().fold(f32::INFINITY, f32::min),
+        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        latest: latest.iter().copied().max().unwrap_or(i64::MIN),
+    }
+}
+
 fn data(n: usize) -> Batch {
     Batch {
         readings: (0..n)
@@ -82,6 +171,11 @@ fn data(n: usize) -> Batch {
 }
 
 // ---- Karmem: the generated-code path (Figure 34) ----
+
+/// Column hashes of `temperature_reading`'s fields, constants as generated
+/// code has them.
+const TIMESTAMP_COLUMN: u32 = column_hash(&[0]);
+const VALUE_COLUMN: u32 = column_hash(&[1]);
 
 struct KarmemCodec {
     root_used: u32,
@@ -117,15 +211,28 @@ impl KarmemCodec {
         }
     }
 
-    /// Bounds-checked zero-copy read of one message (no whole-message walk).
-    fn read(&self, bytes: &[u8]) -> Analysis {
+    /// Bounds-checked zero-copy read of one message (no whole-message walk):
+    /// the two columns as native slices.
+    fn columns<'b>(&self, bytes: &'b [u8]) -> (&'b [i64], &'b [f32]) {
         let msg = Message::new(bytes).unwrap();
         let root = msg.dynamic_struct(msg.root()).unwrap();
         let at = root.field(self.readings_at, 12).unwrap();
         let soa = msg.slot(at).unwrap().soa(msg).unwrap();
-        let ts = soa.column::<i64>(column_hash(&[0])).unwrap().unwrap();
-        let vs = soa.column::<f32>(column_hash(&[1])).unwrap().unwrap();
-        analyse_columns(ts.as_slice().unwrap(), vs.as_slice().unwrap())
+        let ts = soa.column::<i64>(TIMESTAMP_COLUMN).unwrap().unwrap();
+        let vs = soa.column::<f32>(VALUE_COLUMN).unwrap().unwrap();
+        (ts.as_slice().unwrap(), vs.as_slice().unwrap())
+    }
+
+    /// The columns aggregated by the scalar loop.
+    fn read(&self, bytes: &[u8]) -> Analysis {
+        let (ts, vs) = self.columns(bytes);
+        analyse_columns(ts, vs)
+    }
+
+    /// The columns aggregated with several accumulators.
+    fn read_lanes(&self, bytes: &[u8]) -> Analysis {
+        let (ts, vs) = self.columns(bytes);
+        analyse_columns_lanes(ts, vs)
     }
 }
 
@@ -241,6 +348,8 @@ fn bench(c: &mut Criterion) {
         let karmem_aligned = karmem_format::AlignedBuf::from_bytes(&karmem);
         assert_eq!(karmem_format::value::encode(&layout, batch_ty, &value).unwrap().as_slice(), &karmem[..]);
         assert_eq!(codec.read(&karmem_aligned), expected);
+        assert_eq!(codec.read_lanes(&karmem_aligned), expected);
+        assert_eq!(analyse_records_lanes(&batch.readings, |r| (r.timestamp, r.value)), expected);
         let mut fbb = FlatBufferBuilder::with_capacity(64 + n * 32);
         let mut fb_offsets = Vec::with_capacity(n);
         let flat = fb_encode(&mut fbb, &batch, &mut fb_offsets).to_vec();
@@ -285,6 +394,13 @@ fn bench(c: &mut Criterion) {
                 codec.read(&karmem_aligned)
             })
         });
+        g.bench_function("karmem-lanes", |b| b.iter(|| codec.read_lanes(black_box(&karmem_aligned))));
+        g.bench_function("karmem-lanes-validated", |b| {
+            b.iter(|| {
+                validate(black_box(&karmem_aligned), &layout, batch_ty, &Limits::default()).unwrap();
+                codec.read_lanes(&karmem_aligned)
+            })
+        });
         let mut flat_aligned = rkyv::util::AlignedVec::<16>::new();
         flat_aligned.extend_from_slice(&flat);
         g.bench_function("flatbuffers", |b| b.iter(|| fb_read(black_box(&flat_aligned))));
@@ -292,6 +408,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let a = rkyv::access::<ArchivedBatch, rkyv::rancor::Error>(black_box(&rk)).unwrap();
                 analyse(a.readings.iter().map(|r| (r.timestamp.to_native(), r.value.to_native())))
+            })
+        });
+        g.bench_function("rkyv-lanes", |b| {
+            b.iter(|| {
+                let a = rkyv::access::<ArchivedBatch, rkyv::rancor::Error>(black_box(&rk)).unwrap();
+                analyse_records_lanes(a.readings.as_slice(), |r| (r.timestamp.to_native(), r.value.to_native()))
             })
         });
         g.bench_function("serde_json", |b| {
@@ -308,6 +430,9 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("native-struct", |b| {
             b.iter(|| analyse(black_box(&batch).readings.iter().map(|r| (r.timestamp, r.value))))
+        });
+        g.bench_function("native-struct-lanes", |b| {
+            b.iter(|| analyse_records_lanes(&black_box(&batch).readings, |r| (r.timestamp, r.value)))
         });
         g.finish();
     }

@@ -67,7 +67,7 @@ pub use error::{Error, ErrorKind};
 pub use view::{Column, DynamicStruct, Message, Slot, Soa};
 
 #[cfg(feature = "alloc")]
-pub use builder::{AlignedBuf, Builder};
+pub use builder::{AlignedBuf, Builder, PlacedBytes};
 
 #[cfg(feature = "schema")]
 pub use access::{View, access, access_unchecked};

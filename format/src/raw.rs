@@ -139,7 +139,7 @@ pub fn read_array<const N: usize>(bytes: &[u8], offset: u32) -> Result<[u8; N]> 
 pub fn read_bytes(bytes: &[u8], offset: u32, len: u64) -> Result<&[u8]> {
     let end = offset as u64 + len;
     let range = usize::try_from(end).ok().and_then(|end| bytes.get(offset as usize..end));
-    range.ok_or(Error::new(ErrorKind::OutOfBounds { size: len, len: bytes.len() as u32 }, offset))
+    range.ok_or_else(|| Error::new(ErrorKind::OutOfBounds { size: len, len: bytes.len() as u32 }, offset))
 }
 
 #[inline]
@@ -163,6 +163,7 @@ pub fn read_u64(bytes: &[u8], offset: u32) -> Result<u64> {
 }
 
 /// A little-endian unsigned integer of `width` bytes (1, 2, 4 or 8).
+#[inline]
 pub fn read_uint(bytes: &[u8], offset: u32, width: u32) -> Result<u64> {
     Ok(match width {
         1 => read_u8(bytes, offset)? as u64,

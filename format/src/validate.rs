@@ -45,7 +45,7 @@ pub fn validate(bytes: &[u8], layout: &Layout, root: TypeId, limits: &Limits) ->
         limits: *limits,
         visited: 0,
         depth: 0,
-        objects: Vec::new(),
+        objects: Objects::default(),
         zero_costs: Vec::new(),
     };
     let at = msg.root();
@@ -71,10 +71,62 @@ struct Walker<'l, 'm> {
     visited: u64,
     depth: u32,
     /// (start, end) of every object seen.
-    objects: Vec<(u32, u32)>,
+    objects: Objects,
     /// Per type: what a reader materialises for its zero value (allocated
     /// at the first absent field, so complete messages never pay for it).
     zero_costs: Vec<ZeroCost>,
+}
+
+/// Objects a small message has fit here without a heap allocation.
+const INLINE_OBJECTS: usize = 16;
+
+/// Column directory entries checked without a heap allocation.
+const INLINE_COLUMNS: usize = 16;
+
+/// The (start, end) ranges of the objects a message holds.
+type Objects = InlineFirst<(u32, u32), INLINE_OBJECTS>;
+
+/// A list whose first `N` items live inline, so validating a small message
+/// allocates nothing; past `N` they all move to the heap.
+struct InlineFirst<T, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy + Default, const N: usize> Default for InlineFirst<T, N> {
+    fn default() -> Self {
+        InlineFirst { inline: [T::default(); N], len: 0, heap: Vec::new() }
+    }
+}
+
+impl<T: Copy + Default + Ord, const N: usize> InlineFirst<T, N> {
+    fn push(&mut self, item: T) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) if self.heap.is_empty() => {
+                *slot = item;
+                self.len += 1;
+            }
+            _ => {
+                if self.heap.is_empty() {
+                    self.heap.reserve(N * 2);
+                    self.heap.extend_from_slice(self.inline.get(..self.len).unwrap_or_default());
+                }
+                self.heap.push(item);
+            }
+        }
+    }
+
+    /// Every item, sorted.
+    fn sorted(&mut self) -> &[T] {
+        let all = if self.heap.is_empty() {
+            self.inline.get_mut(..self.len).unwrap_or_default()
+        } else {
+            self.heap.as_mut_slice()
+        };
+        all.sort_unstable();
+        all
+    }
 }
 
 /// The memo of [`Walker::zero_cost`].
@@ -126,9 +178,9 @@ impl Walker<'_, '_> {
     }
 
     fn check_overlaps(&mut self) -> Result<()> {
-        self.objects.sort_unstable();
+        let objects = self.objects.sorted();
         let mut prev = (0u32, raw::MESSAGE_HEADER_SIZE);
-        for &(start, end) in &self.objects {
+        for &(start, end) in objects {
             if start < prev.1 {
                 return Err(Error::new(ErrorKind::Overlap { other: prev.0 }, start));
             }
@@ -394,12 +446,12 @@ impl Walker<'_, '_> {
         }
         self.block(dir, 4 + 8 * n as u64)?;
         let soa = slot.soa(self.msg)?;
-        let mut hashes = Vec::with_capacity(n as usize);
+        let mut entries = InlineFirst::<(u32, u32, u32), INLINE_COLUMNS>::default();
         for j in 0..n {
             let (hash, offset) = soa.entry(j)?;
-            hashes.push((hash, offset, dir + 4 + 4 * j));
+            entries.push((hash, offset, dir + 4 + 4 * j));
         }
-        hashes.sort_unstable();
+        let hashes = entries.sorted();
         for pair in hashes.windows(2) {
             if let [a, b] = pair
                 && a.0 == b.0
@@ -410,7 +462,7 @@ impl Walker<'_, '_> {
         let layout = self.layout;
         let columns = layout.columns(elem);
         let mut union_columns = [0u32; 2];
-        for &(hash, offset, entry_at) in &hashes {
+        for &(hash, offset, entry_at) in hashes {
             let Some((index, c)) = columns.iter().enumerate().find(|(_, c)| c.hash == hash) else {
                 // A column from a newer writer: skipped, but it must be a plausible block.
                 if offset % raw::BLOCK_ALIGN != 0 || offset > self.msg.len() {
@@ -509,5 +561,28 @@ impl Walker<'_, '_> {
             return Err(Error::new(ErrorKind::BunchLength { expected: slot.length as u64, found: total }, table));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_stay_inline_then_move_to_the_heap_in_order() {
+        let mut objects = Objects::default();
+        let ranges: Vec<(u32, u32)> = (0..40u32).rev().map(|i| (64 * i + 64, 64 * i + 100)).collect();
+        for (i, &range) in ranges.iter().enumerate() {
+            objects.push(range);
+            assert_eq!(objects.heap.is_empty(), i < INLINE_OBJECTS, "after {} objects", i + 1);
+        }
+        let mut want = ranges.clone();
+        want.sort_unstable();
+        assert_eq!(objects.sorted(), want.as_slice());
+        let mut few = Objects::default();
+        for &range in ranges.iter().take(3) {
+            few.push(range);
+        }
+        assert_eq!(few.sorted(), &[ranges[2], ranges[1], ranges[0]]);
     }
 }

@@ -23,6 +23,7 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// Checks the framing only (length and header word); a zero-length buffer
     /// is the empty message.
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Result<Message<'a>> {
         if bytes.is_empty() {
             return Ok(Message { bytes: &raw::EMPTY_MESSAGE });
@@ -38,19 +39,23 @@ impl<'a> Message<'a> {
         Ok(Message { bytes })
     }
 
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
+    #[inline]
     pub fn len(&self) -> u32 {
         self.bytes.len() as u32
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.bytes.len() <= raw::MESSAGE_HEADER_SIZE as usize
     }
 
     /// The offset of the root value.
+    #[inline]
     pub fn root(&self) -> u32 {
         raw::read_u32(self.bytes, 4).unwrap_or(0)
     }
@@ -65,6 +70,7 @@ impl<'a> Message<'a> {
         raw::read_uint(self.bytes, offset, width)
     }
 
+    #[inline]
     pub fn bool(&self, offset: u32) -> Result<bool> {
         match raw::read_u8(self.bytes, offset)? {
             0 => Ok(false),
@@ -73,22 +79,26 @@ impl<'a> Message<'a> {
         }
     }
 
+    #[inline]
     pub fn char(&self, offset: u32) -> Result<char> {
         let value = raw::read_u32(self.bytes, offset)?;
         char::from_u32(value).ok_or(Error::new(ErrorKind::InvalidChar { value }, offset))
     }
 
     /// `len` raw bytes at `offset`.
+    #[inline]
     pub fn slice(&self, offset: u32, len: u64) -> Result<&'a [u8]> {
         raw::read_bytes(self.bytes, offset, len)
     }
 
     /// The dynamic struct whose body is at `offset` (0: the empty struct).
+    #[inline]
     pub fn dynamic_struct(&self, offset: u32) -> Result<DynamicStruct<'a>> {
         DynamicStruct::at(*self, offset)
     }
 
     /// The array slot at `offset` (FORMAT.md §6.2).
+    #[inline]
     pub fn slot(&self, offset: u32) -> Result<Slot> {
         Slot::at(*self, offset)
     }
@@ -103,6 +113,7 @@ pub struct DynamicStruct<'a> {
 }
 
 impl<'a> DynamicStruct<'a> {
+    #[inline]
     pub fn at(msg: Message<'a>, offset: u32) -> Result<DynamicStruct<'a>> {
         let header = StructHeader(raw::read_u32(msg.bytes, offset)?);
         if !header.is_valid() {
@@ -112,11 +123,13 @@ impl<'a> DynamicStruct<'a> {
         Ok(DynamicStruct { msg, offset, used: header.used() })
     }
 
+    #[inline]
     pub fn offset(&self) -> u32 {
         self.offset
     }
 
     /// Bytes the writer used, header included.
+    #[inline]
     pub fn used(&self) -> u64 {
         self.used
     }
@@ -152,6 +165,7 @@ pub struct Slot {
 }
 
 impl Slot {
+    #[inline]
     pub fn at(msg: Message<'_>, offset: u32) -> Result<Slot> {
         let slot = Slot {
             offset: raw::read_u32(msg.bytes, offset)?,
@@ -168,16 +182,19 @@ impl Slot {
     }
 
     /// The elements of a plain array of `elem_size`-byte elements, as raw bytes.
+    #[inline]
     pub fn plain_bytes<'a>(&self, msg: Message<'a>, elem_size: u32) -> Result<&'a [u8]> {
         msg.slice(self.offset, self.length as u64 * elem_size as u64)
     }
 
     /// A plain array of scalars as a typed column.
+    #[inline]
     pub fn plain<'a, T: Scalar + raw::sealed::Pod>(&self, msg: Message<'a>) -> Result<Column<'a, T>> {
         Column::new(msg, self.offset, self.length)
     }
 
     /// The column directory of an SoA array (FORMAT.md §6.3).
+    #[inline]
     pub fn soa<'a>(&self, msg: Message<'a>) -> Result<Soa<'a>> {
         Soa::at(msg, *self)
     }
@@ -192,6 +209,7 @@ pub struct Soa<'a> {
 }
 
 impl<'a> Soa<'a> {
+    #[inline]
     pub fn at(msg: Message<'a>, slot: Slot) -> Result<Soa<'a>> {
         if slot.capacity == 0 {
             return Ok(Soa { msg, slot, count: 0 });
@@ -201,19 +219,23 @@ impl<'a> Soa<'a> {
         Ok(Soa { msg, slot, count })
     }
 
+    #[inline]
     pub fn len(&self) -> u32 {
         self.slot.length
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.slot.length == 0
     }
 
+    #[inline]
     pub fn column_count(&self) -> u32 {
         self.count
     }
 
     /// Entry `j` of the directory: (hash, column offset).
+    #[inline]
     pub fn entry(&self, j: u32) -> Result<(u32, u32)> {
         let base = self.slot.offset;
         let hash_at = raw::offset_add(base, 4 + 4 * j as u64)?;
@@ -224,6 +246,7 @@ impl<'a> Soa<'a> {
     }
 
     /// The offset of the column with `hash`, or `None` if the writer did not write it.
+    #[inline]
     pub fn find(&self, hash: u32) -> Result<Option<u32>> {
         for j in 0..self.count {
             let (h, offset) = self.entry(j)?;
@@ -235,6 +258,7 @@ impl<'a> Soa<'a> {
     }
 
     /// The column with `hash` as a typed column, or `None` when absent.
+    #[inline]
     pub fn column<T: Scalar + raw::sealed::Pod>(&self, hash: u32) -> Result<Option<Column<'a, T>>> {
         match self.find(hash)? {
             Some(offset) => Column::new(self.msg, offset, self.slot.length).map(Some),
@@ -252,15 +276,18 @@ pub struct Column<'a, T> {
 }
 
 impl<'a, T: Scalar + raw::sealed::Pod> Column<'a, T> {
+    #[inline]
     pub fn new(msg: Message<'a>, offset: u32, len: u32) -> Result<Column<'a, T>> {
         let bytes = msg.slice(offset, len as u64 * T::SIZE as u64)?;
         Ok(Column { bytes, len, _ty: PhantomData })
     }
 
+    #[inline]
     pub fn len(&self) -> u32 {
         self.len
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -272,12 +299,14 @@ impl<'a, T: Scalar + raw::sealed::Pod> Column<'a, T> {
         self.bytes.get(start..start + T::SIZE as usize).map(T::from_le_slice)
     }
 
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = T> + 'a {
         self.bytes.chunks_exact(T::SIZE as usize).map(T::from_le_slice)
     }
 
     /// The column as a native slice: on little-endian hosts when the bytes are
     /// aligned for `T` (always, for a message in a 64-byte-aligned buffer).
+    #[inline]
     pub fn as_slice(&self) -> Option<&'a [T]> {
         if cfg!(target_endian = "big") {
             return None;

@@ -3,11 +3,14 @@
 //! access.
 //!
 //! `region` describes regions and placements; `memory` is the wasmtime
-//! `MemoryCreator` that maps them. Which guest gets which placement is decided
+//! `MemoryCreator` that maps them; `host_map` is the host's own mapping, for
+//! messages built in place. Which guest gets which placement is decided
 //! by whoever builds the layout: the host API ([`crate::GuestOptions::layout`],
 //! [`crate::Guest::map_shared`]) or, from the handshake's descriptors,
 //! [`crate::compose::Composition`] through [`crate::invoke::Session::map_shared`].
 
+#[allow(unsafe_code)]
+mod host_map;
 #[allow(unsafe_code)]
 mod memory;
 mod region;

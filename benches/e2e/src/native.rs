@@ -6,7 +6,8 @@
 //! offset in its descriptor) and gets the region mapped read-only at that
 //! offset ([`Guest::map_shared`]). The host encodes the argument message
 //! once into the region ([`NativePath::share`]): that is the data "already
-//! shared", outside the timing.
+//! shared", outside the timing. [`NativePath::build_in_place`] builds it in
+//! the region itself instead (what (c) + host encode times).
 //!
 //! A call ([`NativePath::analyze`]): `temperature.analyze(offset, len)` on one
 //! consumer (inside the guest: root and SoA directory checks, the `value`
@@ -82,6 +83,9 @@ pub struct NativePath {
     region: Arc<SharedRegion>,
     consumers: Vec<Consumer>,
     builder: Builder,
+    /// The in-place builder of [`NativePath::build_in_place`], made at its
+    /// first use.
+    placed: Option<Builder>,
     /// Length of the message in the region.
     len: u32,
     result: karmem_format::AlignedBuf,
@@ -117,10 +121,42 @@ impl NativePath {
             list.push(Consumer { guest, analyze, offset });
         }
         let region = region.context("no consumers")?;
-        Ok(NativePath { region, consumers: list, builder: Builder::new(), len: 0, result: karmem_format::AlignedBuf::new() })
+        Ok(NativePath {
+            region,
+            consumers: list,
+            builder: Builder::new(),
+            placed: None,
+            len: 0,
+            result: karmem_format::AlignedBuf::new(),
+        })
     }
 
-    /// Encodes `readings` into the region (once; every consumer sees it).
+    /// Builds the message for `readings` straight into the region through
+    /// the host's mapping of it (karmem-runtime's `SharedRegion::builder`,
+    /// made once and reset for every message): no heap buffer, no copy, no
+    /// syscall. Every consumer sees it.
+    #[allow(unsafe_code)]
+    pub fn build_in_place(&mut self, readings: &[Reading]) -> Result<()> {
+        let builder = match &mut self.placed {
+            Some(builder) => builder,
+            None => {
+                let capacity = self.region.byte_len();
+                // SAFETY: consumers run only inside `analyze`, which takes
+                // `&mut self` and so never overlaps a builder call, and no
+                // reference lent by the builder outlives this function; the
+                // region is this path's alone, and `share` writes it only
+                // between builder calls.
+                self.placed.insert(unsafe { self.region.builder(0, capacity)? })
+            }
+        };
+        encode_params(builder, readings).context("the message does not fit the `batch` region")?;
+        self.len = builder.len();
+        Ok(())
+    }
+
+    /// Encodes `readings` on the heap and copies the message into the
+    /// region with `SharedRegion::write` (one `pwrite`); [`NativePath::build_in_place`]
+    /// does without both.
     pub fn share(&mut self, readings: &[Reading]) -> Result<()> {
         encode_params(&mut self.builder, readings)?;
         let message = self.builder.as_bytes();

@@ -71,6 +71,10 @@ fn every_path_agrees() -> Result<()> {
         for k in 0..e.consumers() {
             check(&format!("e/{k}"), n, e.analyze(k)?, want)?;
         }
+        // Built in place in the region: the same message, the same result.
+        let copied = c.analyze(0)?;
+        c.build_in_place(&data)?;
+        assert_eq!(c.analyze(0)?, copied, "in-place and copied messages differ at n = {n}");
         // (a) and (b) run the same guest code: the same bits.
         assert_eq!(b.analyze()?, got_a, "lowered and component results differ at n = {n}");
     }

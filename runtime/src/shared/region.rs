@@ -68,6 +68,11 @@ pub struct SharedRegion {
     pages: u32,
     fd: OwnedFd,
     host_bytes_written: AtomicU64,
+    /// The host's read-write mapping of the memfd, made at the first
+    /// in-place builder ([`SharedRegion::builder`]).
+    pub(super) host_mapping: std::sync::OnceLock<super::host_map::HostMapping>,
+    /// Whether an in-place builder holds the region.
+    pub(super) host_writer: std::sync::atomic::AtomicBool,
 }
 
 impl SharedRegion {
@@ -89,6 +94,8 @@ impl SharedRegion {
             pages,
             fd,
             host_bytes_written: AtomicU64::new(0),
+            host_mapping: std::sync::OnceLock::new(),
+            host_writer: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

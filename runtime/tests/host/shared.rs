@@ -361,3 +361,61 @@ fn unsupported_memories_are_refused_cleanly() -> Result<()> {
     }
     Ok(())
 }
+
+/// A message built in place in a region (the host's own mapping, no copy and
+/// no `write`) is what every guest mapping the region reads; the builder is
+/// one per region, 64-byte aligned, bounded by its range and by the region.
+#[test]
+#[allow(unsafe_code)]
+fn a_message_built_in_place_is_seen_by_the_guests() -> Result<()> {
+    let runtime = runtime()?;
+    let module = load(&runtime, MESSAGE_MODULE)?;
+    let region = SharedRegion::new("in-place", 2)?;
+    let mut readers = [
+        runtime.instantiate(&module, &options(&region, Access::Read)?)?,
+        runtime.instantiate(&module, &options(&region, Access::Read)?)?,
+    ];
+
+    for round in 0..3u64 {
+        // SAFETY: no guest runs while the builder lives (it is dropped before
+        // the calls below), and nothing else touches the region.
+        let mut builder = unsafe { region.builder(0x1000, 0x2000)? };
+        let block = builder.alloc_block(64 * 8).map_err(anyhow::Error::msg)?;
+        for i in 0..64u32 {
+            builder.put(block + 8 * i, round * 1000 + u64::from(i));
+        }
+        assert_eq!(builder.len(), block + 64 * 8);
+        // The range is exhausted at 0x2000 bytes, the region's writer is taken.
+        assert!(builder.alloc_block(0x2000).is_err());
+        // SAFETY: fails before touching anything (a builder exists).
+        assert!(unsafe { region.builder(0x4000, 64) }.is_err());
+        drop(builder);
+        for reader in &mut readers {
+            let at = WINDOW_OFFSET + 0x1000 + u64::from(block);
+            assert_eq!(peek(reader, at)?, (round * 1000) as i64);
+            assert_eq!(peek(reader, at + 63 * 8)?, (round * 1000 + 63) as i64);
+        }
+    }
+    assert_eq!(
+        region.host_bytes_written(),
+        0,
+        "building in place copies nothing"
+    );
+    // SAFETY (all three): they fail on their arguments before mapping or writing.
+    let misaligned = unsafe { region.builder(8, 64) }
+        .err()
+        .context("a misaligned message must be refused")?;
+    assert!(
+        format!("{misaligned:#}").contains("multiple of 64"),
+        "{misaligned:#}"
+    );
+    assert!(
+        unsafe { region.builder(0x1_0000, 0x1_0001) }.is_err(),
+        "past the region's end"
+    );
+    assert!(
+        unsafe { region.builder(0, 4) }.is_err(),
+        "no room for the header"
+    );
+    Ok(())
+}
