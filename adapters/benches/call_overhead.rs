@@ -15,6 +15,14 @@
 //!
 //! Both run on one `Engine` with the default configuration. Results are
 //! written up as ratios in docs/BENCHMARKS.md; nothing here asserts timings.
+//!
+//! Before and after: with `KARMEM_BENCH_BASELINE=DIR`, `DIR/basics.core.wasm`
+//! is a lowering of the same component made by another build of
+//! karmem-bridge (`karmem-bridge lower --abi karmem`, e.g. a commit before a
+//! change); it runs beside the current lowering in every group, and an
+//! interleaved comparison (each round calls both once) prints min and median
+//! per call with the ratio current / baseline. `scripts/bench-baseline.sh`
+//! makes such a directory from a git revision.
 
 #![allow(
     clippy::panic,
@@ -53,13 +61,20 @@ struct Karmem {
 }
 
 impl Karmem {
+    /// The component lowered by this build.
     fn new(engine: &Engine, component: &[u8]) -> Karmem {
         let canonical = karmem_core_lowering::lower(component, &karmem_core_lowering::Options::default())
             .unwrap_or_else(|e| panic!("lowering: {e:#}"));
         let world = World::from_component(component).unwrap_or_else(|e| panic!("world: {e:#}"));
         let bytes = karmem_abi(&canonical, &world, &Options::default()).unwrap_or_else(|e| panic!("adapters: {e:#}"));
+        Karmem::from_lowered(engine, component, &bytes)
+    }
+
+    /// A lowering of `component` made elsewhere (the baseline build).
+    fn from_lowered(engine: &Engine, component: &[u8], bytes: &[u8]) -> Karmem {
+        let world = World::from_component(component).unwrap_or_else(|e| panic!("world: {e:#}"));
         let layout = Layout::new(&world.schema).unwrap_or_else(|e| panic!("layout: {e}"));
-        let module = Module::new(engine, &bytes).unwrap_or_else(|e| panic!("compile: {e:#}"));
+        let module = Module::new(engine, bytes).unwrap_or_else(|e| panic!("compile: {e:#}"));
         let mut linker: Linker<()> = Linker::new(engine);
         linker
             .func_wrap("karmem:host", "log", |_: i32, _: i32| -> i64 { 0 })
@@ -145,6 +160,13 @@ fn bench(c: &mut Criterion) {
     let k_add = karmem.entry("add");
     let k_shout = karmem.entry("shout");
     let k_relabel = karmem.entry("relabel");
+    let mut baseline = std::env::var_os("KARMEM_BENCH_BASELINE").map(|dir| {
+        let path = std::path::Path::new(&dir).join("basics.core.wasm");
+        let lowered = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let mut base = Karmem::from_lowered(&engine, &bytes, &lowered);
+        let entries = [base.entry("add"), base.entry("shout"), base.entry("relabel")];
+        (base, entries)
+    });
     let text = "grüße, world — a string of some length for the transcoders";
     let add_msg = karmem.message("add", vec![("a", Value::U32(40)), ("b", Value::U32(2))]);
     let shout_msg = karmem.message("shout", vec![("text", Value::String(text.into()))]);
@@ -159,6 +181,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_add, black_box(&add_msg))));
+    if let Some((base, [entry, _, _])) = &mut baseline {
+        group.bench_function("karmem (baseline)", |b| b.iter(|| base.call(entry, black_box(&add_msg))));
+    }
     group.finish();
 
     let mut group = c.benchmark_group("string shout(string) -> string");
@@ -168,6 +193,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_shout, black_box(&shout_msg))));
+    if let Some((base, [_, entry, _])) = &mut baseline {
+        group.bench_function("karmem (baseline)", |b| b.iter(|| base.call(entry, black_box(&shout_msg))));
+    }
     group.finish();
 
     let mut group = c.benchmark_group("list<record> relabel(64 points, string) -> list<record>");
@@ -177,7 +205,53 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("karmem", |b| b.iter(|| karmem.call(&k_relabel, black_box(&relabel_msg))));
+    if let Some((base, [_, _, entry])) = &mut baseline {
+        group.bench_function("karmem (baseline)", |b| b.iter(|| base.call(entry, black_box(&relabel_msg))));
+    }
     group.finish();
+
+    if let Some((base, [b_add, b_shout, b_relabel])) = &mut baseline {
+        println!("interleaved, {INTERLEAVED_ROUNDS} rounds of {CALLS_PER_ROUND} calls each: min / median ns per call, current / baseline");
+        let calls = [
+            ("add", &k_add, &*b_add, &add_msg),
+            ("shout", &k_shout, &*b_shout, &shout_msg),
+            ("relabel", &k_relabel, &*b_relabel, &relabel_msg),
+        ];
+        for (name, current_entry, base_entry, message) in calls {
+            let mut current = Vec::with_capacity(INTERLEAVED_ROUNDS);
+            let mut before = Vec::with_capacity(INTERLEAVED_ROUNDS);
+            for _ in 0..INTERLEAVED_ROUNDS {
+                current.push(per_call(|| karmem.call(current_entry, black_box(message))));
+                before.push(per_call(|| base.call(base_entry, black_box(message))));
+            }
+            let (c_min, c_median) = min_median(&mut current);
+            let (b_min, b_median) = min_median(&mut before);
+            println!(
+                "  {name:<8} current {c_min:>9.1} / {c_median:>9.1}   baseline {b_min:>9.1} / {b_median:>9.1}   {:.3}x / {:.3}x",
+                c_min / b_min,
+                c_median / b_median
+            );
+        }
+    }
+}
+
+/// Rounds of the interleaved comparison; each times [`CALLS_PER_ROUND`] calls
+/// of the current lowering, then as many of the baseline.
+const INTERLEAVED_ROUNDS: usize = 300;
+const CALLS_PER_ROUND: usize = 200;
+
+/// Nanoseconds per call over [`CALLS_PER_ROUND`] calls.
+fn per_call(mut call: impl FnMut() -> usize) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..CALLS_PER_ROUND {
+        black_box(call());
+    }
+    start.elapsed().as_secs_f64() * 1e9 / CALLS_PER_ROUND as f64
+}
+
+fn min_median(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (times.first().copied().unwrap_or(f64::NAN), times.get(times.len() / 2).copied().unwrap_or(f64::NAN))
 }
 
 criterion_group! {

@@ -901,6 +901,37 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
     let blob_len = inputs.descriptors.len() as i32;
     let data = module.data.add(DataKind::Passive, inputs.descriptors);
 
+    // The statics and the scratch areas the adapters use. A guest's start
+    // function runs before the host calls `KarmemInit` and may call
+    // imports (a component's start function making and using host
+    // resources): it prepares them first; `KarmemInit` does when no start
+    // function did.
+    let prepared = module.globals.add_local(ValType::I32, true, false, ConstExpr::Value(Const::I32(0)));
+    let prepare = {
+        let mut f = FunctionBuilder::new(&mut module.types, &[], &[]);
+        f.name("karmem prepare".to_string());
+        let mut b = f.func_body();
+        b.global_get(prepared).if_else(
+            None,
+            |done| {
+                done.return_();
+            },
+            |_| {},
+        );
+        b.i32_const(1).global_set(prepared);
+        b.call(inputs.statics_init);
+        for scratch in [inputs.export_scratch, inputs.import_scratch] {
+            b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
+        }
+        f.finish(Vec::new(), &mut module.funcs)
+    };
+    if let Some(guest_start) = module.start {
+        let mut f = FunctionBuilder::new(&mut module.types, &[], &[]);
+        f.name("karmem start".to_string());
+        f.func_body().call(prepare).call(guest_start);
+        module.start = Some(f.finish(Vec::new(), &mut module.funcs));
+    }
+
     let init = {
         let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I64]);
         f.name("KarmemInit".to_string());
@@ -911,12 +942,9 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
         {
             let mut b = f.instr_seq(seq);
             b.i32_const(1).global_set(initialised);
-            b.call(inputs.statics_init);
+            b.call(prepare);
             b.i32_const(blob_len).i32_const(64).call(inputs.alloc).global_set(desc_base);
             b.global_get(desc_base).i32_const(0).i32_const(blob_len).memory_init(m, data).data_drop(data);
-            for scratch in [inputs.export_scratch, inputs.import_scratch] {
-                b.i32_const(inputs.scratch_size as i32).i32_const(64).call(inputs.alloc).global_set(scratch);
-            }
         }
         // interface memories: fresh pages, never handed out by KarmemAlloc
         for (base, pages) in &inputs.regions {

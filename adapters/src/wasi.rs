@@ -9,6 +9,10 @@
 //!   semver-compatible versions ([`classify_import`], [`resolve_import`]);
 //! - linking the shim into a merged module that still imports WASI 0.2
 //!   functions ([`link_preview2_shim`]);
+//! - stubs, generated from the component's WIT, for the `wasi:` imports a
+//!   preview1 host cannot serve (sockets, http, ...), behaving like a host
+//!   that grants no such capability ([`plan_stubs`], [`apply_stubs`],
+//!   `wasi_stub.rs`);
 //! - `wasi:cli/run` -> `_start` ([`add_command_start`]);
 //! - recognising the preview1 adapter module of a `wasm32-wasip1` component
 //!   by structure ([`recognize_preview1_adapter`]).
@@ -25,6 +29,8 @@ mod adapter;
 mod link;
 #[path = "wasi_start.rs"]
 mod start;
+#[path = "wasi_stub.rs"]
+mod stub;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -36,6 +42,10 @@ use anyhow::{Context, Result, bail};
 pub use adapter::{Preview1Adapter, recognize_preview1_adapter};
 pub use link::{LinkReport, link_preview2_shim, link_preview2_shim_with};
 pub use start::{add_command_start, add_command_start_to_bytes, exit_codes_as_the_component, find_run_export};
+pub use stub::{
+    STUBS_SECTION, StubAction, StubPlan, apply_stubs, plan_stubs, read_recorded_stubs, record_stubs,
+    stub_missing_imports, stubbed_interfaces,
+};
 
 /// The import module name under which the shim asks for the main module's
 /// `memory` and `cabi_realloc` (the name wit-component uses for adapters).
@@ -237,6 +247,22 @@ pub struct Preview1Module {
     /// Whether the module is a preview1 command: `wasi:cli/run` became
     /// `_start`, or it already exported `_start` (a dropped command adapter).
     pub is_command: bool,
+    /// Uncovered `wasi:` imports replaced by stubs ([`Finish::stubs`]), as `module#field`.
+    pub stubbed: Vec<String>,
+}
+
+/// How [`finish_for_preview1_with`] treats the module's WASI imports.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub mode: WasiMode,
+    /// The stubs of the component's `wasi:` imports ([`plan_stubs`]). Under
+    /// `Shim`, imports a preview1 host cannot serve are replaced by them
+    /// instead of refused; under `Passthrough`, they are kept and their
+    /// plan is recorded ([`STUBS_SECTION`]) for `run --stub-missing`.
+    pub stubs: Option<&'a StubPlan>,
+    /// The lowering dropped the preview1 adapter (the module's own
+    /// `proc_exit` reports the code the component runtime would).
+    pub adapter_dropped: bool,
 }
 
 /// The WASI step of `lower` after merging: link the shim
@@ -250,15 +276,43 @@ pub fn finish_for_preview1(
     mode: WasiMode,
     realloc_of: &dyn Fn(&str, &str) -> String,
 ) -> Result<Preview1Module> {
-    let (linked, report) = link_preview2_shim_with(lowered, mode, realloc_of)?;
+    let finish = Finish { mode, stubs: None, adapter_dropped: mode == WasiMode::Preview1 };
+    finish_for_preview1_with(lowered, &finish, realloc_of)
+}
+
+/// [`finish_for_preview1`] with stubs for the imports a preview1 host cannot
+/// serve, and for an output whose adapter was dropped but that still imports
+/// WASI 0.2 (`finish.adapter_dropped` under `Shim`: linked to the shim and
+/// the stubs, `proc_exit` as the component).
+pub fn finish_for_preview1_with(
+    lowered: &[u8],
+    finish: &Finish<'_>,
+    realloc_of: &dyn Fn(&str, &str) -> String,
+) -> Result<Preview1Module> {
+    let link_mode = match (finish.mode, finish.stubs) {
+        (WasiMode::Shim, Some(_)) => WasiMode::Passthrough,
+        (mode, _) => mode,
+    };
+    let (linked, mut report) = link_preview2_shim_with(lowered, link_mode, realloc_of)?;
     let mut module = walrus::Module::from_buffer(&linked).context("failed to re-read the linked module")?;
-    if mode == WasiMode::Preview1 {
+    let mut stubbed = Vec::new();
+    match (finish.mode, finish.stubs) {
+        (WasiMode::Shim, Some(plan)) => {
+            stubbed = apply_stubs(&mut module, plan)?;
+            report.passed_through.retain(|import| !stubbed.contains(import));
+        }
+        (WasiMode::Passthrough, Some(plan)) => {
+            record_stubs(&mut module, plan)?;
+        }
+        _ => {}
+    }
+    if finish.adapter_dropped || finish.mode == WasiMode::Preview1 {
         exit_codes_as_the_component(&mut module)?;
     }
     // Under `--wasi preview1` the lowering already exports the main module's `_start`.
     let is_command =
         add_command_start(&mut module)?.is_some() || module.exports.iter().any(|export| export.name == "_start");
-    Ok(Preview1Module { module: module.emit_wasm(), report, is_command })
+    Ok(Preview1Module { module: module.emit_wasm(), report, is_command, stubbed })
 }
 
 /// The shim core module (assembled once from its WAT source).

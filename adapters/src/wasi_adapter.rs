@@ -4,7 +4,9 @@
 //! and exports between versions and garbage-collects what the main module
 //! does not use, so the test looks at shape, never at a module name: the
 //! adapter imports one memory and defines none, and exports functions named
-//! like preview1 functions. It imports the main module's `cabi_realloc`
+//! like preview1 functions, and is not a shared library (no `dylink.0`
+//! section, no `GOT.*` imports: componentize-py's `libc.so` has the rest of
+//! that shape). It imports the main module's `cabi_realloc`
 //! (a function `(i32, i32, i32, i32) -> i32`) only when the main module has
 //! one: a plain wasip1 command has none, and its adapter takes its state
 //! with `memory.grow` instead.
@@ -50,6 +52,10 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
     let mut func_types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
     let mut imported_memories = 0u32;
     let mut defined_memories = 0u32;
+    // A shared library (wasi-libc's `libc.so` in a dynamically linked
+    // component: one imported memory, and `sched_yield` or `clock_*` among
+    // its exports) is never the adapter.
+    let mut shared_library = false;
     let mut adapter = Preview1Adapter {
         preview1_exports: Vec::new(),
         run_export: None,
@@ -70,9 +76,12 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
                     }
                 }
             }
+            Payload::CustomSection(section) if section.name() == "dylink.0" => shared_library = true,
             Payload::ImportSection(section) => {
                 for import in section.into_imports() {
-                    match import?.ty {
+                    let import = import?;
+                    shared_library |= import.module.starts_with("GOT.");
+                    match import.ty {
                         TypeRef::Memory(_) => imported_memories += 1,
                         TypeRef::Func(type_index) => {
                             let realloc_shape = (vec![ValType::I32; 4], vec![ValType::I32]);
@@ -103,7 +112,7 @@ pub fn recognize_preview1_adapter(module: &[u8]) -> Result<Option<Preview1Adapte
             _ => {}
         }
     }
-    let shaped = imported_memories == 1 && defined_memories == 0;
+    let shaped = imported_memories == 1 && defined_memories == 0 && !shared_library;
     Ok((shaped && !adapter.preview1_exports.is_empty()).then_some(adapter))
 }
 
@@ -112,4 +121,29 @@ pub(crate) fn is_cli_run(name: &str) -> bool {
     name.strip_suffix("#run")
         .and_then(|interface| interface.strip_prefix("wasi:cli/run@"))
         .is_some_and(is_compatible_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The adapter's shape: one imported memory, none defined, preview1 exports.
+    const SHAPED: &str = r#"(module
+        (import "env" "memory" (memory 0))
+        (func (export "sched_yield") (result i32) i32.const 0)
+        (func (export "clock_time_get") (param i32 i64 i32) (result i32) i32.const 0))"#;
+
+    #[test]
+    fn shared_libraries_are_not_the_adapter() -> Result<()> {
+        assert!(recognize_preview1_adapter(&wat::parse_str(SHAPED)?)?.is_some());
+        // wasi-libc's `libc.so` in a dynamically linked component (componentize-py).
+        let dylink = SHAPED.replace("(module", r#"(module (@custom "dylink.0" "")"#);
+        assert!(recognize_preview1_adapter(&wat::parse_str(&dylink)?)?.is_none());
+        let got = SHAPED.replace(
+            r#"(import "env" "memory" (memory 0))"#,
+            r#"(import "env" "memory" (memory 0)) (import "GOT.mem" "errno" (global (mut i32)))"#,
+        );
+        assert!(recognize_preview1_adapter(&wat::parse_str(&got)?)?.is_none());
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 
 pub use karmem_idl::Schema;
 
+pub mod canonical_call;
 pub mod lower;
 pub use lower::{LowerOptions, Lowered, lower};
 

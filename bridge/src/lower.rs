@@ -33,9 +33,12 @@ pub enum Wasi {
     /// Drop the preview1 adapter and keep the main module's own
     /// `wasi_snapshot_preview1` imports (refused without the adapter).
     Preview1,
-    /// Serve WASI 0.2 imports with the in-module preview2-on-preview1 shim.
+    /// Serve WASI 0.2 imports with the in-module preview2-on-preview1 shim,
+    /// and what a preview1 host cannot serve (sockets, http, ...) with stubs
+    /// acting like a host that grants no such capability.
     Shim,
-    /// As `Shim`, keeping what the shim does not cover as imports.
+    /// As `Shim`, keeping what the shim does not cover as imports (their
+    /// stubs recorded for `run --stub-missing`).
     Passthrough,
     /// As `Shim`, refusing what the shim does not cover, naming it.
     Deny,
@@ -45,8 +48,10 @@ pub enum Wasi {
 #[derive(Debug, Clone, Default)]
 pub struct LowerOptions {
     pub abi: Abi,
-    /// `None` picks as the CLI does: `Preview1` for a component whose only
-    /// WASI user is the preview1 adapter, `Shim` otherwise.
+    /// `None` picks as the CLI does: the preview1 adapter is dropped when
+    /// its only users are the preview1 imports it implements (WASI 0.2
+    /// imports of other modules served as by `Shim`), else `Shim`; one
+    /// lowering either way.
     pub wasi: Option<Wasi>,
     /// Keep the memories of separate instances separate (a multi-memory
     /// module); with [`Abi::Karmem`] the edge gets a memory of its own,
@@ -74,6 +79,10 @@ pub struct Lowered {
     pub warnings: Vec<String>,
     /// Choices made on the user's behalf (`lower` prints them as `note:`).
     pub notes: Vec<String>,
+    /// WASI interfaces a preview1 host cannot serve that were linked to
+    /// stubs behaving like a host granting no such capability (without
+    /// versions, sorted; `lower` lists them in one warning).
+    pub stubbed_interfaces: Vec<String>,
 }
 
 /// Lowers `component` (binary or text) into one core module.
@@ -81,7 +90,12 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
     let bytes = karmem_core_lowering::binary_input(component)?;
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
-    let world = match map_world(&bytes) {
+    let loaded = karmem_wit_import::load_wasm(&bytes, None);
+    // What each `wasi:` import a preview1 host cannot serve does as a stub,
+    // from the component's own WIT (no plan: such imports are refused, as
+    // under `--wasi deny`).
+    let stubs = loaded.as_ref().ok().and_then(|loaded| karmem_adapters::wasi::plan_stubs(&loaded.resolve, loaded.world).ok());
+    let world = match loaded.and_then(|loaded| map_world(&loaded).map(|imported| (loaded, imported))) {
         Ok((loaded, mut imported)) => {
             options.overlay.apply(&mut imported).context("failed to apply the overlay")?;
             World::from_imported(&loaded.resolve, loaded.world, imported)
@@ -99,14 +113,24 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         multi_memory: true,
         idl: world.as_ref().ok().map(|world| world.idl.clone()),
     };
-    let (lowered, mode) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
+    let (lowered, mode, adapter_dropped) = lower_for_wasi(&bytes, &lowering, options.wasi, &mut notes)?;
     let several_memories = karmem_partition::layout::memory_count(&lowered)? > 1;
     if let Err(e) = &world {
         warnings.push(format!("`karmem:idl` left empty: the component's WIT could not be mapped to KarmemIDL: {e:#}"));
     }
     // The shim goes in first: it allocates through the module's
     // `cabi_realloc` exports, which the Karmem ABI pass does not keep.
-    let lowered = serve_wasi(lowered, mode).context("failed to serve the WASI imports")?;
+    let finish = karmem_adapters::wasi::Finish { mode, stubs: stubs.as_ref(), adapter_dropped };
+    let (lowered, stubbed) = serve_wasi(lowered, &finish).context("failed to serve the WASI imports")?;
+    let stubbed_interfaces = karmem_adapters::wasi::stubbed_interfaces(&stubbed);
+    if !stubbed_interfaces.is_empty() {
+        warnings.push(format!(
+            "WASI interfaces a preview1 host cannot serve are stubbed as on a host that grants no such capability \
+             (errors such as `access-denied`, or a trap naming the import; `--wasi deny` refuses them, \
+             `--wasi passthrough` keeps them as imports): {}",
+            stubbed_interfaces.join(", ")
+        ));
+    }
     let mut several_memories = several_memories;
     let module = match options.abi {
         Abi::Canonical => lowered,
@@ -145,12 +169,13 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
         (false, _) => module,
     };
     let wasi = match mode {
+        _ if adapter_dropped => Wasi::Preview1,
         WasiMode::Preview1 => Wasi::Preview1,
         WasiMode::Shim => Wasi::Shim,
         WasiMode::Passthrough => Wasi::Passthrough,
         WasiMode::Deny => Wasi::Deny,
     };
-    Ok(Lowered { module, wasi, warnings, notes })
+    Ok(Lowered { module, wasi, warnings, notes, stubbed_interfaces })
 }
 
 /// The memories of `module` as partitions of one (docs/LOWERING.md, "One
@@ -226,23 +251,22 @@ fn refuse_second_memory_wasi(module: &[u8]) -> Result<()> {
 /// The component's world and its mapping to KarmemIDL. When the WIT cannot
 /// be mapped yet, `karmem:idl` stays empty and the caller warns why: never
 /// made-up text.
-fn map_world(component: &[u8]) -> Result<(LoadedWorld, Imported)> {
-    let loaded = karmem_wit_import::load_wasm(component, None)?;
-    let imported = karmem_wit_import::import_boundary(&loaded.resolve, loaded.world)?;
-    Ok((loaded, imported))
+fn map_world(loaded: &LoadedWorld) -> Result<Imported> {
+    karmem_wit_import::import_boundary(&loaded.resolve, loaded.world)
 }
 
-/// Lowers to the canonical boundary and picks the WASI mode. `Preview1`
-/// drops the preview1 adapter (refused when there is none). Without a
-/// choice, a component carrying the adapter lowers that way when the drop
-/// works and leaves no WASI 0.2 import behind (the adapter was the only WASI
-/// user); anything else lowers as is, for `Shim`.
+/// Lowers to the canonical boundary and picks the WASI mode; also says
+/// whether the preview1 adapter was dropped. `Preview1` drops the preview1
+/// adapter (refused when there is none). Without a choice, the component is
+/// lowered once (`lower_trying_drop`): without its adapter when the adapter's
+/// only users are the preview1 imports it implements (WASI 0.2 imports of
+/// other modules are then served like `Shim`'s), with it otherwise, for `Shim`.
 fn lower_for_wasi(
     component: &[u8],
     options: &karmem_core_lowering::Options,
     wasi: Option<Wasi>,
     notes: &mut Vec<String>,
-) -> Result<(Vec<u8>, WasiMode)> {
+) -> Result<(Vec<u8>, WasiMode, bool)> {
     let mode = match wasi {
         Some(Wasi::Preview1) => {
             let (lowered, _) = karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape)?
@@ -250,26 +274,26 @@ fn lower_for_wasi(
                     "`--wasi preview1` drops the preview1 adapter of a wasm32-wasip1 component, and this component has \
                      none; `--wasi shim` serves its WASI 0.2 imports",
                 )?;
-            return Ok((lowered, WasiMode::Preview1));
+            return Ok((lowered, WasiMode::Preview1, true));
         }
-        Some(Wasi::Shim) | None => WasiMode::Shim,
+        None => {
+            use karmem_core_lowering::preview1::DropOutcome;
+            let (lowered, outcome) = karmem_core_lowering::preview1::lower_trying_drop(component, options, &adapter_shape)?;
+            return Ok(match outcome {
+                DropOutcome::Dropped(report) if report.wasi_imports_left.is_empty() => (lowered, WasiMode::Preview1, true),
+                DropOutcome::Dropped(_) => (lowered, WasiMode::Shim, true),
+                DropOutcome::NoAdapter => (lowered, WasiMode::Shim, false),
+                DropOutcome::Kept(why) => {
+                    notes.push(format!("the preview1 adapter is kept (lowered as `--wasi shim`): {why}"));
+                    (lowered, WasiMode::Shim, false)
+                }
+            });
+        }
+        Some(Wasi::Shim) => WasiMode::Shim,
         Some(Wasi::Passthrough) => WasiMode::Passthrough,
         Some(Wasi::Deny) => WasiMode::Deny,
     };
-    if wasi.is_none() && has_preview1_adapter(component) {
-        match karmem_core_lowering::lower_dropping_preview1_adapter(component, options, &adapter_shape) {
-            Ok(Some((lowered, report))) if report.wasi_imports_left.is_empty() => {
-                return Ok((lowered, WasiMode::Preview1));
-            }
-            Ok(Some((_, report))) => notes.push(format!(
-                "the preview1 adapter is kept (lowered as `--wasi shim`): other modules import WASI 0.2 ({})",
-                report.wasi_imports_left.join(", ")
-            )),
-            Ok(None) => {}
-            Err(error) => notes.push(format!("the preview1 adapter is kept (lowered as `--wasi shim`): {error:#}")),
-        }
-    }
-    Ok((karmem_core_lowering::lower(component, options)?, mode))
+    Ok((karmem_core_lowering::lower(component, options)?, mode, false))
 }
 
 /// `karmem-adapters`' structural test, in the lowering's terms.
@@ -287,7 +311,7 @@ fn adapter_shape(module: &[u8]) -> Result<Option<karmem_core_lowering::preview1:
 /// `_start`. Each WASI 0.2 import allocates its results with the realloc
 /// its `canon lower` names, as the lowering recorded in
 /// `karmem:canonical-abi` (a wasip1 adapter's differs from the main module's).
-fn serve_wasi(lowered: Vec<u8>, mode: WasiMode) -> Result<Vec<u8>> {
+fn serve_wasi(lowered: Vec<u8>, finish: &karmem_adapters::wasi::Finish<'_>) -> Result<(Vec<u8>, Vec<String>)> {
     let reallocs: std::collections::BTreeMap<String, String> = karmem_core_lowering::link::read_canonical_abi(&lowered)?
         .into_iter()
         .filter(|entry| entry.kind == "import")
@@ -296,22 +320,6 @@ fn serve_wasi(lowered: Vec<u8>, mode: WasiMode) -> Result<Vec<u8>> {
     let realloc_of = |module: &str, field: &str| {
         reallocs.get(&format!("{module}#{field}")).cloned().unwrap_or_else(|| "cabi_realloc".to_string())
     };
-    let finished = karmem_adapters::wasi::finish_for_preview1(&lowered, mode, &realloc_of)?;
-    Ok(finished.module)
-}
-
-/// Whether one of the component's core modules is the preview1 adapter. A
-/// component that cannot be read says no: the lowering then reports what is
-/// wrong with it, with its offset, as for any other malformed input.
-fn has_preview1_adapter(component: &[u8]) -> bool {
-    for payload in wasmparser::Parser::new(0).parse_all(component) {
-        let Ok(payload) = payload else { return false };
-        if let wasmparser::Payload::ModuleSection { unchecked_range, .. } = payload {
-            let Some(module) = component.get(unchecked_range) else { return false };
-            if matches!(karmem_adapters::wasi::recognize_preview1_adapter(module), Ok(Some(_))) {
-                return true;
-            }
-        }
-    }
-    false
+    let finished = karmem_adapters::wasi::finish_for_preview1_with(&lowered, finish, &realloc_of)?;
+    Ok((finished.module, finished.stubbed))
 }

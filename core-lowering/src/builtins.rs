@@ -1,24 +1,38 @@
-//! Canonical builtins as generated wasm: one handle table per resource.
+//! Canonical builtins as generated wasm: one handle table per component
+//! instance, shared by every resource type the instance holds handles of.
 //!
 //! Owns: the handle table layout and the code of `resource.new`,
-//! `resource.rep` and `resource.drop` for resources the component defines
+//! `resource.rep` and `resource.drop`, and the lifts and lowers of handles
+//! (lend, borrow, take) the adapters call
 //! (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#canon-resourcenew>).
-//! Leaves deciding which placeholder import becomes which builtin to `link`.
+//! Leaves deciding which table a resource's handles live in, and which
+//! placeholder import becomes which builtin, to `link`.
 //!
-//! Layout: a resource's table is an array of 16-byte entries in linear
-//! memory (`rep: i32`, `state: i32`, `lends: i32`, `lender: i32`). State
-//! 0 is free (then `rep` holds the next free index), 1 an own handle, 2 a
-//! borrow handle. Index 0 is reserved, so a handle is never 0. Freed
-//! entries go on a free list. The array lives in pages the table obtains
-//! with `memory.grow` and doubles when full (the old pages are left
-//! behind: tables only grow). Misuse (index 0, out of range, a free entry)
-//! traps with `unreachable`.
+//! Layout: a table is an array of 16-byte entries in linear memory
+//! (`rep: i32`, `state: i32`, `lends: i32`, `type: i32`), as the
+//! specification's per-instance table of `ResourceHandle`s: the resources
+//! an instance defines and the host resources it imports share one
+//! numbering (handles 1, 2, 3 across two resource types), and each entry
+//! records its resource type (a tag `link` gives each resource, unique in
+//! the module). State 0 is free (then `rep` holds the next free index), 1
+//! an own handle, 2 a borrow handle. Index 0 is reserved, so a handle is
+//! never 0. Freed entries go on a free list (last freed, first reused, as
+//! the specification's table does). The array lives in pages the table
+//! obtains with `memory.grow` and doubles when full (the old pages are
+//! left behind: tables only grow). Misuse traps with `unreachable`: index
+//! 0, out of range or a free entry ("unknown handle index"), an entry of
+//! another resource type ("handle index used with the wrong type"), an own
+//! handle dropped or passed on while lent ("cannot remove owned resource
+//! while borrowed"), a borrow handle passed as own.
+//!
+//! For an imported (host) resource the entry's `rep` is the host's own
+//! handle number, and the "destructor" is the host's `[resource-drop]`.
 //!
 //! Borrows (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#borrow-handles>):
-//! `lends` counts the calls a handle is lent to right now; dropping an
-//! own handle whose `lends` is not 0 traps. A borrow lent to a component
-//! that does not define the resource becomes a fresh borrow entry (`rep`
-//! copied, `lender` the lent handle); the global `scope` counts the borrow
+//! `lends` counts the calls a handle is lent to right now; dropping or
+//! taking an own handle whose `lends` is not 0 traps. A borrow lent to a
+//! component that does not define the resource becomes a fresh borrow
+//! entry (`rep` and `type` copied); the global `scope` counts the borrow
 //! entries the running call still holds: dropping one decrements it, and a
 //! call that returns with `scope` not 0 traps (the callee must drop every
 //! borrow it was given). Adapters save `scope`, zero it for the callee and
@@ -37,7 +51,7 @@ pub const STATE_OWN: i32 = 1;
 /// Handle state: a borrow handle (dropping it only frees the slot).
 pub const STATE_BORROW: i32 = 2;
 
-/// The globals of one resource's handle table.
+/// The globals of one component instance's handle table.
 #[derive(Debug, Clone, Copy)]
 pub struct HandleTable {
     memory: MemoryId,
@@ -63,6 +77,13 @@ pub struct ResourceFuncs {
     pub borrow: FunctionId,
     /// `(handle)`: the call `handle` was lent to has returned.
     pub unlend: FunctionId,
+    /// `(handle) -> rep`: lift an own handle out of the table (it moves to
+    /// the callee, which now owns the resource); traps while it is lent.
+    pub take: FunctionId,
+    /// `(handle)`: trap unless `handle` can be lifted as `own` here (an
+    /// own handle of this type, not lent), for a handle that keeps its
+    /// entry when it crosses (see `link`).
+    pub check_own: FunctionId,
 }
 
 /// The global counting the running call's borrow entries; one per module.
@@ -77,7 +98,7 @@ fn global(module: &mut Module, init: i32) -> GlobalId {
 const WORD: MemArg = MemArg { align: 4, offset: 0 };
 const WORD_STATE: MemArg = MemArg { align: 4, offset: 4 };
 const WORD_LENDS: MemArg = MemArg { align: 4, offset: 8 };
-const WORD_LENDER: MemArg = MemArg { align: 4, offset: 12 };
+const WORD_TYPE: MemArg = MemArg { align: 4, offset: 12 };
 const I32: LoadKind = LoadKind::I32 { atomic: false };
 const I32_STORE: StoreKind = StoreKind::I32 { atomic: false };
 
@@ -94,17 +115,40 @@ impl HandleTable {
         }
     }
 
-    /// Generate `new`, `rep` and `drop` for this table; `dtor` runs when
-    /// an own handle is dropped.
-    pub fn generate(&self, module: &mut Module, dtor: Option<FunctionId>, name: &str) -> ResourceFuncs {
+    /// Generate the functions of one resource type whose handles live in
+    /// this table: `tag` (not 0) marks its entries, `dtor` runs with the rep
+    /// when an own handle is dropped.
+    pub fn generate(&self, module: &mut Module, tag: i32, dtor: Option<FunctionId>, name: &str) -> ResourceFuncs {
+        let t = Typed { table: *self, tag };
         ResourceFuncs {
-            new: self.gen_new(module, name),
-            rep: self.gen_rep(module, name),
-            drop: self.gen_drop(module, dtor, name),
-            lend: self.gen_lend(module, name),
-            borrow: self.gen_borrow(module, name),
-            unlend: self.gen_unlend(module, name),
+            new: t.gen_new(module, name),
+            rep: t.gen_rep(module, name),
+            drop: t.gen_drop(module, dtor, name),
+            lend: t.gen_lend(module, name),
+            borrow: t.gen_borrow(module, name),
+            unlend: t.gen_unlend(module, name),
+            take: t.gen_take(module, name),
+            check_own: t.gen_check_own(module, name),
         }
+    }
+
+    /// `(rep) -> handle`: a new borrow entry of type `tag` in this table,
+    /// counted in `scope` (`lower_borrow` of a rep lifted from another
+    /// instance's table; generated only for resources whose handles move
+    /// between tables, see `link`).
+    pub fn lower_borrow(&self, module: &mut Module, tag: i32, name: &str) -> FunctionId {
+        let t = Typed { table: *self, tag };
+        let rep = module.locals.add(ValType::I32);
+        let handle = module.locals.add(ValType::I32);
+        let new_capacity = module.locals.add(ValType::I32);
+        let page = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
+        builder.name(format!("karmem lower borrow {name}"));
+        let mut body = builder.func_body();
+        t.insert(&mut body, [rep, handle, new_capacity, page], STATE_BORROW);
+        body.global_get(self.scope).i32_const(1).binop(BinaryOp::I32Add).global_set(self.scope);
+        body.local_get(handle);
+        builder.finish(vec![rep], &mut module.funcs)
     }
 
     /// Push the address of entry `handle`.
@@ -114,26 +158,6 @@ impl HandleTable {
             .i32_const(ENTRY_SIZE)
             .binop(BinaryOp::I32Mul)
             .binop(BinaryOp::I32Add);
-    }
-
-    fn gen_new(&self, module: &mut Module, name: &str) -> FunctionId {
-        let rep = module.locals.add(ValType::I32);
-        let handle = module.locals.add(ValType::I32);
-        let new_capacity = module.locals.add(ValType::I32);
-        let page = module.locals.add(ValType::I32);
-        let t = *self;
-        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
-        builder.name(format!("karmem resource.new {name}"));
-        let mut body = builder.func_body();
-        t.allocate(&mut body, handle, new_capacity, page);
-        t.entry_address(&mut body, handle);
-        body.local_get(rep).store(t.memory, I32_STORE, WORD);
-        t.entry_address(&mut body, handle);
-        body.i32_const(STATE_OWN).store(t.memory, I32_STORE, WORD_STATE);
-        t.entry_address(&mut body, handle);
-        body.i32_const(0).store(t.memory, I32_STORE, WORD_LENDS);
-        body.local_get(handle);
-        builder.finish(vec![rep], &mut module.funcs)
     }
 
     /// A fresh entry's index in `handle` (state and fields not yet set).
@@ -203,88 +227,210 @@ impl HandleTable {
             .store(self.memory, I32_STORE, WORD_LENDS);
     }
 
+}
+
+/// One resource type's view of a table: its entries carry `tag`.
+#[derive(Clone, Copy)]
+struct Typed {
+    table: HandleTable,
+    tag: i32,
+}
+
+fn trap_if(body: &mut walrus::InstrSeqBuilder<'_>) {
+    body.if_else(
+        None,
+        |bad| {
+            bad.unreachable();
+        },
+        |_| {},
+    );
+}
+
+impl Typed {
+    fn entry_address(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId) {
+        self.table.entry_address(body, handle);
+    }
+
+    fn load(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId, field: MemArg) {
+        self.entry_address(body, handle);
+        body.load(self.table.memory, I32, field);
+    }
+
+    /// Store what `value` pushes in field `field` of entry `handle`.
+    fn store(
+        &self,
+        body: &mut walrus::InstrSeqBuilder<'_>,
+        handle: LocalId,
+        field: MemArg,
+        value: impl FnOnce(&mut walrus::InstrSeqBuilder<'_>),
+    ) {
+        self.entry_address(body, handle);
+        value(body);
+        body.store(self.table.memory, I32_STORE, field);
+    }
+
+    /// A new entry of this type holding `rep` in `state`; its index in `handle`.
+    fn insert(&self, body: &mut walrus::InstrSeqBuilder<'_>, locals: [LocalId; 4], state: i32) {
+        let [rep, handle, new_capacity, page] = locals;
+        let tag = self.tag;
+        self.table.allocate(body, handle, new_capacity, page);
+        self.store(body, handle, WORD, |b| {
+            b.local_get(rep);
+        });
+        self.store(body, handle, WORD_STATE, |b| {
+            b.i32_const(state);
+        });
+        self.store(body, handle, WORD_LENDS, |b| {
+            b.i32_const(0);
+        });
+        self.store(body, handle, WORD_TYPE, |b| {
+            b.i32_const(tag);
+        });
+    }
+
+    fn gen_new(&self, module: &mut Module, name: &str) -> FunctionId {
+        let rep = module.locals.add(ValType::I32);
+        let handle = module.locals.add(ValType::I32);
+        let new_capacity = module.locals.add(ValType::I32);
+        let page = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
+        builder.name(format!("karmem resource.new {name}"));
+        let mut body = builder.func_body();
+        self.insert(&mut body, [rep, handle, new_capacity, page], STATE_OWN);
+        body.local_get(handle);
+        builder.finish(vec![rep], &mut module.funcs)
+    }
+
+    /// Add `delta` to `handle`'s `lends`.
+    fn add_lends(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId, delta: i32) {
+        self.table.add_lends(body, handle, delta);
+    }
+
     fn gen_lend(&self, module: &mut Module, name: &str) -> FunctionId {
         let handle = module.locals.add(ValType::I32);
-        let t = *self;
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
         builder.name(format!("karmem lend {name}"));
         let mut body = builder.func_body();
-        t.check(&mut body, handle);
-        t.add_lends(&mut body, handle, 1);
-        t.entry_address(&mut body, handle);
-        body.load(t.memory, I32, WORD);
+        self.check(&mut body, handle);
+        self.add_lends(&mut body, handle, 1);
+        self.load(&mut body, handle, WORD);
         builder.finish(vec![handle], &mut module.funcs)
     }
 
     fn gen_unlend(&self, module: &mut Module, name: &str) -> FunctionId {
         let handle = module.locals.add(ValType::I32);
-        let t = *self;
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[]);
         builder.name(format!("karmem unlend {name}"));
         let mut body = builder.func_body();
-        t.check(&mut body, handle);
-        t.add_lends(&mut body, handle, -1);
+        self.check(&mut body, handle);
+        self.add_lends(&mut body, handle, -1);
         builder.finish(vec![handle], &mut module.funcs)
     }
 
     fn gen_borrow(&self, module: &mut Module, name: &str) -> FunctionId {
         let lender = module.locals.add(ValType::I32);
+        let rep = module.locals.add(ValType::I32);
         let handle = module.locals.add(ValType::I32);
         let new_capacity = module.locals.add(ValType::I32);
         let page = module.locals.add(ValType::I32);
-        let t = *self;
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
         builder.name(format!("karmem borrow {name}"));
         let mut body = builder.func_body();
-        t.check(&mut body, lender);
-        t.add_lends(&mut body, lender, 1);
-        t.allocate(&mut body, handle, new_capacity, page);
-        // The entry address moves when the table grows: read the lender after.
-        t.entry_address(&mut body, handle);
-        t.entry_address(&mut body, lender);
-        body.load(t.memory, I32, WORD).store(t.memory, I32_STORE, WORD);
-        t.entry_address(&mut body, handle);
-        body.i32_const(STATE_BORROW).store(t.memory, I32_STORE, WORD_STATE);
-        t.entry_address(&mut body, handle);
-        body.i32_const(0).store(t.memory, I32_STORE, WORD_LENDS);
-        t.entry_address(&mut body, handle);
-        body.local_get(lender).store(t.memory, I32_STORE, WORD_LENDER);
-        body.global_get(t.scope).i32_const(1).binop(BinaryOp::I32Add).global_set(t.scope);
+        self.check(&mut body, lender);
+        self.add_lends(&mut body, lender, 1);
+        // Read the rep first: the entry addresses move when the table grows.
+        self.load(&mut body, lender, WORD);
+        body.local_set(rep);
+        self.insert(&mut body, [rep, handle, new_capacity, page], STATE_BORROW);
+        let scope = self.table.scope;
+        body.global_get(scope).i32_const(1).binop(BinaryOp::I32Add).global_set(scope);
         body.local_get(handle);
         builder.finish(vec![lender], &mut module.funcs)
     }
 
-    /// Trap unless `handle` names a live entry.
+    /// Trap unless `handle` names a live entry of this type.
     fn check(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId) {
-        let t = *self;
+        let t = self.table;
+        // Unknown handle index: 0, past the end, or free.
         body.local_get(handle)
             .unop(walrus::ir::UnaryOp::I32Eqz)
             .local_get(handle)
             .global_get(t.next)
             .binop(BinaryOp::I32GeU)
-            .binop(BinaryOp::I32Or)
-            .if_else(None, |bad| {
-                bad.unreachable();
-            }, |_| {});
-        t.entry_address(body, handle);
-        body.load(t.memory, I32, WORD_STATE).unop(walrus::ir::UnaryOp::I32Eqz).if_else(
-            None,
-            |bad| {
-                bad.unreachable();
-            },
-            |_| {},
-        );
+            .binop(BinaryOp::I32Or);
+        trap_if(body);
+        self.load(body, handle, WORD_STATE);
+        body.unop(walrus::ir::UnaryOp::I32Eqz);
+        trap_if(body);
+        // Handle index used with the wrong type.
+        self.load(body, handle, WORD_TYPE);
+        body.i32_const(self.tag).binop(BinaryOp::I32Ne);
+        trap_if(body);
     }
 
     fn gen_rep(&self, module: &mut Module, name: &str) -> FunctionId {
         let handle = module.locals.add(ValType::I32);
-        let t = *self;
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
         builder.name(format!("karmem resource.rep {name}"));
         let mut body = builder.func_body();
-        t.check(&mut body, handle);
-        t.entry_address(&mut body, handle);
-        body.load(t.memory, I32, WORD);
+        self.check(&mut body, handle);
+        self.load(&mut body, handle, WORD);
+        builder.finish(vec![handle], &mut module.funcs)
+    }
+
+    /// Put entry `handle` on the free list.
+    fn free(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId) {
+        let free = self.table.free;
+        self.store(body, handle, WORD, |b| {
+            b.global_get(free);
+        });
+        self.store(body, handle, WORD_STATE, |b| {
+            b.i32_const(0);
+        });
+        body.local_get(handle).global_set(free);
+    }
+
+    /// Trap if `state` is own and entry `handle` is lent out.
+    fn check_not_lent(&self, body: &mut walrus::InstrSeqBuilder<'_>, handle: LocalId, state: LocalId) {
+        body.local_get(state).i32_const(STATE_OWN).binop(BinaryOp::I32Eq);
+        self.load(body, handle, WORD_LENDS);
+        body.i32_const(0).binop(BinaryOp::I32Ne).binop(BinaryOp::I32And);
+        trap_if(body);
+    }
+
+    fn gen_check_own(&self, module: &mut Module, name: &str) -> FunctionId {
+        let handle = module.locals.add(ValType::I32);
+        let state = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[]);
+        builder.name(format!("karmem check own {name}"));
+        let mut body = builder.func_body();
+        self.check(&mut body, handle);
+        self.load(&mut body, handle, WORD_STATE);
+        body.local_tee(state);
+        body.i32_const(STATE_OWN).binop(BinaryOp::I32Ne);
+        trap_if(&mut body);
+        self.check_not_lent(&mut body, handle, state);
+        builder.finish(vec![handle], &mut module.funcs)
+    }
+
+    fn gen_take(&self, module: &mut Module, name: &str) -> FunctionId {
+        let handle = module.locals.add(ValType::I32);
+        let rep = module.locals.add(ValType::I32);
+        let state = module.locals.add(ValType::I32);
+        let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
+        builder.name(format!("karmem take {name}"));
+        let mut body = builder.func_body();
+        self.check(&mut body, handle);
+        self.load(&mut body, handle, WORD);
+        body.local_set(rep);
+        self.load(&mut body, handle, WORD_STATE);
+        body.local_tee(state);
+        // Only an own handle can be passed as `own`.
+        body.i32_const(STATE_OWN).binop(BinaryOp::I32Ne);
+        trap_if(&mut body);
+        self.check_not_lent(&mut body, handle, state);
+        self.free(&mut body, handle);
+        body.local_get(rep);
         builder.finish(vec![handle], &mut module.funcs)
     }
 
@@ -292,39 +438,26 @@ impl HandleTable {
         let handle = module.locals.add(ValType::I32);
         let rep = module.locals.add(ValType::I32);
         let state = module.locals.add(ValType::I32);
-        let t = *self;
         let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[]);
         builder.name(format!("karmem resource.drop {name}"));
         let mut body = builder.func_body();
-        t.check(&mut body, handle);
-        t.entry_address(&mut body, handle);
-        body.load(t.memory, I32, WORD).local_set(rep);
-        t.entry_address(&mut body, handle);
-        body.load(t.memory, I32, WORD_STATE).local_set(state);
+        self.check(&mut body, handle);
+        self.load(&mut body, handle, WORD);
+        body.local_set(rep);
+        self.load(&mut body, handle, WORD_STATE);
+        body.local_set(state);
         // An own handle lent to a call that has not returned cannot go.
-        body.local_get(state).i32_const(STATE_OWN).binop(BinaryOp::I32Eq);
-        t.entry_address(&mut body, handle);
-        body.load(t.memory, I32, WORD_LENDS).i32_const(0).binop(BinaryOp::I32Ne).binop(BinaryOp::I32And).if_else(
-            None,
-            |bad| {
-                bad.unreachable();
-            },
-            |_| {},
-        );
+        self.check_not_lent(&mut body, handle, state);
         // A borrow leaves the running call's count.
+        let scope = self.table.scope;
         body.local_get(state).i32_const(STATE_BORROW).binop(BinaryOp::I32Eq).if_else(
             None,
             |borrow| {
-                borrow.global_get(t.scope).i32_const(1).binop(BinaryOp::I32Sub).global_set(t.scope);
+                borrow.global_get(scope).i32_const(1).binop(BinaryOp::I32Sub).global_set(scope);
             },
             |_| {},
         );
-        // Put the entry on the free list.
-        t.entry_address(&mut body, handle);
-        body.global_get(t.free).store(t.memory, I32_STORE, WORD);
-        t.entry_address(&mut body, handle);
-        body.i32_const(0).store(t.memory, I32_STORE, WORD_STATE);
-        body.local_get(handle).global_set(t.free);
+        self.free(&mut body, handle);
         if let Some(dtor) = dtor {
             body.local_get(state).i32_const(STATE_OWN).binop(BinaryOp::I32Eq).if_else(
                 None,

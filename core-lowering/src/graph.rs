@@ -185,6 +185,8 @@ pub struct Graph {
     pub component_instances: usize,
     /// Per component instantiation, the one it was instantiated in (`None`: the root).
     pub component_parents: Vec<Option<usize>>,
+    /// The type of each imported function whose type the imports spell out.
+    pub import_sigs: std::collections::BTreeMap<ImportPath, FuncSig>,
 }
 
 #[allow(

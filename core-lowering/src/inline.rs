@@ -60,6 +60,8 @@ enum TypeDef {
 struct InstanceShape {
     resources: Vec<String>,
     types: Vec<(String, ValTy)>,
+    /// Exported functions' types (resources instance-relative too).
+    funcs: Vec<(String, Rc<FuncSig>)>,
 }
 
 /// First segment of a resource path relative to the imported instance
@@ -136,6 +138,7 @@ struct Frame {
     core_tables: Vec<CoreDef>,
     core_memories: Vec<CoreDef>,
     core_globals: Vec<CoreDef>,
+    core_tags: Vec<CoreDef>,
     core_instances: Vec<CoreInstanceDef>,
     core_modules: Vec<ModuleDef>,
     funcs: Vec<FuncDef>,
@@ -324,7 +327,12 @@ impl<'p, 'a> Inliner<'p, 'a> {
     fn import_item(&mut self, frame: &Frame, name: &str, ty: &ComponentTypeRef) -> Result<ItemDef> {
         let path = vec![name.to_string()];
         Ok(match ty {
-            ComponentTypeRef::Func(_) => ItemDef::Func(FuncDef::Import(path)),
+            ComponentTypeRef::Func(t) => {
+                if let Ok(TypeDef::Func(sig)) = get(&frame.types, *t, "type", &frame.location) {
+                    self.graph.import_sigs.insert(path.clone(), (**sig).clone());
+                }
+                ItemDef::Func(FuncDef::Import(path))
+            }
             ComponentTypeRef::Instance(t) => {
                 let shape = match get(&frame.types, *t, "type", &frame.location)? {
                     TypeDef::Instance(shape) => shape.clone(),
@@ -413,9 +421,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                         ExternalKind::Table => get(&frame.core_tables, export.index, "core table", &loc)?,
                         ExternalKind::Memory => get(&frame.core_memories, export.index, "core memory", &loc)?,
                         ExternalKind::Global => get(&frame.core_globals, export.index, "core global", &loc)?,
-                        ExternalKind::Tag => {
-                            bail!("`{loc}` passes an exception tag: exception handling is not supported yet")
-                        }
+                        ExternalKind::Tag => get(&frame.core_tags, export.index, "core tag", &loc)?,
                     };
                     map.insert(export.name.to_string(), def.clone());
                 }
@@ -457,7 +463,18 @@ impl<'p, 'a> Inliner<'p, 'a> {
                         let mut path = instance_path.clone();
                         path.push(name.to_string());
                         match kind {
-                            ComponentExternalKind::Func => ItemDef::Func(FuncDef::Import(path)),
+                            ComponentExternalKind::Func => {
+                                if let Some((_, sig)) = shape.funcs.iter().find(|(n, _)| n == name) {
+                                    let rebase = |t: &ValTy| rebase_resources(t, &instance_path);
+                                    let sig = FuncSig {
+                                        params: sig.params.iter().map(|(n, t)| (n.clone(), rebase(t))).collect(),
+                                        result: sig.result.as_ref().map(rebase),
+                                        is_async: sig.is_async,
+                                    };
+                                    self.graph.import_sigs.insert(path.clone(), sig);
+                                }
+                                ItemDef::Func(FuncDef::Import(path))
+                            }
                             ComponentExternalKind::Instance => {
                                 ItemDef::Instance(InstanceDef::Import { path, shape: Rc::new(InstanceShape::default()) })
                             }
@@ -492,9 +509,7 @@ impl<'p, 'a> Inliner<'p, 'a> {
                     ExternalKind::Table => frame.core_tables.push(def),
                     ExternalKind::Memory => frame.core_memories.push(def),
                     ExternalKind::Global => frame.core_globals.push(def),
-                    ExternalKind::Tag => {
-                        bail!("`{loc}` aliases an exception tag: exception handling is not supported yet")
-                    }
+                    ExternalKind::Tag => frame.core_tags.push(def),
                 }
             }
             ComponentAlias::Outer { kind, count, index } => {
@@ -599,6 +614,11 @@ impl<'p, 'a> Inliner<'p, 'a> {
                         _ => TypeDef::Other,
                     };
                     local.types.push(def);
+                }
+                InstanceTypeDeclaration::Export { name, ty: ComponentTypeRef::Func(t) } => {
+                    if let Some(TypeDef::Func(sig)) = local.types.get(*t as usize) {
+                        shape.funcs.push((name.name.to_string(), sig.clone()));
+                    }
                 }
                 InstanceTypeDeclaration::Export { name, ty: ComponentTypeRef::Type(bounds) } => {
                     let name = name.name.to_string();

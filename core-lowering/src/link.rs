@@ -8,7 +8,7 @@
 //! (parsing and emitting 16 MB of it dominated `lower`'s time). Leaves
 //! shim/fixup resolution to `merge` and validation to `lib`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow, bail};
 use walrus::{FunctionId, GlobalId, LocalId, MemoryId, Module, ValType};
@@ -17,7 +17,7 @@ use wasm_encoder::{CustomSection, ProducersField, ProducersSection};
 use wasmparser::{Parser, Payload, TypeRef};
 
 use crate::builtins::{HandleTable, ResourceFuncs, borrow_scope};
-use crate::graph::{BuiltinKind, DefinedResourceId, Graph, ResourceRef};
+use crate::graph::{BuiltinKind, DefinedResourceId, Graph, ImportPath, ResourceRef};
 use crate::merge::{
     BorrowParam, FuncIndex, INTERNAL_MODULE, ImportKind, InPlace, InstanceMaps, LinkPlan, MemoryIndex, Merged, Sections,
 };
@@ -162,6 +162,7 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
     };
     for wrapper in &plan.wrappers {
         needed.extend(wrapper.borrows.iter().map(|b| b.resource));
+        needed.extend(wrapper.own_result);
         for fix in &wrapper.in_place {
             match fix {
                 InPlace::List { elem, .. } => needed.extend(defined(elem)),
@@ -169,23 +170,52 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
             }
         }
     }
-    for fused in plan.fused.values() {
+    for (l, fused) in &plan.fused {
+        if fused.copy.is_none() {
+            let (owns, own_result) = fused_owns(graph, *l);
+            needed.extend(owns.iter().map(|(_, r)| *r).chain(own_result));
+        }
         needed.extend(fused.borrows.iter().map(|b| b.resource));
         needed.extend(fused.copy.iter().flat_map(|c| c.borrow_reps.iter().copied()));
     }
     needed.sort();
     needed.dedup();
+    // Imported resources held in tables: per holding instance.
+    let mut imported_needed: BTreeMap<(usize, ImportPath), Option<FunctionId>> = BTreeMap::new();
+    for call in plan.host_calls.values() {
+        for r in call.params.iter().map(|h| &h.resource).chain(call.result.iter()) {
+            imported_needed.entry((call.owner, r.clone())).or_insert(None);
+        }
+    }
+    for (b, host_drop) in &plan.host_drops {
+        let builtin = graph.builtin(*b);
+        let ResourceRef::Imported(path) = &builtin.resource else { bail!("a host drop of a defined resource") };
+        imported_needed.insert((builtin.owner, path.clone()), Some(func(host_drop.0)?));
+    }
     let mut resource_funcs: BTreeMap<DefinedResourceId, ResourceFuncs> = BTreeMap::new();
+    // Resources whose handles move between instance tables: per holding
+    // instance, the functions on its table and its `lower_borrow`.
+    let moving = moving_resources(plan, graph);
+    let mut moved_funcs: BTreeMap<(usize, DefinedResourceId), (ResourceFuncs, FunctionId)> = BTreeMap::new();
+    let mut imported_funcs: BTreeMap<(usize, ImportPath), ResourceFuncs> = BTreeMap::new();
     let mut scope = None;
-    if !needed.is_empty() {
+    if !needed.is_empty() || !imported_needed.is_empty() {
         let table_memory = match plan.builtin_memory {
             Some(m) => memory(m)?,
-            None => module.memories.add_local(false, false, 0, None, None),
+            // One page, as the Karmem edge gives a module without a memory:
+            // its adapters use page 0 as scratch before `KarmemInit` (a
+            // start function calling an import); tables take pages of their own.
+            None => module.memories.add_local(false, false, 1, None, None),
         };
         let shared_scope = borrow_scope(&mut module);
         scope = Some(shared_scope);
+        // One table per component instance; each resource type a tag of its own.
+        let mut tables: BTreeMap<usize, HandleTable> = BTreeMap::new();
+        let mut table = |module: &mut Module, owner: usize| {
+            *tables.entry(owner).or_insert_with(|| HandleTable::new(module, table_memory, shared_scope))
+        };
         for r in needed {
-            let table = HandleTable::new(&mut module, table_memory, shared_scope);
+            let t = table(&mut module, graph.resource(r).owner);
             let dtor = match plan.dtors.get(&r) {
                 Some(d) => Some(func(d.0)?),
                 None => None,
@@ -196,7 +226,28 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                 .as_ref()
                 .map(|(i, n)| format!("{i}#{n}"))
                 .unwrap_or_else(|| format!("resource {}", r.0));
-            resource_funcs.insert(r, table.generate(&mut module, dtor, &name));
+            let tag = i32::try_from(r.0 + 1).context("too many resource types")?;
+            resource_funcs.insert(r, t.generate(&mut module, tag, dtor, &name));
+            for instance in moving.get(&r).into_iter().flatten() {
+                let t = table(&mut module, *instance);
+                let name = format!("{name} (held by component instance {instance})");
+                let funcs = if *instance == graph.resource(r).owner {
+                    resource_funcs.get(&r).copied().context("handle table missing")?
+                } else {
+                    t.generate(&mut module, tag, dtor, &name)
+                };
+                moved_funcs.insert((*instance, r), (funcs, t.lower_borrow(&mut module, tag, &name)));
+            }
+        }
+        let mut paths: Vec<&ImportPath> = imported_needed.keys().map(|(_, p)| p).collect();
+        paths.sort();
+        paths.dedup();
+        for ((owner, path), dtor) in &imported_needed {
+            let t = table(&mut module, *owner);
+            let ordinal = paths.iter().position(|p| *p == path).unwrap_or_default();
+            let tag = i32::try_from(graph.resources.len() + 1 + ordinal).context("too many resource types")?;
+            let name = format!("{} (held by component instance {owner})", path.join("#"));
+            imported_funcs.insert((*owner, path.clone()), t.generate(&mut module, tag, *dtor, &name));
         }
     }
 
@@ -210,10 +261,14 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
             ImportKind::Host { .. } => {}
             ImportKind::Builtin(b) => {
                 let builtin = graph.builtin(*b);
-                let ResourceRef::Defined(r) = &builtin.resource else {
-                    bail!("a builtin of an imported resource reached the glue")
-                };
-                let funcs = resource_funcs.get(r).context("handle table missing")?;
+                let funcs = match &builtin.resource {
+                    ResourceRef::Defined(r) if moving.contains_key(r) => {
+                        moved_funcs.get(&(builtin.owner, *r)).map(|(f, _)| f)
+                    }
+                    ResourceRef::Defined(r) => resource_funcs.get(r),
+                    ResourceRef::Imported(path) => imported_funcs.get(&(builtin.owner, path.clone())),
+                }
+                .context("handle table missing")?;
                 let target = match builtin.kind {
                     BuiltinKind::ResourceNew => funcs.new,
                     BuiltinKind::ResourceRep => funcs.rep,
@@ -267,10 +322,69 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                     )?;
                 } else {
                     let (params, result) = fused_types(graph, *l);
-                    let call =
-                        Call { callee, post_return: post, borrows: &fused.borrows, scope, lifts: (&params, result.as_ref()) };
+                    let (owns, own_result) = fused_owns(graph, *l);
+                    let check = |r: &DefinedResourceId| {
+                        resource_funcs.get(r).map(|f| f.check_own).context("handle table missing")
+                    };
+                    // Moving handles: the caller's and the callee's tables.
+                    let caller_instance = graph.lowered(*l).owner;
+                    let callee_instance = match &graph.lowered(*l).target {
+                        crate::graph::LowerTarget::Lifted(c) => Some(graph.lifted(*c).owner),
+                        crate::graph::LowerTarget::Import(_) => None,
+                    };
+                    let moved = |instance: Option<usize>, r: &DefinedResourceId| {
+                        let instance = instance.context("a moved handle without a callee instance")?;
+                        moved_funcs.get(&(instance, *r)).copied().context("handle table missing")
+                    };
+                    let mut own_checks = Vec::new();
+                    let mut moves = MovedHandles::default();
+                    for (pos, r) in &owns {
+                        if moving.contains_key(r) {
+                            let (from, to) = (moved(Some(caller_instance), r)?.0, moved(callee_instance, r)?.0);
+                            moves.owns.insert(*pos, (from.take, to.new));
+                        } else {
+                            own_checks.push((*pos, check(r)?));
+                        }
+                    }
+                    for b in fused.borrows.iter().filter(|b| moving.contains_key(&b.resource)) {
+                        let from = moved(Some(caller_instance), &b.resource)?.0;
+                        let lower = if b.to_owner { None } else { Some(moved(callee_instance, &b.resource)?.1) };
+                        moves.borrows.insert(b.pos, (from.lend, lower, from.unlend));
+                    }
+                    let mut check_own_result = None;
+                    if let Some(r) = &own_result {
+                        if moving.contains_key(r) {
+                            let (from, to) = (moved(callee_instance, r)?.0, moved(Some(caller_instance), r)?.0);
+                            moves.result = Some((from.take, to.new));
+                        } else {
+                            check_own_result = Some(check(r)?);
+                        }
+                    }
+                    let call = Call {
+                        callee,
+                        post_return: post,
+                        borrows: &fused.borrows,
+                        scope,
+                        lifts: (&params, result.as_ref()),
+                        owns: own_checks,
+                        check_own_result,
+                        moves,
+                    };
                     call.generate(&mut module, fid, &import.ty, &resource_funcs)?;
                 }
+            }
+            ImportKind::HostCall(l) => {
+                let call = plan.host_calls.get(l).context("host call missing")?;
+                let funcs = |path: &ImportPath| {
+                    imported_funcs.get(&(call.owner, path.clone())).copied().context("handle table missing")
+                };
+                let mut params = BTreeMap::new();
+                for h in &call.params {
+                    let f = funcs(&h.resource)?;
+                    params.insert(h.pos, (h.own, f));
+                }
+                let result = call.result.as_ref().map(funcs).transpose()?;
+                host_call(&mut module, fid, &import.ty, func(call.host.0)?, &params, result)?;
             }
             ImportKind::Reenter(_) => {
                 module
@@ -298,12 +412,19 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         });
                     }
                 }
+                let own_result = match wrapper.own_result {
+                    Some(r) => Some(resource_funcs.get(&r).context("handle table missing")?.check_own),
+                    None => None,
+                };
                 let call = Call {
                     callee: func(wrapper.callee.0)?,
                     post_return: None,
                     borrows: &wrapper.borrows,
                     scope,
                     lifts: (&[], None),
+                    owns: Vec::new(),
+                    check_own_result: own_result,
+                    moves: MovedHandles::default(),
                 };
                 call.generate_with(&mut module, fid, &import.ty, &resource_funcs, &fixes)?;
             }
@@ -325,6 +446,32 @@ struct Call<'a> {
     /// flat values are lifted (checked and converted) on the way
     /// (`adapter::lift_flat`). Empty at the host boundary.
     lifts: (&'a [ValTy], Option<&'a ValTy>),
+    /// Flat `own` parameters of resources a component defines: (position,
+    /// `check_own`), checked as they are lifted (they keep their entry).
+    owns: Vec<(usize, FunctionId)>,
+    /// An own result of a resource a component defines: its `check_own`
+    /// (type, not lent) on the way out.
+    check_own_result: Option<FunctionId>,
+    /// Handles that move from the caller's table to the callee's (and a
+    /// result from the callee's to the caller's).
+    moves: MovedHandles,
+}
+
+/// Handles of resources in `moving_resources` crossing a call between two
+/// component instances as flat values: each is lifted from the sending
+/// instance's table and lowered into the receiving instance's
+/// (CanonicalABI.md `lift_own`/`lower_own`, `lift_borrow`/`lower_borrow`).
+#[derive(Default)]
+struct MovedHandles {
+    /// Own parameters by flat position: (`take` on the caller's table,
+    /// `new` on the callee's).
+    owns: BTreeMap<usize, (FunctionId, FunctionId)>,
+    /// Borrow parameters by flat position: (`lend` on the caller's table,
+    /// `lower_borrow` on the callee's unless it defines the resource,
+    /// `unlend` on the caller's table).
+    borrows: BTreeMap<usize, (FunctionId, Option<FunctionId>, FunctionId)>,
+    /// An own result: (`take` on the callee's table, `new` on the caller's).
+    result: Option<(FunctionId, FunctionId)>,
 }
 
 impl Call<'_> {
@@ -353,10 +500,15 @@ impl Call<'_> {
         tables: &BTreeMap<DefinedResourceId, ResourceFuncs>,
         in_place: &[(usize, usize, FunctionId)],
     ) -> Result<()> {
-        let mut lent: BTreeMap<usize, (bool, ResourceFuncs)> = BTreeMap::new();
-        for b in self.borrows {
-            lent.insert(b.pos, (b.to_owner, *tables.get(&b.resource).context("handle table missing")?));
+        // Per lent position: (lend or borrow, then a lower into the callee's table, unlend).
+        let mut lent: BTreeMap<usize, (FunctionId, Option<FunctionId>, FunctionId)> = self.moves.borrows.clone();
+        for b in self.borrows.iter().filter(|b| !self.moves.borrows.contains_key(&b.pos)) {
+            let funcs = tables.get(&b.resource).context("handle table missing")?;
+            lent.insert(b.pos, (if b.to_owner { funcs.lend } else { funcs.borrow }, None, funcs.unlend));
         }
+        let moved_owns = &self.moves.owns;
+        let moved_result = self.moves.result;
+        let converted_result = module.locals.add(ValType::I32);
         let results: Vec<LocalId> = ty
             .results()
             .iter()
@@ -364,7 +516,8 @@ impl Call<'_> {
             .collect::<Result<_>>()?;
         let saved_scope = module.locals.add(ValType::I32);
         let scope_global = if lent.is_empty() { None } else { Some(self.scope.context("borrow scope missing")?) };
-        let (callee, post) = (self.callee, self.post_return);
+        let (callee, post, own_result) = (self.callee, self.post_return, self.check_own_result);
+        let owns = &self.owns;
         // Lift the flat values only when they are all flat (nothing passed through memory).
         let (param_tys, result_ty) = self.lifts;
         let flat_count = |tys: &[&ValTy]| {
@@ -394,23 +547,39 @@ impl Call<'_> {
                     body.global_get(g).local_set(saved_scope).i32_const(0).global_set(g);
                 }
                 for (i, a) in args.iter().enumerate() {
+                    // Lifted in order: an own handle lent by an earlier parameter traps.
+                    if let Some((_, check)) = owns.iter().find(|(pos, _)| *pos == i) {
+                        body.local_get(*a).call(*check);
+                    }
                     body.local_get(*a);
-                    match lent.get(&i) {
-                        Some((true, funcs)) => {
-                            body.call(funcs.lend);
+                    if let Some((lend, lower, _)) = lent.get(&i) {
+                        body.call(*lend);
+                        if let Some(lower) = lower {
+                            body.call(*lower);
                         }
-                        Some((false, funcs)) => {
-                            body.call(funcs.borrow);
-                        }
-                        None => {}
+                    }
+                    if let Some((take, new)) = moved_owns.get(&i) {
+                        body.call(*take).call(*new);
                     }
                 }
                 body.call(callee);
-                if scope_global.is_none() && post.is_none() && lift_result.is_none() {
+                if scope_global.is_none()
+                    && post.is_none()
+                    && lift_result.is_none()
+                    && own_result.is_none()
+                    && moved_result.is_none()
+                {
                     return;
                 }
                 for r in results.iter().rev() {
                     body.local_set(*r);
+                }
+                if let (Some(check), Some(r)) = (own_result, results.first()) {
+                    body.local_get(*r).call(check);
+                }
+                // The post-return gets the callee's own number; the caller its new one.
+                if let (Some((take, new)), Some(r)) = (moved_result, results.first()) {
+                    body.local_get(*r).call(take).call(new).local_set(converted_result);
                 }
                 if let Some(t) = lift_result {
                     crate::adapter::lift_flat(body, t, &results);
@@ -426,8 +595,8 @@ impl Call<'_> {
                     );
                     body.local_get(saved_scope).global_set(g);
                     for (i, a) in args.iter().enumerate() {
-                        if let Some((_, funcs)) = lent.get(&i) {
-                            body.local_get(*a).call(funcs.unlend);
+                        if let Some((_, _, unlend)) = lent.get(&i) {
+                            body.local_get(*a).call(*unlend);
                         }
                     }
                 }
@@ -437,8 +606,8 @@ impl Call<'_> {
                     }
                     body.call(post);
                 }
-                for r in &results {
-                    body.local_get(*r);
+                for (n, r) in results.iter().enumerate() {
+                    body.local_get(if n == 0 && moved_result.is_some() { converted_result } else { *r });
                 }
             })
             .map_err(|e| anyhow!("{e:#}"))?;
@@ -456,6 +625,7 @@ fn splice(sections: &mut Sections, plan: &LinkPlan, glue: &[u8]) -> Result<()> {
         tables: Vec::new(),
         memories: Vec::new(),
         globals: Vec::new(),
+        tags: Vec::new(),
         global_consts: BTreeMap::new(),
         type_base: sections.type_count,
         elem_base: 0,
@@ -581,6 +751,57 @@ fn walrus_val(t: wasmparser::ValType) -> Result<walrus::ValType> {
     })
 }
 
+/// A host import called with the caller's handles of imported resources:
+/// each `own` parameter is taken out of the caller's table (trapping while
+/// lent), each `borrow` lent for the call, the host receiving its own
+/// numbers (the entries' reps); an `own` result gets a new entry.
+fn host_call(
+    module: &mut Module,
+    fid: FunctionId,
+    ty: &wasmparser::FuncType,
+    host: FunctionId,
+    params: &BTreeMap<usize, (bool, ResourceFuncs)>,
+    result: Option<ResourceFuncs>,
+) -> Result<()> {
+    let results: Vec<LocalId> = ty
+        .results()
+        .iter()
+        .map(|t| walrus_val(*t).map(|t| module.locals.add(t)))
+        .collect::<Result<_>>()?;
+    module
+        .replace_imported_func(fid, |(body, args)| {
+            for (i, a) in args.iter().enumerate() {
+                body.local_get(*a);
+                match params.get(&i) {
+                    Some((true, funcs)) => {
+                        body.call(funcs.take);
+                    }
+                    Some((false, funcs)) => {
+                        body.call(funcs.lend);
+                    }
+                    None => {}
+                }
+            }
+            body.call(host);
+            for r in results.iter().rev() {
+                body.local_set(*r);
+            }
+            for (i, a) in args.iter().enumerate() {
+                if let Some((false, funcs)) = params.get(&i) {
+                    body.local_get(*a).call(funcs.unlend);
+                }
+            }
+            for (n, r) in results.iter().enumerate() {
+                body.local_get(*r);
+                if let (0, Some(funcs)) = (n, result) {
+                    body.call(funcs.new);
+                }
+            }
+        })
+        .map_err(|e| anyhow!("{e:#}"))?;
+    Ok(())
+}
+
 /// Turn the placeholder import `fid` into a function calling `target`.
 fn forward(module: &mut Module, fid: FunctionId, target: FunctionId) -> Result<()> {
     module
@@ -594,6 +815,31 @@ fn forward(module: &mut Module, fid: FunctionId, target: FunctionId) -> Result<(
     Ok(())
 }
 
+/// The flat `own` parameters of resources a component defines, by flat
+/// position, and an `own` result of one, of the function a fused adapter
+/// calls (none when its parameters do not all pass flat).
+fn fused_owns(graph: &Graph, lowered: crate::graph::LoweredId) -> (Vec<(usize, DefinedResourceId)>, Option<DefinedResourceId>) {
+    let crate::graph::LowerTarget::Lifted(callee) = &graph.lowered(lowered).target else {
+        return (Vec::new(), None);
+    };
+    let sig = &graph.lifted(*callee).sig;
+    let own = |ty: &ValTy| match ty {
+        ValTy::Own(ResourceRef::Defined(r)) => Some(*r),
+        _ => None,
+    };
+    let mut owns = Vec::new();
+    if sig.flat_params().is_some() {
+        let mut pos = 0usize;
+        for (_, ty) in &sig.params {
+            if let Some(r) = own(ty) {
+                owns.push((pos, r));
+            }
+            pos = pos.saturating_add(ty.flat_len_capped(crate::types::MAX_FLAT_PARAMS));
+        }
+    }
+    (owns, sig.result.as_ref().and_then(own))
+}
+
 /// The parameter and result types of the lifted function a fused adapter calls.
 fn fused_types(graph: &Graph, lowered: crate::graph::LoweredId) -> (Vec<ValTy>, Option<ValTy>) {
     match &graph.lowered(lowered).target {
@@ -602,5 +848,96 @@ fn fused_types(graph: &Graph, lowered: crate::graph::LoweredId) -> (Vec<ValTy>, 
             (sig.params.iter().map(|(_, t)| t.clone()).collect(), sig.result.clone())
         }
         crate::graph::LowerTarget::Import(_) => (Vec::new(), None),
+    }
+}
+
+/// The resources whose handles move between the tables of the component
+/// instances holding them, as the canonical ABI moves them (an `own` leaves
+/// the sender's table and gets the receiver's next index, a `borrow` lent
+/// to a non-defining instance gets a borrow entry in its table), with the
+/// instances that hold them (the defining one included). A resource moves
+/// only when every call between instances that carries it passes it as a
+/// flat top-level `own` or `borrow` through an adapter without a copy, no
+/// host import takes it, and only its defining instance's exports carry
+/// it; the others keep one table (the defining instance's) for all.
+fn moving_resources(plan: &LinkPlan, graph: &Graph) -> BTreeMap<DefinedResourceId, BTreeSet<usize>> {
+    let mut opaque = false;
+    let mut found = |ty: &ValTy, out: &mut BTreeSet<DefinedResourceId>| defined_resources(ty, out, &mut opaque);
+    let in_sig = |sig: &crate::types::FuncSig, found: &mut dyn FnMut(&ValTy, &mut BTreeSet<DefinedResourceId>)| {
+        let mut out = BTreeSet::new();
+        sig.params.iter().map(|(_, t)| t).chain(sig.result.as_ref()).for_each(|t| found(t, &mut out));
+        out
+    };
+    let top_level = |ty: &ValTy| matches!(ty, ValTy::Own(ResourceRef::Defined(_)) | ValTy::Borrow(ResourceRef::Defined(_)));
+    let mut holders: BTreeMap<DefinedResourceId, BTreeSet<usize>> = BTreeMap::new();
+    let mut fixed: BTreeSet<DefinedResourceId> = BTreeSet::new();
+    for (id, lowered) in graph.lowered.iter().enumerate() {
+        match &lowered.target {
+            crate::graph::LowerTarget::Lifted(c) => {
+                let lifted = graph.lifted(*c);
+                let sig = &lifted.sig;
+                let all = in_sig(sig, &mut found);
+                if all.is_empty() {
+                    continue;
+                }
+                let flat_only = sig.params.iter().map(|(_, t)| t).chain(sig.result.as_ref()).all(|t| {
+                    let mut inner = BTreeSet::new();
+                    found(t, &mut inner);
+                    top_level(t) || inner.is_empty()
+                });
+                let plain = plan.fused.get(&crate::graph::LoweredId(id)).is_some_and(|f| f.copy.is_none());
+                if flat_only && plain && !sig.is_async && sig.flat_params().is_some() {
+                    for r in all {
+                        holders.entry(r).or_default().extend([lowered.owner, lifted.owner]);
+                    }
+                } else {
+                    fixed.extend(all);
+                }
+            }
+            crate::graph::LowerTarget::Import(_) => {
+                if let Some(sig) = &lowered.sig {
+                    fixed.extend(in_sig(sig, &mut found));
+                }
+            }
+        }
+    }
+    for export in &graph.exports {
+        let lifted = graph.lifted(export.lifted);
+        for r in in_sig(&lifted.sig, &mut found) {
+            if graph.resource(r).owner != lifted.owner {
+                fixed.insert(r);
+            }
+        }
+    }
+    if opaque {
+        return BTreeMap::new();
+    }
+    holders.retain(|r, _| !fixed.contains(r));
+    for builtin in &graph.builtins {
+        if let ResourceRef::Defined(r) = &builtin.resource
+            && let Some(h) = holders.get_mut(r)
+        {
+            h.insert(builtin.owner);
+        }
+    }
+    for (r, h) in &mut holders {
+        h.insert(graph.resource(*r).owner);
+    }
+    holders
+}
+
+/// The defined resources `ty` carries handles of; `opaque` set when part of
+/// it is a type we cannot see into.
+fn defined_resources(ty: &ValTy, out: &mut BTreeSet<DefinedResourceId>, opaque: &mut bool) {
+    match ty {
+        ValTy::Own(ResourceRef::Defined(r)) | ValTy::Borrow(ResourceRef::Defined(r)) => {
+            out.insert(*r);
+        }
+        ValTy::Own(_) | ValTy::Borrow(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) => {}
+        ValTy::Opaque => *opaque = true,
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().for_each(|f| defined_resources(f, out, opaque)),
+        ValTy::Variant(cases) => cases.iter().flatten().for_each(|c| defined_resources(c, out, opaque)),
+        ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => defined_resources(elem, out, opaque),
+        ValTy::Result(ok, err) => ok.iter().chain(err.iter()).for_each(|t| defined_resources(t, out, opaque)),
     }
 }

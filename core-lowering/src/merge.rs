@@ -22,7 +22,7 @@ use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
 use wasm_encoder::{
     CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection, EntityType, ExportKind,
     ExportSection, Function, FunctionSection, GlobalSection, ImportSection, Instruction, MemorySection,
-    Module, StartSection, TableSection, TypeSection,
+    Module, StartSection, TableSection, TagSection, TypeSection,
 };
 use wasmparser::{ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, ValType};
 
@@ -31,7 +31,7 @@ use crate::graph::*;
 use crate::module_info::ModuleInfo;
 use crate::parse::{ParsedComponent, StaticModuleId};
 use crate::adapter::Encoding;
-use crate::types::{Flat, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS, ValTy};
+use crate::types::{Flat, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS, ValTy};
 
 mod gc;
 mod shims;
@@ -72,6 +72,10 @@ pub enum ImportKind {
     BorrowWrapper(usize),
     /// `[resource-drop]` exported for the host.
     DropExport(DefinedResourceId),
+    /// A host import whose flat parameters or result carry handles of
+    /// imported resources the caller holds in its handle table: the glue
+    /// turns them into the host's numbers and back ([`HostCallPlan`]).
+    HostCall(LoweredId),
 }
 
 /// One function the merge resolved to a host import or to generated code:
@@ -121,10 +125,37 @@ pub struct CopyPlan {
     pub borrow_reps: Vec<DefinedResourceId>,
 }
 
+/// A handle of an imported resource in a host call's flat parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostHandle {
+    /// Flat parameter position.
+    pub pos: usize,
+    pub resource: ImportPath,
+    /// `own` (taken out of the caller's table) or `borrow` (lent for the call).
+    pub own: bool,
+}
+
+/// A host import called through the caller's handle table: imported
+/// resources listed in [`LinkPlan::imported_tables`] live in the table of
+/// the component instance that holds them, with the host's number as rep.
+#[derive(Debug, Clone)]
+pub struct HostCallPlan {
+    /// The host import itself.
+    pub host: FuncIndex,
+    /// The component instance that lowers the import (whose table it uses).
+    pub owner: usize,
+    pub params: Vec<HostHandle>,
+    /// An `own` result: the host's number gets an entry in the table.
+    pub result: Option<ImportPath>,
+}
+
 /// A wrapper at the host boundary around an exported function that
 /// borrows handles of resources the component defines.
 #[derive(Debug, Clone)]
 pub struct WrapperPlan {
+    /// An `own` result of a resource the component defines: the handle's
+    /// type is checked on the way out.
+    pub own_result: Option<DefinedResourceId>,
     pub callee: FuncIndex,
     /// Flat borrowed parameters, lent for the call.
     pub borrows: Vec<BorrowParam>,
@@ -216,6 +247,11 @@ pub struct LinkPlan {
     pub glue_base: u32,
     /// The core type of every function the glue calls, by final index.
     pub func_types: BTreeMap<FuncIndex, FuncType>,
+    /// Host imports called through a handle table.
+    pub host_calls: BTreeMap<LoweredId, HostCallPlan>,
+    /// `resource.drop` of an imported resource held in a table: the host's
+    /// `[resource-drop]` import it calls for an own handle.
+    pub host_drops: BTreeMap<BuiltinId, FuncIndex>,
     /// Shim functions whose callers now call their slot's function.
     pub shims_resolved: usize,
 }
@@ -235,6 +271,7 @@ struct Layout<'g> {
     table_base: Vec<u32>,
     memory_base: Vec<u32>,
     global_base: Vec<u32>,
+    tag_base: Vec<u32>,
     /// Per host import name, the memory and string encoding of the first
     /// `canon lower` of it; a later one into another memory gets a name of
     /// its own (`karmem_partition::module_in_memory`).
@@ -242,6 +279,12 @@ struct Layout<'g> {
     /// Per component instantiation that owns one, the memory its `canon`
     /// options name (first found).
     owner_memory: BTreeMap<usize, MemoryIndex>,
+    /// Imported resources held in handle tables ([`tabled_imports`]).
+    tabled: std::collections::BTreeSet<ImportPath>,
+    /// Per host call through a table, the import (position) it calls.
+    host_call_imports: BTreeMap<LoweredId, usize>,
+    /// Per `resource.drop` of a tabled imported resource, the host drop (position).
+    host_drop_imports: BTreeMap<BuiltinId, usize>,
 }
 
 impl<'g> Layout<'g> {
@@ -304,9 +347,19 @@ impl<'g> Layout<'g> {
                 let lowered = self.graph.lowered(*lid).clone();
                 let ty = ty.cloned().with_context(|| format!("{} is used as something other than a function", lowered.location))?;
                 match &lowered.target {
-                    LowerTarget::Import(_) => {
+                    LowerTarget::Import(path) => {
                         let (module, field) = self.host_import(&lowered)?;
-                        Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
+                        let host = self.import(ImportKind::Host { module, field }, ty.clone());
+                        let tabled = self
+                            .graph
+                            .import_sigs
+                            .get(path)
+                            .is_some_and(|sig| sig_resources(sig).iter().any(|r| self.tabled.contains(r)));
+                        if tabled {
+                            self.host_call_imports.insert(*lid, host);
+                            return Ok(FuncTarget::Import(self.import(ImportKind::HostCall(*lid), ty)));
+                        }
+                        Ok(FuncTarget::Import(host))
                     }
                     LowerTarget::Lifted(callee) if self.graph.reenters(lowered.owner, self.graph.lifted(*callee).owner) => {
                         Ok(FuncTarget::Import(self.import(ImportKind::Reenter(*lid), ty)))
@@ -330,7 +383,12 @@ impl<'g> Layout<'g> {
                         let field = format!("[resource-drop]{last}");
                         let (module, field) =
                             self.host_import_in(builtin.owner, module, field, None, StringEncoding::Utf8)?;
-                        Ok(FuncTarget::Import(self.import(ImportKind::Host { module, field }, ty)))
+                        let host = self.import(ImportKind::Host { module, field }, ty.clone());
+                        if self.tabled.contains(path) {
+                            self.host_drop_imports.insert(*bid, host);
+                            return Ok(FuncTarget::Import(self.import(ImportKind::Builtin(*bid), ty)));
+                        }
+                        Ok(FuncTarget::Import(host))
                     }
                     (ResourceRef::Imported(path), kind) => bail!(
                         "`canon {}` of the imported resource `{}` is not allowed",
@@ -351,6 +409,7 @@ impl<'g> Layout<'g> {
                 let (imported, is_kind): (u32, fn(&TypeRef) -> bool) = match kind {
                     ExternalKind::Table => (self.info(*id).imported_tables, is_table),
                     ExternalKind::Memory => (self.info(*id).imported_memories, is_memory),
+                    ExternalKind::Tag => (self.info(*id).imported_tags, is_tag),
                     _ => (self.info(*id).imported_globals, is_global),
                 };
                 if index < imported {
@@ -608,6 +667,9 @@ fn is_memory(t: &TypeRef) -> bool {
 fn is_global(t: &TypeRef) -> bool {
     matches!(t, TypeRef::Global(_))
 }
+fn is_tag(t: &TypeRef) -> bool {
+    matches!(t, TypeRef::Tag(_))
+}
 
 /// Interface and field names of an imported function: `(interface, name)`,
 /// or `("$root", name)` for a function imported at the top level.
@@ -625,6 +687,8 @@ pub(crate) struct InstanceMaps {
     pub(crate) tables: Vec<u32>,
     pub(crate) memories: Vec<u32>,
     pub(crate) globals: Vec<u32>,
+    /// Exception tags: every instance's tags are tags of the merged module.
+    pub(crate) tags: Vec<u32>,
     /// For imported globals that fold to a constant.
     pub(crate) global_consts: BTreeMap<u32, Instruction<'static>>,
     pub(crate) type_base: u32,
@@ -649,6 +713,9 @@ impl Reencode for InstanceMaps {
     }
     fn global_index(&mut self, global: u32) -> Result<u32, ReencodeError<Self::Error>> {
         Ok(self.globals.get(global as usize).copied().unwrap_or(u32::MAX))
+    }
+    fn tag_index(&mut self, tag: u32) -> Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.tags.get(tag as usize).copied().unwrap_or(u32::MAX))
     }
     fn type_index(&mut self, ty: u32) -> Result<u32, ReencodeError<Self::Error>> {
         Ok(self.type_base + ty)
@@ -837,6 +904,103 @@ fn borrow_positions(
     Ok(())
 }
 
+/// Every imported resource a value of `ty` holds a handle of (`own` or `borrow`).
+fn imported_handles(ty: &ValTy, out: &mut Vec<ImportPath>) {
+    match ty {
+        ValTy::Own(ResourceRef::Imported(p)) | ValTy::Borrow(ResourceRef::Imported(p)) => out.push(p.clone()),
+        ValTy::Own(_) | ValTy::Borrow(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => {}
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().for_each(|f| imported_handles(f, out)),
+        ValTy::Variant(cases) => cases.iter().flatten().for_each(|c| imported_handles(c, out)),
+        ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => imported_handles(elem, out),
+        ValTy::Result(ok, err) => {
+            ok.iter().chain(err.iter()).for_each(|t| imported_handles(t, out));
+        }
+    }
+}
+
+/// Every imported resource a function's parameters or result hold handles of.
+fn sig_resources(sig: &FuncSig) -> Vec<ImportPath> {
+    let mut out = Vec::new();
+    sig.params.iter().for_each(|(_, t)| imported_handles(t, &mut out));
+    sig.result.iter().for_each(|t| imported_handles(t, &mut out));
+    out
+}
+
+/// The handles of imported resources a host call converts: parameters that
+/// are a handle themselves, at their flat positions, and an `own` result.
+fn host_handles(sig: &FuncSig) -> (Vec<HostHandle>, Option<ImportPath>) {
+    let mut params = Vec::new();
+    let mut pos = 0usize;
+    for (_, ty) in &sig.params {
+        match ty {
+            ValTy::Own(ResourceRef::Imported(p)) => params.push(HostHandle { pos, resource: p.clone(), own: true }),
+            ValTy::Borrow(ResourceRef::Imported(p)) => params.push(HostHandle { pos, resource: p.clone(), own: false }),
+            _ => {}
+        }
+        pos = pos.saturating_add(ty.flat_len_capped(MAX_FLAT_PARAMS));
+    }
+    let result = match &sig.result {
+        Some(ValTy::Own(ResourceRef::Imported(p))) => Some(p.clone()),
+        _ => None,
+    };
+    (params, result)
+}
+
+/// The imported resources whose handles live in the handle table of the
+/// component instance holding them, as the canonical ABI has it (the
+/// host's number is the entry's rep): those every crossing of which the
+/// glue converts — a host import taking the handle as a parameter of its
+/// own (`own` or `borrow`, parameters flat) or returning it as its `own`
+/// result, and `resource.drop`. A resource that also crosses otherwise
+/// (inside a list, record or variant, through an export, between two
+/// components, or through an import whose type is not known) keeps the
+/// host's numbers, passed through (docs/LOWERING.md, known limitations).
+fn tabled_imports(graph: &Graph) -> std::collections::BTreeSet<ImportPath> {
+    let mut candidates = std::collections::BTreeSet::new();
+    let mut passed_through = std::collections::BTreeSet::new();
+    for lowered in &graph.lowered {
+        let LowerTarget::Import(path) = &lowered.target else { continue };
+        let Some(sig) = graph.import_sigs.get(path) else {
+            // Handles of some resource may cross unseen: convert none.
+            return std::collections::BTreeSet::new();
+        };
+        let convertible = sig.flat_params().is_some();
+        for (_, ty) in &sig.params {
+            match ty {
+                ValTy::Own(ResourceRef::Imported(p)) | ValTy::Borrow(ResourceRef::Imported(p)) if convertible => {
+                    candidates.insert(p.clone());
+                }
+                other => {
+                    let mut out = Vec::new();
+                    imported_handles(other, &mut out);
+                    passed_through.extend(out);
+                }
+            }
+        }
+        match &sig.result {
+            Some(ValTy::Own(ResourceRef::Imported(p))) => {
+                candidates.insert(p.clone());
+            }
+            Some(other) => {
+                let mut out = Vec::new();
+                imported_handles(other, &mut out);
+                passed_through.extend(out);
+            }
+            None => {}
+        }
+    }
+    for lifted in &graph.lifted {
+        passed_through.extend(sig_resources(&lifted.sig));
+    }
+    for builtin in &graph.builtins {
+        if let (ResourceRef::Imported(p), BuiltinKind::ResourceDrop) = (&builtin.resource, builtin.kind) {
+            candidates.insert(p.clone());
+        }
+    }
+    candidates.retain(|p| !passed_through.contains(p));
+    candidates
+}
+
 /// Merge every module instance of `graph` into one core module.
 pub fn merge(
     parsed: &ParsedComponent<'_>,
@@ -860,17 +1024,23 @@ pub fn merge(
         table_base: Vec::new(),
         memory_base: Vec::new(),
         global_base: Vec::new(),
+        tag_base: Vec::new(),
         host_lowerings: BTreeMap::new(),
         owner_memory: BTreeMap::new(),
+        tabled: tabled_imports(graph),
+        host_call_imports: BTreeMap::new(),
+        host_drop_imports: BTreeMap::new(),
     };
-    let (mut tables, mut memories, mut globals) = (0u32, 0u32, 0u32);
+    let (mut tables, mut memories, mut globals, mut tags) = (0u32, 0u32, 0u32, 0u32);
     for info in &layout.infos {
         layout.table_base.push(tables);
         layout.memory_base.push(memories);
         layout.global_base.push(globals);
+        layout.tag_base.push(tags);
         tables += info.defined_tables;
         memories += info.defined_memories;
         globals += info.defined_globals;
+        tags += info.defined_tags;
     }
 
     // Separate memories are refused unless asked for.
@@ -937,7 +1107,7 @@ pub fn merge(
     // Per boundary function: (kind, name, memory, realloc, encoding).
     let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
     // (callee, flat borrows, borrows in memory, the callee's memory)
-    type Wrapper = (FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>);
+    type Wrapper = (FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>, Option<DefinedResourceId>);
     let mut wrapper_callees: Vec<Wrapper> = Vec::new();
     let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
@@ -965,7 +1135,11 @@ pub fn merge(
                 borrow_positions(graph, lifted.owner, ty, &mut pos, &mut borrows, &what, &mut nested)?;
             }
         }
-        let target = if borrows.is_empty() && in_place.is_empty() {
+        let own_result = match &lifted.sig.result {
+            Some(ValTy::Own(ResourceRef::Defined(r))) => Some(*r),
+            _ => None,
+        };
+        let target = if borrows.is_empty() && in_place.is_empty() && own_result.is_none() {
             callee
         } else {
             let mut params = Vec::new();
@@ -977,7 +1151,7 @@ pub fn merge(
             let k = wrapper_callees.len();
             plan_wrapper_targets.push(callee);
             let memory = lifted.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
-            wrapper_callees.push((callee, borrows, in_place, memory));
+            wrapper_callees.push((callee, borrows, in_place, memory, own_result));
             FuncTarget::Import(layout.import(ImportKind::BorrowWrapper(k), ty))
         };
         if let Some(post) = &lifted.options.post_return {
@@ -1134,6 +1308,7 @@ pub fn merge(
     layout.redirect = shims::find(&layout, parsed, &func_targets).context("failed to resolve shim tables")?;
     plan.shims_resolved = layout.redirect.len();
     let mut called: Vec<FuncTarget> = plan_wrapper_targets.clone();
+    called.extend(layout.host_call_imports.values().chain(layout.host_drop_imports.values()).map(|k| FuncTarget::Import(*k)));
     called.extend(dtor_targets.values().copied());
     for (target, post, _, copy) in fused.values() {
         called.push(*target);
@@ -1202,8 +1377,27 @@ pub fn merge(
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
     plan.wrappers = wrapper_callees
         .into_iter()
-        .map(|(t, borrows, in_place, memory)| WrapperPlan { callee: layout.finish(t), borrows, in_place, memory })
+        .map(|(t, borrows, in_place, memory, own_result)| WrapperPlan {
+            callee: layout.finish(t),
+            borrows,
+            in_place,
+            memory,
+            own_result,
+        })
         .collect();
+    for (lid, k) in &layout.host_call_imports {
+        let lowered = graph.lowered(*lid);
+        let LowerTarget::Import(path) = &lowered.target else { continue };
+        let sig = graph.import_sigs.get(path).context("host call without a type")?;
+        let (mut params, mut result) = host_handles(sig);
+        params.retain(|h| layout.tabled.contains(&h.resource));
+        result = result.filter(|r| layout.tabled.contains(r));
+        let host = layout.imports.get(*k).context("host import missing")?.index;
+        plan.host_calls.insert(*lid, HostCallPlan { host, owner: lowered.owner, params, result });
+    }
+    for (bid, k) in &layout.host_drop_imports {
+        plan.host_drops.insert(*bid, layout.imports.get(*k).context("host drop missing")?.index);
+    }
     // The types of the functions the glue calls.
     for target in called {
         let index = layout.finish(target);
@@ -1220,6 +1414,7 @@ pub fn merge(
     let mut table_section = TableSection::new();
     let mut memory_section = MemorySection::new();
     let mut global_section = GlobalSection::new();
+    let mut tag_section = TagSection::new();
     let mut export_section = ExportSection::new();
     let mut elements = ElementSection::new();
     let mut code = CodeSection::new();
@@ -1249,6 +1444,7 @@ pub fn merge(
             tables: Vec::new(),
             memories: Vec::new(),
             globals: Vec::new(),
+            tags: Vec::new(),
             global_consts: BTreeMap::new(),
             type_base: type_count,
             elem_base: elem_count,
@@ -1277,7 +1473,10 @@ pub fn merge(
                     }
                     maps.globals.push(base_of(&layout.global_base, owner)? + d);
                 }
-                TypeRef::Tag(_) => bail!("exception tags are not supported"),
+                TypeRef::Tag(_) => {
+                    let (owner, d) = layout.item(def, ExternalKind::Tag)?;
+                    maps.tags.push(base_of(&layout.tag_base, owner)? + d);
+                }
             }
         }
         let instance_index = layout.func_index.get(i).context("function layout missing")?;
@@ -1290,6 +1489,8 @@ pub fn merge(
         maps.tables.extend((0..info.defined_tables).map(|d| table_base + d));
         maps.memories.extend((0..info.defined_memories).map(|d| memory_base + d));
         maps.globals.extend((0..info.defined_globals).map(|d| global_base + d));
+        let tag_base = base_of(&layout.tag_base, id)?;
+        maps.tags.extend((0..info.defined_tags).map(|d| tag_base + d));
 
         let bytes = parsed.module(instance.module).bytes;
         let location = &instance.location;
@@ -1326,6 +1527,11 @@ pub fn merge(
                 Payload::GlobalSection(reader) => {
                     for global in reader {
                         utils::parse_global(&mut maps, &mut global_section, global?).map_err(re)?;
+                    }
+                }
+                Payload::TagSection(reader) => {
+                    for tag in reader {
+                        tag_section.tag(maps.tag_type(tag?).map_err(re)?);
                     }
                 }
                 Payload::ElementSection(reader) => {
@@ -1393,6 +1599,7 @@ pub fn merge(
         memory_count: memories,
         globals: global_section,
         global_count: globals,
+        tags: tag_section,
         exports: export_section,
         start: start_index,
         elements,
@@ -1415,6 +1622,8 @@ pub struct Sections {
     pub memory_count: u32,
     pub globals: GlobalSection,
     pub global_count: u32,
+    /// Exception tags of every instance, in instance order.
+    pub tags: TagSection,
     pub exports: ExportSection,
     pub start: Option<u32>,
     pub elements: ElementSection,
@@ -1441,6 +1650,9 @@ impl Sections {
         }
         if !self.memories.is_empty() {
             module.section(&self.memories);
+        }
+        if !self.tags.is_empty() {
+            module.section(&self.tags);
         }
         if !self.globals.is_empty() {
             module.section(&self.globals);

@@ -2,7 +2,7 @@
 //!
 //! Owns: the import list, export map, index-space sizes, function types and
 //! start function of a static core module. Refuses core features the merge
-//! cannot carry (shared memories, exception tags, GC types). Leaves copying
+//! cannot carry (shared memories, memory64, GC types). Leaves copying
 //! the code to `merge`.
 
 use std::collections::BTreeMap;
@@ -33,10 +33,12 @@ pub struct ModuleInfo {
     pub imported_tables: u32,
     pub imported_memories: u32,
     pub imported_globals: u32,
+    pub imported_tags: u32,
     pub defined_funcs: u32,
     pub defined_tables: u32,
     pub defined_memories: u32,
     pub defined_globals: u32,
+    pub defined_tags: u32,
     pub elements: u32,
     pub datas: u32,
     pub start: Option<u32>,
@@ -89,9 +91,7 @@ impl ModuleInfo {
                                 }
                                 info.imported_globals += 1;
                             }
-                            TypeRef::Tag(_) => bail!(
-                                "`{location}` imports an exception tag: exception handling is not supported yet"
-                            ),
+                            TypeRef::Tag(_) => info.imported_tags += 1,
                         }
                         info.imports.push(CoreImport {
                             module: import.module.to_string(),
@@ -129,14 +129,15 @@ impl ModuleInfo {
                         }
                         if matches!(global.ty.content_type, ValType::Ref(r) if !r.is_func_ref() && !r.is_extern_ref())
                         {
-                            bail!("`{location}` uses GC reference types, which cannot be lowered yet");
+                            bail!(
+                                "`{location}` uses GC reference types, which cannot be lowered yet: the merged \
+                                 module is rewritten with walrus, which cannot represent GC types"
+                            );
                         }
                         info.defined_globals += 1;
                     }
                 }
-                Payload::TagSection(_) => {
-                    bail!("`{location}` defines exception tags: exception handling is not supported yet")
-                }
+                Payload::TagSection(reader) => info.defined_tags += reader.count(),
                 Payload::ExportSection(reader) => {
                     for export in reader {
                         let export = export?;
@@ -158,7 +159,11 @@ fn refuse_memory(memory: &wasmparser::MemoryType, location: &str) -> Result<()> 
         bail!("`{location}` uses a shared memory: threads are not supported");
     }
     if memory.memory64 {
-        bail!("`{location}` uses a 64-bit memory (memory64), which cannot be lowered yet");
+        bail!(
+            "`{location}` uses a 64-bit memory (memory64), which cannot be lowered yet: the canonical ABI over a \
+             64-bit memory passes i64 pointers and lengths, and the adapters and builtins are generated for \
+             32-bit memories only"
+        );
     }
     Ok(())
 }

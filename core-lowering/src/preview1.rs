@@ -66,6 +66,54 @@ pub struct Preview1Report {
     pub command: bool,
 }
 
+/// What [`lower_trying_drop`] did with the preview1 adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropOutcome {
+    /// No core module is the preview1 adapter.
+    NoAdapter,
+    /// The adapter is gone (its report; `wasi_imports_left` may be non-empty).
+    Dropped(Preview1Report),
+    /// The adapter is kept, for this reason (something else uses it).
+    Kept(String),
+}
+
+/// The default lowering of a component that may be `wasm32-wasip1`: parses
+/// and evaluates it once, drops the preview1 adapter when the graph allows
+/// (its only users are the preview1 imports it implements), and merges
+/// once, with or without it. Only when the merged module still needs a slot
+/// only the adapter could fill (a detached import survived, which no known
+/// toolchain produces) is the graph with the adapter merged again.
+pub fn lower_trying_drop(
+    component: &[u8],
+    options: &crate::Options,
+    recognise: Recognise<'_>,
+) -> Result<(Vec<u8>, DropOutcome)> {
+    if options.abi == crate::Abi::Karmem {
+        bail!("`--abi karmem` is not implemented yet: use `--abi canonical`");
+    }
+    let parsed = crate::parse::parse(component)?;
+    let (graph, infos) =
+        crate::inline::Inliner::new(&parsed).run().context("failed to evaluate the component")?;
+    let kept = match drop_adapter(&parsed, &graph, &infos, recognise) {
+        Ok(None) => None,
+        Ok(Some((dropped, mut report))) => {
+            let merged = crate::merge::merge(&parsed, &dropped, &infos, options)
+                .context("failed to merge the core modules")?;
+            let (bytes, _) = crate::finish(merged, &dropped, options)?;
+            // Not validated again here: `finish` validated the merge, and
+            // the WASI step validates its input before linking the shim.
+            match finish_module(&bytes, &mut report) {
+                Ok(bytes) => return Ok((bytes, DropOutcome::Dropped(report))),
+                Err(error) => Some(format!("{error:#}")),
+            }
+        }
+        Err(error) => Some(format!("{:#}", error.context("failed to drop the preview1 adapter"))),
+    };
+    let merged = crate::merge::merge(&parsed, &graph, &infos, options).context("failed to merge the core modules")?;
+    let (bytes, _) = crate::finish(merged, &graph, options)?;
+    Ok((bytes, kept.map_or(DropOutcome::NoAdapter, DropOutcome::Kept)))
+}
+
 /// The graph without the adapter, or `None` when no module is recognised.
 pub fn drop_adapter(
     parsed: &ParsedComponent<'_>,
@@ -191,6 +239,7 @@ pub fn drop_adapter(
         alias_count: graph.alias_count,
         component_instances: graph.component_instances,
         component_parents: graph.component_parents.clone(),
+        import_sigs: graph.import_sigs.clone(),
     };
     Ok(Some((dropped, report)))
 }
@@ -655,6 +704,32 @@ mod tests {
         assert_eq!(report.wasi_imports_left, ["wasi:random/random@0.2.0#get-random-u64"]);
         let (imports, ..) = interface(&bytes)?;
         assert!(imports.contains(&"wasi:random/random@0.2.0#get-random-u64".to_string()), "{imports:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_default_lowers_once_with_or_without_the_adapter() -> Result<()> {
+        let component = wat::parse_str(COMMAND)?;
+        let (bytes, outcome) = lower_trying_drop(&component, &crate::Options::default(), &recognise)?;
+        let DropOutcome::Dropped(report) = outcome else { bail!("the adapter must be dropped: {outcome:?}") };
+        assert!(report.command);
+        let (dropped, _) = crate::lower_dropping_preview1_adapter(&component, &crate::Options::default(), &recognise)?
+            .context("the adapter must be recognised")?;
+        assert_eq!(bytes, dropped, "the same module as `--wasi preview1`");
+
+        // Another use of the adapter keeps it, with the reason, in the same call.
+        let other = COMMAND
+            .replace(
+                r#"(func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)"#,
+                r#"(func (export "proc_exit") (param i32) (call $args (i32.const 0)) unreachable)
+                   (func (export "adapter_close_badfd") (param i32))"#,
+            )
+            .replace(r#"(export "1" (func $adapter "proc_exit"))"#, r#"(export "1" (func $adapter "adapter_close_badfd"))"#);
+        let component = wat::parse_str(&other)?;
+        let (bytes, outcome) = lower_trying_drop(&component, &crate::Options::default(), &recognise)?;
+        let DropOutcome::Kept(why) = outcome else { bail!("the adapter must be kept: {outcome:?}") };
+        assert!(why.contains("`adapter_close_badfd` of the preview1 adapter"), "{why}");
+        assert_eq!(bytes, crate::lower(&component, &crate::Options::default())?, "the plain lowering");
         Ok(())
     }
 

@@ -50,6 +50,7 @@
 //! ```
 
 pub mod bulk;
+pub mod canonical;
 #[allow(unsafe_code)]
 mod cache;
 pub mod compose;

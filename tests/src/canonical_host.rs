@@ -172,13 +172,7 @@ impl CanonicalRunner {
                 ComponentItem::ComponentFunc(f) => {
                     imports.push(("$root".to_string(), name.to_string(), signature(&f)))
                 }
-                ComponentItem::ComponentInstance(i) => {
-                    for (fname, item) in i.exports(typing_engine) {
-                        if let ComponentItem::ComponentFunc(f) = item.ty {
-                            imports.push((name.to_string(), fname.to_string(), signature(&f)));
-                        }
-                    }
-                }
+                ComponentItem::ComponentInstance(i) => instance_imports(typing_engine, name, &i, &mut imports),
                 _ => {}
             }
         }
@@ -404,6 +398,26 @@ impl Runner for CanonicalRunner {
     }
 }
 
+/// The functions of the imported instance `path`, at any depth: a function of
+/// a nested instance is imported as `("outer#nested", "name")`, the lowering's
+/// names for it.
+fn instance_imports(
+    engine: &Engine,
+    path: &str,
+    instance: &wasmtime::component::types::ComponentInstance,
+    imports: &mut Vec<(String, String, Signature)>,
+) {
+    for (fname, item) in instance.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(f) => imports.push((path.to_string(), fname.to_string(), signature(&f))),
+            ComponentItem::ComponentInstance(nested) => {
+                instance_imports(engine, &format!("{path}#{fname}"), &nested, imports);
+            }
+            _ => {}
+        }
+    }
+}
+
 fn unversioned(interface: &str) -> &str {
     interface
         .split_once('@')
@@ -429,9 +443,11 @@ fn is_served(interface: &str, name: &str) -> bool {
 /// `link_component_spectest`), the synchronous ones: `host-return-two` at the
 /// root and, in the instance `host`, `return-three`, `return-hi` and the
 /// resource `resource1` (constructor, `assert`, `simple`, `take-borrow`,
-/// `take-own`, `drops`, `last-drop`, drop).
+/// `take-own`, `drops`, `last-drop`, drop), and `return-four` in the instance
+/// `nested` of `host`.
 fn is_wast_host(interface: &str, name: &str) -> bool {
     (interface == "$root" && name == "host-return-two")
+        || (interface == "host#nested" && name == "return-four")
         || (interface == "host"
             && matches!(
                 name,
@@ -458,6 +474,7 @@ fn serve_wast_host(data: &mut HostData, function: &str, values: &[Val], types: &
     let result = match (function, values) {
         ("host-return-two", []) => Some(Val::U32(2)),
         ("return-three", []) => Some(Val::U32(3)),
+        ("return-four", []) => Some(Val::U32(4)),
         ("return-hi", []) => Some(Val::String("hi".into())),
         ("[constructor]resource1", [Val::U32(rep)]) => {
             data.next_rep += 1;
@@ -571,7 +588,7 @@ fn serve(
         data.tallies.insert(data.next_rep, start);
         Val::U32(data.next_rep)
     };
-    let wast_host = if is_wast_host(qualified.split_once('#').map_or("$root", |(i, _)| i), function) {
+    let wast_host = if is_wast_host(qualified.rsplit_once('#').map_or("$root", |(i, _)| i), function) {
         serve_wast_host(data, function, &values, &param_types)?
     } else {
         None

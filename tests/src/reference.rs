@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Instance, Linker, ResourceAny, ResourceTable, Val};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -130,6 +131,46 @@ impl ReferenceRunner {
             live: None,
             export_names,
         })
+    }
+
+    /// Links the WASI interfaces the runner does not serve (those outside
+    /// preview 2's `wasi:cli`, `io`, `clocks`, `filesystem`, `random` and
+    /// `sockets`, such as `wasi:http`) to functions that trap when called: for
+    /// toolchains whose output imports interfaces the program never uses
+    /// (StarlingMonkey imports `wasi:http`). A call to one is a trap in the
+    /// transcript.
+    pub fn trapping_unknown_imports(mut self) -> Result<Self> {
+        let engine = engine();
+        let component_type = self.component.component_type();
+        for (name, item) in component_type.imports(engine) {
+            let package = name.split_once('/').map_or(name, |(package, _)| package);
+            if !package.starts_with("wasi:") || SERVED_WASI.contains(&package) {
+                continue;
+            }
+            let ComponentItem::ComponentInstance(instance) = item.ty else {
+                bail!("cannot stub the import `{name}`: not an instance");
+            };
+            let mut linker = wasmtime_result(self.linker.instance(name))
+                .with_context(|| format!("stubbing `{name}`"))?;
+            for (export, item) in instance.exports(engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(_) => {
+                        let what = format!("{name}#{export}");
+                        wasmtime_result(linker.func_new(export, move |_, _, _, _| {
+                            wasmtime::bail!("`{what}` is not available on the reference runner")
+                        }))
+                    }
+                    ComponentItem::Resource(resource) => {
+                        let host = served_resource(engine, &component_type, resource)
+                            .unwrap_or_else(wasmtime::component::ResourceType::host::<()>);
+                        wasmtime_result(linker.resource(export, host, |_, _| Ok(())))
+                    }
+                    _ => Ok(()),
+                }
+                .with_context(|| format!("stubbing `{name}#{export}`"))?;
+            }
+        }
+        Ok(self)
     }
 
     /// Reads and compiles a component file.
@@ -269,6 +310,54 @@ impl ReferenceRunner {
         }
         Ok(Completion::Returned(values))
     }
+}
+
+/// WASI packages wasmtime-wasi's preview 2 linker serves.
+const SERVED_WASI: [&str; 6] = [
+    "wasi:cli",
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:random",
+    "wasi:sockets",
+];
+
+/// The host type wasmtime-wasi gives `resource` when it is one of the
+/// `wasi:io` resources the component imports (a stubbed interface `use`s them,
+/// and its stub must name the same type), else `None`.
+fn served_resource(
+    engine: &Engine,
+    component_type: &wasmtime::component::types::Component,
+    resource: wasmtime::component::ResourceType,
+) -> Option<wasmtime::component::ResourceType> {
+    use wasmtime::component::ResourceType;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+    component_type
+        .imports(engine)
+        .find_map(|(interface, item)| {
+            let ComponentItem::ComponentInstance(instance) = item.ty else {
+                return None;
+            };
+            let unversioned = interface
+                .split_once('@')
+                .map_or(interface, |(name, _)| name);
+            instance
+                .exports(engine)
+                .find_map(|(name, item)| match item.ty {
+                    ComponentItem::Resource(ty) if ty == resource => match (unversioned, name) {
+                        ("wasi:io/poll", "pollable") => Some(ResourceType::host::<DynPollable>()),
+                        ("wasi:io/streams", "input-stream") => {
+                            Some(ResourceType::host::<DynInputStream>())
+                        }
+                        ("wasi:io/streams", "output-stream") => {
+                            Some(ResourceType::host::<DynOutputStream>())
+                        }
+                        ("wasi:io/error", "error") => Some(ResourceType::host::<IoError>()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+        })
 }
 
 /// Parses one WAVE argument at its parameter type into a wasmtime value.

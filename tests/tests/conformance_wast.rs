@@ -13,6 +13,11 @@
 //! `invoke` returns what the reference returns, an `assert_return` returns the script's
 //! values, an `assert_trap` traps, an `assert_invalid` component is refused by the lowering.
 //!
+//! `big-strings.wast` grows memories to 4 GiB: under `--abi karmem` its `grow` checks fail with
+//! the default output (one 32-bit memory holds the edge and every instance, at most 4 GiB in
+//! all); `KARMEM_CONFORMANCE_HOGS=1` lowers it with `--multi-memory`, where they pass (about
+//! 13 GiB resident, so not by default). The report says so in a `NOTE` line.
+//!
 //! Out of scope, listed with the reason and not counted: whole scripts under `async/`,
 //! components that validate only with component-model async (its own issue), components the
 //! lowering refuses (the refusal is printed), core-wasm directives.
@@ -48,7 +53,7 @@ use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, Wat};
 
 /// The lowest pass counts accepted, per ABI (measured; raise them as fixes land).
-const FLOORS: [(Abi, usize); 2] = [(Abi::Canonical, 324), (Abi::Karmem, 266)];
+const FLOORS: [(Abi, usize); 2] = [(Abi::Canonical, 339), (Abi::Karmem, 305)];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Abi {
@@ -57,6 +62,26 @@ enum Abi {
 }
 
 const ABIS: [Abi; 2] = [Abi::Canonical, Abi::Karmem];
+
+/// Scripts lowered with `--multi-memory` under `--abi karmem`, and why. The default puts
+/// the component's memories and the Karmem edge in one 32-bit memory, which cannot hold
+/// more than 4 GiB in total (docs/LOWERING.md, "One memory: partitions").
+const KARMEM_MULTI_MEMORY: [(&str, &str); 1] = [(
+    "big-strings.wast",
+    "grows a component memory to 4 GiB; the one-memory default (component memory and Karmem edge in one \
+     32-bit memory) cannot hold more than 4 GiB in total, so its `grow` checks fail under `--abi karmem` \
+     unless it is lowered with `--multi-memory`",
+)];
+
+/// Set (non-empty) to lower the [`KARMEM_MULTI_MEMORY`] scripts with `--multi-memory` under
+/// `--abi karmem`. Measured: every check then passes, but the run keeps about 13 GiB resident
+/// and takes a minute longer, too much for CI; by default they are lowered like every other
+/// script (one memory), where the grows past 4 GiB in total fail.
+const HOGS_VARIABLE: &str = "KARMEM_CONFORMANCE_HOGS";
+
+fn hogs_allowed() -> bool {
+    std::env::var_os(HOGS_VARIABLE).is_some_and(|v| !v.is_empty())
+}
 
 impl Abi {
     fn name(self) -> &'static str {
@@ -71,12 +96,15 @@ impl Abi {
             Abi::Karmem => 1,
         }
     }
-    fn lower_options(self) -> karmem_bridge::LowerOptions {
+    /// The options a script's components are lowered with: `multi_memory` for the scripts
+    /// of [`KARMEM_MULTI_MEMORY`] under `--abi karmem` when [`HOGS_VARIABLE`] is set.
+    fn lower_options(self, multi_memory: bool) -> karmem_bridge::LowerOptions {
         let abi = match self {
             Abi::Canonical => karmem_bridge::lower::Abi::Canonical,
             Abi::Karmem => karmem_bridge::lower::Abi::Karmem,
         };
-        karmem_bridge::LowerOptions { abi, ..karmem_bridge::LowerOptions::default() }
+        let multi_memory = multi_memory && self == Abi::Karmem && hogs_allowed();
+        karmem_bridge::LowerOptions { abi, multi_memory, ..karmem_bridge::LowerOptions::default() }
     }
 }
 
@@ -106,6 +134,8 @@ struct ScriptReport {
     skipped: Option<String>,
     /// Panics: a failure of the test.
     panics: Vec<String>,
+    /// Lowered with `--multi-memory` under `--abi karmem`, and why.
+    karmem_multi_memory: Option<&'static str>,
 }
 
 #[test]
@@ -159,6 +189,16 @@ fn wasmtime_component_wast_scripts() {
         let floor = FLOORS.iter().find(|(a, _)| *a == abi).map_or(0, |(_, floor)| *floor);
         if passed < floor {
             problems.push(format!("--abi {}: {passed} passed, below the floor of {floor}", abi.name()));
+        }
+    }
+    for (name, report) in &reports {
+        if let Some(why) = report.karmem_multi_memory {
+            let how = if hogs_allowed() {
+                format!("lowered with `--multi-memory` ({HOGS_VARIABLE} is set)")
+            } else {
+                format!("lowered with the default; {HOGS_VARIABLE}=1 lowers it with `--multi-memory` (about 13 GiB resident)")
+            };
+            println!("  NOTE {name}: {why}: {how}");
         }
     }
     println!("conformance wast: out of scope (not counted)");
@@ -258,7 +298,10 @@ fn run_script_guarded(name: &str, path: &Path) -> ScriptReport {
         };
     }
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading `{}`: {e}", path.display()));
-    let mut report = ScriptReport::default();
+    let mut report = ScriptReport {
+        karmem_multi_memory: KARMEM_MULTI_MEMORY.iter().find(|(script, _)| *script == name).map(|(_, why)| *why),
+        ..ScriptReport::default()
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_script(&text, &mut report)));
     if let Err(payload) = outcome {
         report.panics.push(panic_message(payload.as_ref()));
@@ -363,7 +406,7 @@ struct Definition {
     lowered: [Result<Vec<u8>, String>; 2],
 }
 
-fn define(bytes: Vec<u8>) -> Result<Definition, String> {
+fn define(bytes: Vec<u8>, karmem_multi_memory: bool) -> Result<Definition, String> {
     let component = Component::new(reference_engine(), &bytes).map_err(|e| format!("{e:#}"))?;
     drop(component);
     let out = needs_async(&bytes).then(|| "component-model async (its own issue)".to_owned());
@@ -372,12 +415,12 @@ fn define(bytes: Vec<u8>) -> Result<Definition, String> {
             return Err(String::new());
         }
         let refused = |e: anyhow::Error| format!("lowering refuses it: {}", first_line(&format!("{e:#}")));
-        match karmem_bridge::lower(&bytes, &abi.lower_options()) {
+        match karmem_bridge::lower(&bytes, &abi.lower_options(karmem_multi_memory)) {
             Ok(lowered) => Ok(lowered.module),
             // Memories that cannot share one at the canonical boundary: the documented remedy
             // is `--multi-memory`, which the canonical host handles.
             Err(e) if abi == Abi::Canonical && format!("{e:#}").contains("in one memory") => {
-                let options = karmem_bridge::LowerOptions { multi_memory: true, ..abi.lower_options() };
+                let options = karmem_bridge::LowerOptions { multi_memory: true, ..abi.lower_options(false) };
                 karmem_bridge::lower(&bytes, &options).map(|lowered| lowered.module).map_err(refused)
             }
             Err(e) => Err(refused(e)),
@@ -414,6 +457,8 @@ struct Live {
 }
 
 struct ScriptState<'r> {
+    /// Lower under `--abi karmem` with `--multi-memory` ([`KARMEM_MULTI_MEMORY`]).
+    karmem_multi_memory: bool,
     text: String,
     report: &'r mut ScriptReport,
     linker: Linker<()>,
@@ -442,7 +487,9 @@ fn run_script(text: &str, report: &mut ScriptReport) {
     let engine = reference_engine();
     let mut linker = Linker::new(engine);
     spectest::define(&mut linker, engine).expect("defining the spectest host");
+    let karmem_multi_memory = report.karmem_multi_memory.is_some();
     let mut state = ScriptState {
+        karmem_multi_memory,
         text: text.to_owned(),
         report,
         linker,
@@ -546,7 +593,7 @@ impl ScriptState<'_> {
                             return;
                         }
                         match wat.encode() {
-                            Ok(bytes) => match define(bytes) {
+                            Ok(bytes) => match define(bytes, self.karmem_multi_memory) {
                                 Ok(definition) => {
                                     self.instantiate(line, Arc::new(definition), None, true);
                                 }
@@ -577,7 +624,7 @@ impl ScriptState<'_> {
                 }
                 let mut verdicts = all(&Verdict::Pass);
                 for abi in ABIS {
-                    if karmem_bridge::lower(&bytes, &abi.lower_options()).is_ok() {
+                    if karmem_bridge::lower(&bytes, &abi.lower_options(self.karmem_multi_memory)).is_ok() {
                         verdicts[abi.index()] =
                             Verdict::Fail(format!("lowering accepts a component the script says is invalid ({message})"));
                     }
@@ -610,7 +657,7 @@ impl ScriptState<'_> {
                 return None;
             }
         };
-        match define(bytes) {
+        match define(bytes, self.karmem_multi_memory) {
             Ok(definition) => Some(Arc::new(definition)),
             Err(why) => {
                 self.reference_problem(line, format!("the reference cannot compile it: {}", first_line(&why)));

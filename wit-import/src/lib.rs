@@ -31,6 +31,7 @@ pub mod convert;
 pub mod load;
 pub mod names;
 pub mod overlay;
+pub mod view;
 
 pub use abi::{AbiType, FlatType};
 pub use convert::{FunctionOrigin, Imported, InterfaceOrigin, Side, import_boundary, import_world, is_decoded_component, is_wasi_package, origin_of, resource_origin_of};

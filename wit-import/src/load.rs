@@ -71,7 +71,16 @@ pub fn load_wit_text(name: &str, text: &str, world: Option<&str>) -> Result<Load
 /// embedded `component-type` section.
 pub fn load_wasm(bytes: &[u8], world: Option<&str>) -> Result<LoadedWorld> {
     if wasmparser_is_component(bytes) {
-        let decoded = wit_component::decode(bytes).context("failed to decode the component's WIT")?;
+        let decoded = match wit_component::decode(bytes) {
+            Ok(decoded) => decoded,
+            // A component may export at its root what a world cannot hold
+            // (types, modules): its world is read from a view without them.
+            Err(error) => match crate::view::wit_view(bytes) {
+                Ok(Some(view)) => wit_component::decode(&view).map_err(|_| error),
+                _ => Err(error),
+            }
+            .context("failed to decode the component's WIT")?,
+        };
         return match decoded {
             wit_component::DecodedWasm::Component(resolve, found) => match world {
                 None => Ok(LoadedWorld { resolve, world: found }),

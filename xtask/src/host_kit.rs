@@ -42,7 +42,19 @@ struct Source {
     /// Where it came from, relative to the checkout.
     origin: String,
     component: Vec<u8>,
+    /// Its invocations and its committed transcript.
+    invocations: PathBuf,
+    expected: PathBuf,
+    /// A toolchain fixture (`fixtures/toolchains/`): the reference runner
+    /// traps the WASI interfaces it does not serve, which such a component
+    /// imports without calling (StarlingMonkey's `wasi:http`).
+    toolchain: bool,
 }
+
+/// Set to a comma-separated list of `fixtures/toolchains/` directories (or
+/// `all`) to add those toolchain fixtures to the kit as `toolchain-<dir>`.
+/// Off by default: lowering them in a debug build takes minutes.
+const TOOLCHAINS_ENV: &str = "KARMEM_HOST_KIT_TOOLCHAINS";
 
 /// Writes the kit into `out`, on a thread with room for the deep recursion
 /// of compiling and lowering in a debug build.
@@ -134,24 +146,38 @@ fn fixtures_dir() -> PathBuf {
 /// has invocations.
 fn sources() -> Result<Vec<Source>> {
     let mut sources: Vec<Source> = Vec::new();
+    let named = |name: &str| {
+        (
+            fixtures_dir().join(format!("{name}.invocations")),
+            karmem_tests::fixtures::expected_path(name),
+        )
+    };
     for fixture in karmem_tests::fixtures::component_fixtures()? {
         if sources.iter().any(|s| s.name == fixture.guest) {
             continue;
         }
+        let (invocations, expected) = named(&fixture.guest);
         sources.push(Source {
             name: fixture.guest.clone(),
             origin: format!("fixtures/components/{}.{}.wasm", fixture.guest, fixture.variant),
             component: read(&fixture.path)?,
+            invocations,
+            expected,
+            toolchain: false,
         });
     }
     for fixture in karmem_tests::fixtures::composed_fixtures()? {
         if sources.iter().any(|s| s.name == fixture.guest) {
             continue;
         }
+        let (invocations, expected) = named(&fixture.guest);
         sources.push(Source {
             name: fixture.guest.clone(),
             origin: format!("fixtures/components/composed/{}.{}.wasm", fixture.guest, fixture.variant),
             component: read(&fixture.path)?,
+            invocations,
+            expected,
+            toolchain: false,
         });
     }
     for (name, path) in karmem_tests::fixtures::wat_fixtures()? {
@@ -159,9 +185,50 @@ fn sources() -> Result<Vec<Source>> {
             continue;
         }
         let component = wat::parse_file(&path).with_context(|| format!("parsing `{}`", path.display()))?;
-        sources.push(Source { name: name.clone(), origin: format!("fixtures/wat/{name}.wat"), component });
+        let (invocations, expected) = named(&name);
+        sources.push(Source {
+            name: name.clone(),
+            origin: format!("fixtures/wat/{name}.wat"),
+            component,
+            invocations,
+            expected,
+            toolchain: false,
+        });
+    }
+    if let Ok(wanted) = std::env::var(TOOLCHAINS_ENV) {
+        sources.extend(toolchain_sources(&wanted)?);
     }
     Ok(sources)
+}
+
+/// The toolchain fixtures `wanted` names (`all`, or directory names
+/// separated by commas) that have a component, invocations and a transcript.
+fn toolchain_sources(wanted: &str) -> Result<Vec<Source>> {
+    let dir = fixtures_dir().join("toolchains");
+    let mut names: Vec<String> = if wanted == "all" {
+        std::fs::read_dir(&dir)
+            .with_context(|| format!("listing `{}`", dir.display()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| dir.join(name).join("expected").is_file())
+            .collect()
+    } else {
+        wanted.split(',').map(str::to_owned).collect()
+    };
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let fixture = dir.join(&name);
+            Ok(Source {
+                name: format!("toolchain-{name}"),
+                origin: format!("fixtures/toolchains/{name}/component.wasm"),
+                component: read(&fixture.join("component.wasm"))?,
+                invocations: fixture.join("invocations"),
+                expected: fixture.join("expected"),
+                toolchain: true,
+            })
+        })
+        .collect()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -217,16 +284,19 @@ fn write_fixture(out: &Path, source: &Source) -> Result<Json> {
     let world = World::from_component(&source.component)?;
 
     // the reference outcomes, checked against the committed transcript
-    let calls = karmem_tests::fixtures::invocations(&source.name)?;
+    let calls = karmem_tests::invocation::read_invocations(&source.invocations)?;
     let mut reference = ReferenceRunner::new(&source.component)?;
+    if source.toolchain {
+        reference = reference.trapping_unknown_imports()?;
+    }
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(calls.len());
     for invocation in &calls {
         outcomes.push(reference.invoke(invocation).with_context(|| format!("line {}", invocation.line))?);
     }
     let runs: Vec<(&Invocation, Outcome)> = calls.iter().zip(outcomes.iter().cloned()).collect();
     let transcript = render_transcript(&runs);
-    let expected_path = karmem_tests::fixtures::expected_path(&source.name);
-    let committed = std::fs::read_to_string(&expected_path).with_context(|| format!("reading `{}`", expected_path.display()))?;
+    let expected_path = &source.expected;
+    let committed = std::fs::read_to_string(expected_path).with_context(|| format!("reading `{}`", expected_path.display()))?;
     if committed != transcript {
         bail!("the reference runner no longer reproduces `{}`: run the reference tests", expected_path.display());
     }

@@ -507,6 +507,27 @@ impl Transcoder<'_> {
                     b.i32_const(0).i32_const(0).i32_const(calign as i32);
                     b.local_get(len).i32_const(csize as i32).binop(BinaryOp::I32Mul);
                     b.call(self.env.realloc).local_set(ptr);
+                }
+                // realloc's result, as the canonical ABI checks it: aligned,
+                // and the list in bounds (also when it is empty)
+                if calign > 1 {
+                    f.instr_seq(seq).local_get(ptr).i32_const(calign as i32 - 1).binop(BinaryOp::I32And);
+                    asm::trap_if(&mut f, seq);
+                }
+                {
+                    let mut b = f.instr_seq(seq);
+                    b.local_get(ptr);
+                    asm::widen(&mut b);
+                    b.local_get(len);
+                    asm::widen(&mut b);
+                    b.i64_const(csize as i64).binop(BinaryOp::I64Mul).binop(BinaryOp::I64Add);
+                    b.memory_size(self.guest);
+                    asm::widen(&mut b);
+                    b.i64_const(16).binop(BinaryOp::I64Shl).binop(BinaryOp::I64GtU);
+                }
+                asm::trap_if(&mut f, seq);
+                {
+                    let mut b = f.instr_seq(seq);
                     b.local_get(dst).local_get(ptr);
                     asm::store(&mut b, g, Width::I32, 0);
                     b.local_get(dst).local_get(len);

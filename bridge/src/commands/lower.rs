@@ -46,14 +46,17 @@ pub struct Opts {
     /// without one may grow to 64 MiB; the largest instance is open-ended.
     #[arg(long = "memory-quota", value_name = "OWNER=SIZE")]
     pub memory_quotas: Vec<String>,
-    /// How the module reaches WASI. `preview1` (the default for a wasip1
-    /// component whose only WASI user is the preview1 adapter) drops the
-    /// adapter and keeps the main module's own `wasi_snapshot_preview1`
-    /// imports; `shim` (the default otherwise) serves WASI 0.2 imports with
-    /// the preview2-on-preview1 shim, so the module imports only
-    /// `wasi_snapshot_preview1` (and `karmem:*`); `deny` refuses what the shim
-    /// does not cover, naming the interface; `passthrough` keeps that as
-    /// imports.
+    /// How the module reaches WASI. `preview1` drops the preview1 adapter of
+    /// a wasip1 component and keeps the main module's own
+    /// `wasi_snapshot_preview1` imports; `shim` serves WASI 0.2 imports with
+    /// the preview2-on-preview1 shim, and links what preview1 cannot serve
+    /// (sockets, http, ...) to stubs that act like a host granting no such
+    /// capability (`access-denied`-like errors, else a trap naming the
+    /// import), listed in one warning; `deny` refuses those, naming the
+    /// interface; `passthrough` keeps them as imports (`run --stub-missing`
+    /// serves them like the stubs). Default: the adapter is dropped when its
+    /// only users are the preview1 imports it implements, other WASI 0.2
+    /// imports are served as by `shim`; without an adapter, `shim`.
     #[arg(long, value_enum)]
     pub wasi: Option<WasiArg>,
     /// Patterns and shared memories for the embedded KarmemIDL, as `idl` takes them.

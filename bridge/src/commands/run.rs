@@ -7,6 +7,8 @@
 //! by pattern ([`Composition`]) and the cache itself are `karmem-runtime`'s;
 //! WAVE parsing and printing are `karmem-format`'s. Without `--invoke` the
 //! module's `_start` runs (a lowered command) and its exit code is ours.
+//! A module lowered with `--abi canonical` is called through
+//! `karmem_bridge::canonical_call` instead (docs/RUNTIME.md).
 //!
 //! Compiled modules are cached (docs/RUNTIME.md, "Module cache") in
 //! `--cache-dir`, else `$KARMEM_CACHE_DIR`, else
@@ -74,6 +76,12 @@ pub struct Opts {
     /// Maximum linear memory, in bytes (suffixes `K`, `M`, `G`: 1024-based).
     #[arg(long, value_name = "BYTES")]
     pub max_memory: Option<String>,
+    /// Serve the `wasi:` imports a preview1 host cannot serve (sockets, http,
+    /// ...) that `lower --wasi passthrough` kept, as `lower` does by default:
+    /// the error a host without the capability gives (`access-denied`, ...),
+    /// or a trap naming the import (docs/LOWERING.md, `## WASI`).
+    #[arg(long)]
+    pub stub_missing: bool,
     /// The program name the guest sees as its first argument (default: the module's path).
     #[arg(long, value_name = "NAME")]
     pub argv0: Option<String>,
@@ -84,15 +92,18 @@ pub struct Opts {
 
 pub fn run(opts: Opts) -> Result<()> {
     let name = display_name(&opts.module);
-    let bytes = read_input(&opts.module)?;
+    let bytes = stub_missing(&opts, read_input(&opts.module)?, &name)?;
     let config = RuntimeConfig { cache_dir: cache_dir(&opts), ..RuntimeConfig::default() };
     let runtime = Arc::new(Runtime::new(config)?);
+    if is_canonical(&bytes)? {
+        return run_canonical(&opts, &runtime, &bytes, &name);
+    }
     let composition = Composition::new(runtime);
     let main = composition.add(&name, &bytes, session_options(&opts, &name)?)?;
     let mut modules = vec![(opts.module.clone(), main)];
     for path in &opts.links {
         let other = display_name(path);
-        let bytes = read_input(path)?;
+        let bytes = stub_missing(&opts, read_input(path)?, &other)?;
         let id = composition.add(&other, &bytes, session_options(&opts, &other)?)?;
         modules.push((path.clone(), id));
     }
@@ -124,6 +135,51 @@ pub fn run(opts: Opts) -> Result<()> {
         write_output(Path::new("-"), format!("{printed}\n").as_bytes())?;
     }
     Ok(())
+}
+
+/// A module lowered with `--abi canonical`: it records its boundary in
+/// `karmem:canonical-abi` and has no `karmem:abi` section.
+fn is_canonical(bytes: &[u8]) -> Result<bool> {
+    let (mut canonical, mut karmem) = (false, false);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the module")? {
+            canonical |= section.name() == "karmem:canonical-abi";
+            karmem |= section.name() == "karmem:abi";
+        }
+    }
+    Ok(canonical && !karmem)
+}
+
+/// `--invoke` on a `--abi canonical` module: WAVE values lowered and lifted
+/// by the canonical ABI (`karmem_bridge::canonical_call`), one instance, one
+/// result line per call.
+fn run_canonical(opts: &Opts, runtime: &Runtime, bytes: &[u8], name: &str) -> Result<()> {
+    if !opts.links.is_empty() || !opts.plugs.is_empty() || !opts.patterns.is_empty() {
+        bail!("`{name}` was lowered with `--abi canonical`: `--link`, `--plug` and `--pattern` need the Karmem ABI");
+    }
+    if opts.invoke.is_empty() {
+        bail!("`{name}` was lowered with `--abi canonical`: name the functions to call with `--invoke 'f(...)'`");
+    }
+    let mut caller = karmem_bridge::canonical_call::CanonicalCaller::new(runtime, bytes)
+        .with_context(|| format!("failed to load `{name}`"))?;
+    for (index, text) in opts.invoke.iter().enumerate() {
+        let printed = caller.invoke(text).with_context(|| {
+            let which = if opts.invoke.len() > 1 { format!(" (call {} of {})", index + 1, opts.invoke.len()) } else { String::new() };
+            format!("`{name}`: `{text}` failed{which}")
+        })?;
+        write_output(Path::new("-"), format!("{printed}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--stub-missing`: the module with its kept uncovered `wasi:` imports stubbed.
+fn stub_missing(opts: &Opts, bytes: Vec<u8>, name: &str) -> Result<Vec<u8>> {
+    if !opts.stub_missing {
+        return Ok(bytes);
+    }
+    let (stubbed, _) = karmem_adapters::wasi::stub_missing_imports(&bytes)
+        .with_context(|| format!("`--stub-missing`: failed to stub the imports of `{name}`"))?;
+    Ok(stubbed)
 }
 
 /// The cache directory: `--cache-dir`, `$KARMEM_CACHE_DIR`,
