@@ -118,14 +118,7 @@ fn analyse_columns_lanes(timestamps: &[i64], values: &[f32]) -> Analysis {
     for (l, &t) in ts_rest.iter().enumerate() {
         latest[l] = latest[l].max(t);
     }
-    let total: f32 = sum.iter().sum();
-    let n = values.len();
-    Analysis {
-        average: if n == 0 { 0.0 } else { total / n as f32 },
-        min: min.iter().copied().fold(f32::INFINITY, f32::min),
-        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        latest: latest.iter().copied().max().unwrap_or(i64::MIN),
-    }
+    Lanes { sum, min, max, latest }.combine(values.len())
 }
 
 /// The same several-accumulator aggregation over records (AoS formats):
@@ -152,13 +145,27 @@ fn analyse_records_lanes<R>(records: &[R], get: impl Fn(&R) -> (i64, f32)) -> An
         max[l] = max[l].max(v);
         latest[l] = latest[l].max(t);
     }
-    let total: f32 = sum.iter().sum();
-    let n = records.len();
-    Analysis {
-        average: if n == 0 { 0.0 } else { total / n as f32 },
-        min: min.iter().copied().fold(f32::INFINITY, f32::min),
-        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        latest: latest.iter().copied().max().unwrap_or(i64::MIN),
+    Lanes { sum, min, max, latest }.combine(records.len())
+}
+
+/// The per-lane accumulators of the `-lanes` aggregations.
+struct Lanes {
+    sum: [f32; LANES],
+    min: [f32; LANES],
+    max: [f32; LANES],
+    latest: [i64; LANES],
+}
+
+impl Lanes {
+    /// The lanes folded into one result over `n` readings.
+    fn combine(self, n: usize) -> Analysis {
+        let total: f32 = self.sum.iter().sum();
+        Analysis {
+            average: if n == 0 { 0.0 } else { total / n as f32 },
+            min: self.min.iter().copied().fold(f32::INFINITY, f32::min),
+            max: self.max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            latest: self.latest.iter().copied().max().unwrap_or(i64::MIN),
+        }
     }
 }
 
