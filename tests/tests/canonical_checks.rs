@@ -15,6 +15,9 @@
     reason = "test helpers: a broken case fails the test"
 )]
 
+#[path = "common/edge.rs"]
+mod edge;
+
 use wasmtime::component::{Component, Linker as ComponentLinker, Val};
 use wasmtime::{Config, Engine, Linker, Module, Store};
 
@@ -68,7 +71,7 @@ fn lower(wat: &str, abi: karmem_bridge::lower::Abi) -> Vec<u8> {
 fn lowered(wat: &str, abi: karmem_bridge::lower::Abi, export: Option<&str>) -> Result<(), String> {
     let module = lower(wat, abi);
     if abi == karmem_bridge::lower::Abi::Karmem {
-        return through_the_edge(&module, export);
+        return edge::through_the_edge(&module, export);
     }
     let engine = core_engine();
     let module = Module::new(&engine, &module).unwrap();
@@ -84,22 +87,6 @@ fn lowered(wat: &str, abi: karmem_bridge::lower::Abi, export: Option<&str>) -> R
         Ok(())
     };
     run(&mut store).map_err(|e| format!("{e:?}"))
-}
-
-/// A Karmem-ABI module through its edge (`karmem_runtime::invoke::Session`): instantiate, then
-/// call the root function `export` (no parameters) when given.
-fn through_the_edge(module: &[u8], export: Option<&str>) -> Result<(), String> {
-    let runtime = karmem_runtime::Runtime::new(karmem_runtime::RuntimeConfig::default()).unwrap();
-    let options = karmem_runtime::invoke::SessionOptions::default();
-    let mut session = karmem_runtime::invoke::Session::new(&runtime, module, &options).map_err(|e| format!("{e:?}"))?;
-    if let Some(name) = export {
-        let (interface, function) = session.resolve_function(name).unwrap();
-        let layout = &session.abi().unwrap().layout;
-        let text = format!("{}()", karmem_format::wave::kebab(&function));
-        let parsed = karmem_format::wave::parse_invocation(layout, &interface, &text).unwrap();
-        session.invoke(&interface, &parsed.function, &parsed.args).map_err(|e| format!("{e:?}"))?;
-    }
-    Ok(())
 }
 
 const ABIS: [karmem_bridge::lower::Abi; 2] = [karmem_bridge::lower::Abi::Canonical, karmem_bridge::lower::Abi::Karmem];
@@ -246,7 +233,6 @@ const LIST_COPY: &str = r#"
 fn list_copy(arg: u32, realloc: u32) -> String {
     LIST_COPY.replace("$ARG", &arg.to_string()).replace("$REALLOC", &realloc.to_string())
 }
-
 
 #[test]
 fn a_misaligned_realloc_result_when_a_string_shrinks_traps() {

@@ -17,6 +17,9 @@
     reason = "test helpers: a broken case fails the test"
 )]
 
+#[path = "common/edge.rs"]
+mod edge;
+
 use wasmtime::component::{Component, Linker as ComponentLinker, Resource, ResourceType};
 use wasmtime::{Config, Engine, Linker, Module, Store};
 
@@ -74,7 +77,7 @@ const HOST_BASE: i32 = 1000;
 fn lowered(wat: &str, abi: Abi, export: Option<&str>) -> Result<(), String> {
     let module = lower(wat, abi);
     if abi == Abi::Karmem {
-        return through_the_edge(&module, export);
+        return edge::through_the_edge(&module, export);
     }
     let engine = engine(false);
     let module = Module::new(&engine, &module).unwrap();
@@ -103,21 +106,6 @@ fn lowered(wat: &str, abi: Abi, export: Option<&str>) -> Result<(), String> {
         Ok(())
     };
     run(&mut store).map_err(|e| format!("{e:?}"))
-}
-
-/// A Karmem-ABI module through its edge: instantiate, then call the root function `export`.
-fn through_the_edge(module: &[u8], export: Option<&str>) -> Result<(), String> {
-    let runtime = karmem_runtime::Runtime::new(karmem_runtime::RuntimeConfig::default()).unwrap();
-    let options = karmem_runtime::invoke::SessionOptions::default();
-    let mut session = karmem_runtime::invoke::Session::new(&runtime, module, &options).map_err(|e| format!("{e:?}"))?;
-    if let Some(name) = export {
-        let (interface, function) = session.resolve_function(name).unwrap();
-        let layout = &session.abi().unwrap().layout;
-        let text = format!("{}()", karmem_format::wave::kebab(&function));
-        let parsed = karmem_format::wave::parse_invocation(layout, &interface, &text).unwrap();
-        session.invoke(&interface, &parsed.function, &parsed.args).map_err(|e| format!("{e:?}"))?;
-    }
-    Ok(())
 }
 
 /// The reference and the lowerings under `abis` all run `wat` (and `export`) to the end.
