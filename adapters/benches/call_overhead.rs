@@ -67,12 +67,12 @@ impl Karmem {
             .unwrap_or_else(|e| panic!("lowering: {e:#}"));
         let world = World::from_component(component).unwrap_or_else(|e| panic!("world: {e:#}"));
         let bytes = karmem_abi(&canonical, &world, &Options::default()).unwrap_or_else(|e| panic!("adapters: {e:#}"));
-        Karmem::from_lowered(engine, component, &bytes)
+        Karmem::from_lowered(engine, &world, &bytes)
     }
 
-    /// A lowering of `component` made elsewhere (the baseline build).
-    fn from_lowered(engine: &Engine, component: &[u8], bytes: &[u8]) -> Karmem {
-        let world = World::from_component(component).unwrap_or_else(|e| panic!("world: {e:#}"));
+    /// A lowering of the component whose world is `world`, made elsewhere
+    /// (the baseline build).
+    fn from_lowered(engine: &Engine, world: &World, bytes: &[u8]) -> Karmem {
         let layout = Layout::new(&world.schema).unwrap_or_else(|e| panic!("layout: {e}"));
         let module = Module::new(engine, bytes).unwrap_or_else(|e| panic!("compile: {e:#}"));
         let mut linker: Linker<()> = Linker::new(engine);
@@ -163,7 +163,8 @@ fn bench(c: &mut Criterion) {
     let mut baseline = std::env::var_os("KARMEM_BENCH_BASELINE").map(|dir| {
         let path = std::path::Path::new(&dir).join("basics.core.wasm");
         let lowered = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let mut base = Karmem::from_lowered(&engine, &bytes, &lowered);
+        let world = World::from_component(&bytes).unwrap_or_else(|e| panic!("world: {e:#}"));
+        let mut base = Karmem::from_lowered(&engine, &world, &lowered);
         let entries = [base.entry("add"), base.entry("shout"), base.entry("relabel")];
         (base, entries)
     });
