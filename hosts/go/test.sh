@@ -21,11 +21,16 @@ if [ -z "$GO" ]; then
 fi
 # The kit depends on the whole lowering, so it is rebuilt every time (seconds
 # once xtask is built); KARMEM_HOST_KIT=DIR uses a kit built before instead.
+# xtask and karmem-bridge are built with the workspace's test feature set, the
+# one `cargo test --workspace` just used: `cargo run -p xtask` alone would
+# resolve other features and build wasmtime a second time (minutes and
+# gigabytes on a clean machine).
+cargo build --quiet --locked --workspace --bins --tests
 KIT="${KARMEM_HOST_KIT:-}"
 if [ -z "$KIT" ]; then
     KIT="$ROOT/target/host-kit"
     rm -rf "$KIT"
-    cargo run --quiet --locked -p xtask -- host-kit "$KIT" >/dev/null
+    "${CARGO_TARGET_DIR:-$ROOT/target}/debug/xtask" host-kit "$KIT" >/dev/null
 fi
 WORK="$ROOT/target/go-host"
 mkdir -p "$WORK/wazero-cache"
@@ -38,7 +43,7 @@ replace github.com/tetratelabs/wazero => $WAZERO
 WORK_EOF
 export GOWORK="$WORK/go.work" GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 \
     GOCACHE="$ROOT/target/go-cache/build" GOPATH="$ROOT/target/go-cache/path" \
-    KARMEM_HOST_KIT="$KIT" KARMEM_GO_CACHE="$WORK/wazero-cache" KARMEM_BRIDGE="$ROOT/target/debug/karmem-bridge"
+    KARMEM_HOST_KIT="$KIT" KARMEM_GO_CACHE="$WORK/wazero-cache" KARMEM_BRIDGE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/karmem-bridge"
 cd "$ROOT/hosts/go"
 "$GO" vet ./...
 "$GO" test -count=1 ./... "$@"
