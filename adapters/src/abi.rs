@@ -12,8 +12,8 @@
 //! - one adapter per lowered import: encode the argument message, call
 //!   `karmem:<interface>`/`<function>`, decode the result message into the
 //!   caller's return area (or flat result), free the host's buffer;
-//! - the interface descriptors (`adapters/descriptor.km`), encoded with
-//!   `karmem-format` here and copied into guest memory at init;
+//! - the interface descriptors (`karmem_contract::Descriptor`), encoded
+//!   here and copied into guest memory at init;
 //! - the custom sections `karmem:abi`, `karmem:idl` and `producers`;
 //! - with [`Options::edge_memory`], the Karmem edge memory `KarmemMemory`
 //!   that holds all of the above's data apart from every guest memory, each
@@ -24,18 +24,18 @@
 //! lowering's handle tables already follow the canonical ABI's rules).
 //!
 //! Does not own: the value transcoders (`transcode`), flat values
-//! (`flat.rs`), naming the boundary (`world.rs`, following the lowering).
+//! (`flat.rs`), naming the boundary (`world.rs`, following the lowering),
+//! the ABI's names, version, descriptor schema and code tables
+//! (`karmem-contract`, re-exported here).
 
 mod alloc;
 pub mod flat;
 mod world;
 
-use std::sync::OnceLock;
-
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use karmem_format::Value;
+use karmem_contract::{Descriptor, FunctionDescriptor, MAIN_MEMORY, MESSAGE_ALIGN, MemoryDescriptor, entry};
 use karmem_format::layout::{FunctionLayout, Layout};
-use karmem_idl::ast::{Access, Item, Pattern};
+use karmem_idl::ast::Item;
 use karmem_wit_import::Side;
 use walrus::ir::{BinaryOp, UnaryOp, Value as Const};
 use walrus::{
@@ -44,31 +44,21 @@ use walrus::{
 };
 
 pub use alloc::{add_allocator, reads_memory_size};
-pub use world::{FunctionBinding, InterfaceBinding, RESOURCE_DROP, ROOT_MODULE, WitIdentity, World};
+pub use karmem_contract::{
+    ABI_SECTION, ABI_VERSION, CANONICAL_ABI_SECTION, DESCRIPTOR_KM, EDGE_MEMORY, IDL_SECTION, IMPORT_PREFIX,
+    RESOURCE_DROP, descriptor_layout,
+};
+pub use world::{FunctionBinding, InterfaceBinding, ROOT_MODULE, WitIdentity, World};
 
 use crate::asm::{self, Width};
 use crate::canon::{AbiType, StringEncoding};
 use crate::transcode::read::switch;
 use crate::transcode::{Env, TranscodeOptions, Transcoder};
 
-/// The ABI version written to the `karmem:abi` custom section.
-pub const ABI_VERSION: &str = "0.2";
-/// The custom section holding the ABI version.
-pub const ABI_SECTION: &str = "karmem:abi";
-/// The custom section holding the module's KarmemIDL.
-pub const IDL_SECTION: &str = "karmem:idl";
-/// The import module prefix of imported interfaces.
-pub const IMPORT_PREFIX: &str = "karmem:";
-/// The normative descriptor schema.
-pub const DESCRIPTOR_KM: &str = include_str!("../descriptor.km");
-
 /// Canonical ABI `MAX_FLAT_PARAMS` and `MAX_FLAT_RESULTS`
 /// (<https://github.com/WebAssembly/component-model/blob/main/design/mvp/CanonicalABI.md#flattening>).
 const MAX_FLAT_PARAMS: usize = 16;
 const MAX_FLAT_RESULTS: usize = 1;
-
-/// The export of the Karmem edge memory (docs/ABI.md §2).
-pub const EDGE_MEMORY: &str = "KarmemMemory";
 
 /// How to generate the adapters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -110,7 +100,7 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
     config.generate_producers_section(true);
     let mut module = config.parse(canonical).map_err(|e| anyhow!("{e:#}")).context("walrus could not read the module")?;
     let layout = Layout::new(&world.schema).map_err(|e| anyhow!("{e}")).context("failed to lay out the world's IDL")?;
-    let memory = match module.exports.iter().find(|e| e.name == "memory") {
+    let memory = match module.exports.iter().find(|e| e.name == MAIN_MEMORY) {
         Some(export) => match export.item {
             ExportItem::Memory(m) => m,
             _ => bail!("the module's export `memory` is not a memory"),
@@ -123,8 +113,8 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
             }
         }
     };
-    if module.exports.iter().all(|e| e.name != "memory") {
-        module.exports.add("memory", memory);
+    if module.exports.iter().all(|e| e.name != MAIN_MEMORY) {
+        module.exports.add(MAIN_MEMORY, memory);
     }
     let realloc = match module.exports.get_func("cabi_realloc") {
         Ok(f) => f,
@@ -249,7 +239,7 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
     for iface in world.interfaces.iter().filter(|i| is_karmem_import(i)) {
         let ids: Vec<_> = module.imports.iter().filter(|i| i.module == iface.core_module).map(|i| i.id()).collect();
         for id in ids {
-            module.imports.get_mut(id).module = format!("{IMPORT_PREFIX}{}", iface.name);
+            module.imports.get_mut(id).module = karmem_contract::import_module(&iface.name);
         }
     }
     // Drops of the guest's own resources: `<interface>.[resource-drop]<resource>`.
@@ -262,7 +252,7 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         .iter()
         .filter(|i| matches!(i.kind, walrus::ImportKind::Function(_)))
         .filter(|i| {
-            !i.module.starts_with(IMPORT_PREFIX)
+            karmem_contract::imported_interface(&i.module).is_none()
                 && karmem_partition::preview1_memory_of(&i.module).is_none()
                 && !i.module.starts_with("wasi:")
         })
@@ -298,8 +288,8 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         ensure!(module.exports.iter().all(|e| e.name != *name), "two exports would be named `{name}`");
         module.exports.add(name, *func);
     }
-    module.exports.add("KarmemAlloc", alloc);
-    module.exports.add("KarmemFree", free);
+    module.exports.add(entry::ALLOC, alloc);
+    module.exports.add(entry::FREE, free);
 
     module.customs.remove_raw(ABI_SECTION);
     module.customs.remove_raw(IDL_SECTION);
@@ -328,10 +318,6 @@ pub fn karmem_abi_with_warnings(canonical: &[u8], world: &World, options: &Optio
         .context("internal error: the Karmem-ABI module does not validate")?;
     Ok(Lowered { module: bytes, warnings, allocator_reads_memory_size })
 }
-
-/// The lowering's record of each boundary function's canonical options
-/// (docs/LOWERING.md: which memory, realloc and string encoding).
-pub const CANONICAL_ABI_SECTION: &str = "karmem:canonical-abi";
 
 /// The entries of the `karmem:canonical-abi` section.
 #[derive(Debug, Default)]
@@ -672,7 +658,7 @@ fn import_adapter(
         *scratch_size = (*scratch_size).max(results.size());
     }
     let host_ty = t.module.types.add(&[ValType::I32; 2], &[ValType::I64]);
-    let (host, _) = t.module.add_import_func(&format!("{IMPORT_PREFIX}{interface}"), function, host_ty);
+    let (host, _) = t.module.add_import_func(&karmem_contract::import_module(interface), function, host_ty);
     let args: Vec<LocalId> = want_params.iter().map(|ty| t.module.locals.add(*ty)).collect();
     let [area, rptr, rlen] = [(); 3].map(|_| t.module.locals.add(ValType::I32));
     let packed = t.module.locals.add(ValType::I64);
@@ -708,7 +694,7 @@ fn import_adapter(
     f.instr_seq(seq).local_get(rptr).local_get(rlen).local_get(area).call(reader);
     f.instr_seq(seq).local_get(rlen);
     let owned = asm::if_(&mut f, seq);
-    f.instr_seq(owned).local_get(rptr).local_get(rlen).i32_const(64).call(t.env.free);
+    f.instr_seq(owned).local_get(rptr).local_get(rlen).i32_const(MESSAGE_ALIGN).call(t.env.free);
     if !spill_results && !result_flat.is_empty() {
         let locals = flat::flat_locals(&mut t.module.locals, &results);
         flat::load_flat(&mut f, seq, &mut t.module.locals, m, &results, area, 0, &locals);
@@ -729,7 +715,6 @@ fn import_adapter(
 type Descriptors = (Vec<u8>, u32, u32, Vec<(u32, GlobalId)>);
 
 fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Descriptors> {
-    let (desc_layout, root) = descriptor_layout()?;
     let file_package = world
         .schema
         .file()
@@ -765,12 +750,8 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
                 } else {
                     position as u32
                 };
-                let hash = layout.function_hash(&iface.name, &function.name).unwrap_or_default();
-                functions.push(record(vec![
-                    ("name", Value::String(function.name.clone())),
-                    ("id", Value::U32(id)),
-                    ("type_hash", Value::U64(hash)),
-                ]));
+                let type_hash = layout.function_hash(&iface.name, &function.name).unwrap_or_default();
+                functions.push(FunctionDescriptor { name: function.name.clone(), id, type_hash });
             }
             // Region offsets are only known at init: encode a sentinel, find
             // it, and let `KarmemInit` patch it.
@@ -783,32 +764,26 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
                     let sentinel = SENTINEL_BASE | k as u32;
                     let region = regions.iter().find(|r| r.interface == iface.name && r.name == mem.name.name);
                     sentinels.push((sentinel, region.map(|r| r.base)));
-                    record(vec![
-                        ("name", Value::String(mem.name.name.clone())),
-                        ("access", Value::U8(access_code(access))),
-                        ("offset", Value::U32(sentinel)),
-                        ("pages", Value::U32(mem.pages)),
-                    ])
+                    MemoryDescriptor { name: mem.name.name.clone(), access, offset: sentinel, pages: mem.pages }
                 })
                 .collect();
             let package = match iface.wit.package_with_version() {
                 wit if wit.is_empty() => file_package.clone(),
                 wit => wit,
             };
-            let value = record(vec![
-                ("package", Value::String(package)),
-                ("name", Value::String(iface.name.clone())),
-                ("pattern", Value::U8(pattern_code(def.pattern))),
-                ("functions", Value::List(functions)),
-                ("memories", Value::List(memories)),
-                ("wit_package", Value::String(iface.wit.package.clone())),
-                ("wit_interface", Value::String(iface.wit.interface.clone())),
-                ("wit_version", Value::String(iface.wit.version.clone())),
-            ]);
-            let bytes = karmem_format::value::encode(desc_layout, root, &value)
-                .map_err(|e| anyhow!("{e}"))
+            let descriptor = Descriptor {
+                package,
+                name: iface.name.clone(),
+                pattern: def.pattern,
+                functions,
+                memories,
+                wit_package: iface.wit.package.clone(),
+                wit_interface: iface.wit.interface.clone(),
+                wit_version: iface.wit.version.clone(),
+            };
+            let bytes = descriptor
+                .encode()
                 .with_context(|| format!("failed to encode the descriptor of `{}`", iface.name))?;
-            let bytes = bytes.as_slice().to_vec();
             for (sentinel, region) in sentinels {
                 let needle = sentinel.to_le_bytes();
                 let hits: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
@@ -844,39 +819,6 @@ fn descriptors(world: &World, layout: &Layout, regions: &[Region]) -> Result<Des
 
 /// Placeholder memory offsets in descriptors (`0xFEED0000 + k`).
 const SENTINEL_BASE: u32 = 0xFEED_0000;
-
-fn record(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
-}
-
-fn access_code(access: Access) -> u8 {
-    match access {
-        Access::None => 0,
-        Access::Read => 1,
-        Access::Write => 2,
-    }
-}
-
-fn pattern_code(pattern: Pattern) -> u8 {
-    match pattern {
-        Pattern::Direct => 0,
-        Pattern::Fanout => 1,
-        Pattern::Singleton => 2,
-        Pattern::Pool => 3,
-    }
-}
-
-/// The layout of `descriptor.km` and its `descriptor` type.
-pub fn descriptor_layout() -> Result<(&'static Layout, karmem_format::TypeId)> {
-    static LAYOUT: OnceLock<std::result::Result<Layout, String>> = OnceLock::new();
-    let layout = LAYOUT.get_or_init(|| {
-        let schema = karmem_idl::load(DESCRIPTOR_KM, "descriptor.km").map_err(|d| d.to_string())?;
-        Layout::new(&schema).map_err(|e| e.to_string())
-    });
-    let layout = layout.as_ref().map_err(|e| anyhow!("the descriptor schema is broken: {e}"))?;
-    let root = layout.named("descriptor").context("the descriptor schema has no `descriptor`")?;
-    Ok((layout, root))
-}
 
 struct EntryInputs {
     alloc: FunctionId,
@@ -934,7 +876,7 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
 
     let init = {
         let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I64]);
-        f.name("KarmemInit".to_string());
+        f.name(entry::INIT.to_string());
         let grown = module.locals.add(ValType::I32);
         let seq = f.func_body_id();
         f.instr_seq(seq).global_get(initialised);
@@ -943,7 +885,7 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
             let mut b = f.instr_seq(seq);
             b.i32_const(1).global_set(initialised);
             b.call(prepare);
-            b.i32_const(blob_len).i32_const(64).call(inputs.alloc).global_set(desc_base);
+            b.i32_const(blob_len).i32_const(MESSAGE_ALIGN).call(inputs.alloc).global_set(desc_base);
             b.global_get(desc_base).i32_const(0).i32_const(blob_len).memory_init(m, data).data_drop(data);
         }
         // interface memories: fresh pages, never handed out by KarmemAlloc
@@ -983,12 +925,12 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
         b.binop(BinaryOp::I64Or);
         f.finish(vec![index], &mut module.funcs)
     };
-    let export = descriptor_fn("KarmemExport", 0, inputs.export_count);
-    let import = descriptor_fn("KarmemImport", inputs.export_count, inputs.import_count);
+    let export = descriptor_fn(entry::EXPORT, 0, inputs.export_count);
+    let import = descriptor_fn(entry::IMPORT, inputs.export_count, inputs.import_count);
 
     let call = {
         let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32; 3], &[ValType::I64]);
-        f.name("KarmemCall".to_string());
+        f.name(entry::CALL.to_string());
         let [id, ptr, len] = [(); 3].map(|_| module.locals.add(ValType::I32));
         let seq = f.func_body_id();
         f.instr_seq(seq).local_get(id).i32_const(inputs.adapters.len() as i32).binop(BinaryOp::I32GeU);
@@ -1001,10 +943,10 @@ fn entry_points(module: &mut Module, m: MemoryId, inputs: EntryInputs) -> Vec<(S
         f.finish(vec![id, ptr, len], &mut module.funcs)
     };
     vec![
-        ("KarmemInit".to_string(), init),
-        ("KarmemExport".to_string(), export),
-        ("KarmemImport".to_string(), import),
-        ("KarmemCall".to_string(), call),
+        (entry::INIT.to_string(), init),
+        (entry::EXPORT.to_string(), export),
+        (entry::IMPORT.to_string(), import),
+        (entry::CALL.to_string(), call),
     ]
 }
 

@@ -1,4 +1,4 @@
-//! The descriptor schema (`adapters/descriptor.km`, docs/ABI.md §5) evolves
+//! The descriptor schema (`contract/descriptor.km`, docs/ABI.md §5) evolves
 //! only by appending: every version must be a safe evolution of the
 //! previous one by the rules of `karmem-bridge compat`, and its package
 //! version must be the `karmem:abi` section's version.
@@ -6,7 +6,7 @@
 use anyhow::{Result, anyhow, ensure};
 use karmem_adapters::abi::{ABI_VERSION, DESCRIPTOR_KM};
 
-/// `adapters/descriptor.km` of ABI 0.1 (doc comments dropped).
+/// `contract/descriptor.km` of ABI 0.1 (doc comments dropped).
 const DESCRIPTOR_0_1: &str = r#"
 package karmem:abi@0.1.0;
 

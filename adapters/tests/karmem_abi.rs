@@ -70,8 +70,9 @@ fn init_descriptors_and_sections() -> Result<()> {
     // a second KarmemInit traps
     ensure!(host.init().is_err(), "KarmemInit twice must trap");
     let sections = host.custom_sections();
-    ensure!(sections.iter().any(|(n, d)| n == "karmem:abi" && d == karmem_adapters::abi::ABI_VERSION.as_bytes()), "karmem:abi section");
-    ensure!(sections.iter().any(|(n, d)| n == "karmem:idl" && String::from_utf8_lossy(d).contains("interface api")));
+    use karmem_adapters::abi::{ABI_SECTION, ABI_VERSION, IDL_SECTION};
+    ensure!(sections.iter().any(|(n, d)| n == ABI_SECTION && d == ABI_VERSION.as_bytes()), "{ABI_SECTION} section");
+    ensure!(sections.iter().any(|(n, d)| n == IDL_SECTION && String::from_utf8_lossy(d).contains("interface api")));
     ensure!(sections.iter().any(|(n, d)| n == "producers" && String::from_utf8_lossy(d).contains("karmem-bridge")));
     ensure!(host.exports().iter().all(|e| !e.contains('#') && e != "cabi_realloc"), "canonical exports remain: {:?}", host.exports());
     Ok(())
@@ -301,7 +302,7 @@ world app { export api; }
     ensure!(export.field("name") == Some(&s("api")), "{export:?}");
     ensure!(host.descriptor("KarmemImport", 0).is_err(), "`shared` got a descriptor");
     let sections = host.custom_sections();
-    ensure!(sections.iter().any(|(n, d)| n == "karmem:idl" && String::from_utf8_lossy(d).contains("struct point")));
+    ensure!(sections.iter().any(|(n, d)| n == karmem_adapters::abi::IDL_SECTION && String::from_utf8_lossy(d).contains("struct point")));
     let out = host.call("api", "norm", rec(vec![("p", rec(vec![("x", Value::U32(7))]))]))?;
     ensure!(out.field("ret") == Some(&Value::U32(7)), "{out:?}");
     Ok(())

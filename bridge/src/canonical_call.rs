@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use karmem_contract::IDL_SECTION;
 use karmem_format::Value;
 use karmem_format::layout::Layout;
 use karmem_idl::Schema;
@@ -55,13 +56,13 @@ pub struct CanonicalCaller {
 impl CanonicalCaller {
     /// Instantiates `bytes`, a module lowered with `--abi canonical`.
     pub fn new(runtime: &karmem_runtime::Runtime, bytes: &[u8]) -> Result<Self> {
-        let idl = custom_section(bytes, "karmem:idl")?.context(
-            "the module has neither the Karmem ABI nor a `karmem:idl` section: `run` needs the types of its functions",
-        )?;
+        let idl = custom_section(bytes, IDL_SECTION)?.with_context(|| {
+            format!("the module has neither the Karmem ABI nor a `{IDL_SECTION}` section: `run` needs the types of its functions")
+        })?;
         if idl.trim().is_empty() {
-            bail!("the module's `karmem:idl` section is empty (its WIT could not be mapped to KarmemIDL when it was lowered)");
+            bail!("the module's `{IDL_SECTION}` section is empty (its WIT could not be mapped to KarmemIDL when it was lowered)");
         }
-        let schema = karmem_idl::load(&idl, "karmem:idl").map_err(|d| anyhow!("the module's `karmem:idl` section does not resolve:\n{d}"))?;
+        let schema = karmem_idl::load(&idl, IDL_SECTION).map_err(|d| anyhow!("the module's `{IDL_SECTION}` section does not resolve:\n{d}"))?;
         let layout = Arc::new(Layout::new(&schema).map_err(|e| anyhow!("the module's schema has no layout: {e}"))?);
         let mut instance = CanonicalInstance::new(runtime, bytes)?;
         let names = instance.export_names();

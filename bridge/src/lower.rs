@@ -151,7 +151,7 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
                 several_memories = true;
                 notes.push(
                     "the Karmem edge has a partition of its own: the guest's allocator reads `memory.size` \
-                     (docs/ABI.md §10)"
+                     (directly, or to take its heap up to `sbrk(0)`: docs/ABI.md §10)"
                         .to_string(),
                 );
             }
@@ -183,7 +183,7 @@ pub fn lower(component: &[u8], options: &LowerOptions) -> Result<Lowered> {
 /// boundary, the memory exported as `memory`) at address 0, the
 /// instances' after it.
 fn partition(module: Vec<u8>, options: &LowerOptions) -> Result<Vec<u8>> {
-    if karmem_partition::layout::exported_memory(&module, "KarmemMemory")?.is_none() {
+    if karmem_partition::layout::exported_memory(&module, karmem_contract::EDGE_MEMORY)?.is_none() {
         // The canonical boundary: hosts address the memory exported as
         // `memory`; a boundary function in another memory cannot be
         // reached in one memory.

@@ -1,6 +1,6 @@
 //! The Go code generator, end to end: the code generated for every schema of
 //! the fixture corpus (`fixtures/idl/*.km`, `fixtures/wit/*.km`,
-//! `adapters/descriptor.km`) passes `go vet` against the Go host's `karmem`
+//! `contract/descriptor.km`) passes `go vet` against the Go host's `karmem`
 //! package (`hosts/go`), and for every struct and union of every schema,
 //! messages of random values written by the reference encoder
 //! (`value::encode`) are read by the generated code and written again to
@@ -44,8 +44,8 @@ fn go_env() -> Option<(String, String)> {
 fn corpus() -> Vec<(String, String, String)> {
     let mut out: Vec<_> =
         common::tools::corpus().into_iter().map(|(name, path, source)| (package_name(&name), path, source)).collect();
-    let descriptor = workspace().join("adapters/descriptor.km");
-    out.push(("abi_descriptor".into(), "adapters/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
+    let descriptor = workspace().join("contract/descriptor.km");
+    out.push(("abi_descriptor".into(), "contract/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
     out
 }
 
@@ -151,12 +151,12 @@ func main() {
 "#;
 
 /// Go code committed in hosts/go must be what `gen go` writes now: the
-/// descriptor reader of the host (ABI.md §5, `adapters/descriptor.km`) and
+/// descriptor reader of the host (ABI.md §5, `contract/descriptor.km`) and
 /// the examples' generated packages.
 #[test]
 fn the_go_hosts_generated_code_is_up_to_date() {
     for (km, go, package) in [
-        ("adapters/descriptor.km", "hosts/go/internal/abi/descriptor.go", "abi"),
+        ("contract/descriptor.km", "hosts/go/internal/abi/descriptor.go", "abi"),
         ("hosts/go/examples/basics/basics.km", "hosts/go/examples/basics/basics.go", "basics"),
         ("hosts/go/examples/temperature/temperature.km", "hosts/go/examples/temperature/temperature.go", "temperature"),
     ] {

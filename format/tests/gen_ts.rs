@@ -1,6 +1,6 @@
 //! The TypeScript code generator, end to end: the code `gen ts` writes for
 //! every schema of the fixture corpus (`fixtures/idl/*.km`,
-//! `fixtures/wit/*.km`, `adapters/descriptor.km`, plus awkward names and
+//! `fixtures/wit/*.km`, `contract/descriptor.km`, plus awkward names and
 //! two versions of an evolving schema) type-checks with `tsc --strict`
 //! against the JavaScript host's types (`hosts/js`), and on node, for every
 //! struct and union of every schema, messages of random values written by
@@ -46,8 +46,8 @@ fn js_env() -> Option<(String, String)> {
 /// The generators' corpus plus the ABI's descriptor schema.
 fn corpus() -> Vec<(String, String, String)> {
     let mut out = common::tools::corpus();
-    let descriptor = workspace().join("adapters/descriptor.km");
-    out.push(("abi_descriptor".into(), "adapters/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
+    let descriptor = workspace().join("contract/descriptor.km");
+    out.push(("abi_descriptor".into(), "contract/descriptor.km".into(), std::fs::read_to_string(descriptor).unwrap()));
     out
 }
 

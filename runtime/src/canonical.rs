@@ -2,18 +2,21 @@
 //! values: one instance, its exports called with flat core values, its
 //! `memory` read and written, its `cabi_realloc` called.
 //!
-//! Owns: instantiating such a module on this runtime's engine (every import
-//! is a function that traps naming itself: a canonical module's imports are
-//! its component's, which no host here serves), the call with the module's
-//! `cabi_post_*` function after it, and memory access.
+//! Owns: instantiating such a module as a [`Guest`] (every import is a
+//! function that traps naming itself: a canonical module's imports are its
+//! component's, which no host here serves), core values, the call with the
+//! module's `cabi_post_*` function after it, `cabi_realloc`.
 //!
-//! Does not own: what the core values mean (the canonical ABI's lifting and
-//! lowering of component values: `karmem-bridge`'s `canonical_call`, which
-//! knows the types from the module's `karmem:idl` section).
+//! Does not own: the instance itself (the store, calls, poisoning,
+//! deadlines and memory access are [`Guest`]'s, as for every module), and
+//! what the core values mean (the canonical ABI's lifting and lowering of
+//! component values: `karmem-bridge`'s `canonical_call`, which knows the
+//! types from the module's `karmem:idl` section).
 
-use anyhow::{Context as _, Result, anyhow, bail};
-use wasmtime::{Extern, Func, Instance, Linker, Memory, Module, Store, Val};
+use anyhow::{Result, anyhow, bail};
+use wasmtime::{Linker, Val};
 
+use crate::guest::{Guest, GuestOptions, GuestState};
 use crate::Runtime;
 
 /// A core value of a flattened signature.
@@ -25,29 +28,19 @@ pub enum CoreValue {
     F64(f64),
 }
 
-/// One instance of a canonical-ABI module.
+/// One instance of a canonical-ABI module: a [`Guest`] called with core
+/// values.
+#[derive(Debug)]
 pub struct CanonicalInstance {
-    store: Store<()>,
-    instance: Instance,
-    memory: Option<Memory>,
-}
-
-impl std::fmt::Debug for CanonicalInstance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CanonicalInstance").finish_non_exhaustive()
-    }
+    guest: Guest,
 }
 
 impl CanonicalInstance {
     /// Compiles and instantiates `bytes`; `_initialize` runs when exported.
     pub fn new(runtime: &Runtime, bytes: &[u8]) -> Result<Self> {
-        let engine = runtime.engine();
-        let module = Module::new(engine, bytes).map_err(|e| anyhow!("failed to compile the module: {e}"))?;
-        let mut store = Store::new(engine, ());
-        // The engine interrupts by epoch and may meter fuel: no budget here.
-        store.set_epoch_deadline(u64::MAX / 2);
-        let _ = store.set_fuel(u64::MAX);
-        let mut linker: Linker<()> = Linker::new(engine);
+        let loaded = runtime.compile(bytes)?;
+        let module = loaded.module();
+        let mut linker: Linker<GuestState> = runtime.linker();
         for import in module.imports() {
             let (module_name, field) = (import.module().to_string(), import.name().to_string());
             let Some(ty) = import.ty().func().cloned() else {
@@ -63,51 +56,43 @@ impl CanonicalInstance {
                 })
                 .map_err(|e| anyhow!("{e}"))?;
         }
-        let instance = linker
-            .instantiate(&mut store, &module)
-            .map_err(|e| anyhow!("failed to instantiate the module: {e:?}"))?;
-        let memory = instance.get_memory(&mut store, "memory");
-        let mut this = CanonicalInstance { store, instance, memory };
+        let guest = runtime.instantiate_with(&linker, &loaded, &GuestOptions::default())?;
+        let mut this = CanonicalInstance { guest };
         if this.has_export("_initialize") {
-            this.call("_initialize", &[]).context("`_initialize` failed")?;
+            this.call("_initialize", &[])?;
         }
         Ok(this)
     }
 
     /// Whether the module exports a function `name`.
     pub fn has_export(&mut self, name: &str) -> bool {
-        self.instance.get_func(&mut self.store, name).is_some()
+        self.guest.has_export(name)
     }
 
     /// The names of the exported functions.
     pub fn export_names(&mut self) -> Vec<String> {
-        let names: Vec<(String, bool)> = self
-            .instance
-            .exports(&mut self.store)
-            .map(|e| {
-                let name = e.name().to_string();
-                (name, matches!(e.into_extern(), Extern::Func(_)))
-            })
-            .collect();
-        names.into_iter().filter(|(_, func)| *func).map(|(name, _)| name).collect()
-    }
-
-    fn func(&mut self, name: &str) -> Result<Func> {
-        self.instance
-            .get_func(&mut self.store, name)
-            .with_context(|| format!("the module exports no function `{name}`"))
+        let module = self.guest.module().module();
+        module
+            .exports()
+            .filter(|e| e.ty().func().is_some())
+            .map(|e| e.name().to_string())
+            .collect()
     }
 
     /// Calls the export `name`.
     pub fn call(&mut self, name: &str, args: &[CoreValue]) -> Result<Vec<CoreValue>> {
-        let func = self.func(name)?;
-        let ty = func.ty(&self.store);
+        let ty = self
+            .guest
+            .module()
+            .module()
+            .get_export(name)
+            .and_then(|e| e.func().cloned())
+            .ok_or_else(|| anyhow!("the module exports no function `{name}`"))?;
         let params: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
         if params.len() != ty.params().len() {
             bail!("`{name}` takes {} core values, not {}", ty.params().len(), params.len());
         }
-        let mut results = vec![Val::I32(0); ty.results().len()];
-        func.call(&mut self.store, &params, &mut results).map_err(|e| anyhow!("`{name}` trapped: {e:?}"))?;
+        let results = self.guest.call(name, &params)?;
         results.iter().map(from_val).collect()
     }
 
@@ -120,26 +105,21 @@ impl CanonicalInstance {
         Ok(())
     }
 
-    fn memory(&self) -> Result<Memory> {
-        self.memory.context("the module exports no memory named `memory`")
-    }
-
     /// `len` bytes at `ptr` of `memory`; out of bounds is an error.
     pub fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>> {
-        let memory = self.memory()?;
+        // Checked before allocating: the length is the guest's word.
+        let size = self.guest.memory_size()? as u64;
+        if u64::from(ptr) + u64::from(len) > size {
+            bail!("{len} bytes at {ptr} are out of the module's memory");
+        }
         let mut bytes = vec![0u8; len as usize];
-        memory
-            .read(&self.store, ptr as usize, &mut bytes)
-            .map_err(|_| anyhow!("{len} bytes at {ptr} are out of the module's memory"))?;
+        self.guest.read_memory(u64::from(ptr), &mut bytes)?;
         Ok(bytes)
     }
 
     /// Writes `bytes` at `ptr` of `memory`.
     pub fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
-        let memory = self.memory()?;
-        memory
-            .write(&mut self.store, ptr as usize, bytes)
-            .map_err(|_| anyhow!("{} bytes at {ptr} are out of the module's memory", bytes.len()))
+        self.guest.write_memory(u64::from(ptr), bytes)
     }
 
     /// `cabi_realloc(0, 0, align, size)`.

@@ -522,7 +522,7 @@ impl Composition {
             })
             .collect();
         let mut session =
-            Session::instantiate(&self.inner.runtime, &entry.module, &entry.options, &routes)
+            Session::instantiate_served(&self.inner.runtime, &entry.module, &entry.options, &routes)
                 .with_context(|| format!("failed to instantiate `{}`", entry.name))?;
         let mut exporters: BTreeMap<String, Vec<LinkedSession>> = BTreeMap::new();
         for (link, route) in wired {

@@ -1,27 +1,44 @@
-//! One instantiated guest ([`Guest`]): its own wasmtime store, its limits
-//! (per-call timeout, fuel, memory), guarded host access to its memory, and
-//! calls that never take the host down.
+//! The runtime's one instance type, [`Guest`]: one instantiated module in
+//! its own wasmtime store, with its limits (per-call timeout, fuel,
+//! memory), guarded host access to its message memory, shared windows mapped
+//! at creation or later, and calls that never take the host down.
 //!
 //! Containment: each guest has a private store, so a trap or a runaway loop
 //! only ends that guest's call. After any failed call the guest is
 //! *poisoned*: docs/ABI.md §7 says a trapped instance is unusable, so later
-//! calls are refused instead of running on half-updated state.
+//! calls are refused instead of running on half-updated state. Every call,
+//! by core values or through the Karmem ABI, goes through [`Guest::call`] or
+//! [`Guest::call_typed`], so the budget and the poisoning are armed and
+//! settled in one place.
 //!
-//! Leaves to `runtime` the engine, to `invoke` sessions with the Karmem ABI
-//! and WASI, and to `compose` how guests are wired together.
+//! Owns: the store data ([`GuestState`]: limits, windows, byte counters and
+//! the WASI preview1 context), instantiation, poisoning, deadlines and fuel,
+//! memory access for the host and for host functions, shared mapping.
+//!
+//! Leaves to `runtime` the engine, to `invoke` what a guest with the Karmem
+//! ABI adds (its handshake, value calls, served imports and links: the
+//! `Session` face of the same type), and to `compose` how guests are wired
+//! together.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::WasmtimeResultExt;
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use karmem_contract::MESSAGE_MEMORY;
 use wasmtime::{
     AsContext, AsContextMut, Caller, Instance, Linker, Memory, Store, StoreLimits,
     StoreLimitsBuilder, Trap, TypedFunc, Val, WasmParams, WasmResults,
 };
+use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::handshake::ModuleAbi;
+use crate::invoke::LinkedSession;
+use crate::link::GuestInterfaces;
 use crate::runtime::{EpochTicker, LoadedModule, Runtime};
-use crate::shared::{MemoryCore, MemoryLayout, RegionPlacement};
+use crate::shared::{MemoryCore, MemoryLayout, RegionPlacement, SharedRegion};
 
 /// Limits applied to one guest.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +66,6 @@ pub struct GuestOptions {
 }
 
 /// Store data of every guest; host functions see it through `Caller`.
-#[derive(Debug)]
 pub struct GuestState {
     limits: StoreLimits,
     /// The windows asked for at instantiation: what host functions called
@@ -58,9 +74,40 @@ pub struct GuestState {
     memory: Option<Arc<MemoryCore>>,
     host_bytes_written: u64,
     host_bytes_read: u64,
+    /// WASI preview1: the session's context, or an empty one made the first
+    /// time a linker that serves WASI asks for it.
+    wasi: Option<WasiP1Ctx>,
+}
+
+impl fmt::Debug for GuestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuestState")
+            .field("planned", &self.planned)
+            .field("memory", &self.memory)
+            .field("host_bytes_written", &self.host_bytes_written)
+            .field("host_bytes_read", &self.host_bytes_read)
+            .field("wasi", &self.wasi.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuestState {
+    /// The WASI preview1 context (for `wasmtime_wasi::p1::add_to_linker_sync`).
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        self.wasi
+            .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
+    }
+
+    /// The shared window that holds `len > 0` bytes at `offset` whole.
+    pub(crate) fn window_holding(&self, offset: u64, len: u32) -> Option<RegionPlacement> {
+        let end = offset.checked_add(u64::from(len))?;
+        self.memory.as_ref().and_then(|core| {
+            core.windows()
+                .into_iter()
+                .find(|w| len > 0 && w.offset <= offset && end <= w.end())
+        })
+    }
+
     /// Bytes the host has copied into this guest's memory.
     pub fn host_bytes_written(&self) -> u64 {
         self.host_bytes_written
@@ -105,18 +152,37 @@ impl Failure {
 /// wasmtime's `current + delta` cannot overflow.
 const NO_DEADLINE: u64 = u64::MAX / 2;
 
-/// An instantiated guest.
-#[derive(Debug)]
+/// An instantiated module: a plain guest ([`crate::Runtime::instantiate`],
+/// imports from the host's linker) or one with the Karmem ABI and WASI
+/// ([`crate::invoke::Session`], the same type: its imports served by host
+/// functions and other guests, its handshake run).
 pub struct Guest {
     store: Store<GuestState>,
     instance: Instance,
+    /// The message memory (docs/ABI.md §2): `KarmemMemory`, else `memory`.
     memory: Option<Memory>,
     module: LoadedModule,
     limits: GuestLimits,
     tick: Duration,
     fuel_enabled: bool,
     poisoned: Option<String>,
+    /// Karmem ABI: the module's sections (`None` for a plain module).
+    pub(crate) abi: Option<Arc<ModuleAbi>>,
+    /// Karmem ABI: what the handshake found (empty without it).
+    pub(crate) interfaces: GuestInterfaces,
+    /// Karmem ABI: the guests serving each imported interface.
+    pub(crate) linked: BTreeMap<String, Vec<LinkedSession>>,
     _ticker: Arc<EpochTicker>,
+}
+
+impl fmt::Debug for Guest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guest")
+            .field("state", self.store.data())
+            .field("poisoned", &self.poisoned)
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Guest {
@@ -126,48 +192,66 @@ impl Guest {
         module: &LoadedModule,
         options: &GuestOptions,
     ) -> Result<Self> {
+        Guest::create(runtime, linker, module, &options.layout, &options.limits, None)
+    }
+
+    /// Instantiates `module` through `linker` with `layout`'s windows mapped
+    /// while its memory is created, under `limits`, with `wasi` as its WASI
+    /// context (or none until a linker asks for one).
+    pub(crate) fn create(
+        runtime: &Runtime,
+        linker: &Linker<GuestState>,
+        module: &LoadedModule,
+        layout: &MemoryLayout,
+        limits: &GuestLimits,
+        wasi: Option<WasiP1Ctx>,
+    ) -> Result<Self> {
         let fuel_enabled = runtime.config().fuel;
         ensure!(
-            options.limits.fuel.is_none() || fuel_enabled,
+            limits.fuel.is_none() || fuel_enabled,
             "a fuel limit needs a runtime built with fuel metering (`RuntimeConfig::fuel`)"
         );
         module
             .facts
-            .check_layout(&options.layout, true)
+            .check_layout(layout, true)
             .context("cannot place the shared memories in this module")?;
-        let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(false);
-        if let Some(max) = options.limits.max_memory_bytes {
-            limits = limits.memory_size(max);
+        let mut store_limits = StoreLimitsBuilder::new().trap_on_grow_failure(false);
+        if let Some(max) = limits.max_memory_bytes {
+            store_limits = store_limits.memory_size(max);
         }
         let state = GuestState {
-            limits: limits.build(),
-            planned: options.layout.clone(),
+            limits: store_limits.build(),
+            planned: layout.clone(),
             memory: None,
             host_bytes_written: 0,
             host_bytes_read: 0,
+            wasi,
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        let mut guest_budget = Budget {
-            limits: &options.limits,
-            tick: runtime.config().epoch_tick,
-            fuel_enabled,
+        let tick = runtime.config().epoch_tick;
+        Budget { limits, tick, fuel_enabled }.arm(&mut store)?;
+        // Without windows there is nothing to hand the memory creator: the
+        // memory is found by its address below. That also lets a start
+        // function's import instantiate another guest (a pool member, say)
+        // on this thread.
+        let (instance, consumed) = if layout.is_empty() {
+            (linker.instantiate(&mut store, &module.module), None)
+        } else {
+            runtime
+                .creator()
+                .with_layout(layout.clone(), || linker.instantiate(&mut store, &module.module))?
         };
-        guest_budget.arm(&mut store)?;
-        let (instance, consumed) = runtime.creator().with_layout(options.layout.clone(), || {
-            linker.instantiate(&mut store, &module.module)
-        })?;
         let instance = instance
             .into_anyhow()
             .context("failed to instantiate the module")?;
-        // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
-        let memory = instance.get_memory(&mut store, "KarmemMemory").or_else(|| instance.get_memory(&mut store, "memory"));
+        let memory = message_memory(|name| instance.get_memory(&mut store, name));
         let core = match consumed {
             Some(core) => Some(core),
             None => memory.and_then(|m| runtime.creator().lookup(m.data_ptr(&store))),
         };
         ensure!(
-            options.layout.is_empty() || core.is_some(),
+            layout.is_empty() || core.is_some(),
             "the module's memory was not created by the runtime, so its shared memories are not mapped"
         );
         store.data_mut().memory = core;
@@ -176,10 +260,13 @@ impl Guest {
             instance,
             memory,
             module: module.clone(),
-            limits: options.limits.clone(),
-            tick: guest_budget.tick,
+            limits: limits.clone(),
+            tick,
             fuel_enabled,
             poisoned: None,
+            abi: None,
+            interfaces: GuestInterfaces::default(),
+            linked: BTreeMap::new(),
             _ticker: runtime.ticker(),
         })
     }
@@ -233,15 +320,25 @@ impl Guest {
             .unwrap_or_default()
     }
 
-    /// Current size of the exported `memory`, in bytes.
+    /// The window onto `region`, if mapped.
+    pub fn window_of(&self, region: &Arc<SharedRegion>) -> Option<RegionPlacement> {
+        self.windows()
+            .into_iter()
+            .find(|w| Arc::ptr_eq(&w.region, region))
+    }
+
+    /// Current size of the message memory (`KarmemMemory`, else `memory`),
+    /// in bytes.
     pub fn memory_size(&self) -> Result<usize> {
         Ok(self.exported_memory()?.data_size(&self.store))
     }
 
-    /// Maps a shared window into the live memory (the path a handshake takes
-    /// once the guest has reported its region offsets). The window must lie
-    /// in the current memory and overlap no other; the range's contents are
-    /// replaced by the region's.
+    /// Maps a shared window into the live memory: the path a handshake
+    /// takes once the guest has reported its region offsets (see
+    /// [`crate::link::MemoryInfo::placement`]). The window must lie in the
+    /// current memory and overlap no other, and the module must be able to
+    /// live with it (`crate::module`); the range's contents are replaced by
+    /// the region's.
     pub fn map_shared(&mut self, placement: &RegionPlacement) -> Result<()> {
         let name = placement.region.name().to_owned();
         let core = self
@@ -249,10 +346,14 @@ impl Guest {
             .data()
             .memory
             .clone()
-            .context("the guest has no runtime-created memory to map shared memories into")?;
+            .context("the guest's memory was not created by the runtime, so shared memories cannot be mapped")?;
+        let mut layout = MemoryLayout::new(core.windows())?;
         // `&mut self` holds the store: no wasm runs and no host borrow of the
         // memory is live while the pages are replaced.
-        map_window_checked(&core, &self.module.facts, placement)
+        layout
+            .push(placement.clone())
+            .and_then(|()| self.module.facts.check_layout(&layout, false))
+            .and_then(|()| core.map_window(placement))
             .with_context(|| format!("cannot map shared memory `{name}` into this guest"))
     }
 
@@ -268,6 +369,14 @@ impl Guest {
     pub fn read_memory(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let memory = self.exported_memory()?;
         guarded_read(&mut self.store, memory, offset, buf)
+    }
+
+    /// Whether the module exports a function `name`.
+    pub fn has_export(&self, name: &str) -> bool {
+        self.module
+            .module()
+            .get_export(name)
+            .is_some_and(|ty| ty.func().is_some())
     }
 
     /// Calls export `name` with dynamically typed values.
@@ -342,9 +451,19 @@ impl Guest {
     }
 
     fn exported_memory(&self) -> Result<Memory> {
-        self.memory
-            .context("the guest exports neither `KarmemMemory` nor a memory named `memory`")
+        self.memory.with_context(no_message_memory)
     }
+}
+
+/// The message memory (docs/ABI.md §2), found by export name in the
+/// contract's order.
+fn message_memory(mut find: impl FnMut(&str) -> Option<Memory>) -> Option<Memory> {
+    MESSAGE_MEMORY.into_iter().find_map(&mut find)
+}
+
+fn no_message_memory() -> String {
+    let [edge, main] = MESSAGE_MEMORY;
+    format!("the guest exports neither `{edge}` nor a memory named `{main}`")
 }
 
 /// Per-call budget: epoch deadline and fuel.
@@ -374,14 +493,17 @@ impl Budget<'_> {
 
 /// Ticks for at least `timeout`: the next tick may come right after the
 /// deadline is set, so one more than `timeout / tick` rounded up.
+/// Every guest's deadline is set here, through [`Budget::arm`].
 fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
     let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
     u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
 }
 
 /// The guarded host write, shared by [`Guest::write_memory`] and host
-/// functions ([`write_caller_memory`]).
-fn guarded_write(
+/// functions ([`write_caller_memory`], the serving of Karmem imports): out of
+/// bounds or aimed at a window the guest may not write is an error, never a
+/// fault in host code.
+pub(crate) fn guarded_write(
     mut store: impl AsContextMut<Data = GuestState>,
     memory: Memory,
     offset: u64,
@@ -402,7 +524,8 @@ fn guarded_write(
     Ok(())
 }
 
-fn guarded_read(
+/// The guarded host read, as [`guarded_write`].
+pub(crate) fn guarded_read(
     mut store: impl AsContextMut<Data = GuestState>,
     memory: Memory,
     offset: u64,
@@ -423,7 +546,8 @@ fn guarded_read(
     Ok(())
 }
 
-fn check_range(store: &impl AsContext, memory: Memory, offset: u64, len: u64) -> Result<()> {
+/// Checks `len` bytes at `offset` against `memory`'s current size.
+pub(crate) fn check_range(store: &impl AsContext, memory: Memory, offset: u64, len: u64) -> Result<()> {
     let size = memory.data_size(store) as u64;
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
@@ -440,41 +564,24 @@ pub fn write_caller_memory(
     offset: u64,
     bytes: &[u8],
 ) -> Result<()> {
-    let memory = caller
-        .get_export("KarmemMemory")
-        .or_else(|| caller.get_export("memory"))
-        .and_then(|e| e.into_memory())
-        .context("the calling guest exports neither `KarmemMemory` nor a memory named `memory`")?;
+    let memory = caller_memory(caller)?;
     guarded_write(caller, memory, offset, bytes)
 }
 
-/// For host functions: copies bytes out of the calling guest's memory.
+/// For host functions: copies bytes out of the calling guest's message memory.
 pub fn read_caller_memory(
     caller: &mut Caller<'_, GuestState>,
     offset: u64,
     buf: &mut [u8],
 ) -> Result<()> {
-    let memory = caller
-        .get_export("KarmemMemory")
-        .or_else(|| caller.get_export("memory"))
-        .and_then(|e| e.into_memory())
-        .context("the calling guest exports neither `KarmemMemory` nor a memory named `memory`")?;
+    let memory = caller_memory(caller)?;
     guarded_read(caller, memory, offset, buf)
 }
 
-/// Adds `placement` to the windows of `core` after checking that the module
-/// (`facts`) can live with the new layout, then replaces the range's pages
-/// with the region's. The caller holds the store, so no wasm runs on this
-/// memory meanwhile. Shared by guests and sessions.
-pub(crate) fn map_window_checked(
-    core: &MemoryCore,
-    facts: &crate::module::ModuleFacts,
-    placement: &RegionPlacement,
-) -> Result<()> {
-    let mut layout = MemoryLayout::new(core.windows())?;
-    layout.push(placement.clone())?;
-    facts.check_layout(&layout, false)?;
-    core.map_window(placement)
+/// The calling guest's message memory (docs/ABI.md §2).
+pub(crate) fn caller_memory(caller: &mut Caller<'_, GuestState>) -> Result<Memory> {
+    message_memory(|name| caller.get_export(name).and_then(|e| e.into_memory()))
+        .with_context(no_message_memory)
 }
 
 #[cfg(test)]

@@ -3,62 +3,23 @@
 //! with `karmem-format`, reading the module's `karmem:idl` section into a
 //! schema, and checking each function's type hash against it.
 //!
-//! Owns the guest-agnostic part: anything that can call exports and read
-//! memory ([`AbiInstance`], implemented for [`Guest`] and for
-//! [`crate::invoke::Session`]) goes through the same code. Leaves calling
-//! functions with values and serving imports to [`crate::invoke`], and
-//! wiring guests by pattern to [`crate::compose`].
+//! Owns the host's side of that exchange, on any [`Guest`]. The names,
+//! version, descriptor schema and code tables are the contract's
+//! (`karmem-contract`); this module turns a decoded descriptor into the
+//! host's vocabulary ([`InterfaceInfo`]). Leaves calling functions with
+//! values and serving imports to [`crate::invoke`], and wiring guests by
+//! pattern to [`crate::compose`].
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use karmem_format::layout::{Layout, TypeId};
-use karmem_format::{Limits, Value};
+use karmem_contract::{ABI_MAJOR, ABI_SECTION, Descriptor, IDL_SECTION, entry};
+use karmem_format::layout::Layout;
 use wasmtime::Val;
 
 use crate::guest::Guest;
 use crate::link::{FunctionInfo, GuestInterfaces, InterfaceInfo, MemoryInfo, Pattern};
-use crate::shared::Access;
-
-/// The ABI major version this host speaks (`karmem:abi` section).
-const ABI_MAJOR: &str = "0";
-
-/// The descriptor schema, normative in the adapters crate.
-const DESCRIPTOR_IDL: &str = include_str!("../../adapters/descriptor.km");
-
-/// The calls and memory reads the handshake needs from a guest.
-pub trait AbiInstance {
-    /// Calls the export `name` with core values.
-    fn call_export(&mut self, name: &str, params: &[Val]) -> Result<Vec<Val>>;
-    /// Whether the guest exports a function `name`.
-    fn has_export(&mut self, name: &str) -> bool;
-    /// Copies guest memory at `offset` into `buf`.
-    fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
-    /// The guest memory's current size in bytes, when known; a buffer the
-    /// guest points at is checked against it before the host allocates.
-    fn memory_len(&mut self) -> Option<u64> {
-        None
-    }
-}
-
-impl AbiInstance for Guest {
-    fn call_export(&mut self, name: &str, params: &[Val]) -> Result<Vec<Val>> {
-        self.call(name, params)
-    }
-
-    fn has_export(&mut self, name: &str) -> bool {
-        self.module().module().get_export(name).is_some_and(|ty| ty.func().is_some())
-    }
-
-    fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read_memory(offset, buf)
-    }
-
-    fn memory_len(&mut self) -> Option<u64> {
-        self.memory_size().ok().map(|size| size as u64)
-    }
-}
 
 /// What a lowered module's custom sections say about it.
 #[derive(Debug, Clone)]
@@ -85,28 +46,30 @@ impl ModuleAbi {
                     "this is a component, not a lowered module: run `karmem-bridge lower` on it first"
                 ),
                 wasmparser::Payload::CustomSection(section) => match section.name() {
-                    "karmem:abi" => version = Some(section_text(section.data(), "karmem:abi")?),
-                    "karmem:idl" => idl = Some(section_text(section.data(), "karmem:idl")?),
+                    ABI_SECTION => version = Some(section_text(section.data(), ABI_SECTION)?),
+                    IDL_SECTION => idl = Some(section_text(section.data(), IDL_SECTION)?),
                     _ => {}
                 },
                 _ => {}
             }
         }
-        let version = version.context(
-            "the module has no `karmem:abi` section: it was not lowered with the Karmem ABI \
-             (`karmem-bridge lower` writes it by default)",
-        )?;
+        let version = version.with_context(|| {
+            format!(
+                "the module has no `{ABI_SECTION}` section: it was not lowered with the Karmem ABI \
+                 (`karmem-bridge lower` writes it by default)"
+            )
+        })?;
         ensure!(
-            version.split('.').next() == Some(ABI_MAJOR),
+            karmem_contract::speaks(&version),
             "the module speaks Karmem ABI `{version}`, this host only major version {ABI_MAJOR}"
         );
-        let idl = idl.context("the module has no `karmem:idl` section")?;
+        let idl = idl.with_context(|| format!("the module has no `{IDL_SECTION}` section"))?;
         ensure!(
             !idl.trim().is_empty(),
-            "the module's `karmem:idl` section is empty (its WIT could not be mapped to KarmemIDL when it was lowered)"
+            "the module's `{IDL_SECTION}` section is empty (its WIT could not be mapped to KarmemIDL when it was lowered)"
         );
-        let schema = karmem_idl::load(&idl, "karmem:idl")
-            .map_err(|d| anyhow!("the module's `karmem:idl` section does not resolve:\n{d}"))?;
+        let schema = karmem_idl::load(&idl, IDL_SECTION)
+            .map_err(|d| anyhow!("the module's `{IDL_SECTION}` section does not resolve:\n{d}"))?;
         let layout = Layout::new(&schema).map_err(|e| anyhow!("the module's schema has no layout: {e}"))?;
         Ok(ModuleAbi { version, idl, schema: Arc::new(schema), layout: Arc::new(layout) })
     }
@@ -118,18 +81,19 @@ fn section_text(data: &[u8], name: &str) -> Result<String> {
 
 /// Calls `_initialize` (when exported) and `KarmemInit`, then reads every
 /// descriptor. Does not check type hashes (see [`check_type_hashes`]).
-pub fn discover(guest: &mut dyn AbiInstance) -> Result<GuestInterfaces> {
-    if guest.has_export("_initialize") {
-        guest.call_export("_initialize", &[]).context("`_initialize` failed")?;
+pub fn discover(guest: &mut Guest) -> Result<GuestInterfaces> {
+    if guest.has_export(entry::INITIALIZE) {
+        guest.call(entry::INITIALIZE, &[]).with_context(|| format!("`{}` failed", entry::INITIALIZE))?;
     }
-    let counts = single_i64(guest.call_export("KarmemInit", &[]).context("`KarmemInit` failed")?, "KarmemInit")?;
-    let (imports, exports) = ((counts as u64 >> 32) as u32, counts as u64 as u32);
+    let counts = single_i64(guest.call(entry::INIT, &[]).with_context(|| format!("`{}` failed", entry::INIT))?, entry::INIT)?;
+    // `(imports << 32) | exports`: a packed pair like a buffer's
+    let (exports, imports) = karmem_contract::unpack(counts);
     let mut found = GuestInterfaces::default();
     for index in 0..imports {
-        found.imports.push(read_descriptor(guest, "KarmemImport", index)?);
+        found.imports.push(read_descriptor(guest, entry::IMPORT, index)?);
     }
     for index in 0..exports {
-        found.exports.push(read_descriptor(guest, "KarmemExport", index)?);
+        found.exports.push(read_descriptor(guest, entry::EXPORT, index)?);
     }
     Ok(found)
 }
@@ -178,20 +142,20 @@ pub fn check_compatibility(interfaces: &GuestInterfaces, guest: &ModuleAbi, host
 }
 
 /// Reads the message a packed buffer points at.
-pub fn read_packed(guest: &mut dyn AbiInstance, packed: i64) -> Result<Vec<u8>> {
-    let packed = packed as u64;
-    let (ptr, len) = (packed & 0xFFFF_FFFF, packed >> 32);
+pub fn read_packed(guest: &mut Guest, packed: i64) -> Result<Vec<u8>> {
+    let (ptr, len) = karmem_contract::unpack(packed);
     // A hostile guest can claim any length: check it against its memory
     // before allocating, not after.
-    if let Some(size) = guest.memory_len() {
-        ensure!(
-            ptr.checked_add(len).is_some_and(|end| end <= size),
-            "buffer at {ptr:#x} (+{len}) is outside the guest's memory ({size} bytes)"
-        );
-    }
+    let size = guest.memory_size()? as u64;
+    ensure!(
+        u64::from(ptr) + u64::from(len) <= size,
+        "buffer at {ptr:#x} (+{len}) is outside the guest's memory ({size} bytes)"
+    );
     let len = usize::try_from(len).context("buffer length does not fit this host")?;
     let mut bytes = vec![0; len];
-    guest.read_bytes(ptr, &mut bytes).with_context(|| format!("buffer at {ptr:#x} (+{len}) is outside the guest's memory"))?;
+    guest
+        .read_memory(u64::from(ptr), &mut bytes)
+        .with_context(|| format!("buffer at {ptr:#x} (+{len}) is outside the guest's memory"))?;
     Ok(bytes)
 }
 
@@ -203,98 +167,35 @@ pub(crate) fn single_i64(results: Vec<Val>, name: &str) -> Result<i64> {
     }
 }
 
-fn read_descriptor(guest: &mut dyn AbiInstance, entry: &str, index: u32) -> Result<InterfaceInfo> {
+fn read_descriptor(guest: &mut Guest, entry: &str, index: u32) -> Result<InterfaceInfo> {
     let packed = single_i64(
-        guest.call_export(entry, &[Val::I32(index as i32)]).with_context(|| format!("`{entry}({index})` failed"))?,
+        guest.call(entry, &[Val::I32(index as i32)]).with_context(|| format!("`{entry}({index})` failed"))?,
         entry,
     )?;
     let bytes = read_packed(guest, packed).with_context(|| format!("descriptor `{entry}({index})`"))?;
     decode_descriptor(&bytes).with_context(|| format!("invalid descriptor `{entry}({index})`"))
 }
 
-struct DescriptorSchema {
-    layout: Layout,
-    root: TypeId,
-}
-
-fn descriptor_schema() -> Result<&'static DescriptorSchema> {
-    static SCHEMA: OnceLock<std::result::Result<DescriptorSchema, String>> = OnceLock::new();
-    let built = SCHEMA.get_or_init(|| {
-        let schema = karmem_idl::load(DESCRIPTOR_IDL, "descriptor.km").map_err(|d| d.to_string())?;
-        let layout = Layout::new(&schema).map_err(|e| e.to_string())?;
-        let root = layout.named("descriptor").ok_or("no `descriptor` struct")?;
-        Ok(DescriptorSchema { layout, root })
-    });
-    built.as_ref().map_err(|e| anyhow!("the descriptor schema does not load: {e}"))
-}
-
-/// Decodes one descriptor message (docs/ABI.md §5).
+/// Decodes one descriptor message (docs/ABI.md §5) into the host's
+/// vocabulary.
 pub fn decode_descriptor(bytes: &[u8]) -> Result<InterfaceInfo> {
-    let schema = descriptor_schema()?;
-    let value = karmem_format::value::decode(&schema.layout, schema.root, bytes, &Limits::default())
-        .map_err(|e| anyhow!("{e}"))?;
-    let pattern = u8_field(&value, "pattern")?;
-    let functions = list_field(&value, "functions")?
-        .iter()
-        .map(|f| {
-            Ok(FunctionInfo {
-                name: string_field(f, "name")?,
-                id: u32_field(f, "id")?,
-                type_hash: match f.field("type_hash") {
-                    Some(Value::U64(hash)) => *hash,
-                    _ => bail!("field `type_hash` is missing"),
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let memories = list_field(&value, "memories")?
-        .iter()
-        .map(|m| {
-            let access = Access::from_abi(u8_field(m, "access")?)?;
-            Ok(MemoryInfo {
-                name: string_field(m, "name")?,
-                access,
-                offset: u64::from(u32_field(m, "offset")?),
-                pages: u32_field(m, "pages")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let descriptor = Descriptor::decode(bytes)?;
     Ok(InterfaceInfo {
-        package: string_field(&value, "package")?,
-        name: string_field(&value, "name")?,
-        pattern: Pattern::from_abi(pattern, NonZeroUsize::MIN)?,
-        functions,
-        memories,
-        wit_package: string_field(&value, "wit_package")?,
-        wit_interface: string_field(&value, "wit_interface")?,
-        wit_version: string_field(&value, "wit_version")?,
+        package: descriptor.package,
+        name: descriptor.name,
+        pattern: Pattern::declared(descriptor.pattern, NonZeroUsize::MIN),
+        functions: descriptor
+            .functions
+            .into_iter()
+            .map(|f| FunctionInfo { name: f.name, id: f.id, type_hash: f.type_hash })
+            .collect(),
+        memories: descriptor
+            .memories
+            .into_iter()
+            .map(|m| MemoryInfo { name: m.name, access: m.access.into(), offset: u64::from(m.offset), pages: m.pages })
+            .collect(),
+        wit_package: descriptor.wit_package,
+        wit_interface: descriptor.wit_interface,
+        wit_version: descriptor.wit_version,
     })
-}
-
-fn string_field(value: &Value, name: &str) -> Result<String> {
-    match value.field(name) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        _ => bail!("field `{name}` is missing or not a string"),
-    }
-}
-
-fn u8_field(value: &Value, name: &str) -> Result<u8> {
-    match value.field(name) {
-        Some(Value::U8(v)) => Ok(*v),
-        _ => bail!("field `{name}` is missing or not a `u8`"),
-    }
-}
-
-fn u32_field(value: &Value, name: &str) -> Result<u32> {
-    match value.field(name) {
-        Some(Value::U32(v)) => Ok(*v),
-        _ => bail!("field `{name}` is missing or not a `u32`"),
-    }
-}
-
-fn list_field<'a>(value: &'a Value, name: &str) -> Result<&'a [Value]> {
-    match value.field(name) {
-        Some(Value::List(items)) => Ok(items),
-        _ => bail!("field `{name}` is missing or not a list"),
-    }
 }

@@ -1,4 +1,5 @@
-//! Running one lowered module with WASI: a [`Session`] instantiates it with
+//! Running one lowered module with WASI: a [`Session`] (the runtime's one
+//! instance type, [`Guest`], under the name its callers know) instantiates it with
 //! `wasi_snapshot_preview1` served by `wasmtime_wasi::p1`, serves its
 //! `karmem:*` imports from host functions registered per interface
 //! ([`HostFunctions`]), from other sessions' exports ([`SessionOptions::links`],
@@ -16,10 +17,13 @@
 //! shared window reaches the serving guest in place when that guest maps the
 //! same region ([`Message::InRegion`]): no copy.
 //!
-//! Owns: the store data with the WASI context, import serving, value calls,
-//! a session's windows. Leaves to [`crate::compose`] which guest serves which
-//! import and who shares which region, and to [`crate::Guest`] the
-//! layout-at-creation path for plain modules.
+//! Owns: loading a module with its ABI sections ([`SessionModule`]), the
+//! WASI context, serving `karmem:*` imports, the handshake at
+//! instantiation, value and message calls, checking links. Leaves to
+//! [`crate::guest`] the store, calls, poisoning, deadlines, memory access
+//! and shared mapping (one implementation for every guest), and to
+//! [`crate::compose`] which guest serves which import and who shares which
+//! region.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,23 +32,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use karmem_contract::{ABI_SECTION, MESSAGE_ALIGN, RESOURCE_DROP, entry};
 use karmem_format::layout::Layout;
 use karmem_format::{Limits, Value};
-use wasmtime::{
-    AsContextMut, Caller, Extern, Instance, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder,
-    Val, ValType,
-};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime::{Caller, Extern, Linker, Val, ValType};
 
 use crate::WasmtimeResultExt;
 use crate::compose::Identity;
-use crate::handshake::{self, AbiInstance, ModuleAbi};
-use crate::link::{GuestInterfaces, InterfaceInfo, Pattern, PoolMember};
-use crate::runtime::{EpochTicker, LoadedModule, Runtime};
-use crate::shared::{MemoryCore, RegionPlacement, SharedRegion};
+use crate::guest::{Guest, GuestLimits, GuestState, caller_memory, check_range, guarded_read, guarded_write};
+use crate::handshake::{self, ModuleAbi};
+use crate::link::{GuestInterfaces, InterfaceInfo, Pattern};
+use crate::runtime::{LoadedModule, Runtime};
+use crate::shared::{MemoryLayout, SharedRegion};
 
-/// An epoch deadline that never fires (as in `guest.rs`).
-const NO_DEADLINE: u64 = u64::MAX / 2;
+/// A guest instantiated with the Karmem ABI and WASI: [`Guest`] itself, the
+/// name the CLI, the tests and the docs use for this face of it.
+pub type Session = Guest;
 
 /// A host implementation of one imported function: the decoded argument
 /// struct in, the result struct out (an empty record for no results).
@@ -120,17 +123,6 @@ pub struct SessionOptions {
 
 /// A session shared as the exporter side of a link.
 pub type LinkedSession = Arc<Mutex<Session>>;
-
-/// Store data of a session.
-#[allow(missing_debug_implementations)]
-pub struct SessionState {
-    wasi: WasiP1Ctx,
-    limits: StoreLimits,
-    /// The runtime-created memory, for its windows (set after instantiation).
-    memory: Option<Arc<MemoryCore>>,
-    host_bytes_written: u64,
-    host_bytes_read: u64,
-}
 
 /// Where the argument message of a call served by another guest lies.
 #[derive(Debug, Clone, Copy)]
@@ -209,7 +201,7 @@ impl SessionModule {
     pub fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self> {
         let abi = match ModuleAbi::from_module_bytes(bytes) {
             Ok(abi) => Some(Arc::new(abi)),
-            Err(error) if has_section(bytes, "karmem:abi") || is_component(bytes) => {
+            Err(error) if has_section(bytes, ABI_SECTION) || is_component(bytes) => {
                 return Err(error);
             }
             Err(_) => None,
@@ -263,7 +255,7 @@ impl SessionModule {
     pub fn imported_functions(&self) -> Vec<(String, Vec<String>)> {
         let mut found: Vec<(String, Vec<String>)> = Vec::new();
         for import in self.module.module().imports() {
-            if let Some(name) = import.module().strip_prefix("karmem:") {
+            if let Some(name) = karmem_contract::imported_interface(import.module()) {
                 push_function(&mut found, name, import.name());
             }
         }
@@ -298,25 +290,14 @@ impl SessionModule {
     ) -> Option<Pattern> {
         let abi = self.abi.as_ref()?;
         match abi.schema.get(interface)? {
-            karmem_idl::ast::Item::Interface(def) => Some(match def.pattern {
-                karmem_idl::ast::Pattern::Direct => Pattern::Direct,
-                karmem_idl::ast::Pattern::Fanout => Pattern::Fanout,
-                karmem_idl::ast::Pattern::Singleton => Pattern::Singleton,
-                karmem_idl::ast::Pattern::Pool => Pattern::Pool {
-                    instances: pool_size,
-                },
-            }),
+            karmem_idl::ast::Item::Interface(def) => Some(Pattern::declared(def.pattern, pool_size)),
             _ => None,
         }
     }
 }
 
-/// The field prefix of a resource-drop import, and of the function part
-/// of the matching export (docs/ABI.md §2, §4).
-const RESOURCE_DROP: &str = "[resource-drop]";
-
 fn resource_drops(module: &wasmtime::Module, interface: &str) -> Vec<String> {
-    let karmem = format!("karmem:{interface}");
+    let karmem = karmem_contract::import_module(interface);
     module
         .imports()
         .filter(|i| i.module() == karmem && i.name().starts_with(RESOURCE_DROP))
@@ -346,35 +327,6 @@ fn schema_has_memories(schema: &karmem_idl::Schema) -> bool {
     })
 }
 
-/// One instantiated lowered module with WASI.
-pub struct Session {
-    store: Store<SessionState>,
-    instance: Instance,
-    memory: Memory,
-    module: LoadedModule,
-    abi: Option<Arc<ModuleAbi>>,
-    interfaces: GuestInterfaces,
-    timeout: Option<Duration>,
-    tick: Duration,
-    poisoned: Option<String>,
-    linked: BTreeMap<String, Vec<LinkedSession>>,
-    _ticker: Arc<EpochTicker>,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("interfaces", &self.interfaces)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PoolMember for Session {
-    fn usable(&self) -> bool {
-        self.poisoned.is_none()
-    }
-}
-
 /// What serves one `karmem:*` import.
 #[derive(Clone)]
 enum Server {
@@ -383,7 +335,8 @@ enum Server {
     Missing,
 }
 
-impl Session {
+/// The Karmem ABI and WASI face of a guest.
+impl Guest {
     /// Instantiates the lowered module `bytes` and, when it has the Karmem
     /// ABI, runs the handshake and checks every type hash against its
     /// `karmem:idl` schema. A module without the Karmem ABI (a plain WASI
@@ -414,7 +367,7 @@ impl Session {
                 exports.insert(interface, export);
             }
         }
-        let mut session = Session::instantiate(runtime, module, options, &routes)?;
+        let mut session = Session::instantiate_served(runtime, module, options, &routes)?;
         for (interface, sessions) in linked {
             let export = exports.get(&interface).cloned().unwrap_or_default();
             for link in &sessions {
@@ -427,7 +380,7 @@ impl Session {
 
     /// Instantiates `module` with its `karmem:*` imports served by host
     /// functions first, then `routes` (by interface); runs the handshake.
-    pub(crate) fn instantiate(
+    pub(crate) fn instantiate_served(
         runtime: &Runtime,
         module: &SessionModule,
         options: &SessionOptions,
@@ -435,15 +388,13 @@ impl Session {
     ) -> Result<Session> {
         let abi = module.abi.clone();
         let loaded = &module.module;
-        let mut linker: Linker<SessionState> = Linker::new(runtime.engine());
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut SessionState| {
-            &mut state.wasi
-        })
+        let mut linker: Linker<GuestState> = runtime.linker();
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, GuestState::wasi)
         .into_anyhow()
         .context("failed to add WASI preview1 to the linker")?;
         for import in loaded.module().imports() {
             let (module_name, field) = (import.module().to_string(), import.name().to_string());
-            let Some(interface) = module_name.strip_prefix("karmem:") else {
+            let Some(interface) = karmem_contract::imported_interface(&module_name) else {
                 continue;
             };
             let ty =
@@ -545,7 +496,8 @@ impl Session {
                             Ok(())
                         }
                         Err(error) => Err(wasmtime::Error::msg(format!(
-                            "import `karmem:{iface}`/`{function}`: {error:#}"
+                            "import `{}`/`{function}`: {error:#}",
+                            karmem_contract::import_module(&iface)
                         ))),
                     },
                 )
@@ -564,47 +516,22 @@ impl Session {
                 .into_anyhow()
                 .with_context(|| format!("failed to preopen `{}`", host.display()))?;
         }
-        let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(false);
-        if let Some(max) = options.max_memory_bytes {
-            limits = limits.memory_size(max);
-        }
-        let state = SessionState {
-            wasi: wasi.build_p1(),
-            limits: limits.build(),
-            memory: None,
-            host_bytes_written: 0,
-            host_bytes_read: 0,
-        };
-        let mut store = Store::new(runtime.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(options.timeout, runtime.config().epoch_tick));
-        let instance = linker
-            .instantiate(&mut store, loaded.module())
-            .into_anyhow()
-            .context("failed to instantiate the module")?;
-        // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
-        let memory = match instance.get_memory(&mut store, "KarmemMemory") {
-            Some(edge) => edge,
-            None => instance
-                .get_memory(&mut store, "memory")
-                .context("the module exports neither `KarmemMemory` nor a memory named `memory`")?,
-        };
-        let core = runtime.creator().lookup(memory.data_ptr(&store));
-        store.data_mut().memory = core;
-        let mut session = Session {
-            store,
-            instance,
-            memory,
-            module: loaded.clone(),
-            abi,
-            interfaces: GuestInterfaces::default(),
+        let limits = GuestLimits {
             timeout: options.timeout,
-            tick: runtime.config().epoch_tick,
-            poisoned: None,
-            linked: BTreeMap::new(),
-            _ticker: runtime.ticker(),
+            fuel: None,
+            max_memory_bytes: options.max_memory_bytes,
         };
+        let mut session = Guest::create(
+            runtime,
+            &linker,
+            loaded,
+            &MemoryLayout::empty(),
+            &limits,
+            Some(wasi.build_p1()),
+        )?;
+        // a session exchanges messages: it needs a message memory
+        session.memory_size()?;
+        session.abi = abi;
         if let Some(abi) = session.abi.clone() {
             let interfaces =
                 handshake::discover(&mut session).context("the Karmem handshake failed")?;
@@ -643,70 +570,6 @@ impl Session {
 
     pub(crate) fn set_exporters(&mut self, name: &str, sessions: Vec<LinkedSession>) {
         self.linked.insert(name.to_string(), sessions);
-    }
-
-    /// Why the session refuses calls, if a previous call failed
-    /// (docs/ABI.md §7: a trapped instance is unusable).
-    pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
-    }
-
-    /// Bytes the host has copied into this session's memory (argument and
-    /// result messages; not messages read in place from a shared window).
-    pub fn host_bytes_written(&self) -> u64 {
-        self.store.data().host_bytes_written
-    }
-
-    /// Bytes the host has copied out of this session's memory.
-    pub fn host_bytes_read(&self) -> u64 {
-        self.store.data().host_bytes_read
-    }
-
-    /// The shared windows mapped into this session's memory.
-    pub fn windows(&self) -> Vec<RegionPlacement> {
-        self.store
-            .data()
-            .memory
-            .as_ref()
-            .map(|core| core.windows())
-            .unwrap_or_default()
-    }
-
-    /// The window onto `region`, if mapped.
-    pub fn window_of(&self, region: &Arc<SharedRegion>) -> Option<RegionPlacement> {
-        self.windows()
-            .into_iter()
-            .find(|w| Arc::ptr_eq(&w.region, region))
-    }
-
-    /// Maps a shared window into the live memory, at the offset the
-    /// handshake reported (see [`crate::link::MemoryInfo::placement`]). The
-    /// range's contents are replaced by the region's.
-    pub fn map_shared(&mut self, placement: &RegionPlacement) -> Result<()> {
-        let name = placement.region.name().to_owned();
-        let core = self
-            .store
-            .data()
-            .memory
-            .clone()
-            .context("the session's memory was not created by the runtime, so shared memories cannot be mapped")?;
-        // `&mut self` holds the store: no wasm runs on this memory and no
-        // host borrow of it is live while the pages are replaced.
-        crate::guest::map_window_checked(&core, &self.module.facts, placement)
-            .with_context(|| format!("cannot map shared memory `{name}` into this module"))
-    }
-
-    /// Copies `bytes` into the session's memory at `offset`; refused (not a
-    /// crash) out of bounds or into a window the guest may not write.
-    pub fn write_memory(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let memory = self.memory;
-        host_write(&mut self.store, memory, offset, bytes)
-    }
-
-    /// Copies `buf.len()` bytes out of the session's memory at `offset`.
-    pub fn read_memory(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let memory = self.memory;
-        host_read(&mut self.store, memory, offset, buf)
     }
 
     /// Resolves a function name as written on the command line:
@@ -779,15 +642,15 @@ impl Session {
         let ptr = if message.is_empty() {
             0
         } else {
-            let ptr = self.call_i32("KarmemAlloc", &[Val::I32(len), Val::I32(64)])?;
-            self.write_memory(u64::from(ptr as u32), message).context(
-                "cannot copy the argument message into the buffer `KarmemAlloc` returned",
-            )?;
+            let ptr = self.call_i32(entry::ALLOC, &[Val::I32(len), Val::I32(MESSAGE_ALIGN)])?;
+            self.write_memory(u64::from(ptr as u32), message).with_context(|| {
+                format!("cannot copy the argument message into the buffer `{}` returned", entry::ALLOC)
+            })?;
             ptr
         };
         let result = self.call_at(interface, function, ptr, len)?;
         if ptr != 0 {
-            self.call_export("KarmemFree", &[Val::I32(ptr), Val::I32(len), Val::I32(64)])?;
+            self.call(entry::FREE, &[Val::I32(ptr), Val::I32(len), Val::I32(MESSAGE_ALIGN)])?;
         }
         Ok(result)
     }
@@ -839,15 +702,9 @@ impl Session {
 
     fn call_at(&mut self, interface: &str, function: &str, ptr: i32, len: i32) -> Result<Vec<u8>> {
         let name = format!("{interface}.{function}");
-        let packed = handshake::single_i64(
-            self.call_export(&name, &[Val::I32(ptr), Val::I32(len)])?,
-            &name,
-        )?;
-        // Checked before `read_packed` allocates: the length is the guest's
-        // word, and up to 4 GiB.
-        let (at, len) = ((packed as u64) & 0xFFFF_FFFF, (packed as u64) >> 32);
-        let size = self.memory.data_size(&self.store) as u64;
-        check_range(size, at, len).with_context(|| format!("result of `{name}`"))?;
+        let packed = handshake::single_i64(self.call(&name, &[Val::I32(ptr), Val::I32(len)])?, &name)?;
+        // `read_packed` checks the length, the guest's word and up to 4 GiB,
+        // before it allocates.
         handshake::read_packed(self, packed).with_context(|| format!("result of `{name}`"))
     }
 
@@ -855,10 +712,10 @@ impl Session {
     /// returns normally).
     pub fn run_start(&mut self) -> Result<i32> {
         ensure!(
-            self.has_export("_start"),
+            self.has_export(entry::START),
             "the module has no `_start`: it is not a command (lower a component that exports `wasi:cli/run`)"
         );
-        match self.call_export("_start", &[]) {
+        match self.call(entry::START, &[]) {
             Ok(_) => Ok(0),
             Err(error) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 Some(exit) => Ok(exit.0),
@@ -868,7 +725,7 @@ impl Session {
     }
 
     fn call_i32(&mut self, name: &str, params: &[Val]) -> Result<i32> {
-        match self.call_export(name, params)?.as_slice() {
+        match self.call(name, params)?.as_slice() {
             [Val::I32(value)] => Ok(*value),
             _ => bail!("`{name}` did not return one `i32`"),
         }
@@ -907,7 +764,7 @@ impl Session {
 
     /// The `[resource-drop]<resource>` imports of `interface`.
     pub(crate) fn resource_drops(&self, interface: &str) -> Vec<String> {
-        resource_drops(self.module.module(), interface)
+        resource_drops(self.module().module(), interface)
     }
 
     /// The export that drops this guest's own handles of a resource of its
@@ -933,7 +790,7 @@ impl Session {
                 self.drop_export_name(interface, field)
             )
         })?;
-        self.call_export(&name, &[Val::I32(handle)])?;
+        self.call(&name, &[Val::I32(handle)])?;
         Ok(())
     }
 }
@@ -1006,107 +863,6 @@ pub(crate) fn check_interface_hashes(
     Ok(())
 }
 
-impl AbiInstance for Session {
-    fn call_export(&mut self, name: &str, params: &[Val]) -> Result<Vec<Val>> {
-        if let Some(reason) = &self.poisoned {
-            bail!(
-                "refusing to call `{name}`: the module is unusable after an earlier failure ({reason})"
-            );
-        }
-        let func = self
-            .instance
-            .get_func(&mut self.store, name)
-            .with_context(|| format!("the module has no exported function `{name}`"))?;
-        let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.timeout, self.tick));
-        match func
-            .call(&mut self.store, params, &mut results)
-            .into_anyhow()
-        {
-            Ok(()) => Ok(results),
-            Err(error) => {
-                let failure = crate::Failure::of(&error);
-                self.poisoned = Some(format!("`{name}` failed: {failure:?}"));
-                Err(error.context(format!("call to `{name}` failed")))
-            }
-        }
-    }
-
-    fn has_export(&mut self, name: &str) -> bool {
-        self.instance.get_func(&mut self.store, name).is_some()
-    }
-
-    fn read_bytes(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read_memory(offset, buf)
-    }
-
-    fn memory_len(&mut self) -> Option<u64> {
-        Some(self.memory.data_size(&self.store) as u64)
-    }
-}
-
-fn deadline_ticks(timeout: Option<Duration>, tick: Duration) -> u64 {
-    match timeout {
-        Some(timeout) => {
-            let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
-            u64::try_from(ticks).unwrap_or(NO_DEADLINE).min(NO_DEADLINE)
-        }
-        None => NO_DEADLINE,
-    }
-}
-
-/// Copies `bytes` into `memory` at `offset` after checking bounds and the
-/// windows: a write into a window the guest may not write would fault in
-/// host code and kill the process.
-fn host_write(
-    mut store: impl AsContextMut<Data = SessionState>,
-    memory: Memory,
-    offset: u64,
-    bytes: &[u8],
-) -> Result<()> {
-    let mut ctx = store.as_context_mut();
-    let len = bytes.len() as u64;
-    check_range(memory.data_size(&ctx) as u64, offset, len)?;
-    if let Some(core) = &ctx.data().memory {
-        core.check_host_access(offset, len, true)?;
-    }
-    memory
-        .write(&mut ctx, usize::try_from(offset)?, bytes)
-        .map_err(|_| anyhow!("host write of {len} bytes at {offset:#x} is out of bounds"))?;
-    ctx.data_mut().host_bytes_written += len;
-    Ok(())
-}
-
-/// Copies bytes out of `memory`, with the same checks as [`host_write`].
-fn host_read(
-    mut store: impl AsContextMut<Data = SessionState>,
-    memory: Memory,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<()> {
-    let mut ctx = store.as_context_mut();
-    let len = buf.len() as u64;
-    check_range(memory.data_size(&ctx) as u64, offset, len)?;
-    if let Some(core) = &ctx.data().memory {
-        core.check_host_access(offset, len, false)?;
-    }
-    memory
-        .read(&ctx, usize::try_from(offset)?, buf)
-        .map_err(|_| anyhow!("host read of {len} bytes at {offset:#x} is out of bounds"))?;
-    ctx.data_mut().host_bytes_read += len;
-    Ok(())
-}
-
-fn check_range(size: u64, offset: u64, len: u64) -> Result<()> {
-    match offset.checked_add(len) {
-        Some(end) if end <= size => Ok(()),
-        _ => bail!(
-            "host access of {len} bytes at {offset:#x} is outside the guest's {size} bytes of memory"
-        ),
-    }
-}
-
 fn decode_results(
     layout: &Layout,
     results: karmem_format::layout::TypeId,
@@ -1175,7 +931,7 @@ fn find_link(
 /// and the caller checks the result the same way. The result message is
 /// written into the caller through its `KarmemAlloc` (§4).
 fn serve_import(
-    caller: &mut Caller<'_, SessionState>,
+    caller: &mut Caller<'_, GuestState>,
     layout: &Layout,
     server: &Server,
     interface: &str,
@@ -1186,20 +942,13 @@ fn serve_import(
         [Val::I32(ptr), Val::I32(len)] => (u64::from(*ptr as u32), *len as u32),
         _ => bail!("expected `(ptr: i32, len: i32)`"),
     };
-    // the message memory: `KarmemMemory` when exported, else `memory` (docs/ABI.md §2)
-    let memory = match caller
-        .get_export("KarmemMemory")
-        .or_else(|| caller.get_export("memory"))
-    {
-        Some(Extern::Memory(memory)) => memory,
-        _ => bail!("the caller exports neither `KarmemMemory` nor `memory`"),
-    };
-    let copy_out = |caller: &mut Caller<'_, SessionState>| -> Result<Vec<u8>> {
+    let memory = caller_memory(caller)?;
+    let copy_out = |caller: &mut Caller<'_, GuestState>| -> Result<Vec<u8>> {
         // Checked before allocating: the length is the guest's word.
-        check_range(memory.data_size(&*caller) as u64, ptr, u64::from(len))
+        check_range(&*caller, memory, ptr, u64::from(len))
             .context("the argument message is outside the caller's memory")?;
         let mut message = vec![0; len as usize];
-        host_read(&mut *caller, memory, ptr, &mut message)
+        guarded_read(&mut *caller, memory, ptr, &mut message)
             .context("cannot read the argument message")?;
         Ok(message)
     };
@@ -1225,11 +974,7 @@ fn serve_import(
             }
         }
         Server::Route(route) => {
-            let window = caller.data().memory.as_ref().and_then(|core| {
-                core.windows()
-                    .into_iter()
-                    .find(|w| len > 0 && w.offset <= ptr && ptr + u64::from(len) <= w.end())
-            });
+            let window = caller.data().window_holding(ptr, len);
             match window {
                 Some(window) => {
                     let message = Message::InRegion {
@@ -1252,19 +997,20 @@ fn serve_import(
     }
     let result_len = i32::try_from(result.len()).context("result message larger than 2 GiB")?;
     let alloc = caller
-        .get_export("KarmemAlloc")
+        .get_export(entry::ALLOC)
         .and_then(Extern::into_func)
-        .context("the caller exports no `KarmemAlloc`")?
+        .with_context(|| format!("the caller exports no `{}`", entry::ALLOC))?
         .typed::<(i32, i32), i32>(&*caller)
         .into_anyhow()
-        .context("`KarmemAlloc` has the wrong type")?;
+        .with_context(|| format!("`{}` has the wrong type", entry::ALLOC))?;
     let at = alloc
-        .call(&mut *caller, (result_len, 64))
+        .call(&mut *caller, (result_len, MESSAGE_ALIGN))
         .into_anyhow()
-        .context("`KarmemAlloc` failed")?;
-    host_write(&mut *caller, memory, u64::from(at as u32), &result)
-        .context("cannot copy the result message into the buffer `KarmemAlloc` returned")?;
-    Ok((i64::from(result_len) << 32) | i64::from(at as u32))
+        .with_context(|| format!("`{}` failed", entry::ALLOC))?;
+    guarded_write(&mut *caller, memory, u64::from(at as u32), &result).with_context(|| {
+        format!("cannot copy the result message into the buffer `{}` returned", entry::ALLOC)
+    })?;
+    Ok(karmem_contract::pack(at as u32, result_len as u32))
 }
 
 fn has_section(bytes: &[u8], name: &str) -> bool {

@@ -3,10 +3,14 @@
 //!
 //! Owns:
 //! - the engine and its settings ([`Runtime`], [`RuntimeConfig`]);
+//! - one instance type, [`Guest`] (`guest.rs`): store, limits, poisoning,
+//!   deadlines, guarded memory access and shared mapping, for plain
+//!   modules, modules with the Karmem ABI and canonical-ABI modules alike;
 //! - the Karmem ABI handshake: `KarmemInit`, the descriptors decoded, type
 //!   hashes checked against the module's `karmem:idl` schema ([`handshake`]);
 //! - running a lowered module with WASI preview1, calling its exports with
-//!   `Value`s and serving its imports from host functions ([`invoke::Session`]);
+//!   `Value`s and serving its imports from host functions ([`invoke`]; a
+//!   [`Guest`] made this way is known as [`invoke::Session`]);
 //! - linking guests to guests by pattern — direct, fanout, singleton, pool —
 //!   with their interface memories shared ([`compose::Composition`]), on the
 //!   call-level building blocks of [`link`];
@@ -19,7 +23,8 @@
 //! - the on-disk cache of compiled modules ([`ModuleCache`]).
 //!
 //! Does not own: producing lowered modules (`karmem-core-lowering`,
-//! `karmem-adapters`), the message format (`karmem-format`), the CLI
+//! `karmem-adapters`), the ABI's names, version, descriptor schema and code
+//! tables (`karmem-contract`), the message format (`karmem-format`), the CLI
 //! (`karmem-bridge`). Design: docs/RUNTIME.md.
 //!
 //! ```

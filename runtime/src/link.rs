@@ -42,18 +42,23 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    /// Decodes the ABI's pattern byte (0 direct, 1 fanout, 2 singleton,
-    /// 3 pool). The pool size is the host's choice, not the guest's.
+    /// Decodes the ABI's pattern byte (`karmem_contract::pattern_of_code`).
+    /// The pool size is the host's choice, not the guest's.
     pub fn from_abi(code: u8, pool_size: NonZeroUsize) -> Result<Self> {
-        Ok(match code {
-            0 => Pattern::Direct,
-            1 => Pattern::Fanout,
-            2 => Pattern::Singleton,
-            3 => Pattern::Pool {
+        karmem_contract::pattern_of_code(code).map(|declared| Pattern::declared(declared, pool_size))
+    }
+
+    /// The pattern a module declares (its descriptor or its `karmem:idl`
+    /// schema), with `pool_size` instances for a pool.
+    pub fn declared(pattern: karmem_contract::Pattern, pool_size: NonZeroUsize) -> Self {
+        match pattern {
+            karmem_contract::Pattern::Direct => Pattern::Direct,
+            karmem_contract::Pattern::Fanout => Pattern::Fanout,
+            karmem_contract::Pattern::Singleton => Pattern::Singleton,
+            karmem_contract::Pattern::Pool => Pattern::Pool {
                 instances: pool_size,
             },
-            other => bail!("unknown interface pattern code `{other}` (expected 0 to 3)"),
-        })
+        }
     }
 }
 

@@ -20,7 +20,8 @@ const RETYPED: &str = "package example:jobs;\n\nstruct job (dynamic) {\n    id: 
 
 fn guest(idl: &str) -> ModuleAbi {
     let escaped = idl.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let wat = format!("(module (@custom \"karmem:abi\" \"0.1\") (@custom \"karmem:idl\" \"{escaped}\"))");
+    let (abi, idl) = (karmem_contract::ABI_SECTION, karmem_contract::IDL_SECTION);
+    let wat = format!("(module (@custom \"{abi}\" \"0.1\") (@custom \"{idl}\" \"{escaped}\"))");
     let bytes = wat::parse_str(&wat).expect("module");
     ModuleAbi::from_module_bytes(&bytes).expect("abi sections")
 }

@@ -462,8 +462,9 @@ fn a_singleton_shares_its_regions_with_one_importer() -> Result<()> {
 fn modules_importing_from_each_other_are_refused() -> Result<()> {
     let composition = Composition::new(runtime()?);
     let module = |import: &str, export: &str| -> Result<Vec<u8>> {
+        let import = karmem_contract::import_module(import);
         Ok(wat::parse_str(format!(
-            r#"(module (import "karmem:{import}" "f" (func (param i32 i32) (result i64)))
+            r#"(module (import "{import}" "f" (func (param i32 i32) (result i64)))
                  (memory (export "memory") 1)
                  (func (export "{export}.f") (param i32 i32) (result i64) (i64.const 0)))"#
         ))?)

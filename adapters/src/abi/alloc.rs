@@ -52,7 +52,7 @@ pub fn add_allocator(module: &mut Module, memory: MemoryId) -> (FunctionId, Func
     // class(size) = max(6, ceil(log2(size)))  (as the byte offset of its head: 4 * class)
     let alloc = {
         let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32; 2], &[ValType::I32]);
-        f.name("KarmemAlloc".to_string());
+        f.name(karmem_contract::entry::ALLOC.to_string());
         let [size, align, class, ptr, need, pages] = [(); 6].map(|_| module.locals.add(ValType::I32));
         let seq = f.func_body_id();
         // sizes above 2^31 and alignments above 64 are not served
@@ -142,7 +142,7 @@ pub fn add_allocator(module: &mut Module, memory: MemoryId) -> (FunctionId, Func
 
     let free = {
         let mut f = FunctionBuilder::new(&mut module.types, &[ValType::I32; 3], &[]);
-        f.name("KarmemFree".to_string());
+        f.name(karmem_contract::entry::FREE.to_string());
         let [ptr, size, align, class, head] = [(); 5].map(|_| module.locals.add(ValType::I32));
         let seq = f.func_body_id();
         // freeing nothing, or before anything was allocated, does nothing
@@ -188,13 +188,26 @@ pub fn add_allocator(module: &mut Module, memory: MemoryId) -> (FunctionId, Func
 /// the caller, possibly in bytes (`memory.size`, `i32.const 16`, `i32.shl`,
 /// `return`), is a query of the current break — wasi-libc's `sbrk(0)`, which
 /// dlmalloc uses to check that the memory it grows is contiguous — and does
-/// not count: without it every Rust and C guest would be warned about.
+/// not count by itself: without it every Rust and C guest would be warned
+/// about. What does count is a caller that asks for the break and at once
+/// takes a constant from it (`i32.const 0`, `call $sbrk`, `i32.const C`,
+/// `i32.sub`): the size of the range from `C` (the heap base) up to the
+/// break, which it takes as its heap. That is the first `malloc` of
+/// wasi-libc before `__heap_end` (2022, Debian 12's), which claims every
+/// page up to `memory.size` as it finds them then; later wasi-libc (2023 on:
+/// Rust's, recent wasi-sdk's) ends that range at the link-time constant
+/// `__heap_end` and is not matched.
 pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) -> bool {
     struct Scan {
         memory: MemoryId,
         entry: walrus::ir::InstrSeqId,
+        /// A `memory.size` whose value is used, not only returned.
         found: bool,
+        /// A `memory.size` whose value is only returned: a break query.
+        queries_break: bool,
         calls: Vec<FunctionId>,
+        /// Functions called with `0` whose result loses a constant at once.
+        break_minus_constant: Vec<FunctionId>,
     }
     impl Scan {
         /// Whether the instructions after a `memory.size` only return its value.
@@ -220,9 +233,24 @@ pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) ->
             for (at, (instr, _)) in seq.instrs.iter().enumerate() {
                 if let Instr::MemorySize(size) = instr
                     && size.memory == self.memory
-                    && !self.returned(seq.id(), seq.instrs.get(at + 1..).unwrap_or_default())
                 {
-                    self.found = true;
+                    if self.returned(seq.id(), seq.instrs.get(at + 1..).unwrap_or_default()) {
+                        self.queries_break = true;
+                    } else {
+                        self.found = true;
+                    }
+                }
+            }
+            // `i32.const 0`, `call f`, `i32.const C`, `i32.sub`: `f(0) - C`
+            for window in seq.instrs.windows(4) {
+                if let [(Instr::Const(zero), _), (Instr::Call(call), _), (Instr::Const(base), _), (Instr::Binop(sub), _)] =
+                    window
+                    && matches!(zero.value, Value::I32(0))
+                    && matches!(base.value, Value::I32(_))
+                    && matches!(sub.op, BinaryOp::I32Sub)
+                    && !self.break_minus_constant.contains(&call.func)
+                {
+                    self.break_minus_constant.push(call.func);
                 }
             }
         }
@@ -233,16 +261,31 @@ pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) ->
             self.calls.push(instr.func);
         }
     }
+    let scan = |func: FunctionId| {
+        let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else { return None };
+        let mut scan = Scan {
+            memory,
+            entry: local.entry_block(),
+            found: false,
+            queries_break: false,
+            calls: Vec::new(),
+            break_minus_constant: Vec::new(),
+        };
+        walrus::ir::dfs_in_order(&mut scan, local, local.entry_block());
+        Some(scan)
+    };
     let mut seen = vec![root];
     let mut work = vec![root];
     while let Some(func) = work.pop() {
-        let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else { continue };
-        let mut scan = Scan { memory, entry: local.entry_block(), found: false, calls: Vec::new() };
-        walrus::ir::dfs_in_order(&mut scan, local, local.entry_block());
-        if scan.found {
+        let Some(scanned) = scan(func) else { continue };
+        if scanned.found {
             return true;
         }
-        for callee in scan.calls {
+        // the heap taken up to the break (wasi-libc's first `malloc` before `__heap_end`)
+        if scanned.break_minus_constant.iter().any(|&query| scan(query).is_some_and(|q| q.queries_break)) {
+            return true;
+        }
+        for callee in scanned.calls {
             if !seen.contains(&callee) {
                 seen.push(callee);
                 work.push(callee);
@@ -250,4 +293,91 @@ pub fn reads_memory_size(module: &Module, root: FunctionId, memory: MemoryId) ->
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `$realloc` of the module `body` (functions after a one-page
+    /// memory, `$sbrk` = wasi-libc's) is found to read `memory.size`.
+    fn finds(body: &str) -> anyhow::Result<bool> {
+        let wat = format!(
+            r#"(module
+                (memory 1)
+                (func $sbrk (param i32) (result i32)
+                  block
+                    local.get 0
+                    br_if 0
+                    memory.size
+                    i32.const 16
+                    i32.shl
+                    return
+                  end
+                  local.get 0
+                  i32.const 16
+                  i32.shr_u
+                  memory.grow
+                  i32.const 16
+                  i32.shl)
+                {body}
+                (export "cabi_realloc" (func $realloc)))"#
+        );
+        let module = Module::from_buffer(&wat::parse_str(wat)?)?;
+        let realloc = module.exports.get_func("cabi_realloc")?;
+        let memory = module.memories.iter().next().map(walrus::Memory::id).ok_or_else(|| anyhow::anyhow!("no memory"))?;
+        Ok(reads_memory_size(&module, realloc, memory))
+    }
+
+    #[test]
+    fn a_break_query_used_as_a_new_segment_base_is_not_found() -> anyhow::Result<()> {
+        // dlmalloc's `sys_alloc`: `base = sbrk(0)`, then `sbrk(n) == base`
+        assert!(!finds(
+            "(func $realloc (param i32 i32 i32 i32) (result i32) (local i32)
+               i32.const 0 call $sbrk local.tee 4
+               i32.const 65536 call $sbrk
+               i32.eq drop local.get 4)"
+        )?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_heap_that_ends_at_the_break_is_found() -> anyhow::Result<()> {
+        // wasi-libc 2022's first `malloc`: the heap is `__heap_base .. sbrk(0)`
+        assert!(finds(
+            "(func $init (result i32) i32.const 0 call $sbrk i32.const 69680 i32.sub)
+             (func $realloc (param i32 i32 i32 i32) (result i32) call $init)"
+        )?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_heap_that_ends_at_heap_end_is_not_found() -> anyhow::Result<()> {
+        // later wasi-libc: the heap is `__heap_base .. __heap_end`, link-time constants
+        assert!(!finds(
+            "(func $realloc (param i32 i32 i32 i32) (result i32)
+               i32.const 131072 i32.const 69680 i32.sub
+               i32.const 65536 call $sbrk drop)"
+        )?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_constant_taken_from_another_call_is_not_found() -> anyhow::Result<()> {
+        // `f(0) - C` where `f` does not query the break
+        assert!(!finds(
+            "(func $f (param i32) (result i32) local.get 0)
+             (func $realloc (param i32 i32 i32 i32) (result i32) i32.const 0 call $f i32.const 8 i32.sub)"
+        )?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bump_pointer_that_compares_with_memory_size_is_found() -> anyhow::Result<()> {
+        assert!(finds(
+            "(func $realloc (param i32 i32 i32 i32) (result i32)
+               local.get 3 memory.size i32.const 16 i32.shl i32.lt_u)"
+        )?);
+        Ok(())
+    }
 }

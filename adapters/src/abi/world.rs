@@ -14,13 +14,13 @@
 //! Does not own: the WIT -> IDL mapping itself (`karmem-wit-import`).
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+// The prefix of a resource-drop function's name: the canonical ABI's, which
+// the Karmem ABI keeps (docs/ABI.md §2, §4).
+use karmem_contract::RESOURCE_DROP;
 use karmem_idl::Schema;
 use karmem_idl::ast::Item;
 use karmem_wit_import::Side;
 use wit_parser::{Resolve, WorldId, WorldItem, WorldKey};
-
-/// The prefix of a resource-drop function's name (the canonical ABI's).
-pub const RESOURCE_DROP: &str = "[resource-drop]";
 
 /// The resources `origin` defines: (WIT name, KarmemIDL name), read from the
 /// resolve the mapping named them in.

@@ -56,7 +56,7 @@ pub fn read_buffer(guest: &mut Guest, packed: i64, into: &mut AlignedBuf) -> Res
     guest.read_memory(ptr, into.as_mut_slice())
 }
 
-/// Decodes a descriptor message (`adapters/descriptor.km`).
+/// Decodes a descriptor message (`contract/descriptor.km`).
 pub fn parse_descriptor(bytes: &[u8]) -> Result<ExportedInterface> {
     let (layout, root) = karmem_adapters::abi::descriptor_layout()?;
     let aligned = AlignedBuf::from_bytes(bytes);

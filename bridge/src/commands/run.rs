@@ -143,8 +143,8 @@ fn is_canonical(bytes: &[u8]) -> Result<bool> {
     let (mut canonical, mut karmem) = (false, false);
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         if let wasmparser::Payload::CustomSection(section) = payload.context("failed to read the module")? {
-            canonical |= section.name() == "karmem:canonical-abi";
-            karmem |= section.name() == "karmem:abi";
+            canonical |= section.name() == karmem_contract::CANONICAL_ABI_SECTION;
+            karmem |= section.name() == karmem_contract::ABI_SECTION;
         }
     }
     Ok(canonical && !karmem)

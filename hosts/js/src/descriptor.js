@@ -1,7 +1,7 @@
-// The layout of the Karmem ABI's descriptor (adapters/descriptor.km,
+// The layout of the Karmem ABI's descriptor (contract/descriptor.km,
 // docs/ABI.md §5), as `karmem_format::gen_ts::layout_json` writes it
 // (`cargo run -p xtask -- host-kit DIR` writes it as
-// `descriptor.layout.json`; `karmem-bridge gen ts adapters/descriptor.km`
+// `descriptor.layout.json`; `karmem-bridge gen ts contract/descriptor.km`
 // embeds the same). Regenerate it when the descriptor gains fields; a
 // guest's newer fields are skipped and older guests' missing ones read as
 // zero values either way (dynamic structs, FORMAT.md §5.2).

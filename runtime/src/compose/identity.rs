@@ -158,7 +158,9 @@ mod tests {
                    interface plain (dynamic, direct) {}\n";
         let escaped = idl.replace('\n', "\\n");
         let bytes = wat::parse_str(format!(
-            "(module (@custom \"karmem:abi\" \"0.1\") (@custom \"karmem:idl\" \"{escaped}\"))"
+            "(module (@custom \"{}\" \"0.1\") (@custom \"{}\" \"{escaped}\"))",
+            karmem_contract::ABI_SECTION,
+            karmem_contract::IDL_SECTION
         ))?;
         let abi = ModuleAbi::from_module_bytes(&bytes)?;
         assert_eq!(

@@ -29,14 +29,9 @@ pub enum Access {
 }
 
 impl Access {
-    /// Decodes the ABI's `access` byte.
+    /// Decodes the ABI's `access` byte (`karmem_contract::access_of_code`).
     pub fn from_abi(code: u8) -> Result<Self> {
-        match code {
-            0 => Ok(Access::None),
-            1 => Ok(Access::Read),
-            2 => Ok(Access::ReadWrite),
-            other => bail!("unknown memory access code `{other}` (expected 0, 1 or 2)"),
-        }
+        karmem_contract::access_of_code(code).map(Access::from)
     }
 
     /// Whether wasm (and the host) may write through this window.
@@ -47,6 +42,18 @@ impl Access {
     /// Whether wasm (and the host) may read through this window.
     pub fn readable(self) -> bool {
         !matches!(self, Access::None)
+    }
+}
+
+/// A descriptor's access as a window's protection: the ABI's `write` is
+/// read-write.
+impl From<karmem_contract::Access> for Access {
+    fn from(access: karmem_contract::Access) -> Self {
+        match access {
+            karmem_contract::Access::None => Access::None,
+            karmem_contract::Access::Read => Access::Read,
+            karmem_contract::Access::Write => Access::ReadWrite,
+        }
     }
 }
 
