@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use karmem_adapters::abi::World;
+use karmem_contract::IDL_SECTION;
 use karmem_format::Value;
 use karmem_format::layout::{Kind, Layout, TypeId};
 use karmem_format::wave::{ValueType, is_tuple_shaped, kebab};
@@ -56,9 +57,9 @@ struct Source {
 const TOOLCHAINS_ENV: &str = "KARMEM_HOST_KIT_TOOLCHAINS";
 
 /// The toolchain fixtures in the kit by default: every one whose default
-/// lowering agrees with the reference (`c-app` does not yet:
-/// `DEFAULT_NOT_YET` in `tests/tests/toolchains.rs`).
-const DEFAULT_TOOLCHAINS: &str = "c-command,js-app,js-command,py-app,py-command,qjs-app";
+/// lowering agrees with the reference (`DEFAULT_NOT_YET` in
+/// `tests/tests/toolchains.rs` lists those that do not yet: none).
+const DEFAULT_TOOLCHAINS: &str = "c-app,c-command,js-app,js-command,py-app,py-command,qjs-app";
 
 /// Writes the kit into `out`, on a thread with room for the deep recursion
 /// of compiling and lowering in a debug build.
@@ -99,11 +100,8 @@ fn write_kit(out: &Path) -> Result<()> {
     write_json(&out.join("index.json"), &index)?;
     // the descriptors' own schema laid out, for hosts that decode
     // descriptors with their dynamic codec (docs/ABI.md §5)
-    let descriptor = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/descriptor.km"))
-        .context("reading `adapters/descriptor.km`")?;
-    let schema = karmem_idl::load(&descriptor, "descriptor.km").map_err(|e| anyhow!("{e}"))?;
-    let layout = Layout::new(&schema).map_err(|e| anyhow!("{e}"))?;
-    std::fs::write(out.join("descriptor.layout.json"), karmem_format::gen_ts::layout_json(&layout))
+    let (layout, _) = karmem_contract::descriptor_layout()?;
+    std::fs::write(out.join("descriptor.layout.json"), karmem_format::gen_ts::layout_json(layout))
         .context("writing `descriptor.layout.json`")
 }
 
@@ -123,8 +121,8 @@ fn write_linked(out: &Path) -> Result<Vec<Json>> {
         let name = format!("linked-{guest}");
         let lowered = karmem_bridge::lower(&read(&path)?, &karmem_bridge::LowerOptions::default())
             .with_context(|| format!("lowering `{}`", path.display()))?;
-        let idl = custom_section(&lowered.module, "karmem:idl")?.context("no `karmem:idl` section")?;
-        let idl = String::from_utf8(idl).context("`karmem:idl` is not UTF-8")?;
+        let idl = custom_section(&lowered.module, IDL_SECTION)?.with_context(|| format!("no `{IDL_SECTION}` section"))?;
+        let idl = String::from_utf8(idl).with_context(|| format!("`{IDL_SECTION}` is not UTF-8"))?;
         let schema = karmem_idl::load(&idl, &format!("{name}.km")).map_err(|e| anyhow!("{e}"))?;
         let layout = Layout::new(&schema).map_err(|e| anyhow!("{e}"))?;
         std::fs::write(out.join(format!("{name}.wasm")), &lowered.module)?;
@@ -282,8 +280,9 @@ fn write_fixture(out: &Path, source: &Source) -> Result<Json> {
     if memories != 1 {
         bail!("the default lowering has {memories} memories, not one");
     }
-    let idl = custom_section(&lowered.module, "karmem:idl")?.context("the lowered module has no `karmem:idl` section")?;
-    let idl = String::from_utf8(idl).context("`karmem:idl` is not UTF-8")?;
+    let idl = custom_section(&lowered.module, IDL_SECTION)?
+        .with_context(|| format!("the lowered module has no `{IDL_SECTION}` section"))?;
+    let idl = String::from_utf8(idl).with_context(|| format!("`{IDL_SECTION}` is not UTF-8"))?;
     let schema = karmem_idl::load(&idl, &format!("{}.km", source.name)).map_err(|e| anyhow!("{e}"))?;
     let layout = Arc::new(Layout::new(&schema).map_err(|e| anyhow!("{e}"))?);
     let world = World::from_component(&source.component)?;
