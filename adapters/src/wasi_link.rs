@@ -321,7 +321,8 @@ impl ModuleInfo {
                             }
                             TypeRef::Global(_) => info.global_count += 1,
                             TypeRef::Memory(_) => info.memory_count += 1,
-                            TypeRef::Table(_) => {}
+                            // Tags are an index space of their own, which the shim (it has none) leaves as it is.
+                            TypeRef::Table(_) | TypeRef::Tag(_) => {}
                             other => bail!("import `{}#{}` of kind {other:?} is not supported", import.module, import.name),
                         }
                     }
@@ -469,6 +470,7 @@ fn encode(
     let mut functions = enc::FunctionSection::new();
     let mut tables: Option<enc::TableSection> = None;
     let mut memories: Option<enc::MemorySection> = None;
+    let mut tags: Option<enc::TagSection> = None;
     let mut globals = enc::GlobalSection::new();
     let mut exports: Option<enc::ExportSection> = None;
     let mut start: Option<enc::StartSection> = None;
@@ -528,7 +530,13 @@ fn encode(
             Payload::CustomSection(section) if section.name() != "name" => {
                 customs.push((section.name().to_string(), section.data().to_vec()));
             }
-            Payload::TagSection(_) => bail!("modules with exception tags are not supported by the wasi linker"),
+            // Exception tags: one more index space, which the shim does not
+            // use; only their function types move with the type indices.
+            Payload::TagSection(section) => {
+                let mut out = enc::TagSection::new();
+                main_map.parse_tag_section(&mut out, section).map_err(reencode_error)?;
+                tags = Some(out);
+            }
             _ => {}
         }
     }
@@ -601,6 +609,9 @@ fn encode(
     }
     if let Some(memories) = &memories {
         module.section(memories);
+    }
+    if let Some(tags) = &tags {
+        module.section(tags);
     }
     module.section(&globals);
     if let Some(exports) = &exports {

@@ -28,6 +28,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod adapter;
 pub mod builtins;
+mod exceptions;
 pub mod graph;
 pub mod inline;
 pub mod inspect;
@@ -119,7 +120,13 @@ pub fn lower_dropping_preview1_adapter(
 
 fn finish(merged: merge::Merged, graph: &graph::Graph, options: &Options) -> Result<(Vec<u8>, LowerStats)> {
     let idl = options.idl.as_deref().unwrap_or("");
-    let (bytes, link_stats) = link::link(&merged, graph, idl).context("failed to link the merged module")?;
+    let throws = exceptions::can_throw(merged.sections.tags.len());
+    let (mut bytes, link_stats) = link::link(&merged, graph, idl).context("failed to link the merged module")?;
+    if throws {
+        // An exception no component catches traps where it would leave
+        // the module, as at every other component boundary (`exceptions`).
+        bytes = exceptions::guard_exports(&bytes).context("failed to guard the exports against exceptions")?;
+    }
     wasmparser::Validator::new_with_features(output_features(options))
         .validate_all(&bytes)
         .context("internal error: the lowered module does not validate")?;
