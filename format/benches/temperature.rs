@@ -21,8 +21,19 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flatbuffers::{FlatBufferBuilder, Follow, ForwardsUOffset, Table, Vector, Verifiable, Verifier, WIPOffset};
 use karmem_format::layout::Layout;
-use karmem_format::raw::column_hash;
-use karmem_format::{Builder, Limits, Message, Value, validate};
+use karmem_format::{Builder, Limits, Value, validate};
+
+/// `karmem-bridge gen rust fixtures/idl/paper-fig32.km` (Figure 32's
+/// structs, the schema below): views and the per-type validator. The test
+/// `bench_generated_code_is_current` (format/tests/gen_rust.rs) keeps it so.
+#[allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_debug_implementations,
+    reason = "generated code, checked by its own tests"
+)]
+#[path = "temperature_generated.rs"]
+mod generated;
+
+use generated::TemperatureBatchView;
 
 const SCHEMA: &str = "
     struct temperature_reading (dynamic) { timestamp: i64; value: f32; }
@@ -77,11 +88,18 @@ fn analyse_columns(timestamps: &[i64], values: &[f32]) -> Analysis {
 /// 256-bit vector, which LLVM keeps in registers and vectorises.
 const LANES: usize = 8;
 
+/// Below this many readings the `-lanes` aggregations run the fused scalar
+/// loop: the accumulators cost more to set up and fold than they save.
+const SMALL: usize = 2 * LANES;
+
 /// Column-wise aggregation with [`LANES`] independent accumulators per
 /// statistic, as SoA readers write it so the compiler can use SIMD (no
 /// dependency from one element to the next). Sums in another order than
 /// [`analyse`]: the same result on this data (quarter steps, exact in f32).
 fn analyse_columns_lanes(timestamps: &[i64], values: &[f32]) -> Analysis {
+    if values.len() < SMALL {
+        return analyse(timestamps.iter().copied().zip(values.iter().copied()));
+    }
     let mut sum = [0.0f32; LANES];
     let mut min = [f32::INFINITY; LANES];
     let mut max = [f32::NEG_INFINITY; LANES];
@@ -124,6 +142,9 @@ fn analyse_columns_lanes(timestamps: &[i64], values: &[f32]) -> Analysis {
 /// The same several-accumulator aggregation over records (AoS formats):
 /// lane `l` takes every `LANES`-th record.
 fn analyse_records_lanes<R>(records: &[R], get: impl Fn(&R) -> (i64, f32)) -> Analysis {
+    if records.len() < SMALL {
+        return analyse(records.iter().map(get));
+    }
     let mut sum = [0.0f32; LANES];
     let mut min = [f32::INFINITY; LANES];
     let mut max = [f32::NEG_INFINITY; LANES];
@@ -179,11 +200,6 @@ fn data(n: usize) -> Batch {
 
 // ---- Karmem: the generated-code path (Figure 34) ----
 
-/// Column hashes of `temperature_reading`'s fields, constants as generated
-/// code has them.
-const TIMESTAMP_COLUMN: u32 = column_hash(&[0]);
-const VALUE_COLUMN: u32 = column_hash(&[1]);
-
 struct KarmemCodec {
     root_used: u32,
     readings_at: u32,
@@ -218,15 +234,12 @@ impl KarmemCodec {
         }
     }
 
-    /// Bounds-checked zero-copy read of one message (no whole-message walk):
-    /// the two columns as native slices.
+    /// Bounds-checked zero-copy read of one message through the generated
+    /// views (no whole-message walk): the two columns as native slices.
     fn columns<'b>(&self, bytes: &'b [u8]) -> (&'b [i64], &'b [f32]) {
-        let msg = Message::new(bytes).unwrap();
-        let root = msg.dynamic_struct(msg.root()).unwrap();
-        let at = root.field(self.readings_at, 12).unwrap();
-        let soa = msg.slot(at).unwrap().soa(msg).unwrap();
-        let ts = soa.column::<i64>(TIMESTAMP_COLUMN).unwrap().unwrap();
-        let vs = soa.column::<f32>(VALUE_COLUMN).unwrap().unwrap();
+        let soa = TemperatureBatchView::root(bytes).unwrap().readings().unwrap();
+        let ts = soa.timestamp().unwrap().unwrap();
+        let vs = soa.value().unwrap().unwrap();
         (ts.as_slice().unwrap(), vs.as_slice().unwrap())
     }
 
@@ -355,6 +368,8 @@ fn bench(c: &mut Criterion) {
         let karmem_aligned = karmem_format::AlignedBuf::from_bytes(&karmem);
         assert_eq!(karmem_format::value::encode(&layout, batch_ty, &value).unwrap().as_slice(), &karmem[..]);
         assert_eq!(codec.read(&karmem_aligned), expected);
+        assert_eq!(TemperatureBatchView::validate(&karmem_aligned, &Limits::DEFAULT), Ok(()));
+        assert_eq!(validate(&karmem_aligned, &layout, batch_ty, &Limits::default()), Ok(()));
         assert_eq!(codec.read_lanes(&karmem_aligned), expected);
         assert_eq!(analyse_records_lanes(&batch.readings, |r| (r.timestamp, r.value)), expected);
         let mut fbb = FlatBufferBuilder::with_capacity(64 + n * 32);
@@ -395,7 +410,15 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("read/{n}"));
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function("karmem", |b| b.iter(|| codec.read(black_box(&karmem_aligned))));
+        // `-validated`: the validator `gen rust` generates for the root type;
+        // `-validated-dynamic`: the schema-driven one walking the `Layout`.
         g.bench_function("karmem-validated", |b| {
+            b.iter(|| {
+                TemperatureBatchView::validate(black_box(&karmem_aligned), &Limits::DEFAULT).unwrap();
+                codec.read(&karmem_aligned)
+            })
+        });
+        g.bench_function("karmem-validated-dynamic", |b| {
             b.iter(|| {
                 validate(black_box(&karmem_aligned), &layout, batch_ty, &Limits::default()).unwrap();
                 codec.read(&karmem_aligned)
@@ -403,6 +426,12 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("karmem-lanes", |b| b.iter(|| codec.read_lanes(black_box(&karmem_aligned))));
         g.bench_function("karmem-lanes-validated", |b| {
+            b.iter(|| {
+                TemperatureBatchView::validate(black_box(&karmem_aligned), &Limits::DEFAULT).unwrap();
+                codec.read_lanes(&karmem_aligned)
+            })
+        });
+        g.bench_function("karmem-lanes-validated-dynamic", |b| {
             b.iter(|| {
                 validate(black_box(&karmem_aligned), &layout, batch_ty, &Limits::default()).unwrap();
                 codec.read_lanes(&karmem_aligned)
@@ -445,12 +474,94 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// One read path of the interleaved comparison.
+type ReadPath<'a> = Box<dyn Fn() -> Analysis + 'a>;
+
+/// Per-call times of the read paths measured interleaved: `ROUNDS` rounds,
+/// each timing `CALLS` calls of every path in turn, so that load from other
+/// processes lands on all paths alike. Prints min and median per path and
+/// the ratios to rkyv. Runs with no filter or a filter naming `interleaved`
+/// (`cargo bench -p karmem-format --features schema --bench temperature -- interleaved`).
+fn interleaved(_: &mut Criterion) {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !(filters.is_empty() || filters.iter().any(|f| f.contains("interleaved"))) {
+        return;
+    }
+    let schema = karmem_idl::resolve(karmem_idl::parse(SCHEMA).unwrap()).unwrap();
+    let layout = Arc::new(Layout::new(&schema).unwrap());
+    let batch_ty = layout.named("temperature_batch").unwrap();
+    let codec = KarmemCodec::new(&layout);
+    for (n, rounds, calls) in [(10usize, 400usize, 200usize), (10_000, 200, 2)] {
+        let batch = data(n);
+        let mut kb = Builder::with_capacity(64 + n * 16);
+        codec.encode(&mut kb, &batch);
+        let karmem = karmem_format::AlignedBuf::from_bytes(kb.as_bytes());
+        let rk = rkyv::to_bytes::<rkyv::rancor::Error>(&batch).unwrap();
+        let (ts_only, vs_only) = codec.columns(&karmem);
+        let paths: Vec<(&str, ReadPath<'_>)> = vec![
+            ("rkyv", Box::new(|| {
+                let a = rkyv::access::<ArchivedBatch, rkyv::rancor::Error>(black_box(&rk)).unwrap();
+                analyse(a.readings.iter().map(|r| (r.timestamp.to_native(), r.value.to_native())))
+            })),
+            ("rkyv-lanes", Box::new(|| {
+                let a = rkyv::access::<ArchivedBatch, rkyv::rancor::Error>(black_box(&rk)).unwrap();
+                analyse_records_lanes(a.readings.as_slice(), |r| (r.timestamp.to_native(), r.value.to_native()))
+            })),
+            ("karmem", Box::new(|| codec.read(black_box(&karmem)))),
+            ("karmem-lanes", Box::new(|| codec.read_lanes(black_box(&karmem)))),
+            ("karmem-lanes-validated", Box::new(|| {
+                TemperatureBatchView::validate(black_box(&karmem), &Limits::DEFAULT).unwrap();
+                codec.read_lanes(&karmem)
+            })),
+            ("karmem-lanes-validated-dynamic", Box::new(|| {
+                validate(black_box(&karmem), &layout, batch_ty, &Limits::default()).unwrap();
+                codec.read_lanes(&karmem)
+            })),
+            ("karmem-views-only", Box::new(|| {
+                let (ts, vs) = codec.columns(black_box(&karmem));
+                Analysis { average: 0.0, min: 0.0, max: 0.0, latest: (ts.len() + vs.len()) as i64 }
+            })),
+            ("lanes-aggregation-only", Box::new(|| analyse_columns_lanes(black_box(ts_only), black_box(vs_only)))),
+            ("validate-generated", Box::new(|| {
+                TemperatureBatchView::validate(black_box(&karmem), &Limits::DEFAULT).unwrap();
+                Analysis { average: 0.0, min: 0.0, max: 0.0, latest: 0 }
+            })),
+            ("validate-dynamic", Box::new(|| {
+                validate(black_box(&karmem), &layout, batch_ty, &Limits::default()).unwrap();
+                Analysis { average: 0.0, min: 0.0, max: 0.0, latest: 0 }
+            })),
+        ];
+        let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); paths.len()];
+        for _ in 0..rounds {
+            for (k, (_, f)) in paths.iter().enumerate() {
+                let start = std::time::Instant::now();
+                for _ in 0..calls {
+                    black_box(f());
+                }
+                times[k].push(start.elapsed().as_secs_f64() * 1e9 / calls as f64);
+            }
+        }
+        let stats: Vec<(f64, f64)> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort_by(f64::total_cmp);
+                (t[0], t[t.len() / 2])
+            })
+            .collect();
+        let (rk_min, rk_med) = stats[0];
+        println!("interleaved read/{n}: {rounds} rounds x {calls} calls; ns per call min / median; ratio to rkyv min / median");
+        for ((name, _), (min, med)) in paths.iter().zip(&stats) {
+            println!("  {name:<32} {min:>10.1} / {med:>10.1}   {:.2}x / {:.2}x", min / rk_min, med / rk_med);
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1))
         .sample_size(20);
-    targets = bench
+    targets = bench, interleaved
 }
 criterion_main!(benches);

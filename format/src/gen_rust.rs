@@ -17,7 +17,9 @@
 //! `typed::Fixed`, `typed::List` / `view::Column` (scalars, as `&[T]`
 //! slices), so every field of every type has a typed accessor and setter.
 //! Every view also implements `typed::Dump`, a plain text the tests compare
-//! with the dynamic decoder.
+//! with the dynamic decoder. Every struct's view has `validate` and
+//! `root_validated`: whole-message validation generated per type
+//! (`gen_rust/validate.rs`), equal to the dynamic `validate`.
 //!
 //! The output refers to everything outside itself by absolute path
 //! (`::core::…`, `::karmem_format::…`), so IDL names such as `option`,
@@ -37,6 +39,8 @@ use std::{format, vec};
 use karmem_idl::ast::{Literal, Prim};
 
 use crate::layout::{ArrayForm, Kind, Layout, Leaf, StructInfo, TypeId, UnionInfo};
+
+mod validate;
 
 const KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
@@ -218,6 +222,13 @@ pub fn generate(layout: &Layout, source_name: &str) -> String {
     for (elem, soa) in bunches {
         g.bunch(elem, soa);
     }
+    // Per-type validators (FORMAT.md §9) for every struct, as a root.
+    let views: Vec<(TypeId, String)> = (0..layout.len())
+        .map(|i| TypeId(i as u32))
+        .filter(|&id| layout.as_struct(id).is_some())
+        .map(|id| (id, format!("{}View", g.name(id))))
+        .collect();
+    g.out.push_str(&validate::generate(layout, &views));
     g.out
 }
 
@@ -506,7 +517,7 @@ impl Gen<'_> {
         if s.dynamic {
             let _ = writeln!(
                 self.out,
-                "    /// The struct whose body is at `at` (0: the empty struct, every field default).\n    pub fn at(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        let body = msg.dynamic_struct(at)?;\n        Ok(Self {{ msg, at, used: body.used() }})\n    }}\n"
+                "    /// The struct whose body is at `at` (0: the empty struct, every field default).\n    #[inline]\n    pub fn at(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        let body = msg.dynamic_struct(at)?;\n        Ok(Self {{ msg, at, used: body.used() }})\n    }}\n"
             );
         } else {
             let _ = writeln!(
@@ -517,7 +528,7 @@ impl Gen<'_> {
         }
         let _ = writeln!(
             self.out,
-            "    /// The root of a message.\n    pub fn root(bytes: &'a [u8]) -> {RES}<Self, {ERR}> {{\n        {KF}::typed::root(bytes)\n    }}\n\n    #[inline]\n    fn present(&self, offset: u32, size: u32) -> {OPT}<u32> {{\n        (offset as u64 + size as u64 <= self.used).then_some(self.at + offset)\n    }}\n"
+            "    /// The root of a message.\n    #[inline]\n    pub fn root(bytes: &'a [u8]) -> {RES}<Self, {ERR}> {{\n        {KF}::typed::root(bytes)\n    }}\n\n    #[inline]\n    fn present(&self, offset: u32, size: u32) -> {OPT}<u32> {{\n        (offset as u64 + size as u64 <= self.used).then_some(self.at + offset)\n    }}\n"
         );
         for f in &s.fields {
             let size = self.layout.get(f.ty).size;
@@ -527,7 +538,7 @@ impl Gen<'_> {
             let default = self.default_expr(f.ty, f.default.as_ref(), "self.msg");
             let _ = writeln!(
                 self.out,
-                "    /// Field `{}`.\n    pub fn {m}(&self) -> {RES}<{r}, {ERR}> {{\n        match self.present({off}, {size}) {{\n            {OPT}::Some(p) => <{r} as {KF}::typed::Read<'a>>::read(self.msg, p),\n            {OPT}::None => {default},\n        }}\n    }}\n",
+                "    /// Field `{}`.\n    #[inline]\n    pub fn {m}(&self) -> {RES}<{r}, {ERR}> {{\n        match self.present({off}, {size}) {{\n            {OPT}::Some(p) => <{r} as {KF}::typed::Read<'a>>::read(self.msg, p),\n            {OPT}::None => {default},\n        }}\n    }}\n",
                 f.name
             );
         }
@@ -538,7 +549,7 @@ impl Gen<'_> {
                 4,
                 4,
                 "let body = msg.scalar::<u32>(at)?;\n        Self::at(msg, body)".to_string(),
-                "\n    fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {\n        Self::at(msg, at)\n    }".to_string(),
+                "\n    #[inline]\n    fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {\n        Self::at(msg, at)\n    }".to_string(),
                 "Self::at(msg, 0)".to_string(),
             )
         } else {
@@ -546,7 +557,7 @@ impl Gen<'_> {
         };
         let _ = writeln!(
             self.out,
-            "impl<'a> {KF}::typed::Read<'a> for {name}View<'a> {{\n    const SIZE: u32 = {size};\n    const ALIGN: u32 = {align};\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        {read}\n    }}{object}\n    fn zero(msg: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        {zero}\n    }}\n}}\n"
+            "impl<'a> {KF}::typed::Read<'a> for {name}View<'a> {{\n    const SIZE: u32 = {size};\n    const ALIGN: u32 = {align};\n    #[inline]\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        {read}\n    }}{object}\n    fn zero(msg: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        {zero}\n    }}\n}}\n"
         );
         let _ = writeln!(self.out, "impl<'a> {KF}::typed::Dump for {name}View<'a> {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        out.write_char('{{')?;");
         for (i, f) in s.fields.iter().enumerate() {
@@ -896,7 +907,7 @@ impl Gen<'_> {
                     let ty = rust_prim(p);
                     let _ = writeln!(
                         self.out,
-                        "    /// Column `{m}`; `None` if the writer did not write it (its elements read as default).\n    pub fn {m}(&self) -> {RES}<{OPT}<{KF}::view::Column<'a, {ty}>>, {ERR}> {{\n        self.soa.column::<{ty}>({hash:#010x})\n    }}\n"
+                        "    /// Column `{m}`; `None` if the writer did not write it (its elements read as default).\n    #[inline]\n    pub fn {m}(&self) -> {RES}<{OPT}<{KF}::view::Column<'a, {ty}>>, {ERR}> {{\n        self.soa.column::<{ty}>({hash:#010x})\n    }}\n"
                     );
                     let _ = writeln!(
                         builder,
@@ -939,7 +950,7 @@ impl Gen<'_> {
         let _ = writeln!(
             self.out,
             "    fn dump_element(&self, i: u32, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n{dump}        Ok(())\n    }}\n}}\n\n\
-             impl<'a> {KF}::typed::Read<'a> for {name}Soa<'a> {{\n    const SIZE: u32 = 12;\n    const ALIGN: u32 = 4;\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ msg, soa: msg.slot(at)?.soa(msg)? }})\n    }}\n    fn zero(msg: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ msg, soa: {KF}::view::Soa::at(msg, {KF}::view::Slot::default())? }})\n    }}\n}}\n\n\
+             impl<'a> {KF}::typed::Read<'a> for {name}Soa<'a> {{\n    const SIZE: u32 = 12;\n    const ALIGN: u32 = 4;\n    #[inline]\n    fn read(msg: {KF}::view::Message<'a>, at: u32) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ msg, soa: msg.slot(at)?.soa(msg)? }})\n    }}\n    fn zero(msg: {KF}::view::Message<'a>) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ msg, soa: {KF}::view::Soa::at(msg, {KF}::view::Slot::default())? }})\n    }}\n}}\n\n\
              impl<'a> {KF}::typed::FromSlot<'a> for {name}Soa<'a> {{\n    fn from_slot(msg: {KF}::view::Message<'a>, slot: {KF}::view::Slot) -> {RES}<Self, {ERR}> {{\n        Ok(Self {{ msg, soa: slot.soa(msg)? }})\n    }}\n}}\n\n\
              impl<'a> {KF}::typed::DumpItems for {name}Soa<'a> {{\n    fn item_count(&self) -> u32 {{\n        self.len()\n    }}\n    fn dump_item(&self, i: u32, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        self.dump_element(i, out)\n    }}\n}}\n\n\
              impl<'a> {KF}::typed::Dump for {name}Soa<'a> {{\n    fn dump(&self, out: &mut dyn ::core::fmt::Write) -> ::core::fmt::Result {{\n        out.write_char('[')?;\n        for i in 0..self.len() {{\n            if i > 0 {{\n                out.write_str(\", \")?;\n            }}\n            self.dump_element(i, out)?;\n        }}\n        out.write_char(']')\n    }}\n}}\n"
@@ -1154,7 +1165,7 @@ fn row_structs(layout: &Layout, id: TypeId, out: &mut Vec<TypeId>) {
 
 /// Inherent methods of generated views, builders, SoA and bunch accessors
 /// that a field or case named alike must not shadow.
-const VIEW_METHODS: &[&str] = &["at", "root", "absent", "present"];
+const VIEW_METHODS: &[&str] = &["at", "root", "absent", "present", "validate", "root_validated"];
 const BUILDER_METHODS: &[&str] = &["new", "new_root"];
 const SOA_METHODS: &[&str] = &["len", "is_empty", "dump_element"];
 const BUNCH_METHODS: &[&str] = &["len", "is_empty", "bunch", "array"];

@@ -185,6 +185,73 @@ pub struct Layout {
     types: Vec<TypeInfo>,
     by_name: HashMap<String, TypeId>,
     functions: HashMap<String, FunctionLayout>,
+    /// Per type, what validation charges for its zero value (`zero_cost`).
+    zero_costs: Vec<u64>,
+}
+
+/// The memo behind [`Layout::zero_cost`].
+#[derive(Debug, Clone, Copy)]
+enum ZeroCost {
+    Unknown,
+    /// Being computed: a type whose zero value contains itself, which no
+    /// reader can build; it counts 0 there.
+    Open,
+    Known(u64),
+}
+
+struct ZeroCosts<'l> {
+    layout: &'l Layout,
+    memo: Vec<ZeroCost>,
+}
+
+impl ZeroCosts<'_> {
+    fn all(layout: &Layout) -> Vec<u64> {
+        let mut z = ZeroCosts { layout, memo: vec![ZeroCost::Unknown; layout.len()] };
+        (0..layout.len()).map(|i| z.cost(TypeId(i as u32))).collect()
+    }
+
+    fn absent_field(&mut self, f: &FieldInfo) -> u64 {
+        match f.default {
+            Some(_) => u64::from(self.layout.get(f.ty).size),
+            None => self.cost(f.ty),
+        }
+    }
+
+    fn cost(&mut self, ty: TypeId) -> u64 {
+        let index = ty.0 as usize;
+        match self.memo.get(index) {
+            Some(ZeroCost::Known(cost)) => return *cost,
+            Some(ZeroCost::Open) | None => return 0,
+            Some(ZeroCost::Unknown) => {}
+        }
+        if let Some(slot) = self.memo.get_mut(index) {
+            *slot = ZeroCost::Open;
+        }
+        let layout = self.layout;
+        let info = layout.get(ty);
+        let own = u64::from(info.size.max(1));
+        let cost = match &info.kind {
+            Kind::Struct(s) => {
+                let mut sum = if s.dynamic { u64::from(s.body_size.max(4)) } else { 0 };
+                for f in &s.fields {
+                    let one = if s.dynamic { self.absent_field(f) } else { self.cost(f.ty) };
+                    sum = sum.saturating_add(one);
+                }
+                sum.max(own)
+            }
+            Kind::FixedArray { elem, len } => self.cost(*elem).saturating_mul(u64::from(*len)).max(own),
+            Kind::Union(u) => {
+                let payload = u.cases.iter().find(|c| c.tag == 0).and_then(|c| c.ty);
+                own.saturating_add(payload.map_or(0, |t| self.cost(t)))
+            }
+            Kind::Result { ok: Some(t), .. } => own.saturating_add(self.cost(*t)),
+            _ => own,
+        };
+        if let Some(slot) = self.memo.get_mut(index) {
+            *slot = ZeroCost::Known(cost);
+        }
+        cost
+    }
 }
 
 /// A placeholder while the table is being built.
@@ -270,7 +337,50 @@ impl Layout {
         for i in 0..b.types.len() {
             b.columns(TypeId(i as u32))?;
         }
-        Ok(Layout { types: b.types, by_name: b.by_name, functions })
+        let mut layout = Layout { types: b.types, by_name: b.by_name, functions, zero_costs: Vec::new() };
+        layout.zero_costs = ZeroCosts::all(&layout);
+        Ok(layout)
+    }
+
+    /// Bytes a reader materialises for the zero value of `ty`, as
+    /// validation charges them (FORMAT.md §9, `max_visit`): at least one
+    /// per value, its size, with dynamic structs expanded to their fields'
+    /// absent costs and fixed arrays to `len` of their element's. A type
+    /// whose zero value contains itself (through dynamic structs) counts 0
+    /// where it recurs. Computed once per layout, in type order.
+    pub fn zero_cost(&self, ty: TypeId) -> u64 {
+        self.zero_costs.get(ty.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// What reading a dynamic struct's absent field `f` materialises: its
+    /// default (its size) or its zero value.
+    pub fn absent_field_cost(&self, f: &FieldInfo) -> u64 {
+        match f.default {
+            Some(_) => u64::from(self.get(f.ty).size),
+            None => self.zero_cost(f.ty),
+        }
+    }
+
+    /// What validation charges per element for an SoA column the message
+    /// leaves out (it reads as zero values).
+    pub fn missing_column_cost(&self, c: &ColumnInfo) -> u64 {
+        match c.leaf {
+            Leaf::Field(t) => self.zero_cost(t).max(u64::from(c.size)),
+            Leaf::UnionTag | Leaf::UnionPayload => u64::from(c.size.max(1)),
+        }
+    }
+
+    /// Whether values of `ty` can be invalid or have children: validation
+    /// skips the others.
+    pub fn needs_walk(&self, ty: TypeId) -> bool {
+        match &self.get(ty).kind {
+            Kind::Prim(p) => matches!(p, Prim::Bool | Prim::Char),
+            Kind::Handle { .. } => false,
+            Kind::Flags(f) => f.flags.len() % 8 != 0,
+            Kind::Struct(s) if !s.dynamic => s.fields.iter().any(|f| self.needs_walk(f.ty)),
+            Kind::FixedArray { elem, len } => *len > 0 && self.needs_walk(*elem),
+            _ => true,
+        }
     }
 
     /// The type `id`. Ids come from this layout; an id from another layout

@@ -43,6 +43,8 @@ pub mod view;
 
 #[cfg(feature = "alloc")]
 pub mod builder;
+#[cfg(feature = "alloc")]
+pub mod check;
 
 #[cfg(feature = "schema")]
 pub mod access;
@@ -68,12 +70,14 @@ pub use view::{Column, DynamicStruct, Message, Slot, Soa};
 
 #[cfg(feature = "alloc")]
 pub use builder::{AlignedBuf, Builder, PlacedBytes};
+#[cfg(feature = "alloc")]
+pub use check::Limits;
 
 #[cfg(feature = "schema")]
 pub use access::{View, access, access_unchecked};
 #[cfg(feature = "schema")]
 pub use layout::{Layout, LayoutError, TypeId};
 #[cfg(feature = "schema")]
-pub use validate::{Limits, validate};
+pub use validate::validate;
 #[cfg(feature = "schema")]
 pub use value::Value;

@@ -59,6 +59,7 @@ pub trait Read<'a>: Sized {
 }
 
 /// The root of a message as `T` (FORMAT.md §2).
+#[inline]
 pub fn root<'a, T: Read<'a>>(bytes: &'a [u8]) -> Result<T> {
     let msg = Message::new(bytes)?;
     T::read_object(msg, msg.root())

@@ -206,17 +206,20 @@ pub struct Soa<'a> {
     msg: Message<'a>,
     slot: Slot,
     count: u32,
+    /// The directory's bytes (`4 + 8 × count`), bounds-checked once: entries
+    /// and lookups read from here without checking against the message again.
+    dir: &'a [u8],
 }
 
 impl<'a> Soa<'a> {
     #[inline]
     pub fn at(msg: Message<'a>, slot: Slot) -> Result<Soa<'a>> {
         if slot.capacity == 0 {
-            return Ok(Soa { msg, slot, count: 0 });
+            return Ok(Soa { msg, slot, count: 0, dir: &[] });
         }
         let count = raw::read_u32(msg.bytes, slot.offset)?;
-        msg.slice(slot.offset, 4 + 8 * count as u64)?;
-        Ok(Soa { msg, slot, count })
+        let dir = msg.slice(slot.offset, 4 + 8 * count as u64)?;
+        Ok(Soa { msg, slot, count, dir })
     }
 
     #[inline]
@@ -234,24 +237,40 @@ impl<'a> Soa<'a> {
         self.count
     }
 
+    /// The directory's offset (the slot's offset).
+    #[inline]
+    pub fn offset(&self) -> u32 {
+        self.slot.offset
+    }
+
+    /// The directory word at byte `at` of the directory.
+    #[inline]
+    fn word(&self, at: u64) -> Result<u32> {
+        let word = usize::try_from(at).ok().and_then(|i| self.dir.get(i..)?.first_chunk::<4>());
+        match word {
+            Some(w) => Ok(u32::from_le_bytes(*w)),
+            None => Err(Error::new(
+                ErrorKind::OutOfBounds { size: 4, len: self.msg.len() },
+                self.slot.offset.wrapping_add(at as u32),
+            )),
+        }
+    }
+
     /// Entry `j` of the directory: (hash, column offset).
     #[inline]
     pub fn entry(&self, j: u32) -> Result<(u32, u32)> {
-        let base = self.slot.offset;
-        let hash_at = raw::offset_add(base, 4 + 4 * j as u64)?;
-        let offset_at = raw::offset_add(base, 4 + 4 * self.count as u64 + 4 * j as u64)?;
-        let hash = raw::read_u32(self.msg.bytes, hash_at)?;
-        let offset = raw::read_u32(self.msg.bytes, offset_at)?;
+        let hash = self.word(4 + 4 * j as u64)?;
+        let offset = self.word(4 + 4 * self.count as u64 + 4 * j as u64)?;
         Ok((hash, offset))
     }
 
     /// The offset of the column with `hash`, or `None` if the writer did not write it.
     #[inline]
     pub fn find(&self, hash: u32) -> Result<Option<u32>> {
-        for j in 0..self.count {
-            let (h, offset) = self.entry(j)?;
-            if h == hash {
-                return Ok(Some(offset));
+        let hashes = self.dir.get(4..4 + 4 * self.count as usize).unwrap_or_default();
+        for (j, h) in hashes.chunks_exact(4).enumerate() {
+            if <u32 as Scalar>::from_le_slice(h) == hash {
+                return self.word(4 + 4 * self.count as u64 + 4 * j as u64).map(Some);
             }
         }
         Ok(None)

@@ -364,6 +364,72 @@ fn dump_into(layout: &Layout, ty: TypeId, value: &Value, out: &mut String) {
     }
 }
 
+
+/// The limits the generated validators are compared under: the defaults,
+/// and tight ones that make the depth, visit and column limits trip.
+const VALIDATE_LIMITS: [(u32, u64, u32); 4] = [(64, 1 << 28, 1024), (2, 1 << 28, 1024), (64, 300, 1024), (64, 1 << 28, 1)];
+
+fn limits_of(i: usize) -> Limits {
+    let (max_depth, max_visit, max_columns) = VALIDATE_LIMITS[i];
+    Limits { max_depth, max_visit, max_columns }
+}
+
+/// Corrupted copies of a valid message: truncated, words set to offsets
+/// past the end, huge lengths, misaligned offsets (a word plus 1..7),
+/// other words and flipped bits; each changes one thing.
+fn corruptions(bytes: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let len = bytes.len();
+    for cut in [0, 4, 8, len / 2, len.saturating_sub(1), len.saturating_sub(64)] {
+        if cut < len {
+            out.push(bytes[..cut].to_vec());
+        }
+    }
+    let words = len / 4;
+    if words <= 1 {
+        return out;
+    }
+    for _ in 0..24 {
+        let w = 1 + rng.below(words as u64 - 1) as usize;
+        let at = 4 * w;
+        let old = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        // a word copied from the one before (duplicate hashes and tags),
+        // or two words swapped (directories out of hash order)
+        if rng.chance(20) && at + 8 <= len {
+            let mut m = bytes.to_vec();
+            if rng.chance(50) {
+                m.copy_within(at - 4..at, at);
+            } else {
+                let (a, b) = (bytes[at..at + 4].to_vec(), bytes[at + 4..at + 8].to_vec());
+                m[at..at + 4].copy_from_slice(&b);
+                m[at + 4..at + 8].copy_from_slice(&a);
+            }
+            if m != bytes {
+                out.push(m);
+            }
+            continue;
+        }
+        let new = match rng.below(10) {
+            0 => len as u32,
+            1 => len as u32 + 64,
+            2 => u32::MAX,
+            3 => 0x8000_0000 | old,
+            4 => old.wrapping_add(1 + rng.below(7) as u32),
+            5 => old.wrapping_add(64),
+            6 => old.wrapping_sub(64),
+            7 => 0,
+            8 => old ^ (1 << rng.below(32)),
+            _ => old.wrapping_mul(1 + rng.below(1000) as u32),
+        };
+        if new != old {
+            let mut m = bytes.to_vec();
+            m[at..at + 4].copy_from_slice(&new.to_le_bytes());
+            out.push(m);
+        }
+    }
+    out
+}
+
 #[test]
 fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -385,6 +451,8 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let mut expected: Vec<String> = Vec::new();
     let mut cases = 0;
     let mut mutated = 0;
+    let mut validators: Vec<String> = Vec::new();
+    let mut validate_cases: Vec<(String, String)> = Vec::new();
     let mut sources = corpus();
     sources.push(("extra_awkward_names".into(), "awkward-names.km".into(), AWKWARD_NAMES.into()));
     for (module, path, source) in sources {
@@ -393,6 +461,28 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
         lib.push_str(&format!("pub mod {module};\n"));
         let exprs = Exprs { layout: &layout, names: type_names(&layout), module: module.clone() };
         let mut rng = Rng(0x5eed ^ module.len() as u64);
+        // The generated validator of every struct against the dynamic one,
+        // over valid messages and corrupted ones, under several limits.
+        for i in 0..layout.len() {
+            let ty = TypeId(i as u32);
+            if layout.as_struct(ty).is_none() {
+                continue;
+            }
+            let index = validators.len();
+            validators.push(format!("karmem_gen_check::{module}::{}View::validate", exprs.names[&ty]));
+            let mut messages = vec![Vec::new(), karmem_format::raw::EMPTY_MESSAGE.to_vec()];
+            for _ in 0..3 {
+                let value = random::value(&layout, ty, &mut rng, 0);
+                let bytes = encode(&layout, ty, &value).unwrap_or_else(|e| panic!("{module}: reference encode: {e}"));
+                messages.extend(corruptions(&bytes, &mut rng));
+                messages.push(bytes.to_vec());
+            }
+            for m in messages {
+                let l = rng.below(VALIDATE_LIMITS.len() as u64) as usize;
+                let want = format!("{:?}", validate(&m, &layout, ty, &limits_of(l)));
+                validate_cases.push((format!("{index} {l} {}", hex_of(&m)), want));
+            }
+        }
         for i in 0..layout.len() {
             let ty = TypeId(i as u32);
             if !matches!(layout.get(ty).kind, Kind::Struct(_) | Kind::Union(_)) {
@@ -502,6 +592,35 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
     let _ = writeln!(driver, "fn main() {{\n    fig32_builders();\n    maps_api();\n{calls}}}");
     std::fs::write(src.join("lib.rs"), lib).unwrap();
     std::fs::write(src.join("bin/roundtrip.rs"), driver).unwrap();
+    let mut vdriver = String::from(
+        "//! The generated validators over the cases of format/tests/gen_rust.rs: one\n\
+         //! line `validator limits hex` in, the result's `Debug` text out.\n\
+         use std::io::BufRead as _;\n\n\
+         type Validate = fn(&[u8], &karmem_format::Limits) -> Result<(), karmem_format::Error>;\n\n\
+         const VALIDATORS: &[Validate] = &[\n",
+    );
+    for v in &validators {
+        let _ = writeln!(vdriver, "    {v},");
+    }
+    let _ = writeln!(vdriver, "];\n\nconst LIMITS: [(u32, u64, u32); {}] = {VALIDATE_LIMITS:?};\n", VALIDATE_LIMITS.len());
+    vdriver.push_str(
+        "fn main() {\n\
+         \x20   for line in std::io::stdin().lock().lines() {\n\
+         \x20       let line = line.unwrap();\n\
+         \x20       let mut parts = line.split(' ');\n\
+         \x20       let v: usize = parts.next().unwrap().parse().unwrap();\n\
+         \x20       let l: usize = parts.next().unwrap().parse().unwrap();\n\
+         \x20       let hex = parts.next().unwrap_or(\"\");\n\
+         \x20       let bytes: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();\n\
+         \x20       let (max_depth, max_visit, max_columns) = LIMITS[l];\n\
+         \x20       let limits = karmem_format::Limits { max_depth, max_visit, max_columns };\n\
+         \x20       println!(\"{:?}\", VALIDATORS[v](&bytes, &limits));\n\
+         \x20   }\n\
+         }\n",
+    );
+    std::fs::write(src.join("bin/validate.rs"), vdriver).unwrap();
+    let input: String = validate_cases.iter().map(|(line, _)| format!("{line}\n")).collect();
+    std::fs::write(root.join("validate-cases.txt"), input).unwrap();
     let format_dir = workspace().join("format");
     std::fs::write(
         root.join("Cargo.toml"),
@@ -533,6 +652,39 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
     } else {
         eprintln!("wasm32-unknown-unknown is not installed: the no_std wasm build is skipped");
     }
+    // Generated and dynamic validators agree on every case.
+    let out = Command::new(&cargo)
+        .args(["run", "--quiet", "--offline", "--bin", "validate"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env_remove("RUSTFLAGS")
+        .stdin(std::fs::File::open(root.join("validate-cases.txt")).unwrap())
+        .output()
+        .expect("run the validate driver");
+    assert!(out.status.success(), "validate driver failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got = String::from_utf8_lossy(&out.stdout).to_string();
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got.len(), validate_cases.len(), "one line per validate case");
+    let mut failures = Vec::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut valid = 0;
+    for (g, (case, want)) in got.iter().zip(&validate_cases) {
+        if *g != want.as_str() {
+            failures.push(format!("  case {case}\n  generated: {g}\n  dynamic:   {want}"));
+        }
+        match want.split_once("kind: ") {
+            Some((_, kind)) => {
+                kinds.insert(kind.split([' ', ',', '}']).next().unwrap_or_default().to_string());
+            }
+            None => valid += 1,
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} validate cases differ:\n{}", failures.len(), validate_cases.len(), failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
+    // The cases reach many rules: valid messages and most kinds of error.
+    assert!(valid > 200, "only {valid} valid cases");
+    assert!(kinds.len() >= 10, "only these errors were reached: {kinds:?}");
+    eprintln!("{} validate cases agree ({valid} valid; errors: {kinds:?})", validate_cases.len());
+
     let stdout = run(&["run", "--quiet", "--bin", "roundtrip"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("fig32 ")), "{stdout}");
@@ -575,4 +727,19 @@ fn generated_code_compiles_for_the_corpus_and_round_trips() {
         r#"{counts: [("b", 2), ("a", 1), ("b", 3)], by-id: [(7, {x: 1.5, y: -2.0})], nested: [], wide-keys: []}"#,
     );
     assert_eq!(value, expected);
+}
+
+/// The TemperatureBatch bench reads through code generated from
+/// `fixtures/idl/paper-fig32.km` (`format/benches/temperature_generated.rs`):
+/// it is what the generator writes now. `BLESS=1` rewrites it.
+#[test]
+fn bench_generated_code_is_current() {
+    let source = corpus().into_iter().find(|(n, _, _)| n == "idl_paper_fig32").expect("paper-fig32.km").2;
+    let code = generate(&common::layout(&source), "fixtures/idl/paper-fig32.km");
+    let path = workspace().join("format/benches/temperature_generated.rs");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &code).unwrap();
+    }
+    let got = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(got == code, "`{}` is stale: run this test with BLESS=1", path.display());
 }

@@ -17,12 +17,14 @@ pub struct TemperatureReadingView<'a> {
 
 impl<'a> TemperatureReadingView<'a> {
     /// The struct whose body is at `at` (0: the empty struct, every field default).
+    #[inline]
     pub fn at(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.dynamic_struct(at)?;
         Ok(Self { msg, at, used: body.used() })
     }
 
     /// The root of a message.
+    #[inline]
     pub fn root(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
         ::karmem_format::typed::root(bytes)
     }
@@ -33,6 +35,7 @@ impl<'a> TemperatureReadingView<'a> {
     }
 
     /// Field `timestamp`.
+    #[inline]
     pub fn timestamp(&self) -> ::core::result::Result<i64, ::karmem_format::Error> {
         match self.present(8, 8) {
             ::core::option::Option::Some(p) => <i64 as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -41,6 +44,7 @@ impl<'a> TemperatureReadingView<'a> {
     }
 
     /// Field `value`.
+    #[inline]
     pub fn value(&self) -> ::core::result::Result<f32, ::karmem_format::Error> {
         match self.present(16, 4) {
             ::core::option::Option::Some(p) => <f32 as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -53,10 +57,12 @@ impl<'a> TemperatureReadingView<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for TemperatureReadingView<'a> {
     const SIZE: u32 = 4;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.scalar::<u32>(at)?;
         Self::at(msg, body)
     }
+    #[inline]
     fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Self::at(msg, at)
     }
@@ -161,12 +167,14 @@ pub struct TemperatureBatchView<'a> {
 
 impl<'a> TemperatureBatchView<'a> {
     /// The struct whose body is at `at` (0: the empty struct, every field default).
+    #[inline]
     pub fn at(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.dynamic_struct(at)?;
         Ok(Self { msg, at, used: body.used() })
     }
 
     /// The root of a message.
+    #[inline]
     pub fn root(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
         ::karmem_format::typed::root(bytes)
     }
@@ -177,6 +185,7 @@ impl<'a> TemperatureBatchView<'a> {
     }
 
     /// Field `readings`.
+    #[inline]
     pub fn readings(&self) -> ::core::result::Result<TemperatureReadingSoa<'a>, ::karmem_format::Error> {
         match self.present(4, 12) {
             ::core::option::Option::Some(p) => <TemperatureReadingSoa<'a> as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -189,10 +198,12 @@ impl<'a> TemperatureBatchView<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for TemperatureBatchView<'a> {
     const SIZE: u32 = 4;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.scalar::<u32>(at)?;
         Self::at(msg, body)
     }
+    #[inline]
     fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Self::at(msg, at)
     }
@@ -304,12 +315,14 @@ pub struct AnalysisResultView<'a> {
 
 impl<'a> AnalysisResultView<'a> {
     /// The struct whose body is at `at` (0: the empty struct, every field default).
+    #[inline]
     pub fn at(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.dynamic_struct(at)?;
         Ok(Self { msg, at, used: body.used() })
     }
 
     /// The root of a message.
+    #[inline]
     pub fn root(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
         ::karmem_format::typed::root(bytes)
     }
@@ -320,6 +333,7 @@ impl<'a> AnalysisResultView<'a> {
     }
 
     /// Field `average_temperature`.
+    #[inline]
     pub fn average_temperature(&self) -> ::core::result::Result<f32, ::karmem_format::Error> {
         match self.present(4, 4) {
             ::core::option::Option::Some(p) => <f32 as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -328,6 +342,7 @@ impl<'a> AnalysisResultView<'a> {
     }
 
     /// Field `max_temperature`.
+    #[inline]
     pub fn max_temperature(&self) -> ::core::result::Result<f32, ::karmem_format::Error> {
         match self.present(8, 4) {
             ::core::option::Option::Some(p) => <f32 as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -336,6 +351,7 @@ impl<'a> AnalysisResultView<'a> {
     }
 
     /// Field `min_temperature`.
+    #[inline]
     pub fn min_temperature(&self) -> ::core::result::Result<f32, ::karmem_format::Error> {
         match self.present(12, 4) {
             ::core::option::Option::Some(p) => <f32 as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -348,10 +364,12 @@ impl<'a> AnalysisResultView<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for AnalysisResultView<'a> {
     const SIZE: u32 = 4;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.scalar::<u32>(at)?;
         Self::at(msg, body)
     }
+    #[inline]
     fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Self::at(msg, at)
     }
@@ -466,12 +484,14 @@ pub struct TemperatureAnalyzeParamsView<'a> {
 
 impl<'a> TemperatureAnalyzeParamsView<'a> {
     /// The struct whose body is at `at` (0: the empty struct, every field default).
+    #[inline]
     pub fn at(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.dynamic_struct(at)?;
         Ok(Self { msg, at, used: body.used() })
     }
 
     /// The root of a message.
+    #[inline]
     pub fn root(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
         ::karmem_format::typed::root(bytes)
     }
@@ -482,6 +502,7 @@ impl<'a> TemperatureAnalyzeParamsView<'a> {
     }
 
     /// Field `readings`.
+    #[inline]
     pub fn readings(&self) -> ::core::result::Result<TemperatureReadingSoa<'a>, ::karmem_format::Error> {
         match self.present(4, 12) {
             ::core::option::Option::Some(p) => <TemperatureReadingSoa<'a> as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -494,10 +515,12 @@ impl<'a> TemperatureAnalyzeParamsView<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for TemperatureAnalyzeParamsView<'a> {
     const SIZE: u32 = 4;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.scalar::<u32>(at)?;
         Self::at(msg, body)
     }
+    #[inline]
     fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Self::at(msg, at)
     }
@@ -609,12 +632,14 @@ pub struct TemperatureAnalyzeResultsView<'a> {
 
 impl<'a> TemperatureAnalyzeResultsView<'a> {
     /// The struct whose body is at `at` (0: the empty struct, every field default).
+    #[inline]
     pub fn at(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.dynamic_struct(at)?;
         Ok(Self { msg, at, used: body.used() })
     }
 
     /// The root of a message.
+    #[inline]
     pub fn root(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
         ::karmem_format::typed::root(bytes)
     }
@@ -625,6 +650,7 @@ impl<'a> TemperatureAnalyzeResultsView<'a> {
     }
 
     /// Field `ret`.
+    #[inline]
     pub fn ret(&self) -> ::core::result::Result<AnalysisResultView<'a>, ::karmem_format::Error> {
         match self.present(4, 4) {
             ::core::option::Option::Some(p) => <AnalysisResultView<'a> as ::karmem_format::typed::Read<'a>>::read(self.msg, p),
@@ -637,10 +663,12 @@ impl<'a> TemperatureAnalyzeResultsView<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for TemperatureAnalyzeResultsView<'a> {
     const SIZE: u32 = 4;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         let body = msg.scalar::<u32>(at)?;
         Self::at(msg, body)
     }
+    #[inline]
     fn read_object(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Self::at(msg, at)
     }
@@ -756,11 +784,13 @@ impl<'a> TemperatureReadingSoa<'a> {
     }
 
     /// Column `timestamp`; `None` if the writer did not write it (its elements read as default).
+    #[inline]
     pub fn timestamp(&self) -> ::core::result::Result<::core::option::Option<::karmem_format::view::Column<'a, i64>>, ::karmem_format::Error> {
         self.soa.column::<i64>(0x4b95f515)
     }
 
     /// Column `value`; `None` if the writer did not write it (its elements read as default).
+    #[inline]
     pub fn value(&self) -> ::core::result::Result<::core::option::Option<::karmem_format::view::Column<'a, f32>>, ::karmem_format::Error> {
         self.soa.column::<f32>(0xfb69b604)
     }
@@ -787,6 +817,7 @@ impl<'a> TemperatureReadingSoa<'a> {
 impl<'a> ::karmem_format::typed::Read<'a> for TemperatureReadingSoa<'a> {
     const SIZE: u32 = 12;
     const ALIGN: u32 = 4;
+    #[inline]
     fn read(msg: ::karmem_format::view::Message<'a>, at: u32) -> ::core::result::Result<Self, ::karmem_format::Error> {
         Ok(Self { msg, soa: msg.slot(at)?.soa(msg)? })
     }
@@ -850,5 +881,268 @@ impl TemperatureReadingSoaBuilder {
         let _ = ::karmem_format::typed::Write::write(&v, b, ::karmem_format::typed::column(&self.columns, 1) + i * 4);
     }
 
+}
+
+impl<'a> TemperatureReadingView<'a> {
+    /// Checks that `bytes` is a valid message whose root is this struct, as
+    /// `karmem_format::validate` does (FORMAT.md §9), returning the same first
+    /// error; no heap allocation for up to 1 objects.
+    pub fn validate(bytes: &[u8], limits: &::karmem_format::check::Limits) -> ::core::result::Result<(), ::karmem_format::Error> {
+        let mut checker = ::karmem_format::check::Checker::<'_, 1>::new(bytes, limits)?;
+        let c = &mut checker;
+        let at = c.msg().root();
+        __km_root_0(c, at)?;
+        c.finish()
+    }
+
+    /// The root of a message, after `validate` with the default limits.
+    pub fn root_validated(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
+        Self::validate(bytes, &::karmem_format::check::Limits::DEFAULT)?;
+        Self::root(bytes)
+    }
+}
+
+impl<'a> TemperatureBatchView<'a> {
+    /// Checks that `bytes` is a valid message whose root is this struct, as
+    /// `karmem_format::validate` does (FORMAT.md §9), returning the same first
+    /// error; no heap allocation for up to 4 objects.
+    pub fn validate(bytes: &[u8], limits: &::karmem_format::check::Limits) -> ::core::result::Result<(), ::karmem_format::Error> {
+        let mut checker = ::karmem_format::check::Checker::<'_, 4>::new(bytes, limits)?;
+        let c = &mut checker;
+        let at = c.msg().root();
+        __km_root_1(c, at)?;
+        c.finish()
+    }
+
+    /// The root of a message, after `validate` with the default limits.
+    pub fn root_validated(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
+        Self::validate(bytes, &::karmem_format::check::Limits::DEFAULT)?;
+        Self::root(bytes)
+    }
+}
+
+impl<'a> AnalysisResultView<'a> {
+    /// Checks that `bytes` is a valid message whose root is this struct, as
+    /// `karmem_format::validate` does (FORMAT.md §9), returning the same first
+    /// error; no heap allocation for up to 1 objects.
+    pub fn validate(bytes: &[u8], limits: &::karmem_format::check::Limits) -> ::core::result::Result<(), ::karmem_format::Error> {
+        let mut checker = ::karmem_format::check::Checker::<'_, 1>::new(bytes, limits)?;
+        let c = &mut checker;
+        let at = c.msg().root();
+        __km_root_2(c, at)?;
+        c.finish()
+    }
+
+    /// The root of a message, after `validate` with the default limits.
+    pub fn root_validated(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
+        Self::validate(bytes, &::karmem_format::check::Limits::DEFAULT)?;
+        Self::root(bytes)
+    }
+}
+
+impl<'a> TemperatureAnalyzeParamsView<'a> {
+    /// Checks that `bytes` is a valid message whose root is this struct, as
+    /// `karmem_format::validate` does (FORMAT.md §9), returning the same first
+    /// error; no heap allocation for up to 4 objects.
+    pub fn validate(bytes: &[u8], limits: &::karmem_format::check::Limits) -> ::core::result::Result<(), ::karmem_format::Error> {
+        let mut checker = ::karmem_format::check::Checker::<'_, 4>::new(bytes, limits)?;
+        let c = &mut checker;
+        let at = c.msg().root();
+        __km_root_6(c, at)?;
+        c.finish()
+    }
+
+    /// The root of a message, after `validate` with the default limits.
+    pub fn root_validated(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
+        Self::validate(bytes, &::karmem_format::check::Limits::DEFAULT)?;
+        Self::root(bytes)
+    }
+}
+
+impl<'a> TemperatureAnalyzeResultsView<'a> {
+    /// Checks that `bytes` is a valid message whose root is this struct, as
+    /// `karmem_format::validate` does (FORMAT.md §9), returning the same first
+    /// error; no heap allocation for up to 2 objects.
+    pub fn validate(bytes: &[u8], limits: &::karmem_format::check::Limits) -> ::core::result::Result<(), ::karmem_format::Error> {
+        let mut checker = ::karmem_format::check::Checker::<'_, 2>::new(bytes, limits)?;
+        let c = &mut checker;
+        let at = c.msg().root();
+        __km_root_7(c, at)?;
+        c.finish()
+    }
+
+    /// The root of a message, after `validate` with the default limits.
+    pub fn root_validated(bytes: &'a [u8]) -> ::core::result::Result<Self, ::karmem_format::Error> {
+        Self::validate(bytes, &::karmem_format::check::Limits::DEFAULT)?;
+        Self::root(bytes)
+    }
+}
+
+#[inline]
+fn __km_root_0<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    __km_body_0(c, at)?;
+    Ok(())
+}
+
+#[inline]
+fn __km_body_0<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    if at == 0 {
+        // the empty struct: every field absent
+        return c.visit(12, 0);
+    }
+    let used = c.struct_body(at)?;
+    // field `timestamp`
+    if used < 16 {
+        c.visit(8, at)?;
+    }
+    // field `value`
+    if used < 20 {
+        c.visit(4, at)?;
+    }
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_root_1<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    __km_body_1(c, at)?;
+    Ok(())
+}
+
+#[inline]
+fn __km_body_1<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    if at == 0 {
+        // the empty struct: every field absent
+        return c.visit(12, 0);
+    }
+    let used = c.struct_body(at)?;
+    // field `readings`
+    if 16 <= used {
+        __km_value_5(c, at + 4)?;
+    } else {
+        c.visit(12, at)?;
+    }
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_value_5<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    let slot = c.enter_slot(at)?;
+    __km_soa_0(c, slot)?;
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_soa_0<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, slot: ::karmem_format::view::Slot) -> ::core::result::Result<(), ::karmem_format::Error> {
+    let Some(dir) = c.soa_directory(slot)? else { return Ok(()) };
+    let mut seen_0 = false;
+    let mut seen_1 = false;
+    let mut cursor = ::karmem_format::check::Cursor::default();
+    while let Some((hash, offset, entry_at)) = dir.next(&mut cursor)? {
+        match hash {
+            0x4b95f515 => {
+                // path [0]
+                seen_0 = true;
+                c.column(slot, offset, 8)?;
+            }
+            0xfb69b604 => {
+                // path [1]
+                seen_1 = true;
+                c.column(slot, offset, 4)?;
+            }
+            _ => c.unknown_column(offset, entry_at)?,
+        }
+    }
+    if !seen_0 {
+        c.visit(u64::from(slot.length).saturating_mul(8), dir.offset())?;
+    }
+    if !seen_1 {
+        c.visit(u64::from(slot.length).saturating_mul(4), dir.offset())?;
+    }
+    Ok(())
+}
+
+#[inline]
+fn __km_root_2<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    __km_body_2(c, at)?;
+    Ok(())
+}
+
+#[inline]
+fn __km_body_2<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    if at == 0 {
+        // the empty struct: every field absent
+        return c.visit(12, 0);
+    }
+    let used = c.struct_body(at)?;
+    // field `average_temperature`
+    if used < 8 {
+        c.visit(4, at)?;
+    }
+    // field `max_temperature`
+    if used < 12 {
+        c.visit(4, at)?;
+    }
+    // field `min_temperature`
+    if used < 16 {
+        c.visit(4, at)?;
+    }
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_root_6<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    __km_body_6(c, at)?;
+    Ok(())
+}
+
+#[inline]
+fn __km_body_6<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    if at == 0 {
+        // the empty struct: every field absent
+        return c.visit(12, 0);
+    }
+    let used = c.struct_body(at)?;
+    // field `readings`
+    if 16 <= used {
+        __km_value_5(c, at + 4)?;
+    } else {
+        c.visit(12, at)?;
+    }
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_root_7<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    __km_body_7(c, at)?;
+    Ok(())
+}
+
+#[inline]
+fn __km_body_7<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    if at == 0 {
+        // the empty struct: every field absent
+        return c.visit(28, 0);
+    }
+    let used = c.struct_body(at)?;
+    // field `ret`
+    if 8 <= used {
+        __km_value_2(c, at + 4)?;
+    } else {
+        c.visit(28, at)?;
+    }
+    c.leave();
+    Ok(())
+}
+
+#[inline]
+fn __km_value_2<const N: usize>(c: &mut ::karmem_format::check::Checker<'_, N>, at: u32) -> ::core::result::Result<(), ::karmem_format::Error> {
+    let off: u32 = c.msg().scalar(at)?;
+    __km_body_2(c, off)?;
+    Ok(())
 }
 
