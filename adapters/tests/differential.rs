@@ -233,7 +233,8 @@ fn preview1_in_other_memories(module: &[u8]) -> Result<bool> {
 /// Karmem edge in a memory of its own they are compared as a multi-memory
 /// module (`--multi-memory`) and with every memory a partition of one
 /// (`karmem_partition::one_memory`, what `lower` does by default).
-const SEPARATE_MEMORIES: [&str; 5] = ["churn", "compact-strings", "composed", "deep-copy", "resources-across-memories"];
+const SEPARATE_MEMORIES: [&str; 6] =
+    ["churn", "compact-strings", "composed", "deep-copy", "resources-across-memories", "string-reallocs"];
 
 /// WAT fixtures whose bump allocators take every page up to `memory.size`
 /// as their own and reset in a post-return: sharing their memory with

@@ -18,18 +18,26 @@
 //! caller's return pointer with the caller's `realloc`; then the callee's
 //! post-return runs.
 //!
-//! Strings: same encoding on both sides is a byte copy. UTF-8 to UTF-16
-//! allocates one code unit per byte (the most it can need), decodes, and
-//! shrinks the allocation with `realloc`; UTF-16 to UTF-8 allocates three
-//! bytes per code unit, encodes (a surrogate pair becomes four bytes), and
-//! shrinks. Input is assumed well-formed, as the canonical ABI requires of
+//! Strings: the canonical ABI's `store_string` sequence of `realloc` calls.
+//! Same encoding on both sides is a byte copy. UTF-8 to UTF-16 allocates
+//! one code unit per byte (the most it can need), decodes, and shrinks the
+//! allocation with `realloc`. UTF-16 or Latin-1 to UTF-8, and UTF-8 or
+//! UTF-16 to latin1+UTF-16, allocate one byte per code unit first and fill
+//! it while the characters fit (ASCII, Latin-1); only at the first that does
+//! not is the allocation grown to the worst case, the rest encoded and the
+//! allocation shrunk (a latin1+UTF-16 string that is UTF-16 into
+//! latin1+UTF-16 is copied as UTF-16, then narrowed to Latin-1 when every
+//! unit fits). So no more is written than the string needs: a
+//! gigabyte-long string the callee's `realloc` refuses to grow costs a
+//! few bytes, not a gigabyte of touched pages. An allocation above
+//! `MAX_STRING_BYTE_LENGTH` (2^31 - 1 bytes) traps before `realloc` is
+//! called. Input is assumed well-formed, as the canonical ABI requires of
 //! the side that produced it; a lone surrogate is encoded as is.
 
 use anyhow::{Context, Result, anyhow, bail};
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId, MemoryId, Module, ValType};
 
-use crate::graph::ResourceRef;
 use crate::types::{Flat, Parts, ValTy};
 
 /// The load of a variant discriminant of `size` bytes.
@@ -93,9 +101,20 @@ pub struct CopyIds {
     pub borrows: Vec<(usize, FunctionId, FunctionId)>,
     /// The borrow scope global, when there are borrows.
     pub scope: Option<walrus::GlobalId>,
-    /// `(handle) -> rep` of each resource whose borrowed handles cross
-    /// inside copied parameters (the callee defines it).
-    pub reps: Vec<(ResourceRef, FunctionId)>,
+    /// Per handle type (`own<T>`, `borrow<T>`) crossing in the parameters
+    /// other than as a flat borrow (those are in `borrows`): `(handle) ->
+    /// handle'`, lifting it from the caller's table and lowering it into
+    /// the callee's (CanonicalABI.md `lift_own`/`lower_own`,
+    /// `lift_borrow`/`lower_borrow`). A type without an entry crosses
+    /// unchanged.
+    pub handles: Vec<(ValTy, FunctionId)>,
+    /// The same for the result, from the callee's table to the caller's
+    /// (`own<T>` only: a result cannot hold a borrow).
+    pub result_handles: Vec<(ValTy, FunctionId)>,
+    /// Per `borrow<T>` in `handles`: `(handle)`, ending the loan on the
+    /// caller's table when the call returns (each such handle is found
+    /// again in the caller's values).
+    pub unlends: Vec<(ValTy, FunctionId)>,
 }
 
 /// Every copier of one glue module, so adapters between the same two
@@ -103,6 +122,9 @@ pub struct CopyIds {
 #[derive(Debug, Default)]
 pub struct Copiers {
     copiers: Vec<Copier>,
+    /// Walks over the caller's values that end the loans of the handles
+    /// a copy lent, per memory and set of `unlend` functions.
+    walkers: Vec<crate::reps_in_place::RepsInPlace>,
 }
 
 impl Copiers {
@@ -112,22 +134,35 @@ impl Copiers {
         dst: MemoryId,
         realloc: Option<FunctionId>,
         (from, to): (Encoding, Encoding),
-        reps: &[(ResourceRef, FunctionId)],
+        handles: &[(ValTy, FunctionId)],
     ) -> &mut Copier {
         let found = self.copiers.iter().position(|c| {
-            c.src == src && c.dst == dst && c.realloc == realloc && c.from == from && c.to == to && c.reps == reps
+            c.src == src && c.dst == dst && c.realloc == realloc && c.from == from && c.to == to && c.handles == handles
         });
         let index = match found {
             Some(i) => i,
             None => {
                 let mut copier = Copier::new(src, dst, realloc, from, to);
-                copier.reps = reps.to_vec();
+                copier.handles = handles.to_vec();
                 self.copiers.push(copier);
                 self.copiers.len() - 1
             }
         };
         #[allow(clippy::indexing_slicing, reason = "`index` was found in `copiers` or just pushed onto it")]
         &mut self.copiers[index]
+    }
+
+    fn walker(&mut self, memory: MemoryId, visits: &[(ValTy, FunctionId)]) -> &mut crate::reps_in_place::RepsInPlace {
+        let found = self.walkers.iter().position(|w| w.is_visiting(memory, visits));
+        let index = match found {
+            Some(i) => i,
+            None => {
+                self.walkers.push(crate::reps_in_place::RepsInPlace::visiting(memory, visits.to_vec()));
+                self.walkers.len() - 1
+            }
+        };
+        #[allow(clippy::indexing_slicing, reason = "`index` was found in `walkers` or just pushed onto it")]
+        &mut self.walkers[index]
     }
 }
 
@@ -143,19 +178,34 @@ pub struct Copier {
     values: Vec<(ValTy, FunctionId)>,
     lists: Vec<(ValTy, FunctionId)>,
     string: Option<FunctionId>,
-    /// Borrowed handles of these resources become reps in the copy.
-    reps: Vec<(ResourceRef, FunctionId)>,
+    /// Handles of these types are converted in the copy (`(handle) ->
+    /// handle'`, see [`CopyIds::handles`]).
+    handles: Vec<(ValTy, FunctionId)>,
 }
 
 impl Copier {
     pub fn new(src: MemoryId, dst: MemoryId, realloc: Option<FunctionId>, from: Encoding, to: Encoding) -> Copier {
-        Copier { src, dst, realloc, from, to, values: Vec::new(), lists: Vec::new(), string: None, reps: Vec::new() }
+        Copier { src, dst, realloc, from, to, values: Vec::new(), lists: Vec::new(), string: None, handles: Vec::new() }
     }
 
     /// Must a copied value of `ty` be fixed after its bytes are copied
-    /// (pointers deep-copied, borrowed handles made reps)?
+    /// (pointers deep-copied, handles converted)?
     fn needs_fix(&self, ty: &ValTy) -> bool {
-        ty.has_pointers() || (!self.reps.is_empty() && ty.has_borrows())
+        ty.has_pointers() || self.converts(ty, false)
+    }
+
+    /// Does `ty` hold a handle this copier converts (with `own_only`, an
+    /// `own<T>`: flat borrows are lent by the adapter itself)?
+    fn converts(&self, ty: &ValTy, own_only: bool) -> bool {
+        !self.handles.is_empty()
+            && crate::reps_in_place::reaches(ty, &|t| {
+                (!own_only || matches!(t, ValTy::Own(_))) && self.handles.iter().any(|(h, _)| h == t)
+            })
+    }
+
+    /// The conversion of handles of type `ty`.
+    fn handle(&self, ty: &ValTy) -> Option<FunctionId> {
+        self.handles.iter().find(|(h, _)| h == ty).map(|(_, f)| *f)
     }
 
     fn realloc(&self) -> Result<FunctionId> {
@@ -173,7 +223,7 @@ impl Copier {
         // offset and how to fix it.
         enum Fix {
             String,
-            Borrow(FunctionId),
+            Handle(FunctionId),
             List(FunctionId),
             Value(u32, FunctionId),
             Case { tag: LoadKind, payload: u32, cases: Vec<(u32, FunctionId)> },
@@ -182,11 +232,11 @@ impl Copier {
         match ty {
             _ if !self.needs_fix(ty) => {}
             ValTy::Prim(_) => fixes.push(Fix::String),
-            ValTy::Borrow(r) => {
-                let rep = self.reps.iter().find(|(x, _)| x == r).map(|(_, f)| *f).with_context(|| {
-                    format!("a borrowed handle of `{r:?}` inside a copied value does not go to its defining component")
-                })?;
-                fixes.push(Fix::Borrow(rep));
+            ValTy::Borrow(r) | ValTy::Own(r) => {
+                let convert = self
+                    .handle(ty)
+                    .with_context(|| format!("a handle of `{r:?}` inside a copied value has no conversion"))?;
+                fixes.push(Fix::Handle(convert));
             }
             ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
             other => match other.parts_in_memory(|t| self.needs_fix(t)) {
@@ -216,8 +266,8 @@ impl Copier {
         body.local_get(dst).local_get(src).i32_const(size as i32).memory_copy(src_mem, dst_mem);
         for fix in &fixes {
             match fix {
-                Fix::Borrow(rep) => {
-                    body.local_get(dst).local_get(src).load(src_mem, I32, at(0, 4)).call(*rep);
+                Fix::Handle(convert) => {
+                    body.local_get(dst).local_get(src).load(src_mem, I32, at(0, 4)).call(*convert);
                     body.store(dst_mem, I32_STORE, at(0, 4));
                 }
                 Fix::String => {
@@ -363,7 +413,13 @@ impl Copier {
                 body.local_get(len).i32_const(!UTF16_TAG).binop(BinaryOp::I32And).local_set(len);
                 body.local_get(tagged).if_else(
                     None,
-                    |utf16| transcode(utf16, &l, Simple::Utf16, to),
+                    |utf16| {
+                        if to == Encoding::Latin1Utf16 {
+                            probably_utf16_to_latin1_or_utf16(utf16, &l);
+                        } else {
+                            transcode(utf16, &l, Simple::Utf16, to);
+                        }
+                    },
                     |latin1| transcode(latin1, &l, Simple::Latin1, to),
                 );
             }
@@ -404,13 +460,33 @@ struct StringLocals {
 }
 
 impl StringLocals {
-    /// copy = realloc(0, 0, align, len * per_unit)
+    /// copy = realloc(0, 0, align, len * per_unit), after trapping when
+    /// that is more than `MAX_STRING_BYTE_LENGTH`.
     fn allocate(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32) {
+        trap_if_too_long(body, self.len, per_unit);
         body.i32_const(0)
             .i32_const(0)
             .i32_const(align)
             .local_get(self.len)
             .i32_const(per_unit)
+            .binop(BinaryOp::I32Mul)
+            .call(self.realloc)
+            .local_set(self.copy);
+        check_aligned(body, self.copy, align as u32);
+    }
+
+    /// copy = realloc(copy, len * per_unit, align, len * worst), after
+    /// trapping when `len * worst` is more than `MAX_STRING_BYTE_LENGTH`:
+    /// the allocation grown to the worst case.
+    fn grow(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32, worst: i32) {
+        trap_if_too_long(body, self.len, worst);
+        body.local_get(self.copy)
+            .local_get(self.len)
+            .i32_const(per_unit)
+            .binop(BinaryOp::I32Mul)
+            .i32_const(align)
+            .local_get(self.len)
+            .i32_const(worst)
             .binop(BinaryOp::I32Mul)
             .call(self.realloc)
             .local_set(self.copy);
@@ -460,53 +536,292 @@ fn transcode(body: &mut InstrSeqBuilder<'_>, l: &StringLocals, from: Simple, to:
         (Simple::Latin1, Encoding::Latin1Utf16) => l.copy_units(body, 2, 1),
         (Simple::Utf8, Encoding::Utf16) => {
             l.allocate(body, 2, 2);
+            body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.o);
             utf8_to_utf16(body, l.array(), l.src, l.dst);
-            l.shrink(body, 2, 2, 2);
+            // Shrunk unless every unit allocated was written.
+            body.local_get(l.len).local_get(l.o).binop(BinaryOp::I32GtU).if_else(
+                None,
+                |shrink| l.shrink(shrink, 2, 2, 2),
+                |full| {
+                    full.local_get(l.copy).local_set(l.out_ptr);
+                },
+            );
             body.local_get(l.o).local_set(l.out_len);
         }
-        (Simple::Utf16, Encoding::Utf8) => {
-            l.allocate(body, 1, 3);
-            utf16_to_utf8(body, l.array(), l.src, l.dst);
-            l.shrink(body, 1, 3, 1);
-            body.local_get(l.o).local_set(l.out_len);
-        }
-        (Simple::Latin1, Encoding::Utf8) => {
-            // A byte below 0x80 stays one byte, any other takes two.
-            l.allocate(body, 1, 2);
-            latin1_to_utf8(body, l);
-            l.shrink(body, 1, 2, 1);
-            body.local_get(l.o).local_set(l.out_len);
-        }
+        // A UTF-16 code unit takes at most three bytes (a surrogate pair
+        // four), a Latin-1 byte at most two.
+        (Simple::Utf16, Encoding::Utf8) => to_utf8(body, l, Simple::Utf16, 3),
+        (Simple::Latin1, Encoding::Utf8) => to_utf8(body, l, Simple::Latin1, 2),
         (Simple::Latin1, Encoding::Utf16) => {
             l.allocate(body, 2, 2);
             widen_latin1(body, l);
             body.local_get(l.copy).local_set(l.out_ptr);
             body.local_get(l.len).local_set(l.out_len);
         }
-        (Simple::Utf8 | Simple::Utf16, Encoding::Latin1Utf16) => {
-            // UTF-16 first; latin1 when every code unit fits a byte.
-            l.allocate(body, 2, 2);
-            if from == Simple::Utf8 {
-                utf8_to_utf16(body, l.array(), l.src, l.dst);
-            } else {
-                body.local_get(l.copy)
-                    .local_get(l.ptr)
-                    .local_get(l.len)
-                    .i32_const(2)
-                    .binop(BinaryOp::I32Mul)
-                    .memory_copy(l.src, l.dst);
-                body.local_get(l.len).local_set(l.o);
-            }
-            narrow_or_tag(body, l);
-        }
+        (Simple::Utf8 | Simple::Utf16, Encoding::Latin1Utf16) => to_latin1_or_utf16(body, l, from),
     }
 }
 
-/// Latin-1 at `ptr` (`len` bytes, source memory) as UTF-8 at `copy`;
-/// leaves the bytes written in `o`.
+/// The canonical ABI's `MAX_STRING_BYTE_LENGTH`: no string allocation is
+/// larger.
+const MAX_STRING_BYTES: i64 = (1 << 31) - 1;
+
+/// Trap when `len * per_unit` bytes (computed in 64 bits) are more than
+/// [`MAX_STRING_BYTES`].
+fn trap_if_too_long(body: &mut InstrSeqBuilder<'_>, len: LocalId, per_unit: i32) {
+    body.local_get(len)
+        .unop(walrus::ir::UnaryOp::I64ExtendUI32)
+        .i64_const(i64::from(per_unit))
+        .binop(BinaryOp::I64Mul)
+        .i64_const(MAX_STRING_BYTES)
+        .binop(BinaryOp::I64GtU)
+        .if_else(
+            None,
+            |too_long| {
+                too_long.unreachable();
+            },
+            |_| {},
+        );
+}
+
+/// The code unit `i` of the source (UTF-16 or Latin-1) on the stack.
+fn source_unit(body: &mut InstrSeqBuilder<'_>, l: &StringLocals, from: Simple) {
+    if from == Simple::Utf16 {
+        body.local_get(l.ptr).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add).load(
+            l.src,
+            U16,
+            at(0, 2),
+        );
+    } else {
+        body.local_get(l.ptr).local_get(l.i).binop(BinaryOp::I32Add).load(l.src, U8, at(0, 1));
+    }
+}
+
+/// The canonical ABI's `store_string_to_utf8` from UTF-16 or Latin-1
+/// (`worst` bytes per code unit at most): `len` bytes allocated and filled
+/// while the code units are ASCII; at the first that is not, the
+/// allocation grown to `len * worst` bytes, the rest encoded, and the
+/// allocation shrunk to what was written (unless that is all of it).
+fn to_utf8(body: &mut InstrSeqBuilder<'_>, l: &StringLocals, from: Simple, worst: i32) {
+    let dst = l.dst;
+    l.allocate(body, 1, 1);
+    // The ASCII prefix, one byte per unit: i = o = its length.
+    body.i32_const(0).local_set(l.i);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+            source_unit(next, l, from);
+            next.local_set(l.c);
+            next.local_get(l.c).i32_const(0x80).binop(BinaryOp::I32GeU).br_if(done_id);
+            next.local_get(l.copy).local_get(l.i).binop(BinaryOp::I32Add).local_get(l.c).store(dst, STORE_8, at(0, 1));
+            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+        });
+    });
+    body.local_get(l.i).local_set(l.o);
+    body.local_get(l.i).local_get(l.len).binop(BinaryOp::I32LtU).if_else(
+        None,
+        |wide| {
+            l.grow(wide, 1, 1, worst);
+            if from == Simple::Utf16 {
+                utf16_to_utf8(wide, l.array(), l.src, l.dst);
+            } else {
+                latin1_to_utf8(wide, l);
+            }
+            wide.local_get(l.len)
+                .i32_const(worst)
+                .binop(BinaryOp::I32Mul)
+                .local_get(l.o)
+                .binop(BinaryOp::I32GtU)
+                .if_else(
+                    None,
+                    |shrink| l.shrink(shrink, 1, worst, 1),
+                    |full| {
+                        full.local_get(l.copy).local_set(l.out_ptr);
+                    },
+                );
+            wide.local_get(l.o).local_set(l.out_len);
+        },
+        |ascii| {
+            ascii.local_get(l.copy).local_set(l.out_ptr);
+            ascii.local_get(l.len).local_set(l.out_len);
+        },
+    );
+}
+
+/// The canonical ABI's `store_string_to_latin1_or_utf16` from UTF-8 or
+/// UTF-16: `len` bytes allocated and filled with Latin-1 while the
+/// characters fit a byte. At the first that does not, the allocation grows
+/// to two bytes per code unit, the Latin-1 written so far is widened in
+/// place, the rest follows as UTF-16 and the length is tagged; either way
+/// the allocation is shrunk to what was written (unless that is all of it).
+fn to_latin1_or_utf16(body: &mut InstrSeqBuilder<'_>, l: &StringLocals, from: Simple) {
+    let (src, dst) = (l.src, l.dst);
+    l.allocate(body, 2, 1);
+    // i: source units read; o: Latin-1 bytes written; u = 1 at a character
+    // wider than a byte (i is left on it).
+    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.o).i32_const(0).local_set(l.u);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+            if from == Simple::Utf16 {
+                source_unit(next, l, from);
+                next.local_set(l.c);
+                next.local_get(l.c).i32_const(0x100).binop(BinaryOp::I32GeU).if_else(
+                    None,
+                    |wide| {
+                        wide.i32_const(1).local_set(l.u).br(done_id);
+                    },
+                    |_| {},
+                );
+                next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i);
+            } else {
+                // One byte below 0x80, or 0xc2/0xc3 and a continuation byte
+                // (U+0080..U+00FF); anything else is wider than Latin-1.
+                next.local_get(l.ptr).local_get(l.i).binop(BinaryOp::I32Add).load(src, U8, at(0, 1)).local_set(l.c);
+                next.local_get(l.c).i32_const(0x80).binop(BinaryOp::I32LtU).if_else(
+                    None,
+                    |one| {
+                        one.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i);
+                    },
+                    |more| {
+                        // two = (c & 0xfe) == 0xc2
+                        more.local_get(l.c).i32_const(0xfe).binop(BinaryOp::I32And);
+                        more.i32_const(0xc2).binop(BinaryOp::I32Eq).if_else(
+                            None,
+                            |two| {
+                                two.local_get(l.c).i32_const(0x1f).binop(BinaryOp::I32And);
+                                two.i32_const(6).binop(BinaryOp::I32Shl);
+                                two.local_get(l.ptr).local_get(l.i).binop(BinaryOp::I32Add).load(src, U8, at(1, 1));
+                                two.i32_const(0x3f).binop(BinaryOp::I32And).binop(BinaryOp::I32Or).local_set(l.c);
+                                two.local_get(l.i).i32_const(2).binop(BinaryOp::I32Add).local_set(l.i);
+                            },
+                            |wide| {
+                                wide.i32_const(1).local_set(l.u).br(done_id);
+                            },
+                        );
+                    },
+                );
+            }
+            next.local_get(l.copy).local_get(l.o).binop(BinaryOp::I32Add).local_get(l.c).store(dst, STORE_8, at(0, 1));
+            next.local_get(l.o).i32_const(1).binop(BinaryOp::I32Add).local_set(l.o).br(next_id);
+        });
+    });
+    body.local_get(l.u).if_else(
+        None,
+        |utf16| {
+            l.grow(utf16, 2, 1, 2);
+            // Widen the o Latin-1 bytes in place, last first (c counts down).
+            utf16.local_get(l.o).local_set(l.c);
+            utf16.block(None, |done| {
+                let done_id = done.id();
+                done.loop_(None, |next| {
+                    let next_id = next.id();
+                    next.local_get(l.c).unop(walrus::ir::UnaryOp::I32Eqz).br_if(done_id);
+                    next.local_get(l.c).i32_const(1).binop(BinaryOp::I32Sub).local_set(l.c);
+                    next.local_get(l.copy).local_get(l.c).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+                    next.local_get(l.copy).local_get(l.c).binop(BinaryOp::I32Add).load(dst, U8, at(0, 1));
+                    next.store(dst, STORE_16, at(0, 2));
+                    next.br(next_id);
+                });
+            });
+            if from == Simple::Utf8 {
+                utf8_to_utf16(utf16, l.array(), src, dst);
+            } else {
+                // The rest of the UTF-16 as it is (here o == i).
+                utf16.local_get(l.copy).local_get(l.o).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+                utf16.local_get(l.ptr).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+                utf16.local_get(l.len).local_get(l.i).binop(BinaryOp::I32Sub).i32_const(2).binop(BinaryOp::I32Mul);
+                utf16.memory_copy(src, dst);
+                utf16.local_get(l.len).local_set(l.o);
+            }
+            utf16.local_get(l.len).local_get(l.o).binop(BinaryOp::I32GtU).if_else(
+                None,
+                |shrink| l.shrink(shrink, 2, 2, 2),
+                |full| {
+                    full.local_get(l.copy).local_set(l.out_ptr);
+                },
+            );
+            utf16.local_get(l.o).i32_const(UTF16_TAG).binop(BinaryOp::I32Or).local_set(l.out_len);
+        },
+        |latin1| {
+            latin1.local_get(l.len).local_get(l.o).binop(BinaryOp::I32GtU).if_else(
+                None,
+                |shrink| l.shrink(shrink, 2, 1, 1),
+                |full| {
+                    full.local_get(l.copy).local_set(l.out_ptr);
+                },
+            );
+            latin1.local_get(l.o).local_set(l.out_len);
+        },
+    );
+}
+
+/// The canonical ABI's `store_probably_utf16_to_latin1_or_utf16`: a
+/// latin1+UTF-16 string that is UTF-16 (tagged) into latin1+UTF-16. Two
+/// bytes per code unit allocated and copied; kept and tagged when some unit
+/// does not fit a byte, else narrowed to Latin-1 in place and shrunk.
+fn probably_utf16_to_latin1_or_utf16(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
+    let dst = l.dst;
+    l.allocate(body, 2, 2);
+    body.local_get(l.copy).local_get(l.ptr).local_get(l.len).i32_const(2).binop(BinaryOp::I32Mul);
+    body.memory_copy(l.src, dst);
+    let unit = |b: &mut InstrSeqBuilder<'_>| {
+        b.local_get(l.copy).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add);
+        b.load(dst, U16, at(0, 2));
+    };
+    // c = 1 when some unit does not fit a byte.
+    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.c);
+    body.block(None, |done| {
+        let done_id = done.id();
+        done.loop_(None, |next| {
+            let next_id = next.id();
+            next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+            unit(next);
+            next.i32_const(0xff).binop(BinaryOp::I32GtU).if_else(
+                None,
+                |wide| {
+                    wide.i32_const(1).local_set(l.c).br(done_id);
+                },
+                |_| {},
+            );
+            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+        });
+    });
+    body.local_get(l.c).if_else(
+        None,
+        |utf16| {
+            utf16.local_get(l.copy).local_set(l.out_ptr);
+            utf16.local_get(l.len).i32_const(UTF16_TAG).binop(BinaryOp::I32Or).local_set(l.out_len);
+        },
+        |latin1| {
+            latin1.i32_const(0).local_set(l.i);
+            latin1.block(None, |done| {
+                let done_id = done.id();
+                done.loop_(None, |next| {
+                    let next_id = next.id();
+                    next.local_get(l.i).local_get(l.len).binop(BinaryOp::I32GeU).br_if(done_id);
+                    next.local_get(l.copy).local_get(l.i).binop(BinaryOp::I32Add);
+                    unit(next);
+                    next.store(dst, STORE_8, at(0, 1));
+                    next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
+                });
+            });
+            // out_ptr = realloc(copy, len * 2, 1, len)
+            latin1.local_get(l.len).local_set(l.o);
+            l.shrink(latin1, 1, 2, 1);
+            latin1.local_get(l.len).local_set(l.out_len);
+        },
+    );
+}
+
+/// Latin-1 at `ptr` (`len` bytes, source memory) as UTF-8 at `copy`,
+/// from byte `i` on, written from `o` on; leaves the bytes written in `o`.
 fn latin1_to_utf8(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
     let (src, dst) = (l.src, l.dst);
-    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.o);
     body.block(None, |done| {
         let done_id = done.id();
         done.loop_(None, |next| {
@@ -567,64 +882,9 @@ fn widen_latin1(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
     });
 }
 
-/// `o` UTF-16 code units at `copy` (destination memory, `len * 2` bytes
-/// allocated) become latin1+UTF-16: narrowed to Latin-1 in place when
-/// every unit is below 0x100, else kept and tagged. Sets `out_ptr` and
-/// `out_len` (shrinking the allocation either way).
-fn narrow_or_tag(body: &mut InstrSeqBuilder<'_>, l: &StringLocals) {
-    let dst = l.dst;
-    let unit = |b: &mut InstrSeqBuilder<'_>| {
-        b.local_get(l.copy).local_get(l.i).i32_const(2).binop(BinaryOp::I32Mul).binop(BinaryOp::I32Add).load(
-            dst,
-            U16,
-            at(0, 2),
-        );
-    };
-    // c = 1 when some unit does not fit a byte.
-    body.i32_const(0).local_set(l.i).i32_const(0).local_set(l.c);
-    body.block(None, |done| {
-        let done_id = done.id();
-        done.loop_(None, |next| {
-            let next_id = next.id();
-            next.local_get(l.i).local_get(l.o).binop(BinaryOp::I32GeU).br_if(done_id);
-            unit(next);
-            next.i32_const(0xff).binop(BinaryOp::I32GtU).if_else(
-                None,
-                |wide| {
-                    wide.i32_const(1).local_set(l.c).br(done_id);
-                },
-                |_| {},
-            );
-            next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
-        });
-    });
-    body.local_get(l.c).if_else(
-        None,
-        |utf16| {
-            l.shrink(utf16, 2, 2, 2);
-            utf16.local_get(l.o).i32_const(UTF16_TAG).binop(BinaryOp::I32Or).local_set(l.out_len);
-        },
-        |latin1| {
-            latin1.i32_const(0).local_set(l.i);
-            latin1.block(None, |done| {
-                let done_id = done.id();
-                done.loop_(None, |next| {
-                    let next_id = next.id();
-                    next.local_get(l.i).local_get(l.o).binop(BinaryOp::I32GeU).br_if(done_id);
-                    next.local_get(l.copy).local_get(l.i).binop(BinaryOp::I32Add);
-                    unit(next);
-                    next.store(dst, STORE_8, at(0, 1));
-                    next.local_get(l.i).i32_const(1).binop(BinaryOp::I32Add).local_set(l.i).br(next_id);
-                });
-            });
-            l.shrink(latin1, 2, 2, 1);
-            latin1.local_get(l.o).local_set(l.out_len);
-        },
-    );
-}
-
 /// Decode UTF-8 at `ptr` (`len` bytes, source memory) into UTF-16 at
-/// `copy` (destination memory); leaves the code units written in `o`.
+/// `copy` (destination memory), from byte `i` on, written from unit `o` on;
+/// leaves the code units written in `o`.
 fn utf8_to_utf16(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId, dst: MemoryId) {
     let [ptr, len, copy, i, o, c, u] = l;
     let byte = |b: &mut InstrSeqBuilder<'_>, k: i32| {
@@ -640,7 +900,6 @@ fn utf8_to_utf16(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId,
         b.store(dst, STORE_16, at(0, 2));
         b.local_get(o).i32_const(1).binop(BinaryOp::I32Add).local_set(o);
     };
-    body.i32_const(0).local_set(i).i32_const(0).local_set(o);
     body.block(None, |done| {
         let done_id = done.id();
         done.loop_(None, |next| {
@@ -715,7 +974,8 @@ fn utf8_to_utf16(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId,
 }
 
 /// Encode UTF-16 at `ptr` (`len` code units, source memory) as UTF-8 at
-/// `copy` (destination memory); leaves the bytes written in `o`.
+/// `copy` (destination memory), from unit `i` on, written from byte `o` on;
+/// leaves the bytes written in `o`.
 fn utf16_to_utf8(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId, dst: MemoryId) {
     let [ptr, len, copy, i, o, c, u] = l;
     let unit_at = |b: &mut InstrSeqBuilder<'_>| {
@@ -747,7 +1007,6 @@ fn utf16_to_utf8(body: &mut InstrSeqBuilder<'_>, l: [LocalId; 7], src: MemoryId,
     let advance = |b: &mut InstrSeqBuilder<'_>, n: i32| {
         b.local_get(o).i32_const(n).binop(BinaryOp::I32Add).local_set(o);
     };
-    body.i32_const(0).local_set(i).i32_const(0).local_set(o);
     body.block(None, |done| {
         let done_id = done.id();
         done.loop_(None, |next| {
@@ -849,6 +1108,8 @@ enum FlatCopy {
     String(FunctionId),
     /// `(ptr, len)` of a list; the length is passed as is.
     List(FunctionId),
+    /// An `own<T>` handle: `(handle) -> handle'` moves it to the callee's table.
+    Handle(FunctionId),
     Fields(Vec<FlatCopy>),
     /// A flat variant: each case with pointers rewrites its payload slots
     /// in `outs` when the discriminant names it.
@@ -924,10 +1185,15 @@ impl FlatCopy {
     fn plan(ty: &ValTy, copier: &mut Copier, module: &mut Module) -> Result<FlatCopy> {
         let mut flat = Vec::new();
         ty.flatten(&mut flat);
-        if !ty.has_pointers() {
+        // Flat borrows are lent by the adapter (`CopyIds::borrows`).
+        let fix = |t: &ValTy, copier: &Copier| t.has_pointers() || copier.converts(t, true);
+        if !fix(ty, copier) {
             return Ok(FlatCopy::Pass(flat.len()));
         }
         Ok(match ty {
+            ValTy::Own(r) => {
+                FlatCopy::Handle(copier.handle(ty).with_context(|| format!("an `own` handle of `{r:?}` has no conversion"))?)
+            }
             ValTy::Prim(_) => FlatCopy::String(copier.string(module)?),
             ValTy::List(elem) => FlatCopy::List(copier.list(module, elem)?),
             ValTy::Record(fields) | ValTy::Tuple(fields) => FlatCopy::Fields(
@@ -944,7 +1210,7 @@ impl FlatCopy {
                 let outs = flat.iter().map(|f| module.locals.add(val_type(*f))).collect();
                 let mut cases = Vec::new();
                 for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
-                    let Some(case) = case.filter(|t| t.has_pointers()) else { continue };
+                    let Some(case) = case.filter(|t| fix(t, copier)) else { continue };
                     let mut own = Vec::new();
                     case.flatten(&mut own);
                     let joined: Vec<Flat> = flat.iter().skip(1).take(own.len()).copied().collect();
@@ -984,6 +1250,12 @@ impl FlatCopy {
             }
             FlatCopy::String(f) => {
                 for a in take(2)? {
+                    body.local_get(a);
+                }
+                body.call(*f);
+            }
+            FlatCopy::Handle(f) => {
+                for a in take(1)? {
                     body.local_get(a);
                 }
                 body.call(*f);
@@ -1067,7 +1339,7 @@ pub fn generate(
         ids.callee_memory,
         ids.callee_realloc,
         (ids.caller_encoding, ids.callee_encoding),
-        &ids.reps,
+        &ids.handles,
     );
     let (plans, tuple_copy) = if params_in_memory {
         let tuple = ValTy::Tuple(params.to_vec());
@@ -1077,8 +1349,13 @@ pub fn generate(
     } else {
         (params.iter().map(|p| FlatCopy::plan(p, forward, module)).collect::<Result<_>>()?, None)
     };
-    let back =
-        copiers.get(ids.callee_memory, ids.caller_memory, ids.caller_realloc, (ids.callee_encoding, ids.caller_encoding), &[]);
+    let back = copiers.get(
+        ids.callee_memory,
+        ids.caller_memory,
+        ids.caller_realloc,
+        (ids.callee_encoding, ids.caller_encoding),
+        &ids.result_handles,
+    );
     let copy_result = match result {
         Some(ty) if result_in_memory => {
             let (_, align) = ty.layout().context("a result of unknown layout cannot be copied")?;
@@ -1093,12 +1370,35 @@ pub fn generate(
         }
         _ => None,
     };
+    // A flat `own` result moves to the caller's table; the post-return
+    // still gets the callee's number.
+    let result_handle = match result {
+        Some(ty) if !result_in_memory => {
+            single_own(ty).and_then(|own| ids.result_handles.iter().find(|(h, _)| h == own)).map(|(_, f)| *f)
+        }
+        _ => None,
+    };
+    let converted = module.locals.add(ValType::I32);
+    // The loans of borrowed handles inside copied parameters end when the
+    // callee returns: each is found again in the caller's values.
+    let mut unlend_walks: Vec<(usize, usize, FunctionId)> = Vec::new();
+    if !ids.unlends.is_empty() {
+        let walker = copiers.walker(ids.caller_memory, &ids.unlends);
+        if params_in_memory {
+            unlend_walks.push((0, 1, walker.value(module, &ValTy::Tuple(params.to_vec()))?));
+        } else {
+            let mut pos = 0;
+            for p in params {
+                lists_to_unlend(module, walker, p, &mut pos, &mut unlend_walks)?;
+            }
+        }
+    }
     let area = module.locals.add(ValType::I32);
     let params_copy = module.locals.add(ValType::I32);
     let saved_scope = module.locals.add(ValType::I32);
     let lent: Vec<(usize, FunctionId, FunctionId, LocalId)> =
         ids.borrows.iter().map(|(pos, lend, unlend)| (*pos, *lend, *unlend, module.locals.add(ValType::I32))).collect();
-    let scope = match (lent.is_empty(), ids.scope) {
+    let scope = match (lent.is_empty() && ids.unlends.is_empty(), ids.scope) {
         (true, _) => None,
         (false, Some(scope)) => Some(scope),
         (false, None) => bail!("borrows cross a copying adapter without a borrow scope"),
@@ -1162,6 +1462,12 @@ pub fn generate(
                         body.local_get(*handle).call(*unlend);
                     }
                 }
+                for (pos, n, walk) in &unlend_walks {
+                    for a in original.iter().skip(*pos).take(*n) {
+                        body.local_get(*a);
+                    }
+                    body.call(*walk);
+                }
             }
             if let Some((copy, align)) = copy_result {
                 let Some(retptr) = arg.next() else {
@@ -1175,10 +1481,13 @@ pub fn generate(
                     body.local_get(area).call(post);
                 }
             } else if let Some(r) = flat_result {
+                if let Some(convert) = result_handle {
+                    body.local_get(r).call(convert).local_set(converted);
+                }
                 if let Some(post) = post {
                     body.local_get(r).call(post);
                 }
-                body.local_get(r);
+                body.local_get(if result_handle.is_some() { converted } else { r });
             } else if let Some(post) = post {
                 body.call(post);
             }
@@ -1186,6 +1495,53 @@ pub fn generate(
         .map_err(|e| anyhow!("{e:#}"))
         .context("failed to build a copying adapter")?;
     outcome
+}
+
+/// The `own<T>` a value of `ty` is when it flattens to that one handle
+/// (records and tuples of one field unwrapped).
+fn single_own(ty: &ValTy) -> Option<&ValTy> {
+    match ty {
+        ValTy::Own(_) => Some(ty),
+        ValTy::Record(fields) | ValTy::Tuple(fields) => match fields.as_slice() {
+            [only] => single_own(only),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The walks ending the loans of borrowed handles inside the list `ty` (at
+/// flat position `pos`, or inside a record or tuple there): `(position, 2,
+/// walk)` over its `(ptr, len)`. Flat borrows themselves are ended by
+/// position (`CopyIds::borrows`); borrows inside a flat variant are refused
+/// by `merge`.
+fn lists_to_unlend(
+    module: &mut Module,
+    walker: &mut crate::reps_in_place::RepsInPlace,
+    ty: &ValTy,
+    pos: &mut usize,
+    out: &mut Vec<(usize, usize, FunctionId)>,
+) -> Result<()> {
+    match ty {
+        ValTy::List(elem) if elem.has_borrows() => {
+            out.push((*pos, 2, walker.list(module, elem)?));
+            *pos += 2;
+        }
+        ValTy::Record(fields) | ValTy::Tuple(fields) => {
+            for f in fields {
+                lists_to_unlend(module, walker, f, pos, out)?;
+            }
+        }
+        other => {
+            if other.has_borrows() && other.has_pointers() {
+                bail!("borrowed handles inside a list inside a variant cannot be copied yet");
+            }
+            let mut flat = Vec::new();
+            other.flatten(&mut flat);
+            *pos += flat.len();
+        }
+    }
+    Ok(())
 }
 
 /// Emit the canonical ABI's flat lifting of one value of `ty` held in

@@ -470,3 +470,20 @@ impl Typed {
         builder.finish(vec![handle], &mut module.funcs)
     }
 }
+
+/// `(x) -> then(first(x))`: one handle conversion made of two table
+/// operations (`take` then `new`: `lift_own` from one instance's table,
+/// `lower_own` into another's; `lend` then `lower_borrow`). Generated once
+/// per pair.
+pub fn compose(module: &mut Module, made: &mut Vec<(FunctionId, FunctionId, FunctionId)>, first: FunctionId, then: FunctionId) -> FunctionId {
+    if let Some((_, _, f)) = made.iter().find(|(a, b, _)| *a == first && *b == then) {
+        return *f;
+    }
+    let x = module.locals.add(ValType::I32);
+    let mut builder = FunctionBuilder::new(&mut module.types, &[ValType::I32], &[ValType::I32]);
+    builder.name("karmem move handle".to_string());
+    builder.func_body().local_get(x).call(first).call(then);
+    let f = builder.finish(vec![x], &mut module.funcs);
+    made.push((first, then, f));
+    f
+}

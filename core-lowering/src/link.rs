@@ -75,7 +75,8 @@ pub struct LinkStats {
 pub fn link(merged: &Merged, graph: &Graph, idl: &str) -> Result<(Vec<u8>, LinkStats)> {
     let plan = &merged.plan;
     let mut sections = merged.sections.clone();
-    if let Some(glue) = build_glue(plan, graph)? {
+    let throws = crate::exceptions::can_throw(merged.sections.tags.len());
+    if let Some(glue) = build_glue(plan, graph, throws)? {
         splice(&mut sections, plan, &glue).context("failed to add the generated code")?;
     }
     let idl_section = CustomSection { name: IDL_SECTION.into(), data: idl.as_bytes().into() };
@@ -102,7 +103,9 @@ const GLUE_FUNCS: &str = "f";
 const GLUE_MEMORIES: &str = "m";
 
 /// The glue module, or `None` when nothing needs generated code.
-fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
+/// With `throws`, each glue function that enters another component traps on
+/// an exception escaping it (`exceptions::trap_escaping`).
+fn build_glue(plan: &LinkPlan, graph: &Graph, throws: bool) -> Result<Option<Vec<u8>>> {
     let mut module = Module::default();
     // Placeholders first: their arena order is their final order.
     let mut holders: BTreeMap<usize, FunctionId> = BTreeMap::new();
@@ -177,6 +180,12 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
         }
         needed.extend(fused.borrows.iter().map(|b| b.resource));
         needed.extend(fused.copy.iter().flat_map(|c| c.borrow_reps.iter().copied()));
+        if let Some(c) = &fused.copy {
+            let mut opaque = false;
+            let mut crossing = BTreeSet::new();
+            c.params.iter().chain(c.result.as_ref()).for_each(|t| defined_resources(t, &mut crossing, &mut opaque));
+            needed.extend(crossing);
+        }
     }
     needed.sort();
     needed.dedup();
@@ -191,6 +200,16 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
         let builtin = graph.builtin(*b);
         let ResourceRef::Imported(path) = &builtin.resource else { bail!("a host drop of a defined resource") };
         imported_needed.insert((builtin.owner, path.clone()), Some(func(host_drop.0)?));
+    }
+    // Host handles passed between components move between their tables.
+    for l in plan.fused.keys() {
+        let (owns, result) = fused_imported_owns(plan, graph, *l);
+        if let (Some((caller, callee)), true) = (fused_instances(graph, *l), !owns.is_empty() || result.is_some()) {
+            for p in owns.iter().map(|(_, p)| p).chain(result.iter()) {
+                imported_needed.entry((caller, p.clone())).or_insert(None);
+                imported_needed.entry((callee, p.clone())).or_insert(None);
+            }
+        }
     }
     let mut resource_funcs: BTreeMap<DefinedResourceId, ResourceFuncs> = BTreeMap::new();
     // Resources whose handles move between instance tables: per holding
@@ -253,6 +272,7 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
 
     // Replace each placeholder with its code.
     let mut copiers = crate::adapter::Copiers::default();
+    let mut composed = Vec::new();
     let mut in_place: BTreeMap<u32, crate::reps_in_place::RepsInPlace> = BTreeMap::new();
     for (k, fid) in &holders {
         let (k, fid) = (*k, *fid);
@@ -285,11 +305,14 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                 let callee = func(fused.callee.0)?;
                 let post = fused.post_return.map(|p| func(p.0)).transpose()?;
                 if let Some(copy) = &fused.copy {
-                    let mut borrows = Vec::new();
-                    for b in &fused.borrows {
-                        let funcs = resource_funcs.get(&b.resource).context("handle table missing")?;
-                        borrows.push((b.pos, if b.to_owner { funcs.lend } else { funcs.borrow }, funcs.unlend));
-                    }
+                    let tables = Tables {
+                        resource_funcs: &resource_funcs,
+                        moved_funcs: &moved_funcs,
+                        moving: &moving,
+                        imported_funcs: &imported_funcs,
+                        tabled: &plan.tabled,
+                    };
+                    let moves = copy_moves(&mut module, &mut composed, graph, *l, fused, copy, &tables)?;
                     let ids = crate::adapter::CopyIds {
                         caller_memory: memory(copy.caller_memory)?,
                         callee_memory: memory(copy.callee_memory)?,
@@ -299,16 +322,11 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         post_return: post,
                         caller_encoding: copy.caller_encoding,
                         callee_encoding: copy.callee_encoding,
-                        borrows,
+                        borrows: moves.borrows,
                         scope,
-                        reps: copy
-                            .borrow_reps
-                            .iter()
-                            .map(|r| {
-                                let funcs = resource_funcs.get(r).context("handle table missing")?;
-                                Ok((ResourceRef::Defined(*r), funcs.rep))
-                            })
-                            .collect::<Result<_>>()?,
+                        handles: moves.handles,
+                        result_handles: moves.result_handles,
+                        unlends: moves.unlends,
                     };
                     crate::adapter::generate(
                         &mut module,
@@ -345,6 +363,24 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         } else {
                             own_checks.push((*pos, check(r)?));
                         }
+                    }
+                    // Host handles: from the caller's table to the callee's, the result back.
+                    let (imported_owns, imported_result) = fused_imported_owns(plan, graph, *l);
+                    if let Some((caller, callee)) = fused_instances(graph, *l) {
+                        let funcs = |instance: usize, p: &ImportPath| {
+                            imported_funcs.get(&(instance, p.clone())).copied().context("handle table missing")
+                        };
+                        for (pos, p) in &imported_owns {
+                            moves.owns.insert(*pos, (funcs(caller, p)?.take, funcs(callee, p)?.new));
+                        }
+                        if let Some(p) = &imported_result {
+                            moves.result = Some((funcs(callee, p)?.take, funcs(caller, p)?.new));
+                        }
+                    }
+                    for v in fused_variant_owns(graph, *l).into_iter().filter(|v| moving.contains_key(&v.resource)) {
+                        let r = &v.resource;
+                        let (from, to) = (moved(Some(caller_instance), r)?.0, moved(callee_instance, r)?.0);
+                        moves.variant_owns.push((v, from.take, to.new));
                     }
                     for b in fused.borrows.iter().filter(|b| moving.contains_key(&b.resource)) {
                         let from = moved(Some(caller_instance), &b.resource)?.0;
@@ -412,8 +448,39 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                         });
                     }
                 }
+                // The host's handles are the defining instance's: those of
+                // another instance's export move between the two tables.
+                let single = |r: &DefinedResourceId| resource_funcs.get(r).copied().context("handle table missing");
+                let foreign = |r: &DefinedResourceId| -> Result<Option<(ResourceFuncs, FunctionId)>> {
+                    if !moving.contains_key(r) || graph.resource(*r).owner == wrapper.instance {
+                        return Ok(None);
+                    }
+                    moved_funcs.get(&(wrapper.instance, *r)).copied().map(Some).context("handle table missing")
+                };
+                let mut moves = MovedHandles::default();
+                let mut owns = Vec::new();
+                for (pos, r) in &wrapper.owns {
+                    match foreign(r)? {
+                        Some((to, _)) => {
+                            moves.owns.insert(*pos, (single(r)?.take, to.new));
+                        }
+                        None => owns.push((*pos, single(r)?.check_own)),
+                    }
+                }
+                for b in &wrapper.borrows {
+                    if let Some((_, lower)) = foreign(&b.resource)? {
+                        let from = single(&b.resource)?;
+                        moves.borrows.insert(b.pos, (from.lend, Some(lower), from.unlend));
+                    }
+                }
                 let own_result = match wrapper.own_result {
-                    Some(r) => Some(resource_funcs.get(&r).context("handle table missing")?.check_own),
+                    Some(r) => match foreign(&r)? {
+                        Some((from, _)) => {
+                            moves.result = Some((from.take, single(&r)?.new));
+                            None
+                        }
+                        None => Some(single(&r)?.check_own),
+                    },
                     None => None,
                 };
                 let call = Call {
@@ -422,12 +489,15 @@ fn build_glue(plan: &LinkPlan, graph: &Graph) -> Result<Option<Vec<u8>>> {
                     borrows: &wrapper.borrows,
                     scope,
                     lifts: (&[], None),
-                    owns: Vec::new(),
+                    owns,
                     check_own_result: own_result,
-                    moves: MovedHandles::default(),
+                    moves,
                 };
                 call.generate_with(&mut module, fid, &import.ty, &resource_funcs, &fixes)?;
             }
+        }
+        if throws && crate::exceptions::crosses(&import.kind, plan, graph) {
+            crate::exceptions::trap_escaping(&mut module, fid)?;
         }
         module.exports.add(&format!("p{k}"), fid);
     }
@@ -472,6 +542,9 @@ struct MovedHandles {
     borrows: BTreeMap<usize, (FunctionId, Option<FunctionId>, FunctionId)>,
     /// An own result: (`take` on the callee's table, `new` on the caller's).
     result: Option<(FunctionId, FunctionId)>,
+    /// Own handles in flat variant payloads: (the variant, `take`, `new`),
+    /// moved when the discriminant names their case.
+    variant_owns: Vec<(VariantOwn, FunctionId, FunctionId)>,
 }
 
 impl Call<'_> {
@@ -545,6 +618,25 @@ impl Call<'_> {
                 }
                 if let Some(g) = scope_global {
                     body.global_get(g).local_set(saved_scope).i32_const(0).global_set(g);
+                }
+                for (v, take, new) in &self.moves.variant_owns {
+                    let (Some(tag), Some(payload)) = (args.get(v.tag), args.get(v.pos)) else { continue };
+                    let (payload, take, new, wide) = (*payload, *take, *new, v.wide);
+                    body.local_get(*tag).i32_const(v.case as i32).binop(walrus::ir::BinaryOp::I32Eq).if_else(
+                        None,
+                        |then| {
+                            then.local_get(payload);
+                            if wide {
+                                then.unop(walrus::ir::UnaryOp::I32WrapI64);
+                            }
+                            then.call(take).call(new);
+                            if wide {
+                                then.unop(walrus::ir::UnaryOp::I64ExtendUI32);
+                            }
+                            then.local_set(payload);
+                        },
+                        |_| {},
+                    );
                 }
                 for (i, a) in args.iter().enumerate() {
                     // Lifted in order: an own handle lent by an earlier parameter traps.
@@ -827,17 +919,81 @@ fn fused_owns(graph: &Graph, lowered: crate::graph::LoweredId) -> (Vec<(usize, D
         ValTy::Own(ResourceRef::Defined(r)) => Some(*r),
         _ => None,
     };
+    // Flat positions of the `own` handles of `ty`, also inside records and tuples.
+    fn flat_owns(ty: &ValTy, pos: &mut usize, owns: &mut Vec<(usize, DefinedResourceId)>) {
+        match ty {
+            ValTy::Own(ResourceRef::Defined(r)) => {
+                owns.push((*pos, *r));
+                *pos += 1;
+            }
+            ValTy::Record(fields) | ValTy::Tuple(fields) if ty.has_handles() => {
+                fields.iter().for_each(|f| flat_owns(f, pos, owns));
+            }
+            other => *pos = pos.saturating_add(other.flat_len_capped(crate::types::MAX_FLAT_PARAMS)),
+        }
+    }
     let mut owns = Vec::new();
     if sig.flat_params().is_some() {
         let mut pos = 0usize;
         for (_, ty) in &sig.params {
-            if let Some(r) = own(ty) {
-                owns.push((pos, r));
-            }
-            pos = pos.saturating_add(ty.flat_len_capped(crate::types::MAX_FLAT_PARAMS));
+            flat_owns(ty, &mut pos, &mut owns);
         }
     }
     (owns, sig.result.as_ref().and_then(own))
+}
+
+/// An `own` handle in the payload of a flat variant parameter of the
+/// function a fused adapter calls (`option<own<T>>`, `result<own<T>, E>`,
+/// ...): the discriminant's flat position, the case, the payload's flat
+/// position and whether its joined slot is an `i64`.
+struct VariantOwn {
+    tag: usize,
+    case: u32,
+    pos: usize,
+    wide: bool,
+    resource: DefinedResourceId,
+}
+
+/// The [`VariantOwn`]s of the function a fused adapter calls (none when its
+/// parameters do not all pass flat), also in variants inside records and
+/// tuples; a variant nested in a variant's payload is not looked into.
+fn fused_variant_owns(graph: &Graph, lowered: crate::graph::LoweredId) -> Vec<VariantOwn> {
+    fn walk(ty: &ValTy, pos: &mut usize, out: &mut Vec<VariantOwn>) {
+        match ty {
+            ValTy::Record(fields) | ValTy::Tuple(fields) if ty.has_handles() => {
+                fields.iter().for_each(|f| walk(f, pos, out));
+            }
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) if ty.has_handles() => {
+                let mut flat = Vec::new();
+                ty.flatten(&mut flat);
+                for (c, case) in ty.cases().unwrap_or_default().into_iter().enumerate() {
+                    if let Some(ValTy::Own(ResourceRef::Defined(r))) = case {
+                        out.push(VariantOwn {
+                            tag: *pos,
+                            case: c as u32,
+                            pos: *pos + 1,
+                            wide: flat.get(1) == Some(&crate::types::Flat::I64),
+                            resource: *r,
+                        });
+                    }
+                }
+                *pos += flat.len();
+            }
+            other => *pos = pos.saturating_add(other.flat_len_capped(crate::types::MAX_FLAT_PARAMS)),
+        }
+    }
+    let crate::graph::LowerTarget::Lifted(callee) = &graph.lowered(lowered).target else {
+        return Vec::new();
+    };
+    let sig = &graph.lifted(*callee).sig;
+    let mut out = Vec::new();
+    if sig.flat_params().is_some() {
+        let mut pos = 0usize;
+        for (_, ty) in &sig.params {
+            walk(ty, &mut pos, &mut out);
+        }
+    }
+    out
 }
 
 /// The parameter and result types of the lifted function a fused adapter calls.
@@ -869,6 +1025,27 @@ fn moving_resources(plan: &LinkPlan, graph: &Graph) -> BTreeMap<DefinedResourceI
         out
     };
     let top_level = |ty: &ValTy| matches!(ty, ValTy::Own(ResourceRef::Defined(_)) | ValTy::Borrow(ResourceRef::Defined(_)));
+    // A parameter whose handles are all at flat positions: a handle, or a
+    // record or tuple of such parameters and of values without handles.
+    fn flat_handles(ty: &ValTy, variants: bool) -> bool {
+        match ty {
+            ValTy::Own(_) | ValTy::Borrow(_) => true,
+            ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().all(|f| flat_handles(f, variants)),
+            // An `own` as a variant's whole payload (`fused_variant_owns`).
+            ValTy::Variant(_) | ValTy::Option(_) | ValTy::Result(..) if variants => ty.cases().is_some_and(|cases| {
+                cases.into_iter().flatten().all(|c| matches!(c, ValTy::Own(_)) || {
+                    let mut inner = BTreeSet::new();
+                    defined_resources(c, &mut inner, &mut false);
+                    inner.is_empty()
+                })
+            }),
+            other => {
+                let mut inner = BTreeSet::new();
+                defined_resources(other, &mut inner, &mut false);
+                inner.is_empty()
+            }
+        }
+    }
     let mut holders: BTreeMap<DefinedResourceId, BTreeSet<usize>> = BTreeMap::new();
     let mut fixed: BTreeSet<DefinedResourceId> = BTreeSet::new();
     for (id, lowered) in graph.lowered.iter().enumerate() {
@@ -880,13 +1057,18 @@ fn moving_resources(plan: &LinkPlan, graph: &Graph) -> BTreeMap<DefinedResourceI
                 if all.is_empty() {
                     continue;
                 }
-                let flat_only = sig.params.iter().map(|(_, t)| t).chain(sig.result.as_ref()).all(|t| {
-                    let mut inner = BTreeSet::new();
-                    found(t, &mut inner);
-                    top_level(t) || inner.is_empty()
-                });
-                let plain = plan.fused.get(&crate::graph::LoweredId(id)).is_some_and(|f| f.copy.is_none());
-                if flat_only && plain && !sig.is_async && sig.flat_params().is_some() {
+                let flat_only = sig.params.iter().all(|(_, t)| flat_handles(t, true))
+                    && sig.result.as_ref().is_none_or(|t| {
+                        let mut inner = BTreeSet::new();
+                        found(t, &mut inner);
+                        top_level(t) || inner.is_empty()
+                    });
+                let fused = plan.fused.get(&crate::graph::LoweredId(id));
+                let plain = fused.is_some_and(|f| f.copy.is_none());
+                // A copying adapter moves the handles wherever they are in
+                // the values it copies (`copy_moves`).
+                let copying = fused.is_some_and(|f| f.copy.is_some());
+                if !sig.is_async && (copying || (flat_only && plain && sig.flat_params().is_some())) {
                     for r in all {
                         holders.entry(r).or_default().extend([lowered.owner, lifted.owner]);
                     }
@@ -901,10 +1083,27 @@ fn moving_resources(plan: &LinkPlan, graph: &Graph) -> BTreeMap<DefinedResourceI
             }
         }
     }
+    // Another instance's export: its wrapper moves flat handles between
+    // the defining instance's table (the host's handles) and the
+    // exporting instance's.
     for export in &graph.exports {
         let lifted = graph.lifted(export.lifted);
-        for r in in_sig(&lifted.sig, &mut found) {
-            if graph.resource(r).owner != lifted.owner {
+        let sig = &lifted.sig;
+        let flat = !sig.is_async
+            && sig.flat_params().is_some()
+            && sig.params.iter().all(|(_, t)| flat_handles(t, false))
+            && sig.result.as_ref().is_none_or(|t| {
+                let mut inner = BTreeSet::new();
+                found(t, &mut inner);
+                top_level(t) || inner.is_empty()
+            });
+        for r in in_sig(sig, &mut found) {
+            if graph.resource(r).owner == lifted.owner {
+                continue;
+            }
+            if flat {
+                holders.entry(r).or_default().insert(lifted.owner);
+            } else {
                 fixed.insert(r);
             }
         }
@@ -924,6 +1123,168 @@ fn moving_resources(plan: &LinkPlan, graph: &Graph) -> BTreeMap<DefinedResourceI
         h.insert(graph.resource(*r).owner);
     }
     holders
+}
+
+/// The table functions a copying adapter's handle conversions are made of.
+struct Tables<'a> {
+    /// Per resource, the functions on the one table of a resource whose
+    /// handles do not move (and on the defining instance's).
+    resource_funcs: &'a BTreeMap<DefinedResourceId, ResourceFuncs>,
+    /// Per holding instance and moving resource, the functions on its table
+    /// and its `lower_borrow`.
+    moved_funcs: &'a BTreeMap<(usize, DefinedResourceId), (ResourceFuncs, FunctionId)>,
+    moving: &'a BTreeMap<DefinedResourceId, BTreeSet<usize>>,
+    /// Per holding instance and imported resource held in tables, the
+    /// functions on its table.
+    imported_funcs: &'a BTreeMap<(usize, ImportPath), ResourceFuncs>,
+    tabled: &'a BTreeSet<ImportPath>,
+}
+
+/// How the handles a copying adapter carries cross (`adapter::CopyIds`).
+struct CopyMoves {
+    borrows: Vec<(usize, FunctionId, FunctionId)>,
+    handles: Vec<(ValTy, FunctionId)>,
+    result_handles: Vec<(ValTy, FunctionId)>,
+    unlends: Vec<(ValTy, FunctionId)>,
+}
+
+/// The handle conversions of the copying adapter of `lowered`. A resource
+/// whose handles move (`moving_resources`): an `own` is lifted from the
+/// caller's table and lowered into the callee's (the result's the other
+/// way), a borrow is lent in the caller's table and arrives as the rep (the
+/// callee defines the resource) or as a borrow entry of the callee's
+/// table; anywhere in the values. A resource that keeps one table: an
+/// `own` keeps its number, a borrow is lent in that table (arriving as the
+/// rep or a borrow entry of the same table). Loans end when the call
+/// returns.
+fn copy_moves(
+    module: &mut Module,
+    composed: &mut Vec<(FunctionId, FunctionId, FunctionId)>,
+    graph: &Graph,
+    lowered: crate::graph::LoweredId,
+    fused: &crate::merge::FusedPlan,
+    copy: &crate::merge::CopyPlan,
+    tables: &Tables<'_>,
+) -> Result<CopyMoves> {
+    let caller = graph.lowered(lowered).owner;
+    let crate::graph::LowerTarget::Lifted(target) = &graph.lowered(lowered).target else {
+        bail!("a copying adapter without a lifted callee")
+    };
+    let callee = graph.lifted(*target).owner;
+    let moved = |instance: usize, r: DefinedResourceId| {
+        tables.moved_funcs.get(&(instance, r)).copied().context("handle table missing")
+    };
+    let single = |r: DefinedResourceId| tables.resource_funcs.get(&r).copied().context("handle table missing");
+    // Per borrowed resource: the lend (a `(handle) -> rep or handle`) and the unlend.
+    let mut lend = |r: DefinedResourceId| -> Result<(FunctionId, FunctionId)> {
+        let to_owner = graph.resource(r).owner == callee;
+        if tables.moving.contains_key(&r) {
+            let (from, _) = moved(caller, r)?;
+            let lend = if to_owner { from.lend } else { crate::builtins::compose(module, composed, from.lend, moved(callee, r)?.1) };
+            Ok((lend, from.unlend))
+        } else {
+            let funcs = single(r)?;
+            Ok((if to_owner { funcs.lend } else { funcs.borrow }, funcs.unlend))
+        }
+    };
+    let mut moves = CopyMoves { borrows: Vec::new(), handles: Vec::new(), result_handles: Vec::new(), unlends: Vec::new() };
+    for b in &fused.borrows {
+        let (f, unlend) = lend(b.resource)?;
+        moves.borrows.push((b.pos, f, unlend));
+    }
+    // Borrows inside copied values: all of them when the parameters are in memory, else those in lists.
+    let mut inside: Vec<DefinedResourceId> = Vec::new();
+    for p in &copy.params {
+        borrows_in_memory(p, copy.params_in_memory, &mut inside);
+    }
+    inside.sort();
+    inside.dedup();
+    for r in inside {
+        let (f, unlend) = lend(r)?;
+        let ty = ValTy::Borrow(ResourceRef::Defined(r));
+        moves.handles.push((ty.clone(), f));
+        moves.unlends.push((ty, unlend));
+    }
+    let owned = |tys: &mut dyn Iterator<Item = &ValTy>| {
+        let mut out = BTreeSet::new();
+        tys.for_each(|t| owned_resources(t, &mut out));
+        out.into_iter().filter(|r| tables.moving.contains_key(r)).collect::<Vec<_>>()
+    };
+    for r in owned(&mut copy.params.iter()) {
+        let f = crate::builtins::compose(module, composed, moved(caller, r)?.0.take, moved(callee, r)?.0.new);
+        moves.handles.push((ValTy::Own(ResourceRef::Defined(r)), f));
+    }
+    for r in owned(&mut copy.result.iter()) {
+        let f = crate::builtins::compose(module, composed, moved(callee, r)?.0.take, moved(caller, r)?.0.new);
+        moves.result_handles.push((ValTy::Own(ResourceRef::Defined(r)), f));
+    }
+    // Host handles (flat `own`s only, see `merge::tabled_imports`).
+    let sig = &graph.lifted(*target).sig;
+    let (owns, result) = crate::merge::imported_owns(sig, tables.tabled);
+    let imported = |instance: usize, p: &ImportPath| {
+        tables.imported_funcs.get(&(instance, p.clone())).copied().context("handle table missing")
+    };
+    let mut paths: Vec<&ImportPath> = owns.iter().map(|(_, p)| p).collect();
+    paths.sort();
+    paths.dedup();
+    for p in paths {
+        let f = crate::builtins::compose(module, composed, imported(caller, p)?.take, imported(callee, p)?.new);
+        moves.handles.push((ValTy::Own(ResourceRef::Imported(p.clone())), f));
+    }
+    if let Some(p) = result {
+        let f = crate::builtins::compose(module, composed, imported(callee, &p)?.take, imported(caller, &p)?.new);
+        moves.result_handles.push((ValTy::Own(ResourceRef::Imported(p)), f));
+    }
+    Ok(moves)
+}
+
+/// The caller's and the callee's component instances of a fused adapter.
+fn fused_instances(graph: &Graph, lowered: crate::graph::LoweredId) -> Option<(usize, usize)> {
+    match &graph.lowered(lowered).target {
+        crate::graph::LowerTarget::Lifted(c) => Some((graph.lowered(lowered).owner, graph.lifted(*c).owner)),
+        crate::graph::LowerTarget::Import(_) => None,
+    }
+}
+
+/// The flat `own` parameters and `own` result of host resources held in
+/// tables that a fused adapter passes (`merge::imported_owns`).
+fn fused_imported_owns(
+    plan: &LinkPlan,
+    graph: &Graph,
+    lowered: crate::graph::LoweredId,
+) -> (Vec<(usize, ImportPath)>, Option<ImportPath>) {
+    match &graph.lowered(lowered).target {
+        crate::graph::LowerTarget::Lifted(c) => crate::merge::imported_owns(&graph.lifted(*c).sig, &plan.tabled),
+        crate::graph::LowerTarget::Import(_) => (Vec::new(), None),
+    }
+}
+
+/// The defined resources borrowed inside `ty` where a copy reaches them in
+/// memory: anywhere when `in_memory`, else inside lists.
+fn borrows_in_memory(ty: &ValTy, in_memory: bool, out: &mut Vec<DefinedResourceId>) {
+    match ty {
+        ValTy::Borrow(ResourceRef::Defined(r)) if in_memory => out.push(*r),
+        ValTy::List(elem) => borrows_in_memory(elem, true, out),
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().for_each(|f| borrows_in_memory(f, in_memory, out)),
+        ValTy::Variant(cases) => cases.iter().flatten().for_each(|c| borrows_in_memory(c, in_memory, out)),
+        ValTy::FixedList(elem, _) | ValTy::Option(elem) => borrows_in_memory(elem, in_memory, out),
+        ValTy::Result(ok, err) => ok.iter().chain(err.iter()).for_each(|t| borrows_in_memory(t, in_memory, out)),
+        ValTy::Own(_) | ValTy::Borrow(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => {}
+    }
+}
+
+/// The defined resources `ty` holds `own` handles of, at any depth.
+fn owned_resources(ty: &ValTy, out: &mut BTreeSet<DefinedResourceId>) {
+    match ty {
+        ValTy::Own(ResourceRef::Defined(r)) => {
+            out.insert(*r);
+        }
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().for_each(|f| owned_resources(f, out)),
+        ValTy::Variant(cases) => cases.iter().flatten().for_each(|c| owned_resources(c, out)),
+        ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => owned_resources(elem, out),
+        ValTy::Result(ok, err) => ok.iter().chain(err.iter()).for_each(|t| owned_resources(t, out)),
+        ValTy::Own(_) | ValTy::Borrow(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => {}
+    }
 }
 
 /// The defined resources `ty` carries handles of; `opaque` set when part of

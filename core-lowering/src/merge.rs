@@ -163,6 +163,11 @@ pub struct WrapperPlan {
     pub in_place: Vec<InPlace>,
     /// The callee's memory (where those values are).
     pub memory: Option<MemoryIndex>,
+    /// Flat `own` parameters (position, resource) of resources another
+    /// component instance defines.
+    pub owns: Vec<(usize, DefinedResourceId)>,
+    /// The component instance whose export this is.
+    pub instance: usize,
 }
 
 /// What a copying adapter carries (see [`copy_shape`]).
@@ -179,7 +184,7 @@ struct CopyShape {
 /// What a copying adapter can carry: parameters and a result of any type
 /// without handles (strings and lists deep-copied at any depth), strings in
 /// UTF-8 or UTF-16 on either side.
-fn copy_shape(graph: &Graph, lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
+fn copy_shape(lowered: &Lowered, lifted: &Lifted) -> Result<CopyShape> {
     let what = || format!("{} calls {} across two memories", lowered.location, lifted.location);
     let encoding = |e: StringEncoding| match e {
         StringEncoding::Utf8 => Encoding::Utf8,
@@ -188,13 +193,9 @@ fn copy_shape(graph: &Graph, lowered: &Lowered, lifted: &Lifted) -> Result<CopyS
     };
     let (caller, callee) = (encoding(lowered.options.encoding), encoding(lifted.options.encoding));
     let params_in_memory = lifted.sig.flat_params().is_none();
-    // Handles keep their numbers (every component shares one table per
-    // resource); flat borrows are lent around the call like in any fused
-    // call; borrows inside copied values must go to the component that
-    // defines the resource (they become reps, see `CopyPlan::borrow_reps`).
-    let copyable = |ty: &ValTy| -> bool {
-        ty.layout().is_some() && (!params_in_memory || borrows_to_owner(graph, lifted.owner, ty))
-    };
+    // Handles move between the instances' tables, or are lent, wherever
+    // they are in the copied values (`link::copy_moves`).
+    let copyable = |ty: &ValTy| -> bool { ty.layout().is_some() };
     let mut params = Vec::new();
     for (name, ty) in &lifted.sig.params {
         if !copyable(ty) {
@@ -252,6 +253,9 @@ pub struct LinkPlan {
     /// `resource.drop` of an imported resource held in a table: the host's
     /// `[resource-drop]` import it calls for an own handle.
     pub host_drops: BTreeMap<BuiltinId, FuncIndex>,
+    /// Imported resources held in the tables of the instances holding them
+    /// ([`tabled_imports`]).
+    pub tabled: std::collections::BTreeSet<ImportPath>,
     /// Shim functions whose callers now call their slot's function.
     pub shims_resolved: usize,
 }
@@ -557,7 +561,7 @@ impl<'g> Layout<'g> {
                 lifted.location
             );
         }
-        copy_shape(self.graph, lowered, lifted).map(|_| ())
+        copy_shape(lowered, lifted).map(|_| ())
     }
 
     /// A global's constant value, when it is an immutable global whose
@@ -883,7 +887,8 @@ fn borrow_positions(
             if other.has_borrows() {
                 let list_to_owner = matches!(other, ValTy::List(_)) && borrows_to_owner(graph, owner, other);
                 match (nested, other) {
-                    (Nested::Copied, _) if list_to_owner => {}
+                    // The copy lends each borrow in the list (`link::copy_moves`).
+                    (Nested::Copied, ValTy::List(_)) => {}
                     (Nested::InPlace(fixes), ValTy::List(elem)) if list_to_owner => {
                         fixes.push(InPlace::List { pos: *pos, elem: (**elem).clone() });
                     }
@@ -904,6 +909,23 @@ fn borrow_positions(
     Ok(())
 }
 
+/// Flat positions of the `own` handles in `ty` (a parameter; also inside
+/// records and tuples) of resources another instance than `owner` defines.
+fn foreign_owns(graph: &Graph, owner: usize, ty: &ValTy, pos: &mut usize, out: &mut Vec<(usize, DefinedResourceId)>) {
+    match ty {
+        ValTy::Own(ResourceRef::Defined(r)) => {
+            if graph.resource(*r).owner != owner {
+                out.push((*pos, *r));
+            }
+            *pos += 1;
+        }
+        ValTy::Record(fields) | ValTy::Tuple(fields) if ty.has_handles() => {
+            fields.iter().for_each(|f| foreign_owns(graph, owner, f, pos, out));
+        }
+        other => *pos = pos.saturating_add(other.flat_len_capped(MAX_FLAT_PARAMS)),
+    }
+}
+
 /// Every imported resource a value of `ty` holds a handle of (`own` or `borrow`).
 fn imported_handles(ty: &ValTy, out: &mut Vec<ImportPath>) {
     match ty {
@@ -916,6 +938,51 @@ fn imported_handles(ty: &ValTy, out: &mut Vec<ImportPath>) {
             ok.iter().chain(err.iter()).for_each(|t| imported_handles(t, out));
         }
     }
+}
+
+/// Does `ty` (a parameter) hold imported handles only as flat `own`s: a
+/// handle, or inside records and tuples?
+fn imported_owns_flat(ty: &ValTy) -> bool {
+    match ty {
+        ValTy::Own(_) | ValTy::Borrow(ResourceRef::Defined(_)) => true,
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().all(imported_owns_flat),
+        other => {
+            let mut out = Vec::new();
+            imported_handles(other, &mut out);
+            out.is_empty()
+        }
+    }
+}
+
+/// The flat `own` parameters (position, resource) and the `own` result of
+/// imported resources in `tabled`, of a function whose parameters are flat.
+pub fn imported_owns(sig: &FuncSig, tabled: &std::collections::BTreeSet<ImportPath>) -> (Vec<(usize, ImportPath)>, Option<ImportPath>) {
+    fn walk(ty: &ValTy, pos: &mut usize, tabled: &std::collections::BTreeSet<ImportPath>, out: &mut Vec<(usize, ImportPath)>) {
+        match ty {
+            ValTy::Own(ResourceRef::Imported(p)) => {
+                if tabled.contains(p) {
+                    out.push((*pos, p.clone()));
+                }
+                *pos += 1;
+            }
+            ValTy::Record(fields) | ValTy::Tuple(fields) if ty.has_handles() => {
+                fields.iter().for_each(|f| walk(f, pos, tabled, out));
+            }
+            other => *pos = pos.saturating_add(other.flat_len_capped(MAX_FLAT_PARAMS)),
+        }
+    }
+    let mut owns = Vec::new();
+    if sig.flat_params().is_some() {
+        let mut pos = 0;
+        for (_, ty) in &sig.params {
+            walk(ty, &mut pos, tabled, &mut owns);
+        }
+    }
+    let result = match &sig.result {
+        Some(ValTy::Own(ResourceRef::Imported(p))) if tabled.contains(p) => Some(p.clone()),
+        _ => None,
+    };
+    (owns, result)
 }
 
 /// Every imported resource a function's parameters or result hold handles of.
@@ -989,8 +1056,28 @@ fn tabled_imports(graph: &Graph) -> std::collections::BTreeSet<ImportPath> {
             None => {}
         }
     }
-    for lifted in &graph.lifted {
-        passed_through.extend(sig_resources(&lifted.sig));
+    // Between components: an `own` handle passed flat (a parameter, inside
+    // a record or tuple, or the whole result) moves from the sender's
+    // table to the receiver's (`link`); an export or anything else passes
+    // the host's numbers through.
+    for (c, lifted) in graph.lifted.iter().enumerate() {
+        let exported = graph.exports.iter().any(|e| e.lifted.0 == c);
+        let sig = &lifted.sig;
+        let flat = !exported && !sig.is_async && sig.flat_params().is_some();
+        for (_, ty) in &sig.params {
+            if !(flat && imported_owns_flat(ty)) {
+                passed_through.extend(sig_resources(&FuncSig { params: vec![(String::new(), ty.clone())], result: None, is_async: false }));
+            }
+        }
+        match &sig.result {
+            Some(ValTy::Own(ResourceRef::Imported(_))) if flat => {}
+            Some(ty) => {
+                let mut out = Vec::new();
+                imported_handles(ty, &mut out);
+                passed_through.extend(out);
+            }
+            None => {}
+        }
     }
     for builtin in &graph.builtins {
         if let (ResourceRef::Imported(p), BuiltinKind::ResourceDrop) = (&builtin.resource, builtin.kind) {
@@ -1107,7 +1194,8 @@ pub fn merge(
     // Per boundary function: (kind, name, memory, realloc, encoding).
     let mut boundary: Vec<(&str, String, BoundaryOptions)> = Vec::new();
     // (callee, flat borrows, borrows in memory, the callee's memory)
-    type Wrapper = (FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>, Option<DefinedResourceId>);
+    type Wrapper =
+        (FuncTarget, Vec<BorrowParam>, Vec<InPlace>, Option<MemoryIndex>, Option<DefinedResourceId>, Vec<(usize, DefinedResourceId)>, usize);
     let mut wrapper_callees: Vec<Wrapper> = Vec::new();
     let mut plan_wrapper_targets: Vec<FuncTarget> = Vec::new();
     for export in &graph.exports {
@@ -1139,7 +1227,16 @@ pub fn merge(
             Some(ValTy::Own(ResourceRef::Defined(r))) => Some(*r),
             _ => None,
         };
-        let target = if borrows.is_empty() && in_place.is_empty() && own_result.is_none() {
+        // Flat `own` parameters of a resource another instance defines: the
+        // host's handles are the defining instance's (`link`).
+        let mut owns = Vec::new();
+        if lifted.sig.flat_params().is_some() {
+            let mut pos = 0;
+            for (_, ty) in &lifted.sig.params {
+                foreign_owns(graph, lifted.owner, ty, &mut pos, &mut owns);
+            }
+        }
+        let target = if borrows.is_empty() && in_place.is_empty() && own_result.is_none() && owns.is_empty() {
             callee
         } else {
             let mut params = Vec::new();
@@ -1151,7 +1248,7 @@ pub fn merge(
             let k = wrapper_callees.len();
             plan_wrapper_targets.push(callee);
             let memory = lifted.options.memory.as_ref().map(|m| layout.memory(m)).transpose()?;
-            wrapper_callees.push((callee, borrows, in_place, memory, own_result));
+            wrapper_callees.push((callee, borrows, in_place, memory, own_result, owns, lifted.owner));
             FuncTarget::Import(layout.import(ImportKind::BorrowWrapper(k), ty))
         };
         if let Some(post) = &lifted.options.post_return {
@@ -1284,7 +1381,7 @@ pub fn merge(
             }
             let copy = match (&lowered.options.memory, &lifted.options.memory) {
                 (Some(a), Some(b)) if copying => {
-                    let shape = copy_shape(graph, lowered, lifted)?;
+                    let shape = copy_shape(lowered, lifted)?;
                     let realloc = |r: &Option<CoreDef>, layout: &mut Layout<'_>| -> Result<Option<FuncTarget>> {
                         r.as_ref().map(|r| layout.func(r, None, options)).transpose()
                     };
@@ -1377,7 +1474,9 @@ pub fn merge(
     plan.dtors = dtor_targets.into_iter().map(|(k, t)| (k, layout.finish(t))).collect();
     plan.wrappers = wrapper_callees
         .into_iter()
-        .map(|(t, borrows, in_place, memory, own_result)| WrapperPlan {
+        .map(|(t, borrows, in_place, memory, own_result, owns, instance)| WrapperPlan {
+            owns,
+            instance,
             callee: layout.finish(t),
             borrows,
             in_place,
@@ -1395,6 +1494,7 @@ pub fn merge(
         let host = layout.imports.get(*k).context("host import missing")?.index;
         plan.host_calls.insert(*lid, HostCallPlan { host, owner: lowered.owner, params, result });
     }
+    plan.tabled = layout.tabled.clone();
     for (bid, k) in &layout.host_drop_imports {
         plan.host_drops.insert(*bid, layout.imports.get(*k).context("host drop missing")?.index);
     }

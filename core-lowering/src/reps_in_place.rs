@@ -1,16 +1,25 @@
-//! Borrowed handles inside values in memory, made reps in place.
+//! Handles inside values in memory, converted or visited in place.
 //!
-//! Owns: the functions a wrapper at the host boundary calls before an
-//! exported function runs, when its parameters hold `borrow<T>` handles of
-//! a resource the component defines inside a list, or inside parameters
-//! passed through memory (more than 16 flat values): the canonical ABI
-//! gives the defining component the rep, so each handle is replaced by its
-//! rep where it lies (the values are already the callee's: the host wrote
-//! them with its `realloc`). One function per type: `(addr)` for a value,
-//! `(ptr, len)` for a list.
+//! Owns: walks over a value of a known type in one memory that reach every
+//! handle of the resources given, at any depth (records, tuples, variants,
+//! lists). Two uses:
 //!
-//! Does not own: flat borrowed parameters (lent by the wrapper in
-//! `link.rs`), copies between memories (`adapter.rs`).
+//! - A wrapper at the host boundary calls them before an exported function
+//!   runs, when its parameters hold `borrow<T>` handles of a resource the
+//!   component defines inside a list, or inside parameters passed through
+//!   memory (more than 16 flat values): the canonical ABI gives the
+//!   defining component the rep, so each handle is replaced by its rep
+//!   where it lies (the values are already the callee's: the host wrote
+//!   them with its `realloc`). [`RepsInPlace::new`].
+//! - A copying adapter calls them after the callee returns, over the
+//!   caller's original values, to end the loans of the borrowed handles the
+//!   copy lent (`unlend` on the caller's table: the canonical ABI's lenders
+//!   released at the end of the call). [`RepsInPlace::visiting`].
+//!
+//! One function per type: `(addr)` for a value, `(ptr, len)` for a list.
+//!
+//! Does not own: flat handles (lent by the wrappers in `link.rs`), copies
+//! between memories (`adapter.rs`).
 
 use anyhow::{Context, Result, bail};
 use walrus::ir::{BinaryOp, LoadKind, MemArg, StoreKind};
@@ -31,19 +40,45 @@ fn at(offset: u32, align: u32) -> MemArg {
 #[derive(Debug)]
 pub struct RepsInPlace {
     memory: MemoryId,
-    /// `(handle) -> rep` per resource.
-    reps: Vec<(ResourceRef, FunctionId)>,
+    /// Per handle type (`borrow<T>` or `own<T>`), the function applied to
+    /// each such handle.
+    handles: Vec<(ValTy, FunctionId)>,
+    /// `true`: the function is `(handle) -> handle'` and its result
+    /// replaces the handle; `false`: it is `(handle)` and the value is left
+    /// as it is.
+    replace: bool,
     values: Vec<(ValTy, FunctionId)>,
     lists: Vec<(ValTy, FunctionId)>,
 }
 
 impl RepsInPlace {
+    /// Borrowed handles made reps: `reps` is `(handle) -> rep` per resource.
     pub fn new(memory: MemoryId, reps: Vec<(ResourceRef, FunctionId)>) -> Self {
-        RepsInPlace { memory, reps, values: Vec::new(), lists: Vec::new() }
+        let handles = reps.into_iter().map(|(r, f)| (ValTy::Borrow(r), f)).collect();
+        RepsInPlace { memory, handles, replace: true, values: Vec::new(), lists: Vec::new() }
     }
 
-    /// `(addr)`: every borrowed handle in the value of `ty` at `addr` made
-    /// its rep.
+    /// Each handle of a type in `handles` passed to its `(handle)` function,
+    /// the value left unchanged.
+    pub fn visiting(memory: MemoryId, handles: Vec<(ValTy, FunctionId)>) -> Self {
+        RepsInPlace { memory, handles, replace: false, values: Vec::new(), lists: Vec::new() }
+    }
+
+    /// Is this the walk [`RepsInPlace::visiting`] made for `memory` and `handles`?
+    pub fn is_visiting(&self, memory: MemoryId, handles: &[(ValTy, FunctionId)]) -> bool {
+        !self.replace && self.memory == memory && self.handles == handles
+    }
+
+    /// Does a value of `ty` hold a handle this walk reaches?
+    fn wanted(&self, ty: &ValTy) -> bool {
+        if self.replace {
+            return ty.has_borrows();
+        }
+        reaches(ty, &|t| self.handles.iter().any(|(h, _)| h == t))
+    }
+
+    /// `(addr)`: every handle in the value of `ty` at `addr` converted
+    /// (borrowed handles made reps) or visited.
     pub fn value(&mut self, module: &mut Module, ty: &ValTy) -> Result<FunctionId> {
         if let Some((_, f)) = self.values.iter().find(|(t, _)| t == ty) {
             return Ok(*f);
@@ -56,15 +91,15 @@ impl RepsInPlace {
         }
         let mut fixes = Vec::new();
         match ty {
-            _ if !ty.has_borrows() => {}
-            ValTy::Borrow(r) => {
-                let rep = self.reps.iter().find(|(x, _)| x == r).map(|(_, f)| *f).with_context(|| {
+            _ if !self.wanted(ty) => {}
+            ValTy::Borrow(r) | ValTy::Own(r) => {
+                let rep = self.handles.iter().find(|(x, _)| x == ty).map(|(_, f)| *f).with_context(|| {
                     format!("a borrowed handle of `{r:?}` does not go to the component that defines it")
                 })?;
                 fixes.push(Fix::Rep(rep));
             }
             ValTy::List(elem) => fixes.push(Fix::List(self.list(module, elem)?)),
-            other => match other.parts_in_memory(ValTy::has_borrows) {
+            other => match other.parts_in_memory(|t| self.wanted(t)) {
                 Some(Parts::Fields(fields)) => {
                     for (offset, f) in fields {
                         fixes.push(Fix::Field(offset, self.value(module, f)?));
@@ -77,7 +112,7 @@ impl RepsInPlace {
                     }
                     fixes.push(Fix::Case { tag: tag_load(tag_size), payload: payload_offset, cases: fns });
                 }
-                None => bail!("borrowed handles inside `{other:?}` cannot be made reps in place"),
+                None => bail!("handles inside `{other:?}` cannot be reached in place"),
             },
         }
         let memory = self.memory;
@@ -87,9 +122,12 @@ impl RepsInPlace {
         let mut body = builder.func_body();
         for fix in &fixes {
             match fix {
-                Fix::Rep(rep) => {
+                Fix::Rep(rep) if self.replace => {
                     body.local_get(addr).local_get(addr).load(memory, I32, at(0, 4)).call(*rep);
                     body.store(memory, I32_STORE, at(0, 4));
+                }
+                Fix::Rep(visit) => {
+                    body.local_get(addr).load(memory, I32, at(0, 4)).call(*visit);
                 }
                 Fix::List(list) => {
                     body.local_get(addr).load(memory, I32, at(0, 4));
@@ -148,5 +186,20 @@ impl RepsInPlace {
         let f = builder.finish(vec![ptr, len], &mut module.funcs);
         self.lists.push((elem.clone(), f));
         Ok(f)
+    }
+}
+
+/// Does `ty` hold, at any depth, a part for which `hit` holds (handles:
+/// `own<T>` or `borrow<T>`)?
+pub(crate) fn reaches(ty: &ValTy, hit: &dyn Fn(&ValTy) -> bool) -> bool {
+    if hit(ty) {
+        return true;
+    }
+    match ty {
+        ValTy::Own(_) | ValTy::Borrow(_) | ValTy::Prim(_) | ValTy::Flags(_) | ValTy::Enum(_) | ValTy::Opaque => false,
+        ValTy::Record(fields) | ValTy::Tuple(fields) => fields.iter().any(|f| reaches(f, hit)),
+        ValTy::Variant(cases) => cases.iter().flatten().any(|c| reaches(c, hit)),
+        ValTy::List(elem) | ValTy::FixedList(elem, _) | ValTy::Option(elem) => reaches(elem, hit),
+        ValTy::Result(ok, err) => ok.iter().chain(err.iter()).any(|t| reaches(t, hit)),
     }
 }

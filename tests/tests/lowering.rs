@@ -47,7 +47,8 @@ const NOT_YET: [(&str, &str); 0] = [];
 
 /// WAT fixtures whose instances own separate memories: refused by default
 /// (the message names both ways out), lowered with `--multi-memory`.
-const MULTI_MEMORY: [&str; 5] = ["churn", "compact-strings", "composed", "deep-copy", "resources-across-memories"];
+const MULTI_MEMORY: [&str; 6] =
+    ["churn", "compact-strings", "composed", "deep-copy", "resources-across-memories", "string-reallocs"];
 
 fn options_for(name: &str) -> Options {
     Options { multi_memory: MULTI_MEMORY.contains(&name), ..Options::default() }

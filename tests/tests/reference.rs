@@ -82,7 +82,7 @@ fn check_variants(guest: &str, variants: &[ComponentFixture]) -> Result<()> {
 }
 
 /// The WAT fixtures with a test below.
-const WAT_FIXTURES: [&str; 12] = [
+const WAT_FIXTURES: [&str; 13] = [
     "borrows",
     "churn",
     "compact-strings",
@@ -94,6 +94,7 @@ const WAT_FIXTURES: [&str; 12] = [
     "no-realloc",
     "resource-import",
     "resources-across-memories",
+    "string-reallocs",
     "utf16-strings",
 ];
 
@@ -253,6 +254,11 @@ fn wat_resource_import() -> Result<()> {
 #[test]
 fn wat_resources_across_memories() -> Result<()> {
     check_wat("resources-across-memories")
+}
+
+#[test]
+fn wat_string_reallocs() -> Result<()> {
+    check_wat("string-reallocs")
 }
 
 #[test]
