@@ -480,32 +480,35 @@ impl StringLocals {
     /// the allocation grown to the worst case.
     fn grow(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32, worst: i32) {
         trap_if_too_long(body, self.len, worst);
-        body.local_get(self.copy)
-            .local_get(self.len)
-            .i32_const(per_unit)
-            .binop(BinaryOp::I32Mul)
-            .i32_const(align)
-            .local_get(self.len)
-            .i32_const(worst)
-            .binop(BinaryOp::I32Mul)
-            .call(self.realloc)
-            .local_set(self.copy);
-        check_aligned(body, self.copy, align as u32);
+        self.reallocate(body, align, per_unit, (self.len, worst), self.copy);
     }
 
     /// out_ptr = realloc(copy, len * per_unit, align, o * out_unit)
     fn shrink(&self, body: &mut InstrSeqBuilder<'_>, align: i32, per_unit: i32, out_unit: i32) {
+        self.reallocate(body, align, per_unit, (self.o, out_unit), self.out_ptr);
+    }
+
+    /// dest = realloc(copy, len * per_unit, align, count * unit), the
+    /// result's alignment checked: `copy` resized to `count` units.
+    fn reallocate(
+        &self,
+        body: &mut InstrSeqBuilder<'_>,
+        align: i32,
+        per_unit: i32,
+        (count, unit): (LocalId, i32),
+        dest: LocalId,
+    ) {
         body.local_get(self.copy)
             .local_get(self.len)
             .i32_const(per_unit)
             .binop(BinaryOp::I32Mul)
             .i32_const(align)
-            .local_get(self.o)
-            .i32_const(out_unit)
+            .local_get(count)
+            .i32_const(unit)
             .binop(BinaryOp::I32Mul)
             .call(self.realloc)
-            .local_set(self.out_ptr);
-        check_aligned(body, self.out_ptr, align as u32);
+            .local_set(dest);
+        check_aligned(body, dest, align as u32);
     }
 
     /// A byte copy of `len * unit` bytes; the length stays.
